@@ -1,0 +1,64 @@
+import type { Config } from '../config/config.js';
+import type { Destination } from '../config/defaults.js';
+import { ExitCode } from '../errors.js';
+import { renderPlanSummary } from '../plan/render.js';
+import { openSqliteStateReadOnly } from '../state/sqlite.js';
+import type { Output } from './output.js';
+import { runPlan } from './plan-run.js';
+import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
+
+export interface DiffFlags extends CommonFlags, SourceFlags {
+  full?: boolean;
+  out?: string;
+  json?: boolean;
+  detailedExitcode?: boolean;
+}
+
+const CHANGES_SHOWN = 10;
+
+/** `referral-sync diff`: the plan `sync` would apply, shown and never sent; the state is opened read-only. */
+export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
+  const common = resolveCommon(flags, env, cwd);
+  const { source, programId, programIdDefaulted } = resolveSource(flags, env, common.config);
+  const state = openSqliteStateReadOnly(common.statePath);
+  try {
+    const stateIsEmpty = state.summary(1).schemaVersion === 0;
+    const summary = await runPlan({
+      source,
+      config: common.config,
+      destinations: common.destinations,
+      mode: 'sync',
+      resend: false,
+      now,
+      namespaces: destinationNamespaces(common.config, env),
+      baseline: state.baseline(),
+      changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
+      outFile: flags.out,
+      output,
+    });
+    if (flags.json || common.logFormat === 'json') {
+      const json = { command: 'diff', source: source.description, programId, state: state.location, stateIsEmpty, ...summary.toJSON() };
+      output.result(`${JSON.stringify(json, null, flags.json ? 2 : undefined)}\n`);
+    } else {
+      output.result(
+        renderPlanSummary(summary, {
+          title: 'referral-sync diff: what sync would send (dry run)',
+          headlineTraits: headlineTraits(common.config, common.destinations),
+          source: source.description,
+          programId: programIdDefaulted ? `${programId} (pass --campaign <id> so ids match a later API sync)` : programId,
+          state: state.location,
+          stateIsEmpty,
+        }),
+      );
+    }
+    if (flags.out) output.info(`Plan written to ${flags.out} (${summary.operations} operations).`);
+    return flags.detailedExitcode && summary.hasChanges ? ExitCode.changesFound : ExitCode.ok;
+  } finally {
+    state.close();
+  }
+}
+
+function headlineTraits(config: Config, destinations: readonly Destination[]): string[] {
+  const names = config.traitNames[destinations[0] ?? 'segment'];
+  return [names.tier, names.count, names.channel, names.referredBy, names.status];
+}

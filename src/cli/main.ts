@@ -1,0 +1,138 @@
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { ExitCode, isReferralSyncError } from '../errors.js';
+import { runDiff, type DiffFlags } from './diff.js';
+import { Output, type Streams } from './output.js';
+import type { CommonFlags, Env } from './settings.js';
+import { runStatus, type StatusFlags } from './status.js';
+
+/** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
+const INTERNAL_ERROR = 70;
+
+export interface RunEnvironment {
+  env: Env;
+  cwd: string;
+  streams: Streams;
+  now: () => Date;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function addCommonOptions(command: Command): Command {
+  return command
+    .option('--state <path>', 'state file (SQLite); env REFERRAL_SYNC_STATE', undefined)
+    .option('--config <file>', 'config file; env REFERRAL_SYNC_CONFIG (default ./referral-sync.config.json if present)')
+    .option('--user-id <rule>', 'downstream user id: email | id | metadata.<key> (default email)')
+    .option('--to <destinations>', 'segment, customerio, or both comma-separated (default both)')
+    .addOption(new Option('--log-format <format>', 'text for people, json for one object per line').choices(['text', 'json']))
+    .option('--no-progress', 'no progress display even on a terminal')
+    .option('--quiet', 'only results and errors')
+    .option('--verbose', 'more detail about what happens');
+}
+
+function addSourceOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--source <kind>', 'where participants come from (default csv when --file is given)').choices(['csv', 'growsurf', 'cello']))
+    .option('--campaign <id>', 'program id (GrowSurf campaign id); env GROWSURF_CAMPAIGN_ID; part of every idempotency key')
+    .option('--file <path...>', 'CSV export(s) to read')
+    .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']));
+}
+
+/** Builds the program; each action resolves to an exit code stored in `result`. */
+function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }): Command {
+  const program = new Command('referral-sync')
+    .description('Sync a GrowSurf or Cello referral program into Segment and Customer.io: traits, tiers and history events.')
+    .version(version(), '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => run.streams.stdout.write(text),
+      writeErr: (text) => run.streams.stderr.write(text),
+    });
+
+  const output = (flags: CommonFlags): Output =>
+    new Output(run.streams, {
+      logFormat: flags.logFormat === 'json' ? 'json' : 'text',
+      quiet: flags.quiet === true,
+      verbose: flags.verbose === true,
+      progress: flags.progress !== false && run.env.CI !== 'true',
+    });
+
+  const diff = addCommonOptions(addSourceOptions(program.command('diff')))
+    .description('Show what sync would send, per destination and per person. Sends nothing, writes no state.')
+    .option('--full', 'list every person whose traits change, not just the first 10')
+    .option('--out <file>', 'write every operation, with its exact payload, as JSON lines')
+    .option('--json', 'print the summary as JSON')
+    .option('--detailed-exitcode', 'exit 2 when there are changes, 0 when there are none')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  referral-sync diff --file export.csv --campaign abc123\n  referral-sync diff --file export.csv --out plan.jsonl --detailed-exitcode',
+    );
+  diff.action(async (flags: DiffFlags) => {
+    result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now());
+  });
+
+  const status = addCommonOptions(program.command('status'))
+    .description('Show where the state is, the last runs and the delivery counts.')
+    .option('--json', 'print as JSON')
+    .option('--runs <n>', 'how many recent runs to list', '10');
+  status.action(async (flags: StatusFlags) => {
+    result.code = await runStatus(flags, run.env, run.cwd, output(flags));
+  });
+
+  program.addHelpText(
+    'after',
+    '\nExit codes: 0 done, 1 failed deliveries, 2 changes found (diff --detailed-exitcode), 64 usage/config error,\n' +
+      '65 bad input data, 69 service unreachable or credentials refused, 75 another run holds the lock.',
+  );
+  return program;
+}
+
+/** Runs the CLI and returns its exit code; never exits the process (tests call this directly). */
+export async function run(argv: string[], environment: RunEnvironment): Promise<number> {
+  const result: { code: number } = { code: ExitCode.ok };
+  const program = buildProgram(environment, result);
+  const stderr = environment.streams.stderr;
+  try {
+    await program.parseAsync(argv);
+    return result.code;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+      return ExitCode.usage;
+    }
+    if (isReferralSyncError(error)) {
+      if (jsonLogsRequested(argv)) {
+        stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: error.message, hint: error.hint, exitCode: error.exitCode })}\n`);
+      } else {
+        stderr.write(`error: ${error.message}\n`);
+        if (error.hint) stderr.write(`${error.hint}\n`);
+      }
+      return error.exitCode;
+    }
+    stderr.write(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    stderr.write('This is a bug in referral-sync; please report it with the command you ran.\n');
+    return INTERNAL_ERROR;
+  }
+}
+
+function jsonLogsRequested(argv: string[]): boolean {
+  const index = argv.indexOf('--log-format');
+  return argv.includes('--log-format=json') || (index >= 0 && argv[index + 1] === 'json');
+}
+
+/** The process entry point used by bin/referral-sync.js: the only place that exits the process. */
+export async function main(argv: string[]): Promise<void> {
+  const code = await run(argv, {
+    env: process.env,
+    cwd: process.cwd(),
+    streams: { stdout: process.stdout, stderr: process.stderr },
+    now: () => new Date(),
+  });
+  // Let stdout drain (a large --json piped to a file) before exiting.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(code);
+}

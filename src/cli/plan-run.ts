@@ -1,0 +1,93 @@
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import type { Config } from '../config/config.js';
+import type { Destination } from '../config/defaults.js';
+import { UsageError } from '../errors.js';
+import { scanDirectory } from '../model/referrer-directory.js';
+import { planFileLine } from '../plan/plan-file.js';
+import { planOperations } from '../plan/planner.js';
+import { PlanSummary } from '../plan/summary.js';
+import type { BaselineView, PlanItem, PlanMode } from '../plan/types.js';
+import type { Source } from '../sources/source.js';
+import type { Output } from './output.js';
+
+export interface PlanRunOptions {
+  source: Source;
+  config: Config;
+  destinations: Destination[];
+  mode: PlanMode;
+  resend: boolean;
+  now: Date;
+  namespaces: Record<Destination, string>;
+  baseline: BaselineView;
+  changeLimit: number;
+  /** Path of the JSONL plan file, if one was asked for. */
+  outFile: string | undefined;
+  output: Output;
+  /** Called for every item after the summary has counted it (apply hooks in here). */
+  onItem?: (item: PlanItem) => void | Promise<void>;
+}
+
+const PROGRESS_EVERY = 5000;
+
+/** read → enrich → plan: the steps `diff`, `sync` and `backfill` share, over one planner. */
+export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
+  const { output } = options;
+  let scanned = 0;
+  const counted = async function* <T>(items: AsyncIterable<T>, label: string): AsyncGenerator<T> {
+    for await (const item of items) {
+      scanned += 1;
+      if (scanned % PROGRESS_EVERY === 0) output.progress(`${label}: ${scanned.toLocaleString('en-US')} rows`);
+      yield item;
+    }
+  };
+  if (!options.source.rereadable) throw new Error('internal: the planner needs a source it can read twice');
+  const { directory, duplicates } = await scanDirectory(counted(options.source.records(), 'Reading'), options.config.identity);
+  output.endProgress();
+  output.verbose(`Indexed ${directory.size} participants for referrer lookups.`);
+
+  const summary = new PlanSummary(
+    options.destinations,
+    options.now,
+    options.changeLimit,
+    options.config.tiers.map((t) => t.name),
+  );
+  const file = options.outFile === undefined ? undefined : openPlanFile(options.outFile);
+  scanned = 0;
+  try {
+    const items = planOperations(counted(options.source.records(), 'Planning'), {
+      config: options.config,
+      destinations: options.destinations,
+      mode: options.mode,
+      resend: options.resend,
+      now: options.now,
+      namespaces: options.namespaces,
+      directory,
+      duplicates,
+      baseline: options.baseline,
+    });
+    for await (const item of items) {
+      summary.add(item);
+      if (file && item.type === 'operation' && !file.write(planFileLine(item.operation))) await once(file, 'drain');
+      if (options.onItem) await options.onItem(item);
+    }
+  } finally {
+    output.endProgress();
+    if (file) {
+      file.end();
+      await once(file, 'close');
+    }
+  }
+  return summary;
+}
+
+/** Opens the plan file up front, so a bad path fails before any reading with exit 64 and the path. */
+function openPlanFile(path: string): WriteStream {
+  let fd: number;
+  try {
+    fd = openSync(path, 'w');
+  } catch (error) {
+    throw new UsageError(`Cannot write the plan file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}.`);
+  }
+  return createWriteStream(path, { fd, encoding: 'utf8' });
+}

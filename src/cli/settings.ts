@@ -1,0 +1,116 @@
+import { existsSync } from 'node:fs';
+import { defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
+import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../config/defaults.js';
+import { loadConfigFile } from '../config/load.js';
+import { UsageError } from '../errors.js';
+import { secretFingerprint } from '../model/ids.js';
+import { growsurfCsvSource } from '../sources/growsurf-csv.js';
+import type { Source } from '../sources/source.js';
+import type { LogFormat } from './output.js';
+
+/** Flags shared by every command (DESIGN.md §9). Commander fills them; env fills what flags leave out. */
+export interface CommonFlags {
+  state?: string;
+  config?: string;
+  userId?: string;
+  to?: string;
+  logFormat?: string;
+  progress?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  syncNulls?: boolean;
+}
+
+export interface SourceFlags {
+  source?: string;
+  campaign?: string;
+  file?: string[];
+  format?: string;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface CommonSettings {
+  config: Config;
+  configFile: string | undefined;
+  statePath: string;
+  destinations: Destination[];
+  logFormat: LogFormat;
+}
+
+export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): CommonSettings {
+  const logFormat = flags.logFormat ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') {
+    throw new UsageError(`--log-format must be "text" or "json", not "${logFormat}".`);
+  }
+  const configFile = flags.config ?? env.REFERRAL_SYNC_CONFIG ?? (existsSync(`${cwd}/${DEFAULT_CONFIG_FILE}`) ? DEFAULT_CONFIG_FILE : undefined);
+  if (configFile !== undefined && !existsSync(configFile)) {
+    throw new UsageError(`Config file not found: ${configFile}`, { hint: 'Check --config or REFERRAL_SYNC_CONFIG.' });
+  }
+  const config = configFile === undefined ? defaultConfig() : loadConfigFile(configFile);
+  if (flags.userId !== undefined) {
+    const rule = parseIdentityRule(flags.userId);
+    if (!rule) throw new UsageError(`--user-id must be "email", "id" or "metadata.<key>", not "${flags.userId}".`);
+    config.identity = rule;
+  }
+  if (flags.syncNulls) config.syncNulls = true;
+  let destinations = config.destinations;
+  if (flags.to !== undefined) {
+    const parsed = parseDestinations(flags.to);
+    if (parsed.unknown.length > 0 || parsed.destinations.length === 0) {
+      throw new UsageError(`--to takes segment, customerio or both (comma-separated), not "${flags.to}".`);
+    }
+    destinations = parsed.destinations;
+  }
+  const statePath = flags.state ?? env.REFERRAL_SYNC_STATE ?? DEFAULT_STATE_PATH;
+  if (/^postgres(ql)?:\/\//i.test(statePath)) {
+    throw new UsageError('PostgreSQL state is not available in this version of referral-sync; use a SQLite file path for --state.');
+  }
+  return { config, configFile, statePath, destinations, logFormat };
+}
+
+export interface SourceSettings {
+  source: Source;
+  programId: string;
+  /** True when the program id was not given and defaulted: ids then will not match a later API sync. */
+  programIdDefaulted: boolean;
+}
+
+export function resolveSource(flags: SourceFlags, env: Env, config: Config): SourceSettings {
+  const files = flags.file ?? [];
+  const kind = (flags.source ?? (files.length > 0 ? 'csv' : undefined))?.toLowerCase();
+  if (kind === undefined) {
+    throw new UsageError('No source given: pass --file <export.csv> (GrowSurf participant export).', {
+      hint: 'Try: referral-sync diff --file fixtures/growsurf/participants.csv',
+    });
+  }
+  if (kind === 'growsurf' || kind === 'cello') {
+    throw new UsageError(`--source ${kind} is not available in this version yet; export the participants to CSV and pass --file.`);
+  }
+  if (kind !== 'csv') throw new UsageError(`--source must be csv, growsurf or cello, not "${flags.source}".`);
+  const format = (flags.format ?? 'growsurf').toLowerCase();
+  if (format === 'cello') throw new UsageError('--format cello is not available in this version yet.');
+  if (format !== 'growsurf') throw new UsageError(`--format must be growsurf or cello, not "${flags.format}".`);
+  if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
+
+  const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
+  const programId = given?.trim() || 'default';
+  return {
+    source: growsurfCsvSource({ files, programId, config }),
+    programId,
+    programIdDefaulted: !given?.trim(),
+  };
+}
+
+/**
+ * Per-destination key namespaces: the config namespace plus a fingerprint of the destination's credentials.
+ * Segment dedupes messageIds across all its customers, so ids must differ between workspaces (DESIGN.md §6).
+ */
+export function destinationNamespaces(config: Config, env: Env): Record<Destination, string> {
+  const segmentKey = env.SEGMENT_WRITE_KEY;
+  const siteId = env.CUSTOMERIO_SITE_ID ?? env.CIO_SITE_ID;
+  return {
+    segment: `${config.namespace}/segment/${segmentKey ? secretFingerprint(segmentKey) : '-'}`,
+    customerio: `${config.namespace}/customerio/${siteId ? secretFingerprint(siteId) : '-'}`,
+  };
+}

@@ -1,0 +1,56 @@
+import { existsSync } from 'node:fs';
+import { ExitCode } from '../errors.js';
+import { openSqliteStateReadOnly } from '../state/sqlite.js';
+import type { StateSummary } from '../state/store.js';
+import type { Output } from './output.js';
+import { resolveCommon, type CommonFlags, type Env } from './settings.js';
+
+export interface StatusFlags extends CommonFlags {
+  json?: boolean;
+  runs?: string;
+}
+
+/** `referral-sync status`: where the state is, the last runs, and the ledger's counts. Read-only. */
+export async function runStatus(flags: StatusFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
+  const common = resolveCommon(flags, env, cwd);
+  const limit = Number(flags.runs ?? '10');
+  const state = openSqliteStateReadOnly(common.statePath);
+  try {
+    const summary = state.summary(Number.isInteger(limit) && limit > 0 ? limit : 10);
+    const exists = existsSync(common.statePath);
+    if (flags.json || common.logFormat === 'json') {
+      output.result(`${JSON.stringify({ exists, ...summary }, null, flags.json ? 2 : undefined)}\n`);
+    } else {
+      output.result(renderStatus(summary, exists));
+    }
+    return ExitCode.ok;
+  } finally {
+    state.close();
+  }
+}
+
+function renderStatus(summary: StateSummary, exists: boolean): string {
+  const lines = [`State: ${summary.location}`];
+  if (!exists || summary.schemaVersion === 0) {
+    lines.push('  No state yet: nothing has been synced. `referral-sync diff` shows what the first sync would send.');
+    return `${lines.join('\n')}\n`;
+  }
+  lines.push(`  schema version ${summary.schemaVersion}`);
+  lines.push('', 'Identities (last acknowledged traits)');
+  if (summary.identities.length === 0) lines.push('  none');
+  for (const row of summary.identities) lines.push(`  ${row.destination.padEnd(12)}${String(row.count).padStart(10)}`);
+  lines.push('', 'Deliveries');
+  if (summary.deliveries.length === 0) lines.push('  none');
+  for (const row of summary.deliveries) {
+    lines.push(`  ${row.destination.padEnd(12)}${row.status.padEnd(9)}${String(row.count).padStart(10)}`);
+  }
+  lines.push('', 'Last runs');
+  if (summary.runs.length === 0) lines.push('  none');
+  for (const run of summary.runs) {
+    const counts = Object.entries(run.counts)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    lines.push(`  #${run.id} ${run.command.padEnd(9)} ${run.status.padEnd(9)} ${run.startedAt} → ${run.finishedAt ?? '…'}  program ${run.programId}  ${counts}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,88 @@
+import {
+  DEFAULT_EVENT_NAMES,
+  DEFAULT_TIERS,
+  DEFAULT_TRAIT_NAMES,
+  DESTINATIONS,
+  EVENT_KINDS,
+  TRAIT_KEYS,
+  type Destination,
+  type EventKind,
+  type TraitKey,
+} from './defaults.js';
+
+/** How a participant becomes a downstream userId (DESIGN.md §4). */
+export type IdentityRule = { kind: 'email' } | { kind: 'id' } | { kind: 'metadata'; key: string };
+
+export interface Tier {
+  name: string;
+  min: number;
+}
+
+/** The validated configuration every layer below `cli/` receives. Nothing here reads the environment. */
+export interface Config {
+  /** Mixed into every idempotency key, so two programs or two tenants never share an id. */
+  namespace: string;
+  identity: IdentityRule;
+  /** Highest first; the last has min 0. */
+  tiers: Tier[];
+  traitNames: Record<Destination, Record<TraitKey, string>>;
+  eventNames: Record<Destination, Record<EventKind, string>>;
+  /** Extra CSV header names: canonical field (or `metadata.<key>`) → header as it appears in the file. */
+  columns: Record<string, string>;
+  /** Metadata keys forwarded as traits/attributes under the same name. */
+  metadataTraits: string[];
+  /** Send null for a trait that had a value before and has none now. Off: nulls never overwrite. */
+  syncNulls: boolean;
+  destinations: Destination[];
+}
+
+export function defaultConfig(): Config {
+  return {
+    namespace: 'default',
+    identity: { kind: 'email' },
+    tiers: DEFAULT_TIERS.map((tier) => ({ ...tier })),
+    traitNames: {
+      segment: { ...DEFAULT_TRAIT_NAMES.segment },
+      customerio: { ...DEFAULT_TRAIT_NAMES.customerio },
+    },
+    eventNames: {
+      segment: { ...DEFAULT_EVENT_NAMES.segment },
+      customerio: { ...DEFAULT_EVENT_NAMES.customerio },
+    },
+    columns: {},
+    metadataTraits: [],
+    syncNulls: false,
+    destinations: [...DESTINATIONS],
+  };
+}
+
+/** Parses `email`, `id` or `metadata.<key>`; returns undefined for anything else. */
+export function parseIdentityRule(value: string): IdentityRule | undefined {
+  if (value === 'email') return { kind: 'email' };
+  if (value === 'id') return { kind: 'id' };
+  const match = /^metadata\.(.+)$/.exec(value);
+  if (match?.[1]) return { kind: 'metadata', key: match[1] };
+  return undefined;
+}
+
+export function describeIdentityRule(rule: IdentityRule): string {
+  return rule.kind === 'metadata' ? `metadata.${rule.key}` : rule.kind;
+}
+
+/** Parses a comma list of destinations (`segment,customerio`); returns the unknown names it met. */
+export function parseDestinations(value: string): { destinations: Destination[]; unknown: string[] } {
+  const destinations: Destination[] = [];
+  const unknown: string[] = [];
+  for (const raw of value.split(',')) {
+    const name = raw.trim().toLowerCase();
+    if (name === '') continue;
+    if ((DESTINATIONS as readonly string[]).includes(name)) {
+      if (!destinations.includes(name as Destination)) destinations.push(name as Destination);
+    } else {
+      unknown.push(raw.trim());
+    }
+  }
+  return { destinations, unknown };
+}
+
+export { DESTINATIONS, EVENT_KINDS, TRAIT_KEYS };

@@ -1,0 +1,88 @@
+/** Default trait names, event names and tiers of DESIGN.md §4–§5. Every one is configurable. */
+
+export const DESTINATIONS = ['segment', 'customerio'] as const;
+export type Destination = (typeof DESTINATIONS)[number];
+
+/** Canonical trait keys; each destination maps them to its own attribute names. */
+export const TRAIT_KEYS = [
+  'tier',
+  'channel',
+  'source',
+  'referredBy',
+  'count',
+  'code',
+  'link',
+  'status',
+  'email',
+  'firstName',
+  'lastName',
+  'createdAt',
+] as const;
+export type TraitKey = (typeof TRAIT_KEYS)[number];
+
+export const EVENT_KINDS = ['joined', 'referralMade', 'converted', 'rewardEarned', 'tierChanged'] as const;
+export type EventKind = (typeof EVENT_KINDS)[number];
+
+export const DEFAULT_TRAIT_NAMES: Record<Destination, Record<TraitKey, string>> = {
+  segment: {
+    tier: 'referral_tier',
+    channel: 'acquisition_channel',
+    source: 'referral_source',
+    referredBy: 'referred_by',
+    count: 'referral_count',
+    code: 'referral_code',
+    link: 'referral_link',
+    status: 'referral_status',
+    email: 'email',
+    firstName: 'firstName',
+    lastName: 'lastName',
+    createdAt: 'createdAt',
+  },
+  customerio: {
+    tier: 'referral_tier',
+    channel: 'acquisition_channel',
+    source: 'referral_source',
+    referredBy: 'referred_by',
+    count: 'total_referrals',
+    code: 'referral_code',
+    link: 'referral_link',
+    status: 'referral_status',
+    email: 'email',
+    firstName: 'first_name',
+    lastName: 'last_name',
+    createdAt: 'created_at',
+  },
+};
+
+// Segment: Object + past-tense Action in Title Case; Customer.io: snake_case (each vendor's own convention).
+export const DEFAULT_EVENT_NAMES: Record<Destination, Record<EventKind, string>> = {
+  segment: {
+    joined: 'Referral Program Joined',
+    referralMade: 'Referral Made',
+    converted: 'Referral Converted',
+    rewardEarned: 'Referral Reward Earned',
+    tierChanged: 'Referral Tier Changed',
+  },
+  customerio: {
+    joined: 'referral_program_joined',
+    referralMade: 'referral_friend_signed_up',
+    converted: 'referral_converted',
+    rewardEarned: 'referral_reward_claimed',
+    tierChanged: 'referral_tier_changed',
+  },
+};
+
+/** Minimum successful referrals for each tier, highest first; the tier with 0 is everyone else. */
+export const DEFAULT_TIERS: ReadonlyArray<{ name: string; min: number }> = [
+  { name: 'champion', min: 10 },
+  { name: 'power_referrer', min: 5 },
+  { name: 'active', min: 1 },
+  { name: 'new_participant', min: 0 },
+];
+
+export const DEFAULT_CONFIG_FILE = 'referral-sync.config.json';
+export const DEFAULT_STATE_PATH = '.referral-sync/state.db';
+/** Customer.io: "Events with a timestamp in the past 72 hours can trigger campaigns". */
+export const CUSTOMERIO_CAMPAIGN_WINDOW_MS = 72 * 60 * 60 * 1000;
+/** Segment: 32 KB per message; Customer.io v2: 32 KB per operation in a batch. */
+export const MAX_OPERATION_BYTES: Record<Destination, number> = { segment: 32 * 1024, customerio: 32 * 1024 };

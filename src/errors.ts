@@ -1,0 +1,59 @@
+/**
+ * Exit codes of DESIGN.md §9. Every error the tool raises on purpose carries one, so `cli/` can turn any
+ * failure into the right code without knowing where it came from.
+ */
+export const ExitCode = {
+  ok: 0,
+  failedDeliveries: 1,
+  changesFound: 2,
+  usage: 64,
+  dataError: 65,
+  unavailable: 69,
+  locked: 75,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class ReferralSyncError extends Error {
+  readonly exitCode: ExitCode;
+  /** What the user can do about it, printed on its own line after the message. */
+  readonly hint: string | undefined;
+
+  constructor(message: string, exitCode: ExitCode, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+    this.hint = options.hint;
+  }
+}
+
+/** Bad flags, a bad config file, a file that does not exist: the user must change the command. Exit 64. */
+export class UsageError extends ReferralSyncError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, ExitCode.usage, options);
+  }
+}
+
+/** Input data the tool cannot use as a whole (unknown column layout, corrupt state). Exit 65. */
+export class DataError extends ReferralSyncError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, ExitCode.dataError, options);
+  }
+}
+
+/** A service is unreachable or refused the credentials. Exit 69. */
+export class UnavailableError extends ReferralSyncError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, ExitCode.unavailable, options);
+  }
+}
+
+/** Another run holds the lock on this state and program. Exit 75. */
+export class LockedError extends ReferralSyncError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, ExitCode.locked, options);
+  }
+}
+
+export function isReferralSyncError(error: unknown): error is ReferralSyncError {
+  return error instanceof ReferralSyncError;
+}

@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Deterministic operation ids (DESIGN.md §6). The same input gives the same bytes on every run and machine:
+ * only sha256 over fixed-order UTF-8 parts, no clock, no randomness, no locale.
+ */
+
+/** Inputs of one operation's key, in the order they are hashed. */
+export interface KeyParts {
+  namespace: string;
+  source: string;
+  programId: string;
+  kind: string;
+  subjectId: string;
+  objectId: string;
+}
+
+/** Hex sha256 of the parts joined by `|`; `|` inside a part is escaped so two different tuples never collide. */
+export function operationKey(parts: KeyParts): string {
+  const fields = [parts.namespace, parts.source, parts.programId, parts.kind, parts.subjectId, parts.objectId];
+  const joined = fields.map((f) => f.replaceAll('\\', '\\\\').replaceAll('|', '\\|')).join('|');
+  return createHash('sha256').update(joined, 'utf8').digest('hex');
+}
+
+/** Segment messageId: `rs1-` + 40 hex chars (44 chars, well under Segment's 100). */
+export function segmentMessageId(key: string): string {
+  return `rs1-${key.slice(0, 40)}`;
+}
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+const MAX_ULID_TIME = 2 ** 48 - 1;
+
+/**
+ * Customer.io event id: a ULID whose 48-bit time part is the event time and whose 80 "random" bits are the
+ * first 80 bits of the key. Customer.io dedupes events on this id.
+ */
+export function customerioEventId(key: string, time: Date | undefined): string {
+  const ms = time === undefined ? 0 : Math.min(Math.max(0, time.getTime()), MAX_ULID_TIME);
+  return encodeTime(ms) + encodeRandom(key.slice(0, 20));
+}
+
+function encodeTime(ms: number): string {
+  let out = '';
+  let value = ms;
+  for (let i = 0; i < 10; i += 1) {
+    out = CROCKFORD[value % 32] + out;
+    value = Math.floor(value / 32);
+  }
+  return out;
+}
+
+/** 20 hex chars = 80 bits = 16 Crockford base32 chars. */
+function encodeRandom(hex20: string): string {
+  let bits = BigInt(`0x${hex20}`);
+  let out = '';
+  for (let i = 0; i < 16; i += 1) {
+    out = CROCKFORD[Number(bits & 31n)] + out;
+    bits >>= 5n;
+  }
+  return out;
+}
+
+/** Short, non-reversible fingerprint of a secret (a write key, a site id) for use inside a namespace. */
+export function secretFingerprint(secret: string): string {
+  return createHash('sha256').update(`referral-sync:${secret}`, 'utf8').digest('hex').slice(0, 16);
+}
+
+/** Hash of a JSON value with sorted keys: equal traits give equal hashes whatever their key order. */
+export function stableHash(value: unknown): string {
+  return createHash('sha256').update(stableStringify(value), 'utf8').digest('hex');
+}
+
+export function stableStringify(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
+}

@@ -1,0 +1,203 @@
+import type { Config } from '../config/config.js';
+import { MAX_OPERATION_BYTES, type Destination } from '../config/defaults.js';
+import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
+import { identityOf, missingIdentityReason } from '../model/identity.js';
+import { operationKey, stableHash } from '../model/ids.js';
+import type { Participant, RecordLocation, SourceRecord } from '../model/participant.js';
+import { locationKey, type ReferrerDirectory } from '../model/referrer-directory.js';
+import { computeTraits, destinationTraits, isReferred, type TraitMap } from '../model/traits.js';
+import { eventPayload, identifyPayload } from './payloads.js';
+import type { BaselineView, EventOperation, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
+
+export interface PlanContext {
+  config: Config;
+  destinations: readonly Destination[];
+  /** sync: only what changed; backfill: re-identify everyone. */
+  mode: PlanMode;
+  /** backfill --resend: send events again even when the ledger has them as sent. */
+  resend: boolean;
+  /** The time "observed" facts get; injected so the planner stays pure. */
+  now: Date;
+  /** Per-destination namespace for keys (config namespace + a fingerprint of the destination credentials). */
+  namespaces: Record<Destination, string>;
+  directory: ReferrerDirectory;
+  /** `file:line` of rows that repeat an earlier participant id, found by the directory pass. */
+  duplicates: ReadonlySet<string>;
+  baseline: BaselineView;
+}
+
+/**
+ * The planner: participants in, plan items out, nothing read or written but through `context.baseline`.
+ * `diff` renders what it yields; `sync` and `backfill` apply it. Both see the same items for the same input.
+ */
+export async function* planOperations(records: AsyncIterable<SourceRecord>, context: PlanContext): AsyncGenerator<PlanItem> {
+  for await (const record of records) {
+    if (record.kind === 'invalid') {
+      yield { type: 'invalid', reason: record.reason, location: record.location, ...withId(record.participantId) };
+      continue;
+    }
+    yield* planParticipant(record.participant, record.location, context);
+  }
+}
+
+function withId(participantId: string | undefined): { participantId?: string } {
+  return participantId === undefined ? {} : { participantId };
+}
+
+function* planParticipant(participant: Participant, location: RecordLocation | undefined, context: PlanContext): Generator<PlanItem> {
+  const { config } = context;
+  if (location && context.duplicates.has(locationKey(location))) {
+    yield {
+      type: 'invalid',
+      reason: `participant id "${participant.id}" already appeared on an earlier row; the first row wins and this one is ignored`,
+      location,
+      participantId: participant.id,
+    };
+    return;
+  }
+  const userId = identityOf(participant, config.identity);
+  if (userId === undefined) {
+    yield { type: 'invalid', reason: missingIdentityReason(config.identity), location, participantId: participant.id };
+    return;
+  }
+  let referrerUserId: string | undefined;
+  if (participant.referrerId !== undefined) {
+    referrerUserId = context.directory.resolve(participant.referrerId);
+    if (referrerUserId === undefined) {
+      yield {
+        type: 'warning',
+        message: `referrer "${participant.referrerId}" of participant ${participant.id} is not in the data; referred_by is left unset and no Referral Made event is planned`,
+        location,
+      };
+    }
+  }
+  const count = participant.referralCount ?? context.directory.referralsOf(participant).converted;
+  const traits = computeTraits(participant, { referredBy: referrerUserId, count }, config);
+  yield { type: 'participant', participantId: participant.id, userId, traits };
+
+  const facts = deriveEvents(participant, { userId, referrerUserId });
+  for (const destination of context.destinations) {
+    const named = destinationTraits(traits, destination, config);
+    const baseline = context.baseline.identity(destination, userId);
+    if (config.syncNulls && baseline) {
+      for (const key of Object.keys(baseline.traits)) {
+        if (!(key in named) && baseline.traits[key] !== null) named[key] = null;
+      }
+    }
+    const hash = stableHash(named);
+    if (context.mode === 'sync' && baseline?.hash === hash) {
+      yield { type: 'unchanged', destination, userId };
+    } else {
+      const identify = identifyOperation(destination, participant, userId, named, hash, baseline?.traits, context);
+      yield* checked(identify, location);
+    }
+
+    const destinationFacts = [...facts];
+    const tierName = config.traitNames[destination].tier;
+    const previousTier = baseline?.traits[tierName];
+    if (context.mode === 'sync' && typeof previousTier === 'string' && previousTier !== traits.tier) {
+      destinationFacts.push(tierChangedFact(participant, userId, previousTier, traits.tier, count));
+    }
+    for (const fact of destinationFacts) {
+      const operation = eventOperation(destination, participant, fact, context);
+      const status = context.baseline.delivery(destination, operation.key);
+      if (status === 'sent' && !context.resend) {
+        yield { type: 'deduped', destination, event: fact.kind, key: operation.key, status };
+      } else if (status === 'dead' && !context.resend) {
+        // Dead deliveries were refused for good; only `referral-sync retry` sends them again.
+        yield { type: 'deduped', destination, event: fact.kind, key: operation.key, status };
+      } else {
+        yield* checked(operation, location);
+      }
+    }
+  }
+  if (isReferred(participant) && participant.referrerId === undefined) {
+    yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location };
+  }
+}
+
+/** An operation over the destination's size limit is invalid, reported, and never sent. */
+function* checked(operation: IdentifyOperation | EventOperation, location: RecordLocation | undefined): Generator<PlanItem> {
+  const limit = MAX_OPERATION_BYTES[operation.destination];
+  if (operation.bytes > limit) {
+    yield {
+      type: 'invalid',
+      reason: `${operation.kind === 'identify' ? 'identify' : operation.name} for ${operation.userId} is ${operation.bytes} bytes, over ${operation.destination}'s ${limit / 1024} KB limit`,
+      location,
+      participantId: operation.participantId,
+    };
+    return;
+  }
+  yield { type: 'operation', operation };
+}
+
+function identifyOperation(
+  destination: Destination,
+  participant: Participant,
+  userId: string,
+  traits: TraitMap,
+  hash: string,
+  before: TraitMap | undefined,
+  context: PlanContext,
+): IdentifyOperation {
+  // The traits hash is part of the key: Segment dedupes messageIds for ~24 h, so a changed identify needs a new one.
+  const key = operationKey({
+    namespace: context.namespaces[destination],
+    source: participant.source,
+    programId: participant.programId,
+    kind: 'identify',
+    subjectId: userId,
+    objectId: hash,
+  });
+  const payload = identifyPayload(destination, userId, traits, key);
+  const changes: TraitChange[] = [];
+  for (const [trait, after] of Object.entries(traits)) {
+    const previous = before?.[trait];
+    if (before === undefined || previous !== after) changes.push({ trait, before: previous, after });
+  }
+  return {
+    destination,
+    kind: 'identify',
+    key,
+    userId,
+    participantId: participant.id,
+    change: before === undefined ? 'new' : changes.length > 0 ? 'changed' : 'refresh',
+    changes,
+    traits,
+    traitsHash: hash,
+    payload,
+    bytes: Buffer.byteLength(JSON.stringify(payload)),
+  };
+}
+
+const KEY_KINDS: Record<EventFact['kind'], string> = {
+  joined: 'joined',
+  referralMade: 'referral_made',
+  converted: 'converted',
+  rewardEarned: 'reward',
+  tierChanged: 'tier_changed',
+};
+
+function eventOperation(destination: Destination, participant: Participant, fact: EventFact, context: PlanContext): EventOperation {
+  const key = operationKey({
+    namespace: context.namespaces[destination],
+    source: participant.source,
+    programId: participant.programId,
+    kind: KEY_KINDS[fact.kind],
+    subjectId: fact.subjectId,
+    objectId: fact.objectId,
+  });
+  const payload = eventPayload(destination, fact, key, context.config, context.now);
+  return {
+    destination,
+    kind: 'track',
+    event: fact.kind,
+    name: context.config.eventNames[destination][fact.kind],
+    key,
+    userId: fact.userId,
+    participantId: participant.id,
+    time: fact.time,
+    payload,
+    bytes: Buffer.byteLength(JSON.stringify(payload)),
+  };
+}

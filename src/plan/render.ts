@@ -1,0 +1,157 @@
+import { EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
+import { formatLocation } from '../model/participant.js';
+import type { TraitValue } from '../model/traits.js';
+import type { PersonChange, PlanSummary, Problem } from './summary.js';
+
+/** Text rendering of a plan summary for people (DESIGN.md §9): tables and bars, no colour, no TTY needed. */
+
+const DESTINATION_LABEL: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
+const EVENT_LABEL: Record<EventKind, string> = {
+  joined: 'joined',
+  referralMade: 'referral made',
+  converted: 'converted',
+  rewardEarned: 'reward earned',
+  tierChanged: 'tier changed',
+};
+const BAR_WIDTH = 30;
+const PROBLEMS_SHOWN = 20;
+
+export interface RenderHeader {
+  title: string;
+  /** Trait names (of the first destination) shown for new people; the rest are in --out. */
+  headlineTraits: readonly string[];
+  source: string;
+  programId: string;
+  state: string;
+  stateIsEmpty: boolean;
+}
+
+export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): string {
+  const out: string[] = [];
+  out.push(header.title);
+  out.push(`  source   ${header.source}`);
+  out.push(`  program  ${header.programId}`);
+  out.push(`  state    ${header.state}${header.stateIsEmpty ? ' (empty: everything is new)' : ''}`);
+  out.push('');
+  out.push(
+    `Participants: ${summary.participants} planned, ${summary.invalid} invalid, ${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}`,
+  );
+  out.push('');
+  out.push(...renderCounts(summary));
+  out.push('');
+  out.push(...renderDistribution(summary));
+  const changes = renderChanges(summary, header.headlineTraits);
+  if (changes.length > 0) out.push('', ...changes);
+  if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not planned)`, summary.invalidSamples, summary.invalid));
+  if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${summary.warnings})`, summary.warningSamples, summary.warnings));
+  if (summary.customerioRecentEvents > 0) {
+    out.push(
+      '',
+      `! ${summary.customerioRecentEvents} Customer.io event${summary.customerioRecentEvents === 1 ? ' is' : 's are'} timestamped within the last 72 hours: ` +
+        'Customer.io can trigger campaigns from them. Pause event-triggered campaigns first if that is not wanted.',
+    );
+  }
+
+  return `${out.join('\n')}\n`;
+}
+
+function renderCounts(summary: PlanSummary): string[] {
+  const destinations = summary.destinationOrder;
+  const rows: [string, string, (d: Destination) => number][] = [
+    ['identify', 'new', (d) => summary.destinations[d]!.identify.new],
+    ['', 'changed', (d) => summary.destinations[d]!.identify.changed + summary.destinations[d]!.identify.refresh],
+    ['', 'unchanged', (d) => summary.destinations[d]!.identify.unchanged],
+  ];
+  EVENT_KINDS.forEach((kind, index) => {
+    rows.push([index === 0 ? 'events' : '', EVENT_LABEL[kind], (d) => summary.destinations[d]!.events[kind].send]);
+  });
+  rows.push(['', 'already sent', (d) => sumDeduped(summary, d)]);
+  if (destinations.some((d) => summary.destinations[d]!.dead > 0)) {
+    rows.push(['', 'dead (see retry)', (d) => summary.destinations[d]!.dead]);
+  }
+  rows.push(['to send', '', (d) => summary.destinations[d]!.operations]);
+  const labelWidth = 24;
+  const columnWidth = Math.max(...destinations.map((d) => DESTINATION_LABEL[d].length)) + 2;
+  const lines = [' '.repeat(labelWidth) + destinations.map((d) => DESTINATION_LABEL[d].padStart(columnWidth)).join('')];
+  for (const [group, label, value] of rows) {
+    const left = `${group.padEnd(10)}${label}`.padEnd(labelWidth);
+    lines.push(left + destinations.map((d) => String(value(d)).padStart(columnWidth)).join(''));
+  }
+  return lines;
+}
+
+function sumDeduped(summary: PlanSummary, destination: Destination): number {
+  const events = summary.destinations[destination]!.events;
+  return EVENT_KINDS.reduce((sum, kind) => sum + events[kind].deduped, 0);
+}
+
+function renderDistribution(summary: PlanSummary): string[] {
+  const lines = ['Tiers'];
+  const tiers = summary.tierDistribution();
+  const total = Math.max(1, summary.participants);
+  const nameWidth = Math.max(16, ...tiers.map((t) => t.tier.length + 2));
+  const max = Math.max(1, ...tiers.map((t) => t.count));
+  for (const { tier, count } of tiers) lines.push(barLine(tier, count, max, total, nameWidth));
+  lines.push('Channel');
+  const channelMax = Math.max(1, summary.channels.referral, summary.channels.organic);
+  lines.push(barLine('referral', summary.channels.referral, channelMax, total, nameWidth));
+  lines.push(barLine('organic', summary.channels.organic, channelMax, total, nameWidth));
+  return lines;
+}
+
+function barLine(label: string, count: number, max: number, total: number, width: number): string {
+  const length = count === 0 ? 0 : Math.max(1, Math.round((count / max) * BAR_WIDTH));
+  const percent = `${Math.round((count / total) * 100)}%`;
+  return `  ${label.padEnd(width)}${String(count).padStart(8)}  ${'█'.repeat(length).padEnd(BAR_WIDTH)} ${percent.padStart(4)}`;
+}
+
+function renderChanges(summary: PlanSummary, headlineTraits: readonly string[]): string[] {
+  if (summary.changes.length === 0) return [];
+  const first = summary.destinationOrder[0]!;
+  const counts = summary.destinations[first]!.identify;
+  const total = counts.new + counts.changed + counts.refresh;
+  const shown = summary.changes.length;
+  const lines = [
+    `People to identify (${DESTINATION_LABEL[first]} trait names; ${shown === total ? `all ${total}` : `first ${shown} of ${total}, --full for all`})`,
+  ];
+  for (const person of summary.changes) lines.push(...renderPerson(person, headlineTraits));
+  return lines;
+}
+
+function renderPerson(person: PersonChange, headlineTraits: readonly string[]): string[] {
+  if (person.change === 'new') {
+    const traits = person.changes
+      .filter((c) => headlineTraits.includes(c.trait))
+      .map((c) => `${c.trait}=${formatValue(c.after)}`)
+      .join(', ');
+    return [`  + ${person.userId} (new)  ${truncate(traits, 160)}`];
+  }
+  if (person.change === 'refresh') return [`  = ${person.userId}  (re-identify, no change)`];
+  return [
+    `  ~ ${person.userId}`,
+    ...person.changes.map((c) => `      ${c.trait}: ${formatValue(c.before)} → ${formatValue(c.after)}`),
+  ];
+}
+
+function renderProblems(title: string, samples: Problem[], total: number): string[] {
+  const lines = [title];
+  for (const problem of samples.slice(0, PROBLEMS_SHOWN)) lines.push(`  ${formatLocation(problem.location)}: ${problem.message}`);
+  if (total > PROBLEMS_SHOWN) lines.push(`  … and ${total - PROBLEMS_SHOWN} more (--json lists the first ${samples.length})`);
+  return lines;
+}
+
+function renderVerdict(summary: PlanSummary): string {
+  if (!summary.hasChanges) return 'No changes: nothing would be sent.';
+  const parts = summary.destinationOrder.map((d) => `${summary.destinations[d]!.operations} to ${DESTINATION_LABEL[d]}`);
+  return `Would send ${parts.join(' and ')}. Nothing was sent and the state was not changed.`;
+}
+
+function formatValue(value: TraitValue | undefined): string {
+  if (value === undefined) return '∅';
+  if (value === null) return 'null';
+  return typeof value === 'string' ? value : String(value);
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}

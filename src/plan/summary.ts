@@ -1,0 +1,149 @@
+import { CUSTOMERIO_CAMPAIGN_WINDOW_MS, EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
+import type { RecordLocation } from '../model/participant.js';
+import type { PlanItem, TraitChange } from './types.js';
+
+export interface DestinationCounts {
+  identify: { new: number; changed: number; refresh: number; unchanged: number };
+  events: Record<EventKind, { send: number; deduped: number }>;
+  /** Events the ledger holds as dead: only `retry` sends them. */
+  dead: number;
+  operations: number;
+  bytes: number;
+}
+
+export interface PersonChange {
+  userId: string;
+  participantId: string;
+  change: 'new' | 'changed' | 'refresh';
+  changes: TraitChange[];
+}
+
+export interface Problem {
+  location: RecordLocation | undefined;
+  message: string;
+}
+
+const SAMPLE_LIMIT = 50;
+
+/**
+ * Folds plan items into what a person reads at a glance. Keeps counts for everything and samples (never every
+ * row) of changes, invalid rows and warnings, so a million-row plan summarizes in constant memory.
+ */
+export class PlanSummary {
+  participants = 0;
+  invalid = 0;
+  warnings = 0;
+  readonly invalidSamples: Problem[] = [];
+  readonly warningSamples: Problem[] = [];
+  readonly destinations: Partial<Record<Destination, DestinationCounts>> = {};
+  readonly tiers = new Map<string, number>();
+  readonly channels = { referral: 0, organic: 0 };
+  readonly changes: PersonChange[] = [];
+  /** Customer.io events timestamped within 72 hours of now: they can trigger campaigns. */
+  customerioRecentEvents = 0;
+
+  constructor(
+    readonly destinationOrder: readonly Destination[],
+    readonly now: Date,
+    /** How many people's trait changes to keep; Infinity for `diff --full`. */
+    readonly changeLimit: number,
+    readonly tierOrder: readonly string[],
+  ) {
+    for (const destination of destinationOrder) this.destinations[destination] = emptyCounts();
+  }
+
+  add(item: PlanItem): void {
+    switch (item.type) {
+      case 'participant':
+        this.participants += 1;
+        this.tiers.set(item.traits.tier, (this.tiers.get(item.traits.tier) ?? 0) + 1);
+        this.channels[item.traits.channel] += 1;
+        return;
+      case 'invalid':
+        this.invalid += 1;
+        if (this.invalidSamples.length < SAMPLE_LIMIT) this.invalidSamples.push({ location: item.location, message: item.reason });
+        return;
+      case 'warning':
+        this.warnings += 1;
+        if (this.warningSamples.length < SAMPLE_LIMIT) this.warningSamples.push({ location: item.location, message: item.message });
+        return;
+      case 'unchanged':
+        this.counts(item.destination).identify.unchanged += 1;
+        return;
+      case 'deduped': {
+        const counts = this.counts(item.destination);
+        if (item.status === 'dead') counts.dead += 1;
+        else counts.events[item.event].deduped += 1;
+        return;
+      }
+      case 'operation': {
+        const op = item.operation;
+        const counts = this.counts(op.destination);
+        counts.operations += 1;
+        counts.bytes += op.bytes;
+        if (op.kind === 'identify') {
+          counts.identify[op.change] += 1;
+          if (op.destination === this.destinationOrder[0] && this.changes.length < this.changeLimit) {
+            this.changes.push({ userId: op.userId, participantId: op.participantId, change: op.change, changes: op.changes });
+          }
+        } else {
+          counts.events[op.event].send += 1;
+          const time = op.time ?? this.now;
+          if (op.destination === 'customerio' && this.now.getTime() - time.getTime() < CUSTOMERIO_CAMPAIGN_WINDOW_MS) {
+            this.customerioRecentEvents += 1;
+          }
+        }
+      }
+    }
+  }
+
+  get operations(): number {
+    return Object.values(this.destinations).reduce((sum, c) => sum + (c?.operations ?? 0), 0);
+  }
+
+  get hasChanges(): boolean {
+    return this.operations > 0;
+  }
+
+  /** Tiers in configured order (highest first), including empty ones, so the chart always has the same rows. */
+  tierDistribution(): { tier: string; count: number }[] {
+    const rows = this.tierOrder.map((tier) => ({ tier, count: this.tiers.get(tier) ?? 0 }));
+    for (const [tier, count] of this.tiers) if (!this.tierOrder.includes(tier)) rows.push({ tier, count });
+    return rows;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      participants: this.participants,
+      invalid: this.invalid,
+      invalidRows: this.invalidSamples.map(problemJson),
+      warnings: this.warnings,
+      warningSamples: this.warningSamples.map(problemJson),
+      destinations: this.destinations,
+      operations: this.operations,
+      tiers: Object.fromEntries(this.tierDistribution().map((r) => [r.tier, r.count])),
+      channels: this.channels,
+      customerioRecentEvents: this.customerioRecentEvents,
+      changes: this.changes,
+    };
+  }
+
+  private counts(destination: Destination): DestinationCounts {
+    let counts = this.destinations[destination];
+    if (!counts) {
+      counts = emptyCounts();
+      this.destinations[destination] = counts;
+    }
+    return counts;
+  }
+}
+
+function emptyCounts(): DestinationCounts {
+  const events = {} as Record<EventKind, { send: number; deduped: number }>;
+  for (const kind of EVENT_KINDS) events[kind] = { send: 0, deduped: 0 };
+  return { identify: { new: 0, changed: 0, refresh: 0, unchanged: 0 }, events, dead: 0, operations: 0, bytes: 0 };
+}
+
+function problemJson(problem: Problem): Record<string, unknown> {
+  return { file: problem.location?.file ?? null, line: problem.location?.line ?? null, reason: problem.message };
+}

@@ -1,0 +1,64 @@
+import type { Destination, EventKind } from '../config/defaults.js';
+import type { RecordLocation } from '../model/participant.js';
+import type { CanonicalTraits, TraitMap, TraitValue } from '../model/traits.js';
+
+export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead';
+
+/** The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. */
+export interface BaselineView {
+  identity(destination: Destination, userId: string): { traits: TraitMap; hash: string } | undefined;
+  delivery(destination: Destination, key: string): DeliveryStatus | undefined;
+}
+
+/** An empty state: everything is new. */
+export const EMPTY_BASELINE: BaselineView = {
+  identity: () => undefined,
+  delivery: () => undefined,
+};
+
+export interface TraitChange {
+  trait: string;
+  before: TraitValue | undefined;
+  after: TraitValue;
+}
+
+interface OperationBase {
+  destination: Destination;
+  /** Ledger key: sha256 of the namespace, source, program, kind, subject and object (DESIGN.md §6). */
+  key: string;
+  userId: string;
+  participantId: string;
+  /** The exact body this operation sends: a Segment message, or a Customer.io Track v2 batch operation. */
+  payload: Record<string, unknown>;
+  /** Size of the payload as JSON, checked against the destination's limit. */
+  bytes: number;
+}
+
+export interface IdentifyOperation extends OperationBase {
+  kind: 'identify';
+  change: 'new' | 'changed' | 'refresh';
+  changes: TraitChange[];
+  traits: TraitMap;
+  traitsHash: string;
+}
+
+export interface EventOperation extends OperationBase {
+  kind: 'track';
+  event: EventKind;
+  name: string;
+  /** Event time; undefined when the fact is only observed now. */
+  time: Date | undefined;
+}
+
+export type Operation = IdentifyOperation | EventOperation;
+
+/** Everything the planner says, in order: operations to send and what it decided not to send, and why. */
+export type PlanItem =
+  | { type: 'operation'; operation: Operation }
+  | { type: 'unchanged'; destination: Destination; userId: string }
+  | { type: 'deduped'; destination: Destination; event: EventKind; key: string; status: DeliveryStatus }
+  | { type: 'participant'; participantId: string; userId: string; traits: CanonicalTraits }
+  | { type: 'invalid'; reason: string; location: RecordLocation | undefined; participantId?: string }
+  | { type: 'warning'; message: string; location: RecordLocation | undefined };
+
+export type PlanMode = 'sync' | 'backfill';

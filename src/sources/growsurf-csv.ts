@@ -1,0 +1,230 @@
+import type { Config, IdentityRule } from '../config/config.js';
+import { DataError, UsageError } from '../errors.js';
+import { parseDate } from '../model/dates.js';
+import { looksLikeEmail, normalizeEmail } from '../model/identity.js';
+import {
+  normalizeReferralStatus,
+  type MetadataValue,
+  type Participant,
+  type SourceRecord,
+} from '../model/participant.js';
+import { normalizeHeader, openCsv } from './csv.js';
+import type { Source } from './source.js';
+
+/**
+ * GrowSurf participant exports. GrowSurf does not publish the export's headers (research/growsurf.md §7), so
+ * columns are found by aliases compared without case or punctuation, extended by the config's column map;
+ * every other column becomes metadata.
+ */
+
+export const GROWSURF_CSV_FIELDS = {
+  id: ['ID', 'Participant ID', 'GrowSurf ID', 'Participant Id'],
+  email: ['Email', 'Email Address', 'E-mail', 'Participant Email'],
+  firstName: ['First Name', 'Firstname', 'Given Name'],
+  lastName: ['Last Name', 'Lastname', 'Surname', 'Family Name'],
+  createdAt: ['Created At', 'Created', 'Signup Date', 'Sign Up Date', 'Signed Up At', 'Date Joined', 'Joined At', 'Joined'],
+  referralCount: ['Referral Count', 'Referrals', 'Successful Referrals', 'Total Referrals'],
+  pendingCount: ['Lead Count', 'Leads', 'Pending Referrals'],
+  referrerId: ['Referred By', 'Referrer ID', 'Referred By ID', 'Referrer Email', 'Referred By Email', 'Referrer'],
+  referralStatus: ['Referral Status', 'Credit Status', 'Status'],
+  referralLink: ['Share URL', 'Referral Link', 'Share Link', 'Referral URL'],
+  referralCode: ['Referral Code', 'Vanity Key', 'Vanity Keys', 'Code'],
+  joinedVia: ['Referral Source', 'Source', 'Joined Via'],
+  convertedAt: ['Converted At', 'Referral Converted At', 'Credit Awarded At', 'Conversion Date'],
+} as const;
+
+export type GrowsurfCsvField = keyof typeof GROWSURF_CSV_FIELDS;
+
+/** PII the destinations do not need is never read (DESIGN.md §3). */
+const DROPPED = new Set(['ipaddress', 'ip', 'fingerprint', 'notes', 'mobileinstanceid']);
+
+interface ColumnLayout {
+  /** For each field, the column indexes that can hold it, best first (e.g. Referrer ID before Referrer Email). */
+  fields: Partial<Record<GrowsurfCsvField, { index: number; header: string }[]>>;
+  metadata: { index: number; key: string }[];
+}
+
+export interface GrowsurfCsvOptions {
+  files: string[];
+  programId: string;
+  config: Pick<Config, 'columns' | 'identity'>;
+}
+
+export function growsurfCsvSource(options: GrowsurfCsvOptions): Source {
+  return {
+    description: `GrowSurf export ${options.files.join(', ')}`,
+    rereadable: true,
+    records: () => readGrowsurfCsv(options),
+  };
+}
+
+export async function* readGrowsurfCsv(options: GrowsurfCsvOptions): AsyncGenerator<SourceRecord> {
+  for (const path of options.files) {
+    const csv = await openCsv(path);
+    const layout = resolveLayout(csv.header, path, options.config);
+    for await (const row of csv.rows) {
+      const location = { file: path, line: row.line };
+      if (row.kind === 'error') {
+        yield { kind: 'invalid', reason: row.reason, location };
+        continue;
+      }
+      if (row.fields.length !== csv.header.length) {
+        yield {
+          kind: 'invalid',
+          reason: `row has ${row.fields.length} fields but the header has ${csv.header.length}`,
+          location,
+        };
+        continue;
+      }
+      const result = toParticipant(row.fields, layout, options.programId);
+      if (typeof result === 'string') {
+        const id = layout.fields.id?.[0] ? row.fields[layout.fields.id[0].index]?.trim() : undefined;
+        yield { kind: 'invalid', reason: result, location, ...(id ? { participantId: id } : {}) };
+      } else {
+        yield { kind: 'participant', participant: result, location };
+      }
+    }
+  }
+}
+
+function resolveLayout(header: string[], path: string, config: GrowsurfCsvOptions['config']): ColumnLayout {
+  const normalized = header.map(normalizeHeader);
+  const claimed = new Set<number>();
+  const layout: ColumnLayout = { fields: {}, metadata: [] };
+  const metadataRenames = new Map<number, string>();
+
+  // The config's column map comes first: it is the user telling us what a column is.
+  for (const [field, headerName] of Object.entries(config.columns)) {
+    const index = normalized.indexOf(normalizeHeader(headerName));
+    if (index === -1) {
+      throw new UsageError(`The config maps "${field}" to column "${headerName}", which ${path} does not have.`, {
+        hint: `Its columns are: ${header.join(', ')}.`,
+      });
+    }
+    if (field.startsWith('metadata.')) {
+      metadataRenames.set(index, field.slice('metadata.'.length));
+    } else if (field in GROWSURF_CSV_FIELDS) {
+      layout.fields[field as GrowsurfCsvField] = [{ index, header: header[index]! }];
+    } else {
+      throw new UsageError(
+        `The config's "columns" names an unknown field "${field}" (known: ${Object.keys(GROWSURF_CSV_FIELDS).join(', ')}, or metadata.<key>).`,
+      );
+    }
+    claimed.add(index);
+  }
+  for (const [field, aliases] of Object.entries(GROWSURF_CSV_FIELDS) as [GrowsurfCsvField, readonly string[]][]) {
+    if (layout.fields[field]) continue;
+    const matches: { index: number; header: string }[] = [];
+    for (const alias of aliases) {
+      const index = normalized.indexOf(normalizeHeader(alias));
+      if (index !== -1 && !claimed.has(index)) {
+        matches.push({ index, header: header[index]! });
+        claimed.add(index);
+      }
+    }
+    if (matches.length > 0) layout.fields[field] = matches;
+  }
+  for (const field of requiredFields(config.identity)) {
+    if (!layout.fields[field]) {
+      const aliases = GROWSURF_CSV_FIELDS[field].map((a) => `"${a}"`).join(', ');
+      throw new DataError(
+        `${path} has no ${field === 'email' ? 'email' : 'participant id'} column (looked for ${aliases}); ` +
+          `map yours with "columns": {"${field}": "<header>"} in referral-sync.config.json.`,
+      );
+    }
+  }
+  if (!layout.fields.id && !layout.fields.email) {
+    throw new DataError(`${path} has neither an id nor an email column; looked for ${[...GROWSURF_CSV_FIELDS.id, ...GROWSURF_CSV_FIELDS.email].join(', ')}.`);
+  }
+  header.forEach((name, index) => {
+    if (claimed.has(index) && !metadataRenames.has(index)) return;
+    if (DROPPED.has(normalized[index]!) || name === '') return;
+    layout.metadata.push({ index, key: metadataRenames.get(index) ?? name });
+  });
+  if (config.identity.kind === 'metadata') {
+    const key = config.identity.key;
+    if (!layout.metadata.some((m) => m.key === key)) {
+      throw new DataError(
+        `${path} has no column for metadata "${key}", which is the user id (--user-id metadata.${key}); ` +
+          `map it with "columns": {"metadata.${key}": "<header>"}.`,
+      );
+    }
+  }
+  return layout;
+}
+
+function requiredFields(rule: IdentityRule): GrowsurfCsvField[] {
+  if (rule.kind === 'email') return ['email'];
+  if (rule.kind === 'id') return ['id'];
+  return [];
+}
+
+/** Turns one row into a participant, or returns the reason it cannot be one. */
+function toParticipant(fields: string[], layout: ColumnLayout, programId: string): Participant | string {
+  const text = (field: GrowsurfCsvField): string | undefined => {
+    for (const column of layout.fields[field] ?? []) {
+      const value = fields[column.index]?.trim();
+      if (value) return value;
+    }
+    return undefined;
+  };
+  const columnOf = (field: GrowsurfCsvField): string => layout.fields[field]?.[0]?.header ?? field;
+
+  const rawEmail = text('email');
+  if (rawEmail !== undefined && !looksLikeEmail(rawEmail)) {
+    return `"${rawEmail}" in column "${columnOf('email')}" is not an email address`;
+  }
+  const email = rawEmail === undefined ? undefined : normalizeEmail(rawEmail);
+  const id = text('id') ?? email;
+  if (id === undefined) return 'no participant id and no email';
+
+  const dates: Partial<Record<'createdAt' | 'convertedAt', Date>> = {};
+  for (const field of ['createdAt', 'convertedAt'] as const) {
+    const raw = text(field);
+    if (raw === undefined) continue;
+    const date = parseDate(raw);
+    if (!date) return `unparseable date "${raw}" in column "${columnOf(field)}" (expected epoch ms or s, ISO-8601, or M/D/YYYY h:mm AM)`;
+    dates[field] = date;
+  }
+  const counts: Partial<Record<'referralCount' | 'pendingCount', number>> = {};
+  for (const field of ['referralCount', 'pendingCount'] as const) {
+    const raw = text(field);
+    if (raw === undefined) continue;
+    const count = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(count)) {
+      return `"${raw}" in column "${columnOf(field)}" is not a whole number`;
+    }
+    counts[field] = count;
+  }
+  const status = normalizeReferralStatus(text('referralStatus'));
+  const referrer = text('referrerId');
+  const code = text('referralCode')?.split(/[,;\s]+/)[0];
+
+  const metadata: Record<string, MetadataValue> = {};
+  for (const column of layout.metadata) {
+    const value = fields[column.index]?.trim();
+    if (value) metadata[column.key] = value;
+  }
+
+  const participant: Participant = { source: 'growsurf', programId, id, rewards: [], metadata };
+  if (email !== undefined) participant.email = email;
+  assign(participant, 'firstName', text('firstName'));
+  assign(participant, 'lastName', text('lastName'));
+  assign(participant, 'createdAt', dates.createdAt);
+  assign(participant, 'convertedAt', dates.convertedAt);
+  assign(participant, 'referralCount', counts.referralCount);
+  assign(participant, 'pendingCount', counts.pendingCount);
+  assign(participant, 'referrerId', referrer);
+  assign(participant, 'referralStatus', status.status);
+  assign(participant, 'referralStatusRaw', status.raw);
+  assign(participant, 'referralLink', text('referralLink'));
+  // GrowSurf has no referralCode field: the first vanity key, else the participant id, is the code.
+  participant.referralCode = code ?? text('id') ?? undefined;
+  if (participant.referralCode === undefined) delete participant.referralCode;
+  assign(participant, 'joinedVia', text('joinedVia'));
+  return participant;
+}
+
+function assign<K extends keyof Participant>(target: Participant, key: K, value: Participant[K] | undefined): void {
+  if (value !== undefined) target[key] = value;
+}

@@ -1,0 +1,51 @@
+/**
+ * Schema migrations, applied in order inside one transaction each; `PRAGMA user_version` records the last
+ * one applied. Append only: a migration that has shipped is never edited.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command TEXT NOT NULL,
+    program_id TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}'
+  );
+  CREATE TABLE identities (
+    destination TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    traits TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, user_id)
+  ) WITHOUT ROWID;
+  CREATE TABLE deliveries (
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    payload TEXT,
+    run_id INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX deliveries_by_status ON deliveries (status, destination);
+  CREATE TABLE lock (
+    program_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at TEXT NOT NULL
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+/** Tables a referral-sync state file must have; anything else is somebody else's database. */
+export const REQUIRED_TABLES = ['runs', 'identities', 'deliveries', 'lock'] as const;

@@ -1,0 +1,277 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Destination } from '../config/defaults.js';
+import { DataError, LockedError } from '../errors.js';
+import type { TraitMap } from '../model/traits.js';
+import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus } from '../plan/types.js';
+import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
+import type { DeliveryCounts, IdentityWrite, ReadableState, RunRecord, StateSummary } from './store.js';
+
+type Db = Database.Database;
+
+/**
+ * Opens the state for reading only (`diff`, `status`). A missing file is an empty state and is NOT created;
+ * an existing one is opened read-only, so nothing about it changes, not even its WAL files.
+ */
+export function openSqliteStateReadOnly(path: string): ReadableState {
+  if (!existsSync(path)) return emptyState(path);
+  let db: Db;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw corrupt(path, error);
+  }
+  const version = checkSchema(db, path);
+  if (version === 0) {
+    db.close();
+    return emptyState(path);
+  }
+  return new SqliteState(db, path);
+}
+
+/** Opens (creating, mode 0600, and migrating) the state for a run that writes. */
+export function openSqliteStateForWriting(path: string): SqliteState {
+  const created = !existsSync(path);
+  if (created) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL files the same mode.
+    closeSync(openSync(path, 'a', 0o600));
+  }
+  chmodSync(path, 0o600);
+  let db: Db;
+  try {
+    db = new Database(path, { fileMustExist: true });
+  } catch (error) {
+    throw corrupt(path, error);
+  }
+  checkSchema(db, path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+  } catch (error) {
+    db.close();
+    throw corrupt(path, error);
+  }
+  return new SqliteState(db, path);
+}
+
+function emptyState(path: string): ReadableState {
+  return {
+    location: path,
+    baseline: () => EMPTY_BASELINE,
+    summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
+    close: () => undefined,
+  };
+}
+
+/** Returns the schema version; throws a DataError, touching nothing, for a file that is not our state. */
+function checkSchema(db: Db, path: string): number {
+  let version: number;
+  let tables: string[];
+  try {
+    version = db.pragma('user_version', { simple: true }) as number;
+    tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
+  } catch (error) {
+    db.close();
+    throw corrupt(path, error);
+  }
+  if (version > SCHEMA_VERSION) {
+    db.close();
+    throw new DataError(`State file ${path} was written by a newer referral-sync (schema ${version}, this one knows ${SCHEMA_VERSION}).`, {
+      hint: 'Upgrade referral-sync, or point --state at another file.',
+    });
+  }
+  const ours = REQUIRED_TABLES.every((t) => tables.includes(t));
+  if ((version === 0 && tables.length > 0) || (version > 0 && !ours)) {
+    db.close();
+    throw new DataError(`State file ${path} is a SQLite database but not a referral-sync state; it was left untouched.`, {
+      hint: 'Point --state (or REFERRAL_SYNC_STATE) at another file.',
+    });
+  }
+  return version;
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let index = version; index < MIGRATIONS.length; index += 1) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[index]!);
+      db.pragma(`user_version = ${index + 1}`);
+    })();
+  }
+}
+
+function corrupt(path: string, error: unknown): DataError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new DataError(`State file ${path} cannot be read (${reason}); it was left untouched.`, {
+    hint: 'Move it aside to start from an empty state, or restore a backup; --state picks another file.',
+    cause: error,
+  });
+}
+
+export class SqliteState implements ReadableState {
+  constructor(
+    private readonly db: Db,
+    readonly location: string,
+  ) {}
+
+  baseline(): BaselineView {
+    const identity = this.db.prepare<[string, string], { traits: string; hash: string }>(
+      'SELECT traits, hash FROM identities WHERE destination = ? AND user_id = ?',
+    );
+    const delivery = this.db.prepare<[string, string], { status: DeliveryStatus }>(
+      'SELECT status FROM deliveries WHERE destination = ? AND key = ?',
+    );
+    return {
+      identity: (destination, userId) => {
+        const row = identity.get(destination, userId);
+        return row ? { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash } : undefined;
+      },
+      delivery: (destination, key) => delivery.get(destination, key)?.status,
+    };
+  }
+
+  summary(runLimit: number): StateSummary {
+    const identities = this.db
+      .prepare<[], { destination: Destination; count: number }>(
+        'SELECT destination, COUNT(*) AS count FROM identities GROUP BY destination ORDER BY destination',
+      )
+      .all();
+    const deliveries = this.db
+      .prepare<[], DeliveryCounts>(
+        'SELECT destination, status, COUNT(*) AS count FROM deliveries GROUP BY destination, status ORDER BY destination, status',
+      )
+      .all();
+    const runs = this.db
+      .prepare<[number], { id: number; command: string; program_id: string; started_at: string; finished_at: string | null; status: RunRecord['status']; counts: string }>(
+        'SELECT * FROM runs ORDER BY id DESC LIMIT ?',
+      )
+      .all(runLimit)
+      .map((row) => ({
+        id: row.id,
+        command: row.command,
+        programId: row.program_id,
+        startedAt: row.started_at,
+        finishedAt: row.finished_at,
+        status: row.status,
+        counts: JSON.parse(row.counts) as Record<string, number>,
+      }));
+    return {
+      location: this.location,
+      schemaVersion: this.db.pragma('user_version', { simple: true }) as number,
+      identities,
+      deliveries,
+      runs,
+    };
+  }
+
+  startRun(command: string, programId: string, now: Date): number {
+    const result = this.db
+      .prepare(`INSERT INTO runs (command, program_id, started_at, status) VALUES (?, ?, ?, 'running')`)
+      .run(command, programId, now.toISOString());
+    return Number(result.lastInsertRowid);
+  }
+
+  finishRun(id: number, status: RunRecord['status'], counts: Record<string, number>, now: Date): void {
+    this.db
+      .prepare('UPDATE runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?')
+      .run(now.toISOString(), status, JSON.stringify(counts), id);
+  }
+
+  /** Records acknowledged traits as the new diff baseline, in one transaction. */
+  saveIdentities(writes: readonly IdentityWrite[], now: Date): void {
+    const upsert = this.db.prepare(
+      `INSERT INTO identities (destination, user_id, traits, hash, updated_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at`,
+    );
+    const at = now.toISOString();
+    this.db.transaction(() => {
+      for (const w of writes) upsert.run(w.destination, w.userId, JSON.stringify(w.traits), w.hash, at);
+    })();
+  }
+
+  /** Writes ledger rows (pending before a send; sent/failed/dead after), in one transaction. */
+  recordDeliveries(
+    rows: readonly { destination: Destination; key: string; kind: string; userId: string; status: DeliveryStatus; error?: string; payload?: string; runId?: number }[],
+    now: Date,
+  ): void {
+    const upsert = this.db.prepare(
+      `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
+       VALUES (@destination, @key, @kind, @userId, @status, @attempt, @error, @payload, @runId, @at, @at)
+       ON CONFLICT (destination, key) DO UPDATE SET
+         status = excluded.status,
+         attempts = deliveries.attempts + excluded.attempts,
+         last_error = excluded.last_error,
+         payload = COALESCE(excluded.payload, deliveries.payload),
+         run_id = COALESCE(excluded.run_id, deliveries.run_id),
+         updated_at = excluded.updated_at`,
+    );
+    const at = now.toISOString();
+    this.db.transaction(() => {
+      for (const r of rows) {
+        upsert.run({
+          destination: r.destination,
+          key: r.key,
+          kind: r.kind,
+          userId: r.userId,
+          status: r.status,
+          attempt: r.status === 'pending' ? 0 : 1,
+          error: r.error ?? null,
+          payload: r.payload ?? null,
+          runId: r.runId ?? null,
+          at,
+        });
+      }
+    })();
+  }
+
+  /** Takes the per-program lock, or throws LockedError (exit 75) while another live run holds it. */
+  acquireLock(programId: string, holder: string, now: Date): void {
+    const host = hostname();
+    this.db.transaction(() => {
+      const row = this.db
+        .prepare<[string], { holder: string; pid: number; host: string; acquired_at: string }>('SELECT * FROM lock WHERE program_id = ?')
+        .get(programId);
+      if (row && !(row.host === host && !processAlive(row.pid))) {
+        throw new LockedError(
+          `Another run (${row.holder}, pid ${row.pid} on ${row.host}, since ${row.acquired_at}) holds the lock on program ${programId} in ${this.location}.`,
+          { hint: 'Wait for it to finish. If that run is gone for good, delete its row: referral-sync releases a dead local run\'s lock by itself.' },
+        );
+      }
+      this.db
+        .prepare('INSERT OR REPLACE INTO lock (program_id, holder, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)')
+        .run(programId, holder, process.pid, host, now.toISOString());
+    }).immediate();
+  }
+
+  releaseLock(programId: string): void {
+    this.db.prepare('DELETE FROM lock WHERE program_id = ? AND pid = ? AND host = ?').run(programId, process.pid, hostname());
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    if (!this.db.readonly) {
+      // Leave the file in rollback-journal mode when no run is writing: a later read-only open (diff, status)
+      // then needs no -wal/-shm files and leaves the directory exactly as it found it.
+      try {
+        this.db.pragma('journal_mode = DELETE');
+      } catch {
+        // Another connection still has it open; it stays in WAL mode, which is just as correct.
+      }
+    }
+    this.db.close();
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

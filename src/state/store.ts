@@ -1,0 +1,44 @@
+import type { Destination } from '../config/defaults.js';
+import type { TraitMap } from '../model/traits.js';
+import type { BaselineView, DeliveryStatus } from '../plan/types.js';
+
+/** One schema, every backend (DESIGN.md §7). Only `apply/` and `state/` write through it. */
+
+export interface RunRecord {
+  id: number;
+  command: string;
+  programId: string;
+  startedAt: string;
+  finishedAt: string | null;
+  status: 'running' | 'succeeded' | 'failed' | 'crashed';
+  counts: Record<string, number>;
+}
+
+export interface DeliveryCounts {
+  destination: Destination;
+  status: DeliveryStatus;
+  count: number;
+}
+
+export interface StateSummary {
+  location: string;
+  schemaVersion: number;
+  identities: { destination: Destination; count: number }[];
+  deliveries: DeliveryCounts[];
+  runs: RunRecord[];
+}
+
+export interface ReadableState {
+  /** Where the state lives, safe to print (no password). */
+  readonly location: string;
+  baseline(): BaselineView;
+  summary(runLimit: number): StateSummary;
+  close(): void;
+}
+
+export interface IdentityWrite {
+  destination: Destination;
+  userId: string;
+  traits: TraitMap;
+  hash: string;
+}
