@@ -79,16 +79,12 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
   for (const destination of context.destinations) {
     const named = destinationTraits(traits, destination, config);
     const baseline = context.baseline.identity(destination, userId);
-    if (config.syncNulls && baseline) {
-      for (const key of Object.keys(baseline.traits)) {
-        if (!(key in named) && baseline.traits[key] !== null) named[key] = null;
-      }
-    }
-    const hash = stableHash(named);
+    const known = knownTraits(named, baseline?.traits, config.syncNulls);
+    const hash = stableHash(known);
     if (context.mode === 'sync' && baseline?.hash === hash) {
       yield { type: 'unchanged', destination, userId };
     } else {
-      const identify = identifyOperation(destination, participant, userId, named, hash, baseline?.traits, context);
+      const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, context);
       yield* checked(identify, location);
     }
 
@@ -131,10 +127,27 @@ function* checked(operation: IdentifyOperation | EventOperation, location: Recor
   yield { type: 'operation', operation };
 }
 
+/**
+ * What the destination will hold after this identify. A trait we no longer know keeps its old value there
+ * (nulls never overwrite, DESIGN.md §4), so it stays in the baseline; with syncNulls it becomes null.
+ */
+function knownTraits(named: TraitMap, before: TraitMap | undefined, syncNulls: boolean): TraitMap {
+  if (before === undefined) return named;
+  if (!syncNulls) return { ...before, ...named };
+  const known = { ...named };
+  for (const key of Object.keys(before)) {
+    if (!(key in known) && before[key] !== null) known[key] = null;
+  }
+  return known;
+}
+
 function identifyOperation(
   destination: Destination,
   participant: Participant,
   userId: string,
+  /** The traits this run knows: what is sent. */
+  sent: TraitMap,
+  /** What the destination holds afterwards: the next baseline. */
   traits: TraitMap,
   hash: string,
   before: TraitMap | undefined,
@@ -149,7 +162,7 @@ function identifyOperation(
     subjectId: userId,
     objectId: hash,
   });
-  const payload = identifyPayload(destination, userId, traits, key);
+  const payload = identifyPayload(destination, userId, context.config.syncNulls ? traits : sent, key);
   const changes: TraitChange[] = [];
   for (const [trait, after] of Object.entries(traits)) {
     const previous = before?.[trait];

@@ -51,7 +51,7 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
         'Customer.io can trigger campaigns from them. Pause event-triggered campaigns first if that is not wanted.',
     );
   }
-
+  out.push('', renderVerdict(summary));
   return `${out.join('\n')}\n`;
 }
 

@@ -39,7 +39,10 @@ export async function openCsv(path: string): Promise<CsvFile> {
       skip_empty_lines: true,
       skip_records_with_error: true,
       on_skip: (error) => {
-        if (error) skipped.push({ kind: 'error', line: Number(error.lines), reason: describeCsvError(error.code, error.message) });
+        if (!error) return undefined;
+        const line = Number(error.lines);
+        // One broken row can raise several errors; report it once.
+        if (skipped.at(-1)?.line !== line) skipped.push({ kind: 'error', line, reason: describeCsvError(error.code, error.message) });
         return undefined;
       },
       // csv-parse types on_record as returning a row; we return the row with its line number.
@@ -54,11 +57,11 @@ export async function openCsv(path: string): Promise<CsvFile> {
   const header = first.value.fields.map((h) => h.trim());
   async function* rows(): AsyncGenerator<CsvRow> {
     try {
-      yield* skipped.splice(0);
       for (;;) {
         const next = await iterator.next();
-        // Rows csv-parse skipped come out in order before the next good row.
-        yield* skipped.splice(0);
+        // csv-parse reports skipped rows as it parses a chunk, ahead of the rows we have yet to take from it:
+        // merge them back in line order.
+        while (skipped.length > 0 && (next.done || skipped[0]!.line < next.value.line)) yield skipped.shift()!;
         if (next.done) break;
         yield { kind: 'row', fields: next.value.fields, line: next.value.line };
       }
@@ -75,6 +78,8 @@ function describeCsvError(code: string, message: string): string {
     case 'CSV_QUOTE_NOT_CLOSED':
       return 'a quoted field is never closed';
     case 'CSV_INVALID_CLOSING_QUOTE':
+    case 'INVALID_OPENING_QUOTE':
+    case 'CSV_INVALID_OPENING_QUOTE':
       return 'malformed quotes (a quote inside an unquoted field, or text after a closing quote)';
     case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH':
       return 'wrong number of fields';
