@@ -49,13 +49,17 @@ function encodeTime(ms: number): string {
   return out;
 }
 
-/** 20 hex chars = 80 bits = 16 Crockford base32 chars. */
+/** 20 hex chars = 80 bits = 16 Crockford base32 chars: four 20-bit chunks of four characters each. */
 function encodeRandom(hex20: string): string {
-  let bits = BigInt(`0x${hex20}`);
   let out = '';
-  for (let i = 0; i < 16; i += 1) {
-    out = CROCKFORD[Number(bits & 31n)] + out;
-    bits >>= 5n;
+  for (let chunk = 0; chunk < 4; chunk += 1) {
+    let value = Number.parseInt(hex20.slice(chunk * 5, chunk * 5 + 5), 16);
+    let part = '';
+    for (let i = 0; i < 4; i += 1) {
+      part = CROCKFORD[value & 31] + part;
+      value >>>= 5;
+    }
+    out += part;
   }
   return out;
 }
@@ -73,8 +77,11 @@ export function stableHash(value: unknown): string {
 export function stableStringify(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record)
+    .filter((k) => record[k] !== undefined)
+    .sort();
+  // Flat maps (traits are) take the fast path: JSON.stringify with the sorted keys as the property list.
+  if (keys.every((k) => record[k] === null || typeof record[k] !== 'object')) return JSON.stringify(record, keys);
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(record[k])}`).join(',')}}`;
 }

@@ -18,7 +18,7 @@ import type { Source } from './source.js';
  */
 
 export const GROWSURF_CSV_FIELDS = {
-  id: ['ID', 'Participant ID', 'GrowSurf ID', 'Participant Id'],
+  id: ['ID', 'Participant ID', 'GrowSurf ID'],
   email: ['Email', 'Email Address', 'E-mail', 'Participant Email'],
   firstName: ['First Name', 'Firstname', 'Given Name'],
   lastName: ['Last Name', 'Lastname', 'Surname', 'Family Name'],
