@@ -73,6 +73,7 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
     }
   } finally {
     output.endProgress();
+    directory.close();
     if (file) {
       file.end();
       await once(file, 'close');

@@ -18,8 +18,13 @@ export interface KeyParts {
 /** Hex sha256 of the parts joined by `|`; `|` inside a part is escaped so two different tuples never collide. */
 export function operationKey(parts: KeyParts): string {
   const fields = [parts.namespace, parts.source, parts.programId, parts.kind, parts.subjectId, parts.objectId];
-  const joined = fields.map((f) => f.replaceAll('\\', '\\\\').replaceAll('|', '\\|')).join('|');
+  const joined = fields.map(escapePart).join('|');
   return createHash('sha256').update(joined, 'utf8').digest('hex');
+}
+
+function escapePart(part: string): string {
+  if (!part.includes('|') && !part.includes('\\')) return part;
+  return part.replaceAll('\\', '\\\\').replaceAll('|', '\\|');
 }
 
 /** Segment messageId: `rs1-` + 40 hex chars (44 chars, well under Segment's 100). */
@@ -81,7 +86,14 @@ export function stableStringify(value: unknown): string {
   const keys = Object.keys(record)
     .filter((k) => record[k] !== undefined)
     .sort();
-  // Flat maps (traits are) take the fast path: JSON.stringify with the sorted keys as the property list.
-  if (keys.every((k) => record[k] === null || typeof record[k] !== 'object')) return JSON.stringify(record, keys);
+  // Flat maps (traits are) take the fast path: a copy in sorted key order, stringified natively.
+  const sorted: Record<string, unknown> = {};
+  let flat = true;
+  for (const key of keys) {
+    const item = record[key];
+    if (item !== null && typeof item === 'object') flat = false;
+    sorted[key] = item;
+  }
+  if (flat) return JSON.stringify(sorted);
   return `{${keys.map((k) => `${JSON.stringify(k)}:${stableStringify(record[k])}`).join(',')}}`;
 }

@@ -36,7 +36,7 @@ export function tempDir(prefix = 'referral-sync-test-'): string {
 }
 
 /** Writes a CSV built from objects (header = every key any row has, in first-seen order), quoting as needed. */
-export function writeCsv(dir: string, name: string, rows: Record<string, string | number>[], header?: string[]): string {
+export function writeCsv(dir: string, name: string, rows: Record<string, string | number | undefined>[], header?: string[]): string {
   const columns = header ?? [...new Set(rows.flatMap((row) => Object.keys(row)))];
   const quote = (value: string | number | undefined): string => {
     const text = value === undefined ? '' : String(value);
