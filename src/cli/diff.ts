@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
+import type { PlanMode } from '../plan/types.js';
 import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
@@ -12,6 +13,9 @@ export interface DiffFlags extends CommonFlags, SourceFlags {
   out?: string;
   json?: boolean;
   detailedExitcode?: boolean;
+  /** Set by `sync --dry-run` / `backfill --dry-run`: preview that command's plan. */
+  mode?: PlanMode;
+  resend?: boolean;
 }
 
 const CHANGES_SHOWN = 10;
@@ -27,8 +31,8 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       source,
       config: common.config,
       destinations: common.destinations,
-      mode: 'sync',
-      resend: false,
+      mode: flags.mode ?? 'sync',
+      resend: flags.resend === true,
       now,
       namespaces: destinationNamespaces(common.config, env),
       baseline: state.baseline(),
@@ -42,7 +46,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
     } else {
       output.result(
         renderPlanSummary(summary, {
-          title: 'referral-sync diff: what sync would send (dry run)',
+          title: `referral-sync ${flags.mode === 'backfill' ? 'backfill' : 'diff'}: what ${flags.mode ?? 'sync'} would send (dry run)`,
           headlineTraits: headlineTraits(common.config, common.destinations),
           source: source.description,
           programId: programIdDefaulted ? `${programId} (pass --campaign <id> so ids match a later API sync)` : programId,

@@ -1,7 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ExitCode, isReferralSyncError } from '../errors.js';
+import { runApply, type ApplyFlags } from './apply-run.js';
+import { runCheck } from './check.js';
 import { runDiff, type DiffFlags } from './diff.js';
+import { runRetry, type RetryFlags } from './retry.js';
 import { Output, type Streams } from './output.js';
 import type { CommonFlags, Env } from './settings.js';
 import { runStatus, type StatusFlags } from './status.js';
@@ -30,7 +33,8 @@ function addCommonOptions(command: Command): Command {
     .addOption(new Option('--log-format <format>', 'text for people, json for one object per line').choices(['text', 'json']))
     .option('--no-progress', 'no progress display even on a terminal')
     .option('--quiet', 'only results and errors')
-    .option('--verbose', 'more detail about what happens');
+    .option('--verbose', 'more detail about what happens')
+    .option('--sync-nulls', 'send null for a trait that had a value and now has none');
 }
 
 function addSourceOptions(command: Command): Command {
@@ -73,6 +77,41 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
     );
   diff.action(async (flags: DiffFlags) => {
     result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now());
+  });
+
+  const addDestinationOptions = (command: Command): Command =>
+    command
+      .option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)')
+      .addOption(new Option('--customerio-api <version>', 'Customer.io Track API: v2 batches (default) or v1 one request per call').choices(['v1', 'v2']));
+
+  const sync = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('sync'))))
+    .description('Send what changed since the last run: new events and changed traits. The first run is the full backfill.')
+    .option('--dry-run', 'print the plan (exactly what diff prints) and send nothing')
+    .option('--json', 'print the summary as JSON');
+  sync.action(async (flags: ApplyFlags) => {
+    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now());
+  });
+
+  const backfill = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('backfill'))))
+    .description('Re-identify everyone and send every event not yet sent. Resumes a backfill that was interrupted.')
+    .option('--dry-run', 'print the plan and send nothing')
+    .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
+    .option('--json', 'print the summary as JSON');
+  backfill.action(async (flags: ApplyFlags) => {
+    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now());
+  });
+
+  const retry = addDestinationOptions(addCommonOptions(program.command('retry')))
+    .description('Resend failed and dead deliveries with their original ids.')
+    .option('--campaign <id>', 'program whose lock to take (env GROWSURF_CAMPAIGN_ID)');
+  retry.action(async (flags: RetryFlags) => {
+    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now());
+  });
+
+  const check = addDestinationOptions(addCommonOptions(program.command('check')))
+    .description('Check destination credentials and reachability. Sends no data.');
+  check.action(async (flags: CommonFlags) => {
+    result.code = await runCheck(flags, run.env, run.cwd, output(flags));
   });
 
   const status = addCommonOptions(program.command('status'))

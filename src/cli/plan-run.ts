@@ -20,6 +20,8 @@ export interface PlanRunOptions {
   now: Date;
   namespaces: Record<Destination, string>;
   baseline: BaselineView;
+  /** backfill: identities acknowledged since this time are not re-identified (resuming a crashed backfill). */
+  backfillSince?: Date;
   changeLimit: number;
   /** Path of the JSONL plan file, if one was asked for. */
   outFile: string | undefined;
@@ -65,6 +67,7 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
       directory,
       duplicates,
       baseline: options.baseline,
+      ...(options.backfillSince ? { backfillSince: options.backfillSince } : {}),
     });
     for await (const item of items) {
       summary.add(item);

@@ -16,6 +16,11 @@ export interface PlanContext {
   mode: PlanMode;
   /** backfill --resend: send events again even when the ledger has them as sent. */
   resend: boolean;
+  /**
+   * backfill only: identities acknowledged at or after this time were already re-identified by the backfill
+   * being resumed (one that crashed), so they are not sent again.
+   */
+  backfillSince?: Date;
   /** The time "observed" facts get; injected so the planner stays pure. */
   now: Date;
   /** Per-destination namespace for keys (config namespace + a fingerprint of the destination credentials). */
@@ -81,7 +86,7 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
     const baseline = context.baseline.identity(destination, userId);
     const known = knownTraits(named, baseline?.traits, config.syncNulls);
     const hash = stableHash(known);
-    if (context.mode === 'sync' && baseline?.hash === hash) {
+    if (baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince))) {
       yield { type: 'unchanged', destination, userId };
     } else {
       const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, context);
@@ -110,6 +115,10 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
   if (isReferred(participant) && participant.referrerId === undefined) {
     yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location };
   }
+}
+
+function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undefined): boolean {
+  return acknowledgedAt !== undefined && since !== undefined && acknowledgedAt.getTime() >= since.getTime();
 }
 
 /** An operation over the destination's size limit is invalid, reported, and never sent. */

@@ -6,7 +6,7 @@ export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead';
 
 /** The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. */
 export interface BaselineView {
-  identity(destination: Destination, userId: string): { traits: TraitMap; hash: string } | undefined;
+  identity(destination: Destination, userId: string): { traits: TraitMap; hash: string; acknowledgedAt?: Date } | undefined;
   delivery(destination: Destination, key: string): DeliveryStatus | undefined;
 }
 

@@ -7,7 +7,7 @@ import { DataError, LockedError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
 import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus } from '../plan/types.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
-import type { DeliveryCounts, IdentityWrite, ReadableState, RunRecord, StateSummary } from './store.js';
+import type { DeliveryCounts, DeliveryRow, IdentityWrite, ReadableState, RunRecord, StateSummary, StoredDelivery } from './store.js';
 
 type Db = Database.Database;
 
@@ -120,8 +120,8 @@ export class SqliteState implements ReadableState {
   ) {}
 
   baseline(): BaselineView {
-    const identity = this.db.prepare<[string, string], { traits: string; hash: string }>(
-      'SELECT traits, hash FROM identities WHERE destination = ? AND user_id = ?',
+    const identity = this.db.prepare<[string, string], { traits: string; hash: string; updated_at: string }>(
+      'SELECT traits, hash, updated_at FROM identities WHERE destination = ? AND user_id = ?',
     );
     const delivery = this.db.prepare<[string, string], { status: DeliveryStatus }>(
       'SELECT status FROM deliveries WHERE destination = ? AND key = ?',
@@ -129,7 +129,7 @@ export class SqliteState implements ReadableState {
     return {
       identity: (destination, userId) => {
         const row = identity.get(destination, userId);
-        return row ? { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash } : undefined;
+        return row ? { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at) } : undefined;
       },
       delivery: (destination, key) => delivery.get(destination, key)?.status,
     };
@@ -195,10 +195,7 @@ export class SqliteState implements ReadableState {
   }
 
   /** Writes ledger rows (pending before a send; sent/failed/dead after), in one transaction. */
-  recordDeliveries(
-    rows: readonly { destination: Destination; key: string; kind: string; userId: string; status: DeliveryStatus; error?: string; payload?: string; runId?: number }[],
-    now: Date,
-  ): void {
+  recordDeliveries(rows: readonly DeliveryRow[], now: Date): void {
     const upsert = this.db.prepare(
       `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
        VALUES (@destination, @key, @kind, @userId, @status, @attempt, @error, @payload, @runId, @at, @at)
@@ -227,6 +224,55 @@ export class SqliteState implements ReadableState {
         });
       }
     })();
+  }
+
+  /**
+   * Records what destinations said, and the traits they acknowledged, in one transaction: a crash leaves
+   * either both or neither.
+   */
+  recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void {
+    this.db.transaction(() => {
+      this.recordDeliveries(rows, now);
+      this.saveIdentities(identities, now);
+    })();
+  }
+
+  /** Deliveries that `retry` sends again: failed and dead, with the payload they were sent with. */
+  *retryable(destinations: readonly Destination[]): Generator<StoredDelivery> {
+    const statement = this.db.prepare<[], StoredDelivery & { destination: Destination }>(
+      `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload
+       FROM deliveries WHERE status IN ('failed', 'dead') AND payload IS NOT NULL ORDER BY destination, created_at, key`,
+    );
+    for (const row of statement.iterate()) {
+      if (destinations.includes(row.destination)) yield row;
+    }
+  }
+
+  /** Failed and dead deliveries for `status`: the reasons people need to act on. */
+  problems(limit: number): StoredDelivery[] {
+    return this.db
+      .prepare<[number], StoredDelivery>(
+        `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, NULL AS payload
+         FROM deliveries WHERE status IN ('failed', 'dead') ORDER BY updated_at DESC LIMIT ?`,
+      )
+      .all(limit);
+  }
+
+  /** The start of the latest backfill of this program that did not finish, so a new backfill resumes it. */
+  unfinishedBackfillStart(programId: string): Date | undefined {
+    const row = this.db
+      .prepare<[string], { started_at: string; status: string }>(
+        `SELECT started_at, status FROM runs WHERE program_id = ? AND command = 'backfill' ORDER BY id DESC LIMIT 1`,
+      )
+      .get(programId);
+    return row && row.status !== 'succeeded' ? new Date(row.started_at) : undefined;
+  }
+
+  /** Runs left 'running' by a process that is gone are marked crashed (called once the lock is ours). */
+  markCrashedRuns(programId: string, now: Date): void {
+    this.db
+      .prepare(`UPDATE runs SET status = 'crashed', finished_at = ? WHERE program_id = ? AND status = 'running'`)
+      .run(now.toISOString(), programId);
   }
 
   /** Takes the per-program lock, or throws LockedError (exit 75) while another live run holds it. */

@@ -42,3 +42,28 @@ export interface IdentityWrite {
   traits: TraitMap;
   hash: string;
 }
+
+/** A ledger write: `pending` before a send, `sent`/`failed`/`dead` after. */
+export interface DeliveryRow {
+  destination: Destination;
+  key: string;
+  kind: string;
+  userId: string;
+  status: DeliveryStatus;
+  /** Why it failed; never contains credentials. */
+  error?: string;
+  /** The operation as JSON, kept for failed and dead deliveries so `retry` can resend them as they were. */
+  payload?: string;
+  runId?: number;
+}
+
+export interface StoredDelivery {
+  destination: Destination;
+  key: string;
+  kind: string;
+  userId: string;
+  status: DeliveryStatus;
+  attempts: number;
+  lastError: string | null;
+  payload: string | null;
+}

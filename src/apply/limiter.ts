@@ -1,0 +1,72 @@
+/**
+ * A token bucket shared by every worker of one destination (DESIGN.md §8): `rate` tokens a second, at most
+ * `burst` saved up. A 429's Retry-After pauses the whole bucket, so no worker keeps hammering a service that
+ * asked everyone to wait.
+ */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  private pausedUntil = 0;
+  /** Waiters are served in order, so a big request cannot be starved by small ones. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly rate: number,
+    readonly burst: number = Math.max(1, rate),
+    private readonly clock: Clock = realClock,
+  ) {
+    if (!(rate > 0) || !Number.isFinite(rate)) throw new RangeError(`rate must be a positive number, not ${rate}`);
+    if (!(burst >= 1)) throw new RangeError(`burst must be at least 1, not ${burst}`);
+    // Start empty: the first second of a run is paced like every other, so a limiter set to the service's
+    // limit never overshoots it in the service's first window.
+    this.tokens = 1;
+    this.last = clock.now();
+  }
+
+  /** Resolves when `cost` tokens were taken. A cost above the burst is taken in burst-size steps. */
+  take(cost = 1): Promise<void> {
+    const turn = this.queue.then(() => this.takeNow(cost));
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /** Nobody takes a token before `ms` from now (Retry-After). Longer pauses win over shorter ones. */
+  pause(ms: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, this.clock.now() + ms);
+  }
+
+  private async takeNow(cost: number): Promise<void> {
+    let remaining = cost;
+    while (remaining > 0) {
+      const wait = this.pausedUntil - this.clock.now();
+      if (wait > 0) {
+        await this.clock.sleep(wait);
+        continue;
+      }
+      this.refill();
+      const step = Math.min(remaining, this.burst);
+      if (this.tokens >= step) {
+        this.tokens -= step;
+        remaining -= step;
+        continue;
+      }
+      await this.clock.sleep(((step - this.tokens) / this.rate) * 1000);
+    }
+  }
+
+  private refill(): void {
+    const now = this.clock.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+  }
+}

@@ -1,0 +1,178 @@
+import { hostname } from 'node:os';
+import { ApplyEngine, type DestinationReport } from '../apply/engine.js';
+import { TokenBucket } from '../apply/limiter.js';
+import { DEFAULT_RETRY } from '../apply/retry.js';
+import type { Destination } from '../config/defaults.js';
+import type { DestinationClient } from '../destinations/types.js';
+import { ExitCode, UnavailableError } from '../errors.js';
+import type { PlanSummary } from '../plan/summary.js';
+import type { PlanMode } from '../plan/types.js';
+import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
+import { concurrencyFor, createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
+import { runDiff, type DiffFlags } from './diff.js';
+import type { Output } from './output.js';
+import { runPlan } from './plan-run.js';
+import { RunProgress } from './progress.js';
+import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
+
+export interface ApplyFlags extends CommonFlags, SourceFlags, DestinationFlags {
+  dryRun?: boolean;
+  resend?: boolean;
+  json?: boolean;
+}
+
+const LABEL: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
+
+/** `sync` (only what changed) and `backfill` (re-identify everyone): plan, then apply the same plan. */
+export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
+  const mode: PlanMode = command;
+  if (flags.dryRun) {
+    // Exactly what diff prints: the same planner, the state opened read-only, nothing sent.
+    return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now);
+  }
+  const common = resolveCommon(flags, env, cwd);
+  const { source, programId } = resolveSource(flags, env, common.config);
+  const rates = parseRates(flags.rate);
+  const clients = createDestinationClients(common.destinations, flags, env);
+  const state = openSqliteStateForWriting(common.statePath);
+  let lockTaken = false;
+  try {
+    state.acquireLock(programId, `${command} on ${hostname()}`, now);
+    lockTaken = true;
+    state.markCrashedRuns(programId, now);
+    await preflight(clients, output);
+    const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
+    const runId = state.startRun(command, programId, now);
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env });
+    return result;
+  } finally {
+    if (lockTaken) state.releaseLock(programId);
+    state.close();
+  }
+}
+
+/** Bad credentials or an unreachable service stop the run before anything is read or marked (exit 69). */
+async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output): Promise<void> {
+  for (const client of clients.values()) {
+    const result = await client.check();
+    if (!result.ok && client.name === 'customerio') throw new UnavailableError(result.message, { hint: 'Nothing was sent. `referral-sync check` tests the credentials on their own.' });
+    if (!result.ok) throw new UnavailableError(result.message, { hint: 'Nothing was sent.' });
+    output.verbose(result.message);
+  }
+}
+
+interface DeliverContext {
+  command: 'sync' | 'backfill';
+  mode: PlanMode;
+  flags: ApplyFlags;
+  output: Output;
+  state: SqliteState;
+  clients: Map<Destination, DestinationClient>;
+  rates: Record<Destination, number>;
+  runId: number;
+  programId: string;
+  now: Date;
+  backfillSince: Date | undefined;
+  source: ReturnType<typeof resolveSource>['source'];
+  common: ReturnType<typeof resolveCommon>;
+  env: Env;
+}
+
+async function deliver(ctx: DeliverContext): Promise<ExitCode> {
+  const { output, state, clients } = ctx;
+  const limiters = new Map([...clients.keys()].map((d) => [d, new TokenBucket(ctx.rates[d], Math.max(1, Math.ceil(ctx.rates[d] / 10)))]));
+  const progress = new RunProgress(output, ctx.common.destinations);
+  const engine = new ApplyEngine({
+    ledger: state,
+    runId: ctx.runId,
+    clients,
+    limiters,
+    retry: DEFAULT_RETRY,
+    concurrency: new Map([...clients].map(([d, c]) => [d, concurrencyFor(c)])),
+    onProgress: (destination, report) => progress.delivered(destination, report),
+  });
+  const started = performance.now();
+  let summary: PlanSummary | undefined;
+  let reports: Map<Destination, DestinationReport>;
+  try {
+    summary = await runPlan({
+      source: ctx.source,
+      config: ctx.common.config,
+      destinations: ctx.common.destinations,
+      mode: ctx.mode,
+      resend: ctx.flags.resend === true,
+      now: ctx.now,
+      namespaces: destinationNamespaces(ctx.common.config, ctx.env),
+      baseline: state.baseline(),
+      changeLimit: 0,
+      outFile: undefined,
+      output,
+      ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
+      onItem: async (item) => {
+        if (item.type === 'participant') progress.participantRead();
+        if (item.type !== 'operation') return;
+        progress.operationPlanned(item.operation.destination);
+        await engine.submit(item.operation);
+      },
+    });
+    reports = await engine.finish();
+  } catch (error) {
+    progress.stop();
+    // Whatever was sent before the failure is in the ledger; the rest stays pending for the next run.
+    await engine.finish().catch(() => undefined);
+    state.finishRun(ctx.runId, 'failed', countsOf(engine.reports, summary), new Date());
+    throw error;
+  }
+  progress.stop();
+  const elapsed = (performance.now() - started) / 1000;
+  const counts = countsOf(reports, summary);
+  const failed = counts.failed + counts.dead;
+  state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
+
+  if (ctx.flags.json || ctx.common.logFormat === 'json') {
+    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
+  } else if (!ctx.flags.quiet) {
+    output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location));
+  }
+  if (failed > 0) {
+    output.warn(`${failed} deliver${failed === 1 ? 'y' : 'ies'} did not go through; \`referral-sync status\` lists them and \`referral-sync retry\` sends them again.`);
+    return ExitCode.failedDeliveries;
+  }
+  return ExitCode.ok;
+}
+
+function countsOf(
+  reports: Map<Destination, DestinationReport>,
+  summary: PlanSummary | undefined,
+): { participants: number; invalid: number; sent: number; failed: number; dead: number } {
+  const counts = { participants: summary?.participants ?? 0, invalid: summary?.invalid ?? 0, sent: 0, failed: 0, dead: 0 };
+  for (const r of reports.values()) {
+    counts.sent += r.sent;
+    counts.failed += r.failed;
+    counts.dead += r.dead;
+  }
+  return counts;
+}
+
+function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, elapsed: number, state: string): string {
+  const lines = [
+    `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${summary.warnings} warnings` : ''} (state ${state})`,
+    '',
+    `${''.padEnd(14)}${'sent'.padStart(9)}${'deduped'.padStart(9)}${'failed'.padStart(9)}${'dead'.padStart(9)}${'elapsed'.padStart(10)}${'rate'.padStart(11)}`,
+  ];
+  for (const [destination, report] of reports) {
+    const counts = summary.destinations[destination];
+    const deduped = counts ? Object.values(counts.events).reduce((sum, e) => sum + e.deduped, 0) + counts.identify.unchanged : 0;
+    const seconds = Math.max(0.001, ((report.finishedAt ?? performance.now()) - report.startedAt) / 1000);
+    lines.push(
+      `${LABEL[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
+    );
+  }
+  if (summary.invalid > 0) {
+    lines.push('', `Invalid rows (${summary.invalid}, not sent):`);
+    for (const p of summary.invalidSamples.slice(0, 20)) lines.push(`  ${p.location ? `${p.location.file}:${p.location.line}` : '(source)'}: ${p.message}`);
+  }
+  lines.push('', `Done in ${elapsed.toFixed(1)}s.`);
+  return `${lines.join('\n')}\n`;
+}
+

@@ -1,0 +1,88 @@
+import type { Destination } from '../config/defaults.js';
+import { CUSTOMERIO_TRACK_URLS, CustomerioDestination, type CustomerioApi } from '../destinations/customerio.js';
+import { SEGMENT_HOSTS, SegmentDestination } from '../destinations/segment.js';
+import type { DestinationClient } from '../destinations/types.js';
+import { UsageError } from '../errors.js';
+import type { Env } from './settings.js';
+
+/** Default rates (DESIGN.md §8): Segment in events/s, Customer.io in requests/s. */
+export const DEFAULT_RATES: Record<Destination, number> = { segment: 500, customerio: 100 };
+
+export interface DestinationFlags {
+  rate?: string;
+  customerioApi?: string;
+}
+
+/** `--rate segment=500,customerio=100` → rates for each destination, defaults for the rest. */
+export function parseRates(value: string | undefined): Record<Destination, number> {
+  const rates = { ...DEFAULT_RATES };
+  if (value === undefined) return rates;
+  for (const part of value.split(',')) {
+    const match = /^\s*([a-z.]+)\s*=\s*(\d+(?:\.\d+)?)\s*$/i.exec(part);
+    const name = match?.[1]?.toLowerCase();
+    const rate = Number(match?.[2]);
+    if (!match || !(rate > 0)) throw new UsageError(`--rate takes name=number pairs such as segment=500,customerio=100, not "${part.trim()}".`);
+    if (name === 'segment' || name === 'customerio') rates[name] = rate;
+    else if (name !== 'growsurf' && name !== 'cello') throw new UsageError(`--rate names an unknown service "${name}" (use segment, customerio).`);
+  }
+  return rates;
+}
+
+function segmentHost(env: Env): string {
+  if (env.SEGMENT_HOST) return validUrl(env.SEGMENT_HOST, 'SEGMENT_HOST');
+  const region = (env.SEGMENT_REGION ?? 'us').toLowerCase();
+  if (region !== 'us' && region !== 'eu') throw new UsageError(`SEGMENT_REGION must be us or eu, not "${env.SEGMENT_REGION}".`);
+  return SEGMENT_HOSTS[region];
+}
+
+function customerioTrackUrl(env: Env): string {
+  if (env.CUSTOMERIO_TRACK_URL) return validUrl(env.CUSTOMERIO_TRACK_URL, 'CUSTOMERIO_TRACK_URL').replace(/\/api\/v[12]\/?$/, '');
+  const region = (env.CUSTOMERIO_REGION ?? 'us').toLowerCase();
+  if (region !== 'us' && region !== 'eu') throw new UsageError(`CUSTOMERIO_REGION must be us or eu, not "${env.CUSTOMERIO_REGION}".`);
+  return CUSTOMERIO_TRACK_URLS[region];
+}
+
+function validUrl(value: string, name: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
+    return value.replace(/\/+$/, '');
+  } catch {
+    throw new UsageError(`${name} must be an http:// or https:// URL, not "${value}".`);
+  }
+}
+
+/** Builds a client for each destination asked for; missing credentials stop the run before anything is read. */
+export function createDestinationClients(
+  destinations: readonly Destination[],
+  flags: DestinationFlags,
+  env: Env,
+): Map<Destination, DestinationClient> {
+  const api = (flags.customerioApi ?? 'v2').toLowerCase();
+  if (api !== 'v1' && api !== 'v2') throw new UsageError(`--customerio-api must be v1 or v2, not "${flags.customerioApi}".`);
+  const missing: string[] = [];
+  const writeKey = env.SEGMENT_WRITE_KEY;
+  const siteId = env.CUSTOMERIO_SITE_ID ?? env.CIO_SITE_ID;
+  const apiKey = env.CUSTOMERIO_API_KEY ?? env.CIO_API_KEY;
+  if (destinations.includes('segment') && !writeKey) missing.push('SEGMENT_WRITE_KEY (for Segment)');
+  if (destinations.includes('customerio') && (!siteId || !apiKey)) missing.push('CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (for Customer.io)');
+  if (missing.length > 0) {
+    throw new UsageError(`Missing credentials: set ${missing.join(' and ')}.`, {
+      hint: 'Or choose destinations with --to (e.g. --to segment).',
+    });
+  }
+  const clients = new Map<Destination, DestinationClient>();
+  for (const destination of destinations) {
+    if (destination === 'segment') {
+      clients.set('segment', new SegmentDestination({ writeKey: writeKey!, host: segmentHost(env) }));
+    } else {
+      clients.set('customerio', new CustomerioDestination({ siteId: siteId!, apiKey: apiKey!, trackUrl: customerioTrackUrl(env), api: api as CustomerioApi }));
+    }
+  }
+  return clients;
+}
+
+/** Sends in flight at once: per-operation v1 requests need more to reach the same rate as batches. */
+export function concurrencyFor(client: DestinationClient): number {
+  return client.maxBatch === 1 ? 32 : 8;
+}

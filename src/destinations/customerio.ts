@@ -1,0 +1,145 @@
+import { TrackClient } from 'customerio-node';
+import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
+import { UnavailableError } from '../errors.js';
+import type { Operation } from '../plan/types.js';
+import { describeNetworkError } from './segment.js';
+import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js';
+
+export const CUSTOMERIO_TRACK_URLS = { us: 'https://track.customer.io', eu: 'https://track-eu.customer.io' } as const;
+/** Track v2 `/batch`: 500 KB a request (research/destinations.md §4); a margin for the envelope. */
+const CUSTOMERIO_SAFE_BATCH_BYTES = 450 * 1024;
+/** No maximum count is documented; 100 keeps one failed request cheap to retry. */
+const CUSTOMERIO_BATCH_OPERATIONS = 100;
+
+export type CustomerioApi = 'v1' | 'v2';
+
+export interface CustomerioOptions {
+  siteId: string;
+  apiKey: string;
+  /** Base such as https://track.customer.io; `/api/v1` and `/api/v2` are appended. */
+  trackUrl: string;
+  api: CustomerioApi;
+  batchSize?: number;
+  timeoutMs?: number;
+}
+
+interface RequestErrorLike {
+  name?: string;
+  message?: string;
+  statusCode?: number;
+  response?: { headers?: Record<string, string> };
+}
+
+/**
+ * Customer.io through customerio-node 5.x, with the SDK's own retries off: the apply engine retries with the
+ * shared limiter and exact attempt counts (the SDK's 30 s retry budget would otherwise turn a long Retry-After
+ * into an immediate failure). v2 sends many operations per request and reads a 207's `batch_index`es; v1 sends
+ * one identify or track per request.
+ */
+export class CustomerioDestination implements DestinationClient {
+  readonly name = 'customerio' as const;
+  readonly maxBatch: number;
+  readonly maxBatchBytes: number;
+  private readonly client: TrackClient;
+
+  constructor(private readonly options: CustomerioOptions) {
+    this.maxBatch = options.api === 'v2' ? (options.batchSize ?? CUSTOMERIO_BATCH_OPERATIONS) : 1;
+    this.maxBatchBytes = options.api === 'v2' ? CUSTOMERIO_SAFE_BATCH_BYTES : Number.POSITIVE_INFINITY;
+    this.client = new TrackClient(options.siteId, options.apiKey, {
+      url: `${options.trackUrl.replace(/\/+$/, '')}/api/v1`,
+      timeout: options.timeoutMs ?? 15_000,
+      retry: { maxRetries: 0 },
+    });
+  }
+
+  cost(operations: readonly Operation[]): number {
+    return this.options.api === 'v2' ? 1 : operations.length;
+  }
+
+  async send(operations: readonly Operation[]): Promise<DeliveryOutcome[]> {
+    if (this.options.api === 'v1') return Promise.all(operations.map((op) => this.sendV1(op)));
+    try {
+      const body = await this.client.batch(operations.map((op) => op.payload));
+      const failed = new Map<number, string>();
+      for (const error of (body.errors ?? []) as { batch_index?: number; reason?: string; field?: string; message?: string }[]) {
+        if (typeof error.batch_index === 'number') failed.set(error.batch_index, describeItemError(error));
+      }
+      return operations.map((op, index) => {
+        const reason = failed.get(index);
+        return { key: op.key, verdict: reason === undefined ? { kind: 'sent' } : { kind: 'dead', reason: `Customer.io refused it: ${reason}` } };
+      });
+    } catch (error) {
+      const verdict = this.verdictFromError(error);
+      return operations.map((op) => ({ key: op.key, verdict }));
+    }
+  }
+
+  private async sendV1(operation: Operation): Promise<DeliveryOutcome> {
+    const payload = operation.payload;
+    try {
+      if (operation.kind === 'identify') {
+        await this.client.identify(operation.userId, payload.attributes as Record<string, unknown>);
+      } else {
+        await this.client.track(operation.userId, {
+          name: payload.name,
+          id: payload.id,
+          timestamp: payload.timestamp,
+          data: payload.attributes,
+        });
+      }
+      return { key: operation.key, verdict: { kind: 'sent' } };
+    } catch (error) {
+      return { key: operation.key, verdict: this.verdictFromError(error) };
+    }
+  }
+
+  async check(): Promise<CheckResult> {
+    try {
+      const region = (await this.client.getAccountRegion()) as { region?: string; url?: string };
+      const expected = region.region === 'eu' ? CUSTOMERIO_TRACK_URLS.eu : CUSTOMERIO_TRACK_URLS.us;
+      const mismatch =
+        this.options.trackUrl.startsWith('https://track') && region.region !== undefined && !this.options.trackUrl.startsWith(expected)
+          ? ` Your account is in the ${region.region.toUpperCase()} region: set CUSTOMERIO_REGION=${region.region}.`
+          : '';
+      return { destination: 'customerio', ok: mismatch === '', message: `Customer.io accepted the site id and API key (account region: ${region.region ?? 'unknown'}).${mismatch}` };
+    } catch (error) {
+      const verdict = this.safeVerdict(error);
+      if (verdict instanceof UnavailableError) return { destination: 'customerio', ok: false, message: verdict.message };
+      return { destination: 'customerio', ok: false, message: `Customer.io at ${this.options.trackUrl} did not answer the check: ${verdict.reason}.` };
+    }
+  }
+
+  async close(): Promise<DeliveryOutcome[]> {
+    return [];
+  }
+
+  private safeVerdict(error: unknown): UnavailableError | { reason: string } {
+    try {
+      const verdict = this.verdictFromError(error);
+      return { reason: verdict.kind === 'sent' ? 'ok' : verdict.reason };
+    } catch (fatal) {
+      if (fatal instanceof UnavailableError) return fatal;
+      throw fatal;
+    }
+  }
+
+  /** Bad credentials stop the run (exit 69); everything else is an outcome for the operation. */
+  private verdictFromError(error: unknown): Verdict {
+    const e = error as RequestErrorLike;
+    if (typeof e.statusCode === 'number') {
+      if (e.statusCode === 401 || e.statusCode === 403) {
+        throw new UnavailableError(`Customer.io refused the site id and API key (${e.statusCode}).`, {
+          hint: 'Check CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (Track API credentials, Settings → API Credentials) and CUSTOMERIO_REGION.',
+        });
+      }
+      const retryAfter = parseRetryAfter(e.response?.headers?.['retry-after']);
+      return verdictForStatus(e.statusCode, `Customer.io answered ${e.statusCode}: ${e.message ?? ''}`.trim(), retryAfter);
+    }
+    // Network errors, timeouts, and bodies that are not JSON (a proxy's HTML 502) carry no status: retry.
+    return { kind: 'retry', reason: `Customer.io: ${describeNetworkError(error)}` };
+  }
+}
+
+function describeItemError(error: { reason?: string; field?: string; message?: string }): string {
+  return [error.reason, error.field ? `field ${error.field}` : undefined, error.message].filter(Boolean).join(', ') || 'no reason given';
+}

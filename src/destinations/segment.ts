@@ -1,0 +1,193 @@
+import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
+import { verdictForStatus, type Verdict } from '../apply/retry.js';
+import type { Operation } from '../plan/types.js';
+import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js';
+
+/** Segment's documented limits (research/destinations.md §1.4); the SDK's own size check is broken. */
+export const SEGMENT_MAX_EVENT_BYTES = 32 * 1024;
+export const SEGMENT_MAX_BATCH_BYTES = 500 * 1024;
+/** Margin under the 500 KB limit for the envelope (writeKey, sentAt) and the SDK's context on every event. */
+const SEGMENT_SAFE_BATCH_BYTES = 440 * 1024;
+export const SEGMENT_MAX_BATCH_EVENTS = 2500;
+
+export const SEGMENT_HOSTS = { us: 'https://api.segment.io', eu: 'https://events.eu1.segmentapis.com' } as const;
+
+export interface SegmentOptions {
+  writeKey: string;
+  host: string;
+  /** Events per SDK batch. */
+  flushAt?: number;
+  /** Retries the SDK makes itself before it reports a failure to us. */
+  sdkRetries?: number;
+  httpTimeoutMs?: number;
+  /** Called with each HTTP response status the SDK gets (for logs and request counts). */
+  onResponse?: (status: number | undefined) => void;
+}
+
+/**
+ * Segment through @segment/analytics-node 3.1. Every call carries our messageId and a callback, which the SDK
+ * fires once the message's batch is resolved; that callback is the outcome. The HTTP client we inject keeps
+ * each request under Segment's 500 KB by splitting a batch the SDK built too large.
+ */
+export class SegmentDestination implements DestinationClient {
+  readonly name = 'segment' as const;
+  readonly maxBatch: number;
+  readonly maxBatchBytes = SEGMENT_SAFE_BATCH_BYTES;
+  private readonly analytics: Analytics;
+  private readonly unresolved = new Map<string, (outcome: DeliveryOutcome) => void>();
+  private closed = false;
+
+  constructor(private readonly options: SegmentOptions) {
+    this.maxBatch = Math.min(options.flushAt ?? 100, SEGMENT_MAX_BATCH_EVENTS);
+    this.analytics = new Analytics({
+      writeKey: options.writeKey,
+      host: options.host,
+      flushAt: this.maxBatch,
+      // A batch we hand over is complete; do not hold it back waiting for more.
+      flushInterval: 50,
+      maxRetries: options.sdkRetries ?? 3,
+      httpRequestTimeout: options.httpTimeoutMs ?? 15_000,
+      // Bounded, so a stuck batch comes back to us as a failure we retry, instead of the SDK's 12 hours.
+      maxTotalBackoffDuration: 60,
+      maxRateLimitDuration: 120,
+      httpClient: new SplittingHttpClient(options.onResponse),
+    });
+    // The SDK's emitter does not throw on 'error'; outcomes come through callbacks.
+    this.analytics.on('error', () => undefined);
+  }
+
+  cost(operations: readonly Operation[]): number {
+    return operations.length;
+  }
+
+  send(operations: readonly Operation[]): Promise<DeliveryOutcome[]> {
+    if (this.closed) throw new Error('internal: send after close');
+    return Promise.all(operations.map((op) => this.sendOne(op)));
+  }
+
+  private sendOne(operation: Operation): Promise<DeliveryOutcome> {
+    return new Promise((resolve) => {
+      const key = operation.key;
+      this.unresolved.set(key, resolve);
+      const callback = (error?: unknown): void => {
+        if (!this.unresolved.delete(key)) return;
+        resolve({ key, verdict: error === undefined ? { kind: 'sent' } : verdictFromSdkError(error) });
+      };
+      const payload = operation.payload;
+      try {
+        if (operation.kind === 'identify') {
+          this.analytics.identify(
+            { userId: operation.userId, traits: payload.traits as Record<string, unknown>, messageId: payload.messageId as string },
+            callback,
+          );
+        } else {
+          this.analytics.track(
+            {
+              userId: operation.userId,
+              event: payload.event as string,
+              properties: payload.properties as Record<string, unknown>,
+              timestamp: payload.timestamp as string,
+              messageId: payload.messageId as string,
+            },
+            callback,
+          );
+        }
+      } catch (error) {
+        // The SDK validates synchronously (e.g. an empty userId): that operation can never be sent as is.
+        this.unresolved.delete(key);
+        resolve({ key, verdict: { kind: 'dead', reason: error instanceof Error ? error.message : String(error) } });
+      }
+    });
+  }
+
+  async check(): Promise<CheckResult> {
+    try {
+      const response = await fetch(new URL('/v1/batch', this.options.host), { method: 'GET', signal: AbortSignal.timeout(10_000) });
+      await response.body?.cancel();
+      return {
+        destination: 'segment',
+        ok: true,
+        message: `Segment at ${this.options.host} is reachable. Segment accepts any write key with 200, so the key itself cannot be checked: after the first sync, look for the events in the source's Debugger.`,
+      };
+    } catch (error) {
+      return { destination: 'segment', ok: false, message: `Segment at ${this.options.host} is unreachable: ${describeNetworkError(error)}.` };
+    }
+  }
+
+  async close(): Promise<DeliveryOutcome[]> {
+    this.closed = true;
+    try {
+      await this.analytics.closeAndFlush({ timeout: 30_000 });
+    } catch {
+      // Whatever is left is reported below.
+    }
+    // Anything the SDK did not resolve is failed, not lost: the ledger keeps it for the next run.
+    const leftovers: DeliveryOutcome[] = [];
+    for (const [key, resolve] of this.unresolved) {
+      const outcome: DeliveryOutcome = { key, verdict: { kind: 'retry', reason: 'not confirmed before shutdown' } };
+      resolve(outcome);
+      leftovers.push(outcome);
+    }
+    this.unresolved.clear();
+    return leftovers;
+  }
+}
+
+/** `[429] Too Many Requests` → a retry; `[400] Bad Request` → dead; SDK give-ups and network errors → retry. */
+export function verdictFromSdkError(error: unknown): Verdict {
+  const message = error instanceof Error ? error.message : String(error);
+  const match = /^\[(\d{3})\]/.exec(message);
+  if (match) {
+    const verdict = verdictForStatus(Number(match[1]), `Segment answered ${message}`);
+    // The SDK already waited out Retry-After; what it gives up on is retried later by the engine.
+    return verdict.kind === 'retry' ? { kind: 'retry', reason: verdict.reason } : verdict;
+  }
+  return { kind: 'retry', reason: `Segment: ${message}` };
+}
+
+/**
+ * The SDK's HTTP client, wrapped: a body over Segment's limit is split into halves sent one after the other
+ * (Segment dedupes on messageId, so a half that is retried with its sibling does no harm).
+ */
+class SplittingHttpClient implements HTTPClient {
+  constructor(private readonly onResponse?: (status: number | undefined) => void) {}
+
+  async makeRequest(request: HTTPClientRequest): Promise<HTTPResponse> {
+    if (Buffer.byteLength(request.body) <= SEGMENT_MAX_BATCH_BYTES - 8 * 1024) return this.post(request, request.body);
+    const envelope = JSON.parse(request.body) as { batch: unknown[] } & Record<string, unknown>;
+    if (envelope.batch.length < 2) return this.post(request, request.body);
+    const middle = Math.ceil(envelope.batch.length / 2);
+    for (const half of [envelope.batch.slice(0, middle), envelope.batch.slice(middle)]) {
+      const response = await this.makeRequest({ ...request, body: JSON.stringify({ ...envelope, batch: half }) });
+      if (response.status < 200 || response.status >= 300) return response;
+    }
+    return { status: 200, statusText: 'OK' };
+  }
+
+  private async post(request: HTTPClientRequest, body: string): Promise<HTTPResponse> {
+    try {
+      const response = await fetch(request.url, {
+        method: request.method,
+        headers: request.headers,
+        body,
+        signal: AbortSignal.timeout(request.httpRequestTimeout),
+      });
+      await response.body?.cancel();
+      this.onResponse?.(response.status);
+      return { status: response.status, statusText: response.statusText, headers: response.headers };
+    } catch (error) {
+      this.onResponse?.(undefined);
+      throw error;
+    }
+  }
+}
+
+export function describeNetworkError(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code) return cause.code;
+    if (error.name === 'TimeoutError') return 'timed out';
+    return error.message;
+  }
+  return String(error);
+}

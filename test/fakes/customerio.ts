@@ -1,0 +1,150 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FakeService, type FaultOptions } from './http.js';
+
+export interface CioEvent {
+  id?: string;
+  name: string;
+  identifier: string;
+  timestamp?: number;
+  attributes?: Record<string, unknown>;
+}
+
+export interface CioOperation {
+  type?: string;
+  action?: string;
+  identifiers?: Record<string, string>;
+  name?: string;
+  id?: string;
+  timestamp?: number;
+  attributes?: Record<string, unknown>;
+}
+
+/**
+ * A Customer.io Track API emulator (research/destinations.md §3–§4, §7): v1 identify/track, v2 batch and
+ * entity, the account region lookup; Basic `site:key` auth (401 otherwise); 207 with `batch_index` for items
+ * it refuses; events deduped by `id`; JSON bodies only, never text.
+ */
+export class FakeCustomerio extends FakeService {
+  /** Person attributes by identifier (`email:…` / `id:…`), merged like an upsert. */
+  readonly people = new Map<string, Record<string, unknown>>();
+  /** Identify calls in arrival order, as `identifier`. */
+  readonly identifyArrivals: string[] = [];
+  /** Events kept, by id (Customer.io dedupes on it). */
+  readonly events = new Map<string, CioEvent>();
+  /** Every accepted event id in arrival order, duplicates included. */
+  readonly eventArrivals: string[] = [];
+  readonly batchSizes: number[] = [];
+  /** An item this returns a reason for is refused in a 207 (v2) or with a 400 (v1). */
+  rejectOperation: ((op: CioOperation) => string | undefined) | undefined;
+  region: 'us' | 'eu' = 'us';
+
+  constructor(
+    readonly siteId: string,
+    readonly apiKey: string,
+    faults: FaultOptions = {},
+  ) {
+    super(faults);
+  }
+
+  protected handle(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
+    const auth = Buffer.from((/^Basic\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? ''), 'base64').toString('utf8');
+    if (auth !== `${this.siteId}:${this.apiKey}`) {
+      this.json(res, 401, { meta: { error: 'Unauthorized request' } });
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const path = url.pathname;
+    if (req.method === 'GET' && path === '/api/v1/accounts/region') {
+      this.json(res, 200, { url: 'https://track.customer.io', region: this.region, environment_id: 1 });
+      return;
+    }
+    if (body.length > 500 * 1024) {
+      this.json(res, 400, { errors: [{ reason: 'too_large', message: 'request body over 500 KB' }] });
+      return;
+    }
+    let data: Record<string, unknown> = {};
+    if (body.length > 0) {
+      try {
+        data = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+      } catch {
+        this.json(res, 400, { meta: { errors: ['invalid json'] } });
+        return;
+      }
+    }
+    const v1Person = /^\/api\/v1\/customers\/([^/]+)$/.exec(path);
+    const v1Event = /^\/api\/v1\/customers\/([^/]+)\/events$/.exec(path);
+    if (req.method === 'PUT' && v1Person) {
+      const identifier = decodeURIComponent(v1Person[1]!);
+      const op: CioOperation = { type: 'person', action: 'identify', identifiers: identifierOf(identifier), attributes: data };
+      const reason = this.rejectOperation?.(op);
+      if (reason) return this.json(res, 400, { meta: { errors: [reason] } });
+      this.applyIdentify(op);
+      return this.json(res, 200, {});
+    }
+    if (req.method === 'POST' && v1Event) {
+      const identifier = decodeURIComponent(v1Event[1]!);
+      const op: CioOperation = {
+        type: 'person',
+        action: 'event',
+        identifiers: identifierOf(identifier),
+        name: data.name as string,
+        id: data.id as string,
+        timestamp: data.timestamp as number,
+        attributes: data.data as Record<string, unknown>,
+      };
+      const reason = this.rejectOperation?.(op) ?? (op.name ? undefined : 'name is required');
+      if (reason) return this.json(res, 400, { meta: { errors: [reason] } });
+      this.applyEvent(op);
+      return this.json(res, 200, {});
+    }
+    if (req.method === 'POST' && (path === '/api/v2/batch' || path === '/api/v2/entity')) {
+      const ops = path === '/api/v2/batch' ? (data.batch as CioOperation[] | undefined) : [data as CioOperation];
+      if (!Array.isArray(ops)) return this.json(res, 400, { errors: [{ reason: 'required', field: 'batch', message: 'batch is required' }] });
+      this.batchSizes.push(ops.length);
+      const errors: { batch_index: number; reason: string; field: string; message: string }[] = [];
+      ops.forEach((op, index) => {
+        const reason = validate(op) ?? this.rejectOperation?.(op);
+        if (reason) errors.push({ batch_index: index, reason: 'invalid', field: 'batch', message: reason });
+        else if (op.action === 'identify') this.applyIdentify(op);
+        else this.applyEvent(op);
+      });
+      if (errors.length > 0) return this.json(res, 207, { errors });
+      return this.json(res, 200, {});
+    }
+    this.json(res, 404, { meta: { error: 'not found' } });
+  }
+
+  private applyIdentify(op: CioOperation): void {
+    const identifier = key(op.identifiers!);
+    this.identifyArrivals.push(identifier);
+    this.people.set(identifier, { ...this.people.get(identifier), ...op.attributes });
+  }
+
+  private applyEvent(op: CioOperation): void {
+    const identifier = key(op.identifiers!);
+    if (op.id) {
+      this.eventArrivals.push(op.id);
+      if (this.events.has(op.id)) return;
+      this.events.set(op.id, { id: op.id, name: op.name!, identifier, timestamp: op.timestamp, attributes: op.attributes });
+    } else {
+      this.events.set(`noid-${this.events.size}`, { name: op.name!, identifier, timestamp: op.timestamp, attributes: op.attributes });
+    }
+  }
+}
+
+function identifierOf(value: string): Record<string, string> {
+  return value.includes('@') ? { email: value } : { id: value };
+}
+
+function key(identifiers: Record<string, string>): string {
+  const [kind, value] = Object.entries(identifiers)[0] ?? ['id', ''];
+  return `${kind}:${value}`;
+}
+
+function validate(op: CioOperation): string | undefined {
+  if (op.type !== 'person') return 'type must be person';
+  if (!op.identifiers || Object.keys(op.identifiers).length !== 1) return 'exactly one identifier is required';
+  if (op.action === 'event' && !op.name) return 'name is required';
+  if (op.action !== 'identify' && op.action !== 'event') return `unsupported action ${op.action}`;
+  return undefined;
+}

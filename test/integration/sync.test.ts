@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FIXTURES, runCli, tempDir } from '../support/cli.js';
+import { startServices, type Services } from '../support/services.js';
+
+const FIXTURE = join(FIXTURES, 'growsurf', 'participants.csv');
+
+interface PlanLine {
+  destination: 'segment' | 'customerio';
+  kind: 'identify' | 'track';
+  key: string;
+  userId: string;
+  payload: Record<string, unknown>;
+}
+
+let services: Services | undefined;
+afterEach(async () => {
+  await services?.stop();
+  services = undefined;
+});
+
+async function expectedPlan(cwd: string, env: Record<string, string>, args: string[] = []): Promise<PlanLine[]> {
+  const out = join(cwd, `expected-${Math.random().toString(36).slice(2)}.jsonl`);
+  const result = await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', out, '--quiet', ...args], { cwd, env });
+  expect(result.code).toBe(0);
+  return readFileSync(out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as PlanLine);
+}
+
+describe('backfill into Segment and Customer.io', () => {
+  it('identifies every participant with the traits and delivers every derived event exactly once', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const plan = await expectedPlan(cwd, services.env);
+    const result = await runCli(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Segment\s+146\s+0\s+0\s+0/);
+    expect(result.stdout).toMatch(/Customer\.io\s+146\s+0\s+0\s+0/);
+
+    const { segment, customerio } = services;
+    // Segment: every planned message arrived once, with our messageId and the planned content.
+    const segmentPlan = plan.filter((l) => l.destination === 'segment');
+    expect(segment.arrivals.sort()).toEqual(segmentPlan.map((l) => l.payload.messageId as string).sort());
+    const richard = segment.identifies().find((m) => m.userId === 'richard.hendricks@example.com')!;
+    expect(richard.traits).toMatchObject({ referral_tier: 'champion', referral_count: 11, acquisition_channel: 'organic', referral_source: 'growsurf' });
+    const erlich = segment.identifies().find((m) => m.userId === 'erlich.bachman@example.com')!;
+    expect(erlich.traits).toMatchObject({ referral_tier: 'active', referred_by: 'richard.hendricks@example.com', acquisition_channel: 'referral', referral_status: 'converted' });
+    expect(segment.badKeyRequests).toBe(0);
+
+    // Customer.io: every person identified with the attribute names of DESIGN.md §4, every event once by id.
+    const cioPlan = plan.filter((l) => l.destination === 'customerio');
+    expect(customerio.people.size).toBe(48);
+    expect(customerio.people.get('email:richard.hendricks@example.com')).toMatchObject({ referral_tier: 'champion', total_referrals: 11, first_name: 'Richard' });
+    const plannedEventIds = cioPlan.filter((l) => l.kind === 'track').map((l) => l.payload.id as string);
+    expect(customerio.eventArrivals.sort()).toEqual([...plannedEventIds].sort());
+    expect(new Set(customerio.eventArrivals).size).toBe(customerio.eventArrivals.length);
+    const made = [...customerio.events.values()].filter((e) => e.name === 'referral_friend_signed_up');
+    expect(made.filter((e) => e.identifier === 'email:richard.hendricks@example.com')).toHaveLength(13);
+  });
+
+  it('sends nothing on a second sync; a second backfill sends identifies only', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    expect((await runCli(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env })).code).toBe(0);
+    const segmentBefore = services.segment.arrivals.length;
+    const cioEventsBefore = services.customerio.eventArrivals.length;
+    const cioIdentifiesBefore = services.customerio.identifyArrivals.length;
+
+    const sync = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    expect(sync.code).toBe(0);
+    expect(services.segment.arrivals.length).toBe(segmentBefore);
+    expect(services.customerio.eventArrivals.length).toBe(cioEventsBefore);
+    expect(services.customerio.identifyArrivals.length).toBe(cioIdentifiesBefore);
+    expect(sync.stdout).toMatch(/Segment\s+0\s+146\s+0\s+0/);
+
+    const again = await runCli(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    expect(again.code).toBe(0);
+    const newSegment = services.segment.arrivals.slice(segmentBefore);
+    expect(newSegment).toHaveLength(48);
+    expect(newSegment.every((id) => services!.segment.messages.get(id)?.type === 'identify')).toBe(true);
+    expect(services.customerio.eventArrivals.length).toBe(cioEventsBefore);
+    expect(services.customerio.identifyArrivals.length).toBe(cioIdentifiesBefore + 48);
+  });
+});
