@@ -8,6 +8,7 @@ import { ExitCode, UnavailableError } from '../errors.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
+import { checkWithRetries } from './check.js';
 import { concurrencyFor, createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
 import { runDiff, type DiffFlags } from './diff.js';
 import type { Output } from './output.js';
@@ -54,9 +55,8 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
 /** Bad credentials or an unreachable service stop the run before anything is read or marked (exit 69). */
 async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output): Promise<void> {
   for (const client of clients.values()) {
-    const result = await client.check();
-    if (!result.ok && client.name === 'customerio') throw new UnavailableError(result.message, { hint: 'Nothing was sent. `referral-sync check` tests the credentials on their own.' });
-    if (!result.ok) throw new UnavailableError(result.message, { hint: 'Nothing was sent.' });
+    const result = await checkWithRetries(client);
+    if (!result.ok) throw new UnavailableError(result.message, { hint: 'Nothing was sent. `referral-sync check` tests the credentials and endpoints on their own.' });
     output.verbose(result.message);
   }
 }

@@ -1,3 +1,4 @@
+import type { CheckResult, DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
 import { createDestinationClients, type DestinationFlags } from './destinations.js';
 import type { Output } from './output.js';
@@ -10,11 +11,23 @@ export async function runCheck(flags: CommonFlags & DestinationFlags, env: Env, 
   let ok = true;
   const lines: string[] = [];
   for (const client of clients.values()) {
-    const result = await client.check();
+    const result = await checkWithRetries(client);
     await client.close();
     ok &&= result.ok;
     lines.push(`${result.ok ? 'ok  ' : 'FAIL'} ${result.message}`);
   }
   output.result(`${lines.join('\n')}\n`);
   return ok ? ExitCode.ok : ExitCode.unavailable;
+}
+
+const CHECK_ATTEMPTS = 4;
+
+/** A check that failed for a passing reason (a dropped connection, a 503) is tried again before we give up. */
+export async function checkWithRetries(client: DestinationClient, sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))): Promise<CheckResult> {
+  let result = await client.check();
+  for (let attempt = 1; attempt < CHECK_ATTEMPTS && !result.ok && result.transient; attempt += 1) {
+    await sleep(250 * 2 ** attempt);
+    result = await client.check();
+  }
+  return result;
 }

@@ -105,7 +105,7 @@ export class CustomerioDestination implements DestinationClient {
     } catch (error) {
       const verdict = this.safeVerdict(error);
       if (verdict instanceof UnavailableError) return { destination: 'customerio', ok: false, message: verdict.message };
-      return { destination: 'customerio', ok: false, message: `Customer.io at ${this.options.trackUrl} did not answer the check: ${verdict.reason}.` };
+      return { destination: 'customerio', ok: false, transient: true, message: `Customer.io at ${this.options.trackUrl} did not answer the check: ${verdict.reason}.` };
     }
   }
 

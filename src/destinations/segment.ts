@@ -110,7 +110,7 @@ export class SegmentDestination implements DestinationClient {
         message: `Segment at ${this.options.host} is reachable. Segment accepts any write key with 200, so the key itself cannot be checked: after the first sync, look for the events in the source's Debugger.`,
       };
     } catch (error) {
-      return { destination: 'segment', ok: false, message: `Segment at ${this.options.host} is unreachable: ${describeNetworkError(error)}.` };
+      return { destination: 'segment', ok: false, transient: true, message: `Segment at ${this.options.host} is unreachable: ${describeNetworkError(error)}.` };
     }
   }
 

@@ -13,6 +13,8 @@ export interface CheckResult {
   ok: boolean;
   /** One sentence for people. */
   message: string;
+  /** A failure that may pass (network error, 5xx, 429), as opposed to refused credentials. */
+  transient?: boolean;
 }
 
 /**

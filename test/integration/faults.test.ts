@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../support/cli.js';
+import { writeProgram } from '../support/program.js';
+import { startServices, type Services } from '../support/services.js';
+
+interface PlanLine {
+  destination: 'segment' | 'customerio';
+  kind: 'identify' | 'track';
+  payload: Record<string, unknown>;
+}
+
+let services: Services | undefined;
+afterEach(async () => {
+  await services?.stop();
+  services = undefined;
+});
+
+function readPlan(path: string): PlanLine[] {
+  return readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as PlanLine);
+}
+
+const FAULTS = { error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRate: 0.03 };
+
+describe('delivery under faults', () => {
+  it.each([
+    ['v2', 1500],
+    ['v1', 150],
+  ])('Customer.io %s, %i participants: every operation delivered exactly once by id despite 5xx, 429 and dropped connections', async (api, size) => {
+    services = await startServices({ segment: { ...FAULTS, seed: 11 }, customerio: { ...FAULTS, seed: 12 } });
+    const cwd = tempDir();
+    const file = writeProgram(cwd, size);
+    const planPath = join(cwd, 'plan.jsonl');
+    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
+    const plan = readPlan(planPath);
+
+    const result = await runCli(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000'], { cwd, env: services.env });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+
+    const { segment, customerio } = services;
+    // The faults really happened (Segment gets few requests in the small run: one per 100 events)…
+    const faultsOf = (log: typeof segment.log) => ({
+      429: log.byStatus.get(429) ?? 0,
+      '5xx': (log.byStatus.get(500) ?? 0) + (log.byStatus.get(502) ?? 0) + (log.byStatus.get(503) ?? 0),
+      dropped: log.byStatus.get('dropped') ?? 0,
+    });
+    for (const count of Object.values(faultsOf(customerio.log))) expect(count).toBeGreaterThan(0);
+    if (size >= 1500) for (const count of Object.values(faultsOf(segment.log))) expect(count).toBeGreaterThan(0);
+    // …and every planned message arrived, none twice.
+    const segmentIds = plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string);
+    expect([...segment.arrivals].sort()).toEqual(segmentIds.sort());
+    const cioEventIds = plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string);
+    expect([...customerio.eventArrivals].sort()).toEqual(cioEventIds.sort());
+    const cioIdentifies = plan.filter((l) => l.destination === 'customerio' && l.kind === 'identify').length;
+    expect(customerio.people.size).toBe(cioIdentifies);
+
+    const status = await runCli(['status', '--json'], { cwd });
+    const deliveries = (JSON.parse(status.stdout) as { deliveries: { destination: string; status: string; count: number }[] }).deliveries;
+    expect(deliveries).toEqual([
+      { destination: 'customerio', status: 'sent', count: plan.filter((l) => l.destination === 'customerio').length },
+      { destination: 'segment', status: 'sent', count: segmentIds.length },
+    ]);
+  });
+});
