@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { ExitCode } from '../errors.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
-import type { StateSummary } from '../state/store.js';
+import type { StateSummary, StoredDelivery } from '../state/store.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 
@@ -17,11 +17,12 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
   const state = openSqliteStateReadOnly(common.statePath);
   try {
     const summary = state.summary(Number.isInteger(limit) && limit > 0 ? limit : 10);
+    const problems = state.problems(PROBLEMS_SHOWN);
     const exists = existsSync(common.statePath);
     if (flags.json || common.logFormat === 'json') {
-      output.result(`${JSON.stringify({ exists, ...summary }, null, flags.json ? 2 : undefined)}\n`);
+      output.result(`${JSON.stringify({ exists, ...summary, problems }, null, flags.json ? 2 : undefined)}\n`);
     } else {
-      output.result(renderStatus(summary, exists));
+      output.result(renderStatus(summary, exists, problems));
     }
     return ExitCode.ok;
   } finally {
@@ -29,7 +30,9 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
   }
 }
 
-function renderStatus(summary: StateSummary, exists: boolean): string {
+const PROBLEMS_SHOWN = 20;
+
+function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[]): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `referral-sync diff` shows what the first sync would send.');
@@ -51,6 +54,12 @@ function renderStatus(summary: StateSummary, exists: boolean): string {
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
     lines.push(`  #${run.id} ${run.command.padEnd(9)} ${run.status.padEnd(9)} ${run.startedAt} → ${run.finishedAt ?? '…'}  program ${run.programId}  ${counts}`);
+  }
+  if (problems.length > 0) {
+    lines.push('', `Failed and dead deliveries (newest ${PROBLEMS_SHOWN} per destination; \`referral-sync retry\` resends them)`);
+    for (const p of problems) {
+      lines.push(`  ${p.destination.padEnd(11)} ${p.status.padEnd(7)} ${p.kind.padEnd(13)} ${p.userId}  ${p.lastError ?? ''}`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }

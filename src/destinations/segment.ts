@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
 import { verdictForStatus, type Verdict } from '../apply/retry.js';
 import type { Operation } from '../plan/types.js';
@@ -39,7 +40,18 @@ export class SegmentDestination implements DestinationClient {
 
   constructor(private readonly options: SegmentOptions) {
     this.maxBatch = Math.min(options.flushAt ?? 100, SEGMENT_MAX_BATCH_EVENTS);
-    this.analytics = new Analytics({
+    this.analytics = this.createAnalytics(options);
+    // The SDK's retry sleep adds an abort listener to its publisher's shared signal and never removes it, so a
+    // run with more than ten rate-limit waits prints a MaxListenersExceededWarning. Lift the limit on that one
+    // signal. It is a private field: if a later SDK moves it, only the warning comes back.
+    const publisher = (this.analytics as unknown as { _publisher?: { _abortController?: AbortController } })._publisher;
+    if (publisher?._abortController) setMaxListeners(0, publisher._abortController.signal);
+    // The SDK's emitter does not throw on 'error'; outcomes come through callbacks.
+    this.analytics.on('error', () => undefined);
+  }
+
+  private createAnalytics(options: SegmentOptions): Analytics {
+    return new Analytics({
       writeKey: options.writeKey,
       host: options.host,
       flushAt: this.maxBatch,
@@ -52,8 +64,6 @@ export class SegmentDestination implements DestinationClient {
       maxRateLimitDuration: 120,
       httpClient: new SplittingHttpClient(options.onResponse),
     });
-    // The SDK's emitter does not throw on 'error'; outcomes come through callbacks.
-    this.analytics.on('error', () => undefined);
   }
 
   cost(operations: readonly Operation[]): number {

@@ -90,7 +90,12 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
       yield { type: 'unchanged', destination, userId };
     } else {
       const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, context);
-      yield* checked(identify, location);
+      if (!context.resend && context.baseline.delivery(destination, identify.key) === 'dead') {
+        // The destination refused exactly these traits for good; `retry` (or a change of traits) sends them.
+        yield { type: 'deduped', destination, event: 'identify', key: identify.key, status: 'dead' };
+      } else {
+        yield* checked(identify, location);
+      }
     }
 
     const destinationFacts = [...facts];

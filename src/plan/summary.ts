@@ -73,7 +73,7 @@ export class PlanSummary {
       case 'deduped': {
         const counts = this.counts(item.destination);
         if (item.status === 'dead') counts.dead += 1;
-        else counts.events[item.event].deduped += 1;
+        else if (item.event !== 'identify') counts.events[item.event].deduped += 1;
         return;
       }
       case 'operation': {

@@ -56,7 +56,7 @@ export type Operation = IdentifyOperation | EventOperation;
 export type PlanItem =
   | { type: 'operation'; operation: Operation }
   | { type: 'unchanged'; destination: Destination; userId: string }
-  | { type: 'deduped'; destination: Destination; event: EventKind; key: string; status: DeliveryStatus }
+  | { type: 'deduped'; destination: Destination; event: EventKind | 'identify'; key: string; status: DeliveryStatus }
   | { type: 'participant'; participantId: string; userId: string; traits: CanonicalTraits }
   | { type: 'invalid'; reason: string; location: RecordLocation | undefined; participantId?: string }
   | { type: 'warning'; message: string; location: RecordLocation | undefined };

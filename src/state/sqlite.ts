@@ -64,6 +64,7 @@ function emptyState(path: string): ReadableState {
     location: path,
     baseline: () => EMPTY_BASELINE,
     summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
+    problems: () => [],
     close: () => undefined,
   };
 }
@@ -248,12 +249,15 @@ export class SqliteState implements ReadableState {
     }
   }
 
-  /** Failed and dead deliveries for `status`: the reasons people need to act on. */
+  /** Failed and dead deliveries for `status`, newest first, at most `limit` per destination. */
   problems(limit: number): StoredDelivery[] {
     return this.db
       .prepare<[number], StoredDelivery>(
-        `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, NULL AS payload
-         FROM deliveries WHERE status IN ('failed', 'dead') ORDER BY updated_at DESC LIMIT ?`,
+        `SELECT destination, key, kind, userId, status, attempts, lastError, NULL AS payload FROM (
+           SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError,
+                  ROW_NUMBER() OVER (PARTITION BY destination ORDER BY updated_at DESC, key) AS n
+           FROM deliveries WHERE status IN ('failed', 'dead'))
+         WHERE n <= ? ORDER BY destination, n`,
       )
       .all(limit);
   }

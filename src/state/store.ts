@@ -33,6 +33,8 @@ export interface ReadableState {
   readonly location: string;
   baseline(): BaselineView;
   summary(runLimit: number): StateSummary;
+  /** Failed and dead deliveries, newest first. */
+  problems(limit: number): StoredDelivery[];
   close(): void;
 }
 
