@@ -26,6 +26,8 @@ export interface RequestLog {
   byStatus: Map<number | 'dropped', number>;
   /** 429s answered because the rate limit was exceeded (not injected ones). */
   rateLimited: number;
+  /** Arrival time (ms, performance.now) and path of every request. */
+  arrivals: { at: number; path: string }[];
 }
 
 export function seededRandom(seed: number): () => number {
@@ -41,7 +43,7 @@ export function seededRandom(seed: number): () => number {
 
 export abstract class FakeService {
   faults: FaultOptions;
-  readonly log: RequestLog = { total: 0, byStatus: new Map(), rateLimited: 0 };
+  readonly log: RequestLog = { total: 0, byStatus: new Map(), rateLimited: 0, arrivals: [] };
   private server: Server | undefined;
   private random: () => number;
   private tokens = 0;
@@ -94,6 +96,7 @@ export abstract class FakeService {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
     this.log.total += 1;
+    this.log.arrivals.push({ at: performance.now(), path: (req.url ?? '').split('?')[0] ?? '' });
     if (this.faults.delayMs) await new Promise((resolve) => setTimeout(resolve, this.faults.delayMs));
     if (this.faults.rateLimitPerSecond && !this.takeToken(this.faults.rateLimitPerSecond)) {
       this.log.rateLimited += 1;

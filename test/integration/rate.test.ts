@@ -1,0 +1,32 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../support/cli.js';
+import { writeProgram } from '../support/program.js';
+import { startServices, type Services } from '../support/services.js';
+
+let services: Services | undefined;
+afterEach(async () => {
+  await services?.stop();
+  services = undefined;
+});
+
+describe('rate limiting', () => {
+  it.each([
+    ['v1', 40, 120],
+    ['v2', 8, 2600],
+  ])('Customer.io %s limited to %i requests/s: --rate at the limit gets no 429 and reaches 0.9 of it (%i participants)', async (api, rate, size) => {
+    services = await startServices({ customerio: { rateLimitPerSecond: rate } });
+    const cwd = tempDir();
+    const file = writeProgram(cwd, size);
+    const result = await runCli(['sync', '--file', file, '--to', 'customerio', '--customerio-api', api, '--rate', `customerio=${rate}`], { cwd, env: services.env });
+    expect(result.code).toBe(0);
+    const { log } = services.customerio;
+    expect(log.rateLimited).toBe(0);
+    const sends = log.arrivals.filter((a) => a.path !== '/api/v1/accounts/region');
+    expect(sends.length).toBeGreaterThan(rate * 5);
+    const seconds = (sends.at(-1)!.at - sends[0]!.at) / 1000;
+    const achieved = (sends.length - 1) / seconds;
+    console.log(`customerio ${api}: ${sends.length} requests in ${seconds.toFixed(2)} s = ${achieved.toFixed(1)} req/s against a limit of ${rate}`);
+    expect(achieved).toBeGreaterThanOrEqual(0.9 * rate);
+    expect(achieved).toBeLessThanOrEqual(rate * 1.05);
+  });
+});
