@@ -8,8 +8,8 @@ import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js
 export const CUSTOMERIO_TRACK_URLS = { us: 'https://track.customer.io', eu: 'https://track-eu.customer.io' } as const;
 /** Track v2 `/batch`: 500 KB a request (research/destinations.md §4); a margin for the envelope. */
 const CUSTOMERIO_SAFE_BATCH_BYTES = 450 * 1024;
-/** No maximum count is documented; 100 keeps one failed request cheap to retry. */
-const CUSTOMERIO_BATCH_OPERATIONS = 100;
+/** No maximum count is documented; 200 operations stay far under 500 KB and keep one failed request cheap to retry. */
+const CUSTOMERIO_BATCH_OPERATIONS = 200;
 
 export type CustomerioApi = 'v1' | 'v2';
 

@@ -39,7 +39,7 @@ export class SegmentDestination implements DestinationClient {
   private closed = false;
 
   constructor(private readonly options: SegmentOptions) {
-    this.maxBatch = Math.min(options.flushAt ?? 100, SEGMENT_MAX_BATCH_EVENTS);
+    this.maxBatch = Math.min(options.flushAt ?? 250, SEGMENT_MAX_BATCH_EVENTS);
     this.analytics = this.createAnalytics(options);
     // The SDK's retry sleep adds an abort listener to its publisher's shared signal and never removes it, so a
     // run with more than ten rate-limit waits prints a MaxListenersExceededWarning. Lift the limit on that one

@@ -35,7 +35,8 @@ export const MIGRATIONS: readonly string[] = [
     updated_at TEXT NOT NULL,
     PRIMARY KEY (destination, key)
   ) WITHOUT ROWID;
-  CREATE INDEX deliveries_by_status ON deliveries (status, destination);
+  -- Only the rows status and retry look for: a full status index would be rewritten on every delivery.
+  CREATE INDEX deliveries_needing_retry ON deliveries (destination, status) WHERE status IN ('failed', 'dead');
   CREATE TABLE lock (
     program_id TEXT PRIMARY KEY,
     holder TEXT NOT NULL,

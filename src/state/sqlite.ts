@@ -49,7 +49,11 @@ export function openSqliteStateForWriting(path: string): SqliteState {
   checkSchema(db, path);
   try {
     db.pragma('journal_mode = WAL');
+    // WAL + NORMAL: a commit survives kill -9 (it is in the WAL); fsync happens at checkpoints, which we space
+    // out, because the ledger's random keys make every small transaction touch many pages.
     db.pragma('synchronous = NORMAL');
+    db.pragma('wal_autocheckpoint = 10000');
+    db.pragma('cache_size = -65536');
     db.pragma('busy_timeout = 5000');
     migrate(db);
   } catch (error) {
@@ -183,12 +187,32 @@ export class SqliteState implements ReadableState {
       .run(now.toISOString(), status, JSON.stringify(counts), id);
   }
 
+  private statements: { identity: Database.Statement; delivery: Database.Statement } | undefined;
+
+  private get writes(): { identity: Database.Statement; delivery: Database.Statement } {
+    this.statements ??= {
+      identity: this.db.prepare(
+        `INSERT INTO identities (destination, user_id, traits, hash, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at`,
+      ),
+      delivery: this.db.prepare(
+        `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
+         VALUES (@destination, @key, @kind, @userId, @status, @attempt, @error, @payload, @runId, @at, @at)
+         ON CONFLICT (destination, key) DO UPDATE SET
+           status = excluded.status,
+           attempts = deliveries.attempts + excluded.attempts,
+           last_error = excluded.last_error,
+           payload = COALESCE(excluded.payload, deliveries.payload),
+           run_id = COALESCE(excluded.run_id, deliveries.run_id),
+           updated_at = excluded.updated_at`,
+      ),
+    };
+    return this.statements;
+  }
+
   /** Records acknowledged traits as the new diff baseline, in one transaction. */
   saveIdentities(writes: readonly IdentityWrite[], now: Date): void {
-    const upsert = this.db.prepare(
-      `INSERT INTO identities (destination, user_id, traits, hash, updated_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at`,
-    );
+    const upsert = this.writes.identity;
     const at = now.toISOString();
     this.db.transaction(() => {
       for (const w of writes) upsert.run(w.destination, w.userId, JSON.stringify(w.traits), w.hash, at);
@@ -197,17 +221,7 @@ export class SqliteState implements ReadableState {
 
   /** Writes ledger rows (pending before a send; sent/failed/dead after), in one transaction. */
   recordDeliveries(rows: readonly DeliveryRow[], now: Date): void {
-    const upsert = this.db.prepare(
-      `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
-       VALUES (@destination, @key, @kind, @userId, @status, @attempt, @error, @payload, @runId, @at, @at)
-       ON CONFLICT (destination, key) DO UPDATE SET
-         status = excluded.status,
-         attempts = deliveries.attempts + excluded.attempts,
-         last_error = excluded.last_error,
-         payload = COALESCE(excluded.payload, deliveries.payload),
-         run_id = COALESCE(excluded.run_id, deliveries.run_id),
-         updated_at = excluded.updated_at`,
-    );
+    const upsert = this.writes.delivery;
     const at = now.toISOString();
     this.db.transaction(() => {
       for (const r of rows) {

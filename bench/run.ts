@@ -1,0 +1,101 @@
+// `npm run bench`: performance figures of referral-sync against naive baselines, measured in the same run.
+//   diff:     a generated export (BENCH_ROWS, default 1,000,000) through `diff`, vs the whole file in memory.
+//   delivery: generated programs of 10k and 100k participants synced end to end into the fake Segment and
+//             Customer.io, vs sequential await-per-call through the same SDKs.
+// Pick one with `npm run bench -- diff` or `npm run bench -- delivery`; BENCH_DELIVERY_SIZES=10000,100000.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeCustomerio } from '../test/fakes/customerio.js';
+import { FakeSegment } from '../test/fakes/segment.js';
+import { generateExport } from './generate-export.js';
+import { measure, ROOT, table, type Measured } from './measure.js';
+
+const BIN = join(ROOT, 'bin', 'referral-sync.js');
+const which = process.argv[2] ?? 'all';
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(1);
+}
+
+async function benchDiff(): Promise<void> {
+  const rows = Number(process.env.BENCH_ROWS ?? 1_000_000);
+  const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
+  try {
+    const file = join(dir, 'export.csv');
+    await generateExport(file, rows);
+    console.log(`\n## diff: ${rows.toLocaleString('en-US')} rows (${(statSync(file).size / 1e6).toFixed(0)} MB)\n`);
+    const streaming = await measure('referral-sync diff (streaming)', [BIN, 'diff', '--file', file, '--quiet', '--json'], { cwd: dir });
+    const naive = await measure('naive (whole file in memory)', ['--max-old-space-size=16384', join(ROOT, '.bench-build', 'bench', 'naive-diff.js'), file], { cwd: dir });
+    const line = (m: Measured): string[] => [m.label, seconds(m.wallMs), seconds(m.cpuMs), m.rssMb.toFixed(0), Math.round(rows / (m.wallMs / 1000)).toLocaleString('en-US')];
+    console.log(table([['run', 'wall s', 'CPU s', 'peak RSS MB', 'rows/s'], line(streaming), line(naive)]));
+    console.log(`\npeak memory: ${(naive.rssMb / streaming.rssMb).toFixed(1)}x less than the naive baseline; wall time ratio naive/streaming ${(naive.wallMs / streaming.wallMs).toFixed(2)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface DeliveryReport {
+  sent: number;
+  startedAt: number;
+  finishedAt: number;
+}
+
+async function benchDelivery(size: number, naiveSample: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
+  const segment = new FakeSegment('bench-write-key');
+  const customerio = new FakeCustomerio('bench-site', 'bench-key');
+  try {
+    const env = {
+      SEGMENT_WRITE_KEY: 'bench-write-key',
+      SEGMENT_HOST: await segment.start(),
+      CUSTOMERIO_SITE_ID: 'bench-site',
+      CUSTOMERIO_API_KEY: 'bench-key',
+      CUSTOMERIO_TRACK_URL: await customerio.start(),
+    };
+    const file = join(dir, 'export.csv');
+    await generateExport(file, size, 7);
+    console.log(`\n## delivery: ${size.toLocaleString('en-US')} participants, both destinations, fake servers on loopback\n`);
+    // Rates far above the fakes' needs: this measures the tool, not the limiter.
+    const run = await measure('referral-sync sync', [BIN, 'sync', '--file', file, '--json', '--rate', 'segment=1000000,customerio=100000'], { cwd: dir, env });
+    const result = JSON.parse(run.stdout) as { delivery: Record<string, DeliveryReport> };
+    const rows: string[][] = [['run', 'destination', 'operations', 'seconds', 'ops/s', 'CPU s (whole run)', 'peak RSS MB']];
+    const rates: Record<string, number> = {};
+    for (const [destination, report] of Object.entries(result.delivery)) {
+      const secs = (report.finishedAt - report.startedAt) / 1000;
+      rates[destination] = report.sent / secs;
+      rows.push(['referral-sync', destination, String(report.sent), secs.toFixed(1), Math.round(rates[destination]!).toLocaleString('en-US'), seconds(run.cpuMs), run.rssMb.toFixed(0)]);
+    }
+    const planFile = join(dir, 'plan.jsonl');
+    // Same ids as the sync: a fresh state, so the naive run sends the same operations again (the fakes dedupe).
+    await measure('plan', [BIN, 'diff', '--file', file, '--out', planFile, '--quiet', '--state', join(dir, 'empty.db')], { cwd: dir, env });
+    const naive = await measure('naive', [join(ROOT, '.bench-build', 'bench', 'naive-delivery.js'), planFile, String(naiveSample)], { cwd: dir, env });
+    const naiveResult = JSON.parse(naive.stdout) as { participants: number; timings: Record<string, { ops: number; ms: number }> };
+    for (const [destination, t] of Object.entries(naiveResult.timings)) {
+      const perSecond = t.ops / (t.ms / 1000);
+      const total = result.delivery[destination]?.sent ?? 0;
+      rows.push([
+        `naive (${naiveResult.participants} participants, extrapolated)`,
+        destination,
+        `${t.ops} of ${total}`,
+        `${(total / perSecond).toFixed(0)} est.`,
+        perSecond.toFixed(1),
+        seconds(naive.cpuMs),
+        naive.rssMb.toFixed(0),
+      ]);
+      console.log(`${destination}: referral-sync ${Math.round(rates[destination] ?? 0)} ops/s vs naive ${perSecond.toFixed(1)} ops/s = ${((rates[destination] ?? 0) / perSecond).toFixed(0)}x`);
+    }
+    console.log('');
+    console.log(table(rows));
+  } finally {
+    await segment.stop();
+    await customerio.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (which === 'all' || which === 'delivery') {
+  const sizes = (process.env.BENCH_DELIVERY_SIZES ?? '10000,100000').split(',').map(Number);
+  for (const size of sizes) await benchDelivery(size, 100);
+}
+if (which === 'all' || which === 'diff') await benchDiff();
