@@ -28,7 +28,7 @@ const FAULTS = { error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRat
 
 describe('delivery under faults', () => {
   it.each([
-    ['v2', 1500],
+    ['v2', 3000],
     ['v1', 150],
   ])('Customer.io %s, %i participants: every operation delivered exactly once by id despite 5xx, 429 and dropped connections', async (api, size) => {
     services = await startServices({ segment: { ...FAULTS, seed: 11 }, customerio: { ...FAULTS, seed: 12 } });
@@ -43,14 +43,15 @@ describe('delivery under faults', () => {
     expect(result.code).toBe(0);
 
     const { segment, customerio } = services;
-    // The faults really happened (Segment gets few requests in the small run: one per 100 events)…
-    const faultsOf = (log: typeof segment.log) => ({
-      429: log.byStatus.get(429) ?? 0,
-      '5xx': (log.byStatus.get(500) ?? 0) + (log.byStatus.get(502) ?? 0) + (log.byStatus.get(503) ?? 0),
-      dropped: log.byStatus.get('dropped') ?? 0,
-    });
-    for (const count of Object.values(faultsOf(customerio.log))) expect(count).toBeGreaterThan(0);
-    if (size >= 1500) for (const count of Object.values(faultsOf(segment.log))) expect(count).toBeGreaterThan(0);
+    // The faults really happened, on both services together (Segment takes 250 events a request, Customer.io
+    // v2 200 operations, so a small run makes few requests)…
+    const faults = { 429: 0, '5xx': 0, dropped: 0 };
+    for (const log of [segment.log, customerio.log]) {
+      faults[429] += log.byStatus.get(429) ?? 0;
+      faults['5xx'] += (log.byStatus.get(500) ?? 0) + (log.byStatus.get(502) ?? 0) + (log.byStatus.get(503) ?? 0);
+      faults.dropped += log.byStatus.get('dropped') ?? 0;
+    }
+    for (const count of Object.values(faults)) expect(count).toBeGreaterThan(0);
     // …and every planned message arrived, none twice.
     const segmentIds = plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string);
     expect([...segment.arrivals].sort()).toEqual(segmentIds.sort());

@@ -12,7 +12,7 @@ afterEach(async () => {
 describe('rate limiting', () => {
   it.each([
     ['v1', 40, 120],
-    ['v2', 8, 2600],
+    ['v2', 4, 2600],
   ])('Customer.io %s limited to %i requests/s: --rate at the limit gets no 429 and reaches 0.9 of it (%i participants)', async (api, rate, size) => {
     services = await startServices({ customerio: { rateLimitPerSecond: rate } });
     const cwd = tempDir();
