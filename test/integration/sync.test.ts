@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, runCli, tempDir } from '../support/cli.js';
+import { FIXTURES, runCli, tempDir, writeCsv } from '../support/cli.js';
 import { startServices, type Services } from '../support/services.js';
 
 const FIXTURE = join(FIXTURES, 'growsurf', 'participants.csv');
@@ -84,5 +84,44 @@ describe('backfill into Segment and Customer.io', () => {
     expect(newSegment.every((id) => services!.segment.messages.get(id)?.type === 'identify')).toBe(true);
     expect(services.customerio.eventArrivals.length).toBe(cioEventsBefore);
     expect(services.customerio.identifyArrivals.length).toBe(cioIdentifiesBefore + 48);
+  });
+});
+
+describe('sync', () => {
+  it('--dry-run prints exactly what diff prints and sends nothing', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const diff = await runCli(['diff', '--file', FIXTURE], { cwd, env: services.env });
+    const dry = await runCli(['sync', '--file', FIXTURE, '--dry-run'], { cwd, env: services.env });
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toBe(diff.stdout);
+    expect(services.segment.log.total + services.customerio.log.total).toBe(0);
+  });
+
+  it('sends only what changed, with Referral Tier Changed when a tier moves', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const people = [
+      { ID: 'r1', Email: 'rita@example.com', 'Referral Count': '4', 'Created At': '2025-01-01' },
+      { ID: 'f1', Email: 'fred@example.com', 'Referral Count': '0', 'Created At': '2025-01-02', 'Referred By': 'r1', 'Referral Status': 'CREDIT_PENDING' },
+      { ID: 'o1', Email: 'olga@example.com', 'Referral Count': '0', 'Created At': '2025-01-03' },
+    ];
+    const file = writeCsv(cwd, 'export.csv', people);
+    expect((await runCli(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
+    const segmentBefore = services.segment.arrivals.length;
+    const cioBefore = services.customerio.eventArrivals.length;
+
+    writeCsv(cwd, 'export.csv', [{ ...people[0]!, 'Referral Count': '5' }, { ...people[1]!, 'Referral Status': 'CREDIT_AWARDED', 'Converted At': '2025-02-01' }, people[2]!]);
+    const result = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    expect(result.code).toBe(0);
+    const sent = services.segment.arrivals.slice(segmentBefore).map((id) => services!.segment.messages.get(id)!);
+    expect(sent.map((m) => `${m.type} ${m.event ?? ''} ${m.userId}`.replace('  ', ' ')).sort()).toEqual(
+      ['identify fred@example.com', 'identify rita@example.com', 'track Referral Converted fred@example.com', 'track Referral Tier Changed rita@example.com'].sort(),
+    );
+    const tier = sent.find((m) => m.event === 'Referral Tier Changed')!;
+    expect(tier.properties).toMatchObject({ previous_tier: 'active', tier: 'power_referrer', referral_count: 5 });
+    const cioNew = services.customerio.eventArrivals.slice(cioBefore).map((id) => services!.customerio.events.get(id)!.name);
+    expect(cioNew.sort()).toEqual(['referral_converted', 'referral_tier_changed']);
+    expect(services.customerio.people.get('email:rita@example.com')).toMatchObject({ referral_tier: 'power_referrer', total_referrals: 5 });
   });
 });
