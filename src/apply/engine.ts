@@ -51,7 +51,7 @@ export class ApplyEngine {
   private readonly lanes = new Map<Destination, Lane>();
   private fatal: unknown;
 
-  constructor(private readonly options: EngineOptions) {
+  constructor(options: EngineOptions) {
     for (const [destination, client] of options.clients) {
       const limiter = options.limiters.get(destination);
       if (!limiter) throw new Error(`internal: no limiter for ${destination}`);

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { ApplyEngine, type DestinationReport } from '../apply/engine.js';
 import { TokenBucket } from '../apply/limiter.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
-import type { Destination } from '../config/defaults.js';
+import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UnavailableError } from '../errors.js';
 import type { PlanSummary } from '../plan/summary.js';
@@ -21,8 +21,6 @@ export interface ApplyFlags extends CommonFlags, SourceFlags, DestinationFlags {
   resend?: boolean;
   json?: boolean;
 }
-
-const LABEL: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
 
 /** `sync` (only what changed) and `backfill` (re-identify everyone): plan, then apply the same plan. */
 export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
@@ -165,7 +163,7 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
     const deduped = counts ? Object.values(counts.events).reduce((sum, e) => sum + e.deduped, 0) + counts.identify.unchanged : 0;
     const seconds = Math.max(0.001, ((report.finishedAt ?? performance.now()) - report.startedAt) / 1000);
     lines.push(
-      `${LABEL[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
+      `${DESTINATION_LABELS[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
     );
   }
   if (summary.invalid > 0) {

@@ -1,9 +1,8 @@
 import cliProgress from 'cli-progress';
 import type { DestinationReport } from '../apply/engine.js';
-import type { Destination } from '../config/defaults.js';
+import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { Output } from './output.js';
 
-const LABEL: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
 const LOG_EVERY_MS = 10_000;
 
 /**
@@ -29,7 +28,7 @@ export class RunProgress {
         cliProgress.Presets.shades_classic,
       );
       this.readBar = this.bars.create(0, 0, { label: 'read        ', extra: 'participants' });
-      for (const d of destinations) this.destinationBars.set(d, this.bars.create(0, 0, { label: LABEL[d].padEnd(12), extra: '' }));
+      for (const d of destinations) this.destinationBars.set(d, this.bars.create(0, 0, { label: DESTINATION_LABELS[d].padEnd(12), extra: '' }));
     }
     for (const d of destinations) this.planned.set(d, 0);
   }
@@ -74,7 +73,7 @@ export class RunProgress {
     this.lastLog = now;
     const parts = [...this.planned].map(([d, planned]) => {
       const r = this.reports.get(d);
-      return `${LABEL[d]} ${r?.sent ?? 0}/${planned} sent, ${r?.failed ?? 0} failed, ${r?.dead ?? 0} dead`;
+      return `${DESTINATION_LABELS[d]} ${r?.sent ?? 0}/${planned} sent, ${r?.failed ?? 0} failed, ${r?.dead ?? 0} dead`;
     });
     this.output.info(`progress: ${this.read} participants read; ${parts.join('; ')}`, { read: this.read });
   }

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { ApplyEngine } from '../apply/engine.js';
 import { TokenBucket } from '../apply/limiter.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
-import type { Destination } from '../config/defaults.js';
+import { DESTINATION_LABELS } from '../config/defaults.js';
 import { ExitCode } from '../errors.js';
 import type { Operation } from '../plan/types.js';
 import { openSqliteStateForWriting } from '../state/sqlite.js';
@@ -13,8 +13,6 @@ import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 export interface RetryFlags extends CommonFlags, DestinationFlags {
   campaign?: string;
 }
-
-const LABEL: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
 
 /** `referral-sync retry`: resend failed and dead deliveries exactly as they were first sent (same ids). */
 export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
@@ -52,7 +50,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
       totals.sent += report.sent;
       totals.failed += report.failed;
       totals.dead += report.dead;
-      lines.push(`  ${LABEL[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
+      lines.push(`  ${DESTINATION_LABELS[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
     }
     state.finishRun(runId, totals.failed + totals.dead > 0 ? 'failed' : 'succeeded', totals, new Date());
     if (operations.length === 0) lines.push('  nothing to retry: no failed or dead deliveries in the state.');

@@ -2,6 +2,8 @@
 
 export const DESTINATIONS = ['segment', 'customerio'] as const;
 export type Destination = (typeof DESTINATIONS)[number];
+/** How people write the destinations' names. */
+export const DESTINATION_LABELS: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
 
 /** Canonical trait keys; each destination maps them to its own attribute names. */
 export const TRAIT_KEYS = [

@@ -1,11 +1,10 @@
-import { EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
+import { EVENT_KINDS, type Destination, type EventKind, DESTINATION_LABELS } from '../config/defaults.js';
 import { formatLocation } from '../model/participant.js';
 import type { TraitValue } from '../model/traits.js';
 import type { PersonChange, PlanSummary, Problem } from './summary.js';
 
 /** Text rendering of a plan summary for people (DESIGN.md §9): tables and bars, no colour, no TTY needed. */
 
-const DESTINATION_LABEL: Record<Destination, string> = { segment: 'Segment', customerio: 'Customer.io' };
 const EVENT_LABEL: Record<EventKind, string> = {
   joined: 'joined',
   referralMade: 'referral made',
@@ -71,8 +70,8 @@ function renderCounts(summary: PlanSummary): string[] {
   }
   rows.push(['to send', '', (d) => summary.destinations[d]!.operations]);
   const labelWidth = 24;
-  const columnWidth = Math.max(...destinations.map((d) => DESTINATION_LABEL[d].length)) + 2;
-  const lines = [' '.repeat(labelWidth) + destinations.map((d) => DESTINATION_LABEL[d].padStart(columnWidth)).join('')];
+  const columnWidth = Math.max(...destinations.map((d) => DESTINATION_LABELS[d].length)) + 2;
+  const lines = [' '.repeat(labelWidth) + destinations.map((d) => DESTINATION_LABELS[d].padStart(columnWidth)).join('')];
   for (const [group, label, value] of rows) {
     const left = `${group.padEnd(10)}${label}`.padEnd(labelWidth);
     lines.push(left + destinations.map((d) => String(value(d)).padStart(columnWidth)).join(''));
@@ -112,7 +111,7 @@ function renderChanges(summary: PlanSummary, headlineTraits: readonly string[]):
   const total = counts.new + counts.changed + counts.refresh;
   const shown = summary.changes.length;
   const lines = [
-    `People to identify (${DESTINATION_LABEL[first]} trait names; ${shown === total ? `all ${total}` : `first ${shown} of ${total}, --full for all`})`,
+    `People to identify (${DESTINATION_LABELS[first]} trait names; ${shown === total ? `all ${total}` : `first ${shown} of ${total}, --full for all`})`,
   ];
   for (const person of summary.changes) lines.push(...renderPerson(person, headlineTraits));
   return lines;
@@ -142,7 +141,7 @@ function renderProblems(title: string, samples: Problem[], total: number): strin
 
 function renderVerdict(summary: PlanSummary): string {
   if (!summary.hasChanges) return 'No changes: nothing would be sent.';
-  const parts = summary.destinationOrder.map((d) => `${summary.destinations[d]!.operations} to ${DESTINATION_LABEL[d]}`);
+  const parts = summary.destinationOrder.map((d) => `${summary.destinations[d]!.operations} to ${DESTINATION_LABELS[d]}`);
   return `Would send ${parts.join(' and ')}. Nothing was sent and the state was not changed.`;
 }
 

@@ -4,25 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSqliteStateForWriting } from '../../src/state/sqlite.js';
 import { FIXTURES, ROOT, runCli, tempDir, writeCsv } from '../support/cli.js';
+import { readPlan, type PlanLine } from '../support/plan.js';
 
 const FIXTURE = join(FIXTURES, 'growsurf', 'participants.csv');
 const BAD_ROW_FIXTURE = join(FIXTURES, 'growsurf', 'participants-bad-row.csv');
 const EXPECTED_PLAN = join(FIXTURES, 'growsurf', 'expected-plan.jsonl');
 
-interface PlanLine {
-  destination: 'segment' | 'customerio';
-  kind: 'identify' | 'track';
-  key: string;
-  userId: string;
-  payload: Record<string, unknown>;
-}
 
-function readPlan(path: string): PlanLine[] {
-  return readFileSync(path, 'utf8')
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line) as PlanLine);
-}
 
 /** Writes a state as a finished sync of this plan would leave it: identities acknowledged, events sent. */
 function seedStateFromPlan(statePath: string, plan: PlanLine[]): void {

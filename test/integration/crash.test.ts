@@ -6,14 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, runCli, tempDir } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
+import type { PlanLine } from '../support/plan.js';
 
-interface PlanLine {
-  destination: 'segment' | 'customerio';
-  kind: 'identify' | 'track';
-  key: string;
-  userId: string;
-  payload: Record<string, unknown>;
-}
 
 let services: Services | undefined;
 afterEach(async () => {

@@ -1,15 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
+import { readPlan } from '../support/plan.js';
 
-interface PlanLine {
-  destination: 'segment' | 'customerio';
-  kind: 'identify' | 'track';
-  payload: Record<string, unknown>;
-}
 
 let services: Services | undefined;
 afterEach(async () => {
@@ -17,12 +12,6 @@ afterEach(async () => {
   services = undefined;
 });
 
-function readPlan(path: string): PlanLine[] {
-  return readFileSync(path, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as PlanLine);
-}
 
 const FAULTS = { error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRate: 0.03 };
 

@@ -3,16 +3,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FIXTURES, runCli, tempDir, writeCsv } from '../support/cli.js';
 import { startServices, type Services } from '../support/services.js';
+import type { PlanLine } from '../support/plan.js';
 
 const FIXTURE = join(FIXTURES, 'growsurf', 'participants.csv');
 
-interface PlanLine {
-  destination: 'segment' | 'customerio';
-  kind: 'identify' | 'track';
-  key: string;
-  userId: string;
-  payload: Record<string, unknown>;
-}
 
 let services: Services | undefined;
 afterEach(async () => {
