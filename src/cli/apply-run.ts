@@ -30,7 +30,7 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now);
   }
   const common = resolveCommon(flags, env, cwd);
-  const { source, programId } = resolveSource(flags, env, common.config);
+  const { source, programId } = resolveSource(flags, env, common.config, output);
   const rates = parseRates(flags.rate);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);

@@ -5,16 +5,16 @@ import type { DestinationClient } from '../destinations/types.js';
 import { UsageError } from '../errors.js';
 import type { Env } from './settings.js';
 
-/** Default rates (DESIGN.md §8): Segment in events/s, Customer.io in requests/s. */
-export const DEFAULT_RATES: Record<Destination, number> = { segment: 500, customerio: 100 };
+/** Default rates (DESIGN.md §8): Segment in events/s, Customer.io and GrowSurf in requests/s. */
+export const DEFAULT_RATES: Record<Destination | 'growsurf', number> = { segment: 500, customerio: 100, growsurf: 5 };
 
 export interface DestinationFlags {
   rate?: string;
   customerioApi?: string;
 }
 
-/** `--rate segment=500,customerio=100` → rates for each destination, defaults for the rest. */
-export function parseRates(value: string | undefined): Record<Destination, number> {
+/** `--rate segment=500,customerio=100,growsurf=5` → a rate for each service, defaults for the rest. */
+export function parseRates(value: string | undefined): Record<Destination | 'growsurf', number> {
   const rates = { ...DEFAULT_RATES };
   if (value === undefined) return rates;
   for (const part of value.split(',')) {
@@ -22,8 +22,8 @@ export function parseRates(value: string | undefined): Record<Destination, numbe
     const name = match?.[1]?.toLowerCase();
     const rate = Number(match?.[2]);
     if (!match || !(rate > 0)) throw new UsageError(`--rate takes name=number pairs such as segment=500,customerio=100, not "${part.trim()}".`);
-    if (name === 'segment' || name === 'customerio') rates[name] = rate;
-    else if (name !== 'growsurf' && name !== 'cello') throw new UsageError(`--rate names an unknown service "${name}" (use segment, customerio).`);
+    if (name === 'segment' || name === 'customerio' || name === 'growsurf') rates[name] = rate;
+    else if (name !== 'cello') throw new UsageError(`--rate names an unknown service "${name}" (use segment, customerio, growsurf).`);
   }
   return rates;
 }
@@ -42,7 +42,7 @@ function customerioTrackUrl(env: Env): string {
   return CUSTOMERIO_TRACK_URLS[region];
 }
 
-function validUrl(value: string, name: string): string {
+export function validUrl(value: string, name: string): string {
   try {
     const url = new URL(value);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');

@@ -39,10 +39,14 @@ function addCommonOptions(command: Command): Command {
 
 function addSourceOptions(command: Command): Command {
   return command
-    .addOption(new Option('--source <kind>', 'where participants come from (default csv when --file is given)').choices(['csv', 'growsurf', 'cello']))
+    .addOption(
+      new Option('--source <kind>', 'where participants come from: csv (--file), growsurf (the REST API, GROWSURF_API_KEY)').choices(['csv', 'growsurf', 'cello']),
+    )
     .option('--campaign <id>', 'program id (GrowSurf campaign id); env GROWSURF_CAMPAIGN_ID; part of every idempotency key')
-    .option('--file <path...>', 'CSV export(s) to read')
-    .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']));
+    .option('--file <path...>', 'CSV export(s) to read (--source csv)')
+    .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']))
+    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops')
+    .option('--rate <limits>', 'rate limits, e.g. growsurf=5,segment=500,customerio=100 (GrowSurf and Customer.io requests/s, Segment events/s)');
 }
 
 /** Builds the program; each action resolves to an exit code stored in `result`. */
@@ -79,9 +83,8 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
     result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now());
   });
 
-  const addDestinationOptions = (command: Command): Command =>
-    command
-      .option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)')
+  const addDestinationOptions = (command: Command, withRate = false): Command =>
+    (withRate ? command.option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)') : command)
       .addOption(new Option('--customerio-api <version>', 'Customer.io Track API: v2 batches (default) or v1 one request per call').choices(['v1', 'v2']));
 
   const sync = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('sync'))))
@@ -101,14 +104,14 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
     result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now());
   });
 
-  const retry = addDestinationOptions(addCommonOptions(program.command('retry')))
+  const retry = addDestinationOptions(addCommonOptions(program.command('retry')), true)
     .description('Resend failed and dead deliveries with their original ids.')
     .option('--campaign <id>', 'program whose lock to take (env GROWSURF_CAMPAIGN_ID)');
   retry.action(async (flags: RetryFlags) => {
     result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now());
   });
 
-  const check = addDestinationOptions(addCommonOptions(program.command('check')))
+  const check = addDestinationOptions(addCommonOptions(program.command('check')), true)
     .description('Check destination credentials and reachability. Sends no data.');
   check.action(async (flags: CommonFlags) => {
     result.code = await runCheck(flags, run.env, run.cwd, output(flags));

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
-import { scanDirectory } from '../model/referrer-directory.js';
+import { ReferrerDirectory, scanDirectory } from '../model/referrer-directory.js';
 import { planFileLine } from '../plan/plan-file.js';
 import { planOperations } from '../plan/planner.js';
 import { PlanSummary } from '../plan/summary.js';
@@ -43,8 +43,12 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
       yield item;
     }
   };
-  if (!options.source.rereadable) throw new Error('internal: the planner needs a source it can read twice');
-  const { directory, duplicates } = await scanDirectory(counted(options.source.records(), 'Reading'), options.config.identity);
+  // A file is read twice: once to index referrers, once to plan. An API source is read once: it carries each
+  // referrer's identity with the participant (GrowSurf embeds a referrer summary), and a second scan would
+  // cost another full round of requests.
+  const { directory, duplicates } = options.source.rereadable
+    ? await scanDirectory(counted(options.source.records(), 'Reading'), options.config.identity)
+    : { directory: new ReferrerDirectory(options.config.identity), duplicates: new Set<string>() };
   output.endProgress();
   output.verbose(`Indexed ${directory.size} participants for referrer lookups.`);
 
@@ -77,6 +81,7 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
   } finally {
     output.endProgress();
     directory.close();
+    await options.source.close?.();
     if (file) {
       file.end();
       await once(file, 'close');

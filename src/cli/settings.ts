@@ -6,7 +6,9 @@ import { UsageError } from '../errors.js';
 import { secretFingerprint } from '../model/ids.js';
 import { growsurfCsvSource } from '../sources/growsurf-csv.js';
 import type { Source } from '../sources/source.js';
-import type { LogFormat } from './output.js';
+import { parseRates } from './destinations.js';
+import { createGrowsurfSource } from './growsurf.js';
+import type { LogFormat, Output } from './output.js';
 
 /** Flags shared by every command (DESIGN.md §9). Commander fills them; env fills what flags leave out. */
 export interface CommonFlags {
@@ -26,6 +28,8 @@ export interface SourceFlags {
   campaign?: string;
   file?: string[];
   format?: string;
+  maxWait?: string;
+  rate?: string;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -76,29 +80,34 @@ export interface SourceSettings {
   programIdDefaulted: boolean;
 }
 
-export function resolveSource(flags: SourceFlags, env: Env, config: Config): SourceSettings {
+export function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output): SourceSettings {
   const files = flags.file ?? [];
-  const kind = (flags.source ?? (files.length > 0 ? 'csv' : undefined))?.toLowerCase();
+  const kind = (flags.source ?? (files.length > 0 ? 'csv' : env.GROWSURF_API_KEY ? 'growsurf' : undefined))?.toLowerCase();
   if (kind === undefined) {
-    throw new UsageError('No source given: pass --file <export.csv> (GrowSurf participant export).', {
+    throw new UsageError('No source given: pass --file <export.csv> (a GrowSurf participant export) or --source growsurf --campaign <id>.', {
       hint: 'Try: referral-sync diff --file fixtures/growsurf/participants.csv',
     });
   }
-  if (kind === 'growsurf' || kind === 'cello') {
-    throw new UsageError(`--source ${kind} is not available in this version yet; export the participants to CSV and pass --file.`);
+  const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
+  const campaign = given?.trim() || undefined;
+  if (kind === 'growsurf') {
+    if (files.length > 0) throw new UsageError('--source growsurf reads the API; drop --file (or use --source csv for an export).');
+    const source = createGrowsurfSource(campaign, { rate: parseRates(flags.rate).growsurf, env, output, ...(flags.maxWait ? { maxWait: flags.maxWait } : {}) });
+    return { source, programId: campaign!, programIdDefaulted: false };
+  }
+  if (kind === 'cello') {
+    throw new UsageError('--source cello is not available in this version yet; it is being built next.');
   }
   if (kind !== 'csv') throw new UsageError(`--source must be csv, growsurf or cello, not "${flags.source}".`);
   const format = (flags.format ?? 'growsurf').toLowerCase();
   if (format === 'cello') throw new UsageError('--format cello is not available in this version yet.');
   if (format !== 'growsurf') throw new UsageError(`--format must be growsurf or cello, not "${flags.format}".`);
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
-
-  const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
-  const programId = given?.trim() || 'default';
+  const programId = campaign ?? 'default';
   return {
     source: growsurfCsvSource({ files, programId, config }),
     programId,
-    programIdDefaulted: !given?.trim(),
+    programIdDefaulted: campaign === undefined,
   };
 }
 

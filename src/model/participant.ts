@@ -27,6 +27,11 @@ export interface Participant {
   referralLink?: string;
   /** The referrer as the source names it: a source id or an email address. Resolved by the ReferrerDirectory. */
   referrerId?: string;
+  /**
+   * What the source says about the referrer alongside the participant (GrowSurf embeds a `referrer` summary),
+   * enough to compute the referrer's identity without looking it up.
+   */
+  referrerProfile?: { id: string; email?: string; metadata: Record<string, MetadataValue> };
   /** Credit owed to the referrer for THIS person; only for referred people. */
   referralStatus?: ReferralStatus;
   /** The source's own status string, kept when it is not one we know (unknown enum values pass through). */
@@ -61,7 +66,14 @@ export interface InvalidRecord {
   participantId?: string;
 }
 
-export type SourceRecord = ParticipantRecord | InvalidRecord;
+/** Something about the source as a whole a person should know (a count that does not add up). */
+export interface WarningRecord {
+  kind: 'warning';
+  message: string;
+  location?: RecordLocation;
+}
+
+export type SourceRecord = ParticipantRecord | InvalidRecord | WarningRecord;
 
 /** Maps a source's status vocabulary onto ours; anything else passes through as raw. */
 export function normalizeReferralStatus(raw: string | undefined): {

@@ -41,6 +41,10 @@ export async function* planOperations(records: AsyncIterable<SourceRecord>, cont
       yield { type: 'invalid', reason: record.reason, location: record.location, ...withId(record.participantId) };
       continue;
     }
+    if (record.kind === 'warning') {
+      yield { type: 'warning', message: record.message, location: record.location };
+      continue;
+    }
     yield* planParticipant(record.participant, record.location, context);
   }
 }
@@ -67,7 +71,8 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
   }
   let referrerUserId: string | undefined;
   if (participant.referrerId !== undefined) {
-    referrerUserId = context.directory.resolve(participant.referrerId);
+    const profile = participant.referrerProfile;
+    referrerUserId = (profile ? identityOf(profile, config.identity) : undefined) ?? context.directory.resolve(participant.referrerId);
     if (referrerUserId === undefined) {
       yield {
         type: 'warning',

@@ -7,4 +7,6 @@ export interface Source {
   /** Whether `records()` can be called again to read the same data (files can; a paged API is costly). */
   rereadable: boolean;
   records(): AsyncIterable<SourceRecord>;
+  /** Releases connections, if the source holds any. */
+  close?(): Promise<void>;
 }

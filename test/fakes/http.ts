@@ -28,6 +28,8 @@ export interface RequestLog {
   rateLimited: number;
   /** Arrival time (ms, performance.now) and path of every request. */
   arrivals: { at: number; path: string }[];
+  /** Most TCP connections open at once. */
+  maxConnections: number;
 }
 
 export function seededRandom(seed: number): () => number {
@@ -43,8 +45,10 @@ export function seededRandom(seed: number): () => number {
 
 export abstract class FakeService {
   faults: FaultOptions;
-  readonly log: RequestLog = { total: 0, byStatus: new Map(), rateLimited: 0, arrivals: [] };
+  readonly log: RequestLog = { total: 0, byStatus: new Map(), rateLimited: 0, arrivals: [], maxConnections: 0 };
   private server: Server | undefined;
+  /** TCP connections open right now (keep-alive ones included). */
+  protected openConnections = 0;
   private random: () => number;
   private tokens = 0;
   private lastRefill = performance.now();
@@ -67,6 +71,11 @@ export abstract class FakeService {
       void this.dispatch(req, res);
     });
     this.server.keepAliveTimeout = 5000;
+    this.server.on('connection', (socket) => {
+      this.openConnections += 1;
+      this.log.maxConnections = Math.max(this.log.maxConnections, this.openConnections);
+      socket.on('close', () => (this.openConnections -= 1));
+    });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
@@ -87,7 +96,7 @@ export abstract class FakeService {
     res.end(text);
   }
 
-  private count(status: number | 'dropped'): void {
+  protected count(status: number | 'dropped'): void {
     this.log.byStatus.set(status, (this.log.byStatus.get(status) ?? 0) + 1);
   }
 

@@ -121,7 +121,7 @@ describe('GrowSurf CSV bad rows', () => {
       ].join('\n'),
     );
     const records = await read(file);
-    const summary = records.map((r) => (r.kind === 'participant' ? `ok ${r.participant.id}` : `line ${r.location?.line}: ${r.reason}`));
+    const summary = records.map((r) => (r.kind === 'participant' ? `ok ${r.participant.id}` : r.kind === 'invalid' ? `line ${r.location?.line}: ${r.reason}` : r.message));
     expect(summary).toEqual([
       'ok p1',
       'line 3: unparseable date "not a date" in column "Created At" (expected epoch ms or s, ISO-8601, or M/D/YYYY h:mm AM)',

@@ -1,0 +1,184 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { realClock, type Clock } from '../apply/limiter.js';
+import { backoffDelay, parseRetryAfter, type RetryOptions } from '../apply/retry.js';
+import { UnavailableError } from '../errors.js';
+import { HttpError } from './errors.js';
+import type { SlidingWindowLimiter } from './window-limiter.js';
+
+export type ResponseHeaders = Record<string, string | string[] | undefined>;
+
+/** What a service adds to the generic client: how it says "wait", and how it announces its limits. */
+export interface ServiceHooks {
+  /** Milliseconds to wait before retrying a 429, from the service's own headers or body. */
+  retryAfterMs?(headers: ResponseHeaders, body: unknown): number | undefined;
+  /** Called with every response's headers (e.g. to adopt announced rate limits). */
+  observe?(headers: ResponseHeaders, limiter: SlidingWindowLimiter): void;
+  /** A one-line reason for a rate-limit wait, from the error body (e.g. "hour policy"). */
+  describeLimit?(body: unknown): string | undefined;
+}
+
+export interface HttpClientOptions {
+  /** For messages: "GrowSurf". */
+  service: string;
+  /** Base URL, path prefix included (https://api.growsurf.com/v2). http:// works too (proxies, tests). */
+  baseUrl: string;
+  /** Sent on every request; never logged, never put in errors. */
+  headers: Record<string, string>;
+  /** Connections at once (GrowSurf allows 3 per IP). */
+  connections: number;
+  limiter: SlidingWindowLimiter;
+  retry: RetryOptions;
+  /** Longest rate-limit wait accepted; past it the run stops with a sentence saying when to come back. */
+  maxWaitMs: number;
+  /** No byte for this long ends the request (connect included), retried like any network error. */
+  bodyTimeoutMs?: number;
+  hooks?: ServiceHooks;
+  /** Told about every wait longer than a few seconds, so a person sees why nothing moves. */
+  onWait?: (ms: number, reason: string) => void;
+  clock?: Clock;
+  random?: () => number;
+}
+
+const LONG_WAIT_MS = 5_000;
+
+/**
+ * The one HTTP client of the API sources (DESIGN.md §2): a keep-alive agent with a connection cap, a timeout
+ * per request, the shared window limiter, retries of 429/5xx/network errors with backoff (429s that say how
+ * long to wait cost no attempt), and typed errors that never carry the credentials.
+ *
+ * It uses node:http rather than the undici package: importing undici 7 installs its own global dispatcher,
+ * which Node 20's built-in fetch then rejects (UND_ERR_INVALID_ARG), breaking the Segment and Customer.io SDKs.
+ */
+export class HttpClient {
+  /** Requests sent, retries included (reported: "a full scan cost N requests"). */
+  requests = 0;
+  private readonly agent: HttpAgent;
+  private readonly origin: URL;
+  private readonly prefix: string;
+  private readonly clock: Clock;
+
+  constructor(private readonly options: HttpClientOptions) {
+    this.origin = new URL(options.baseUrl);
+    this.prefix = this.origin.pathname.replace(/\/+$/, '');
+    const agentOptions = { keepAlive: true, maxSockets: options.connections, maxFreeSockets: options.connections, timeout: options.bodyTimeoutMs ?? 30_000 };
+    this.agent = this.origin.protocol === 'https:' ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    this.clock = options.clock ?? realClock;
+  }
+
+  async getJson<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) search.set(key, String(value));
+    const target = `${this.prefix}${path}${search.size > 0 ? `?${search.toString()}` : ''}`;
+    const { retry, hooks, limiter } = this.options;
+    for (let attempt = 1; ; ) {
+      this.beforeWait(limiter.delay());
+      await limiter.take();
+      this.requests += 1;
+      let status: number | undefined;
+      let headers: ResponseHeaders = {};
+      let body: unknown;
+      let networkError: unknown;
+      try {
+        const response = await this.get(target);
+        status = response.status;
+        headers = response.headers;
+        body = parseJson(response.text);
+      } catch (error) {
+        networkError = error;
+      }
+      if (status !== undefined) hooks?.observe?.(headers, limiter);
+      if (status !== undefined && status >= 200 && status < 300) return body as T;
+
+      if (status === 429) {
+        const wait = hooks?.retryAfterMs?.(headers, body) ?? parseRetryAfter(header(headers, 'retry-after'));
+        if (wait !== undefined) {
+          limiter.pause(wait);
+          this.beforeWait({ ms: wait, policy: hooks?.describeLimit?.(body) ?? 'rate limit' });
+          continue; // a 429 that says how long to wait costs no attempt
+        }
+      }
+      const retryable = status === undefined || status === 408 || status === 429 || status >= 500;
+      if (!retryable || attempt >= retry.maxAttempts) {
+        throw this.failure(status, body, networkError, target);
+      }
+      const delay = backoffDelay(attempt, retry, this.options.random);
+      if (delay >= LONG_WAIT_MS) this.options.onWait?.(delay, status === undefined ? 'network error' : `HTTP ${status}`);
+      await this.clock.sleep(delay);
+      attempt += 1;
+    }
+  }
+
+  /** Says why nothing moves during a long wait, and refuses one longer than --max-wait. */
+  private beforeWait({ ms, policy }: { ms: number; policy: string | undefined }): void {
+    if (ms < LONG_WAIT_MS) return;
+    const reason = policy === undefined || policy === 'pause' ? 'rate limit' : policy.endsWith('policy') ? policy : `${policy} policy`;
+    if (ms > this.options.maxWaitMs) {
+      throw new UnavailableError(
+        `${this.options.service} rate limit reached (${reason}); it resets in ${formatDuration(ms)}, longer than --max-wait ${formatDuration(this.options.maxWaitMs)}.`,
+        { hint: 'Run again later, or raise --max-wait to wait it out. Nothing was sent.' },
+      );
+    }
+    this.options.onWait?.(ms, reason);
+  }
+
+  async close(): Promise<void> {
+    this.agent.destroy();
+  }
+
+  private get(path: string): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
+    const send = this.origin.protocol === 'https:' ? httpsRequest : httpRequest;
+    const timeoutMs = this.options.bodyTimeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const req = send(
+        { protocol: this.origin.protocol, hostname: this.origin.hostname, port: this.origin.port, path, method: 'GET', agent: this.agent, headers: { accept: 'application/json', ...this.options.headers } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  private failure(status: number | undefined, body: unknown, networkError: unknown, path: string): HttpError {
+    const shown = path.split('?')[0] ?? path;
+    if (status === undefined) {
+      const cause = networkError as { code?: string; message?: string } | undefined;
+      return new HttpError(this.options.service, undefined, `${this.options.service} is unreachable (${cause?.code ?? cause?.message ?? 'network error'})`, { path: shown });
+    }
+    const error = (typeof body === 'object' && body !== null ? body : {}) as { message?: string; code?: string; requestId?: string };
+    const message = error.message ?? `HTTP ${status}`;
+    const details: { code?: string; requestId?: string; path?: string; body?: unknown } = { path: shown, body };
+    if (error.code) details.code = error.code;
+    if (error.requestId) details.requestId = error.requestId;
+    return new HttpError(this.options.service, status, message, details);
+  }
+}
+
+export function header(headers: ResponseHeaders, name: string): string | undefined {
+  const value = headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    // Non-JSON bodies (an HTML error page from a proxy) are kept as text for the message.
+    return { message: text.slice(0, 200) };
+  }
+}
+
+export function formatDuration(ms: number): string {
+  const seconds = Math.ceil(ms / 1000);
+  if (seconds < 90) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 90) return `${minutes} min ${seconds % 60} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}

@@ -1,0 +1,159 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeGrowsurf, generateGrowsurfProgram, type GrowsurfProgram } from '../fakes/growsurf.js';
+import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { readPlan } from '../support/plan.js';
+import { startServices, type Services } from '../support/services.js';
+
+const GS_KEY = 'gs_key_test_5e1d0b77c2';
+
+let growsurf: FakeGrowsurf | undefined;
+let services: Services[] = [];
+afterEach(async () => {
+  await growsurf?.stop();
+  growsurf = undefined;
+  for (const s of services) await s.stop();
+  services = [];
+});
+
+async function startGrowsurf(program: GrowsurfProgram, configure: (fake: FakeGrowsurf) => void = () => undefined): Promise<Record<string, string>> {
+  growsurf = new FakeGrowsurf(GS_KEY, program);
+  configure(growsurf);
+  const url = await growsurf.start();
+  return { GROWSURF_API_KEY: GS_KEY, GROWSURF_API_URL: `${url}/v2`, GROWSURF_CAMPAIGN_ID: program.campaignId };
+}
+
+/** The program as a participant export would show it: one row a participant, the referrer by id. */
+function exportOf(program: GrowsurfProgram, dir: string): string {
+  const converted = new Map(program.referrals.filter((r) => r.referralStatus === 'CREDIT_AWARDED').map((r) => [r.id, r.updatedAt]));
+  return writeCsv(
+    dir,
+    'export.csv',
+    program.participants.map((p) => ({
+      ID: p.id,
+      Email: p.email,
+      'First Name': p.firstName ?? '',
+      'Last Name': p.lastName ?? '',
+      'Created At': p.createdAt,
+      'Referral Count': p.referralCount,
+      'Lead Count': p.leadCount,
+      'Referred By': p.referredBy ?? '',
+      'Referral Status': p.referralStatus ?? '',
+      'Referral Source': p.referralSource,
+      'Share URL': p.shareUrl,
+      'Vanity Keys': p.vanityKeys.join(','),
+      'Converted At': converted.get(p.id) ?? '',
+      Company: p.metadata.company!,
+    })),
+  );
+}
+
+describe('GrowSurf API source', () => {
+  it('gives the same plan and the same deliveries as an export of the same program', async () => {
+    const program = generateGrowsurfProgram(300, 4);
+    const gsEnv = await startGrowsurf(program);
+    const cwd = tempDir();
+    const file = exportOf(program, cwd);
+    const fromApi = join(cwd, 'api.jsonl');
+    const fromCsv = join(cwd, 'csv.jsonl');
+    const api = await runCli(['diff', '--source', 'growsurf', '--out', fromApi, '--quiet'], { cwd, env: gsEnv });
+    expect(api.stderr).toBe('');
+    expect(api.code).toBe(0);
+    expect((await runCli(['diff', '--file', file, '--campaign', program.campaignId, '--out', fromCsv, '--quiet'], { cwd })).code).toBe(0);
+    const sortLines = (path: string): string[] => readPlan(path).map((l) => JSON.stringify(l)).sort();
+    const apiPlan = sortLines(fromApi);
+    expect(apiPlan.length).toBeGreaterThan(900);
+    expect(apiPlan).toEqual(sortLines(fromCsv));
+
+    // And sync both, each into its own pair of fake destinations: the same messages arrive.
+    const viaApi = await startServices();
+    const viaCsv = await startServices();
+    services = [viaApi, viaCsv];
+    expect((await runCli(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db')], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
+    expect((await runCli(['sync', '--file', file, '--campaign', program.campaignId, '--state', join(cwd, 'c.db')], { cwd, env: viaCsv.env })).code).toBe(0);
+    const content = (s: Services): string[] =>
+      [...s.segment.messages.values()].map((m) => JSON.stringify([m.messageId, m.type, m.userId, m.event, m.traits, m.properties])).sort();
+    expect(content(viaApi)).toEqual(content(viaCsv));
+    expect([...viaApi.customerio.events.keys()].sort()).toEqual([...viaCsv.customerio.events.keys()].sort());
+    expect(viaApi.customerio.people).toEqual(viaCsv.customerio.people);
+  });
+
+  it('pages 20,000 participants within 30 requests / 5 s and 3 connections: no 429, each participant once', async () => {
+    const program = generateGrowsurfProgram(20_000, 9);
+    const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.policies = [{ name: 'SECOND', limit: 30, windowMs: 5_000 }];
+    });
+    const cwd = tempDir();
+    const out = join(cwd, 'plan.jsonl');
+    const result = await runCli(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment'], { cwd, env: gsEnv });
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as { participants: number; warnings: number };
+    expect(summary.participants).toBe(20_000);
+    expect(summary.warnings).toBe(0);
+    const identified = readPlan(out).filter((l) => l.kind === 'identify').map((l) => l.participantId);
+    expect(new Set(identified).size).toBe(20_000);
+    expect(identified).toHaveLength(20_000);
+    expect(growsurf!.log.rateLimited).toBe(0);
+    expect(growsurf!.log.maxConnections).toBeLessThanOrEqual(2);
+    expect(growsurf!.requestsByKind.get('participants')).toBe(200);
+    console.log(`growsurf: 20,000 participants in ${growsurf!.log.total} requests (${growsurf!.requestsByKind.get('participants')} participant pages, ${growsurf!.requestsByKind.get('referrals')} referral pages)`);
+  }, 180_000);
+
+  it('still reads every participant exactly once through 429s, 5xx and dropped connections', async () => {
+    const program = generateGrowsurfProgram(2_500, 5);
+    const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.setFaults({ error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRate: 0.05, seed: 8 });
+    });
+    const cwd = tempDir();
+    const out = join(cwd, 'plan.jsonl');
+    const result = await runCli(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment', '--rate', 'growsurf=50'], { cwd, env: gsEnv });
+    expect(result.code).toBe(0);
+    expect((growsurf!.log.byStatus.get(503) ?? 0) + (growsurf!.log.byStatus.get(500) ?? 0) + (growsurf!.log.byStatus.get(502) ?? 0)).toBeGreaterThan(0);
+    expect(growsurf!.log.byStatus.get('dropped') ?? 0).toBeGreaterThan(0);
+    const identified = readPlan(out).filter((l) => l.kind === 'identify').map((l) => l.participantId);
+    expect(identified).toHaveLength(2_500);
+    expect(new Set(identified).size).toBe(2_500);
+  });
+});
+
+describe('GrowSurf API errors', () => {
+  const program = generateGrowsurfProgram(20, 2);
+
+  it('a bad key exits 69 with GrowSurf\'s sentence and what to do, never showing the key', async () => {
+    const gsEnv = await startGrowsurf(program);
+    const cwd = tempDir();
+    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: { ...gsEnv, GROWSURF_API_KEY: 'gs_wrong_key_999888777' } });
+    expect(result.code).toBe(69);
+    expect(result.stderr).toContain('error: GrowSurf refused the request (403: Invalid API key).');
+    expect(result.stderr).toContain('Check GROWSURF_API_KEY');
+    expect(result.stdout + result.stderr).not.toContain('gs_wrong_key_999888777');
+  });
+
+  it('an unknown campaign exits 64 naming it', async () => {
+    const gsEnv = await startGrowsurf(program);
+    const cwd = tempDir();
+    const result = await runCli(['diff', '--source', 'growsurf', '--campaign', 'nope123'], { cwd, env: gsEnv });
+    expect(result.code).toBe(64);
+    expect(result.stderr).toContain('error: GrowSurf has no campaign "nope123" (404: Campaign not found).');
+  });
+
+  it('an account without a paid plan exits 69 and points to the CSV export', async () => {
+    const gsEnv = await startGrowsurf(program, (fake) => (fake.paidPlan = false));
+    const cwd = tempDir();
+    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    expect(result.code).toBe(69);
+    expect(result.stderr).toContain('A paid plan is required to use the GrowSurf REST API');
+    expect(result.stderr).toContain('export the participants to CSV and use --file');
+    expect(result.stdout + result.stderr).not.toContain(GS_KEY);
+  });
+
+  it('an hour-long rate-limit window past --max-wait stops with when it resets', async () => {
+    const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.policies = [{ name: 'HOUR', limit: 2, windowMs: 3_600_000 }];
+    });
+    const cwd = tempDir();
+    const result = await runCli(['diff', '--source', 'growsurf', '--max-wait', '5s'], { cwd, env: gsEnv });
+    expect(result.code).toBe(69);
+    expect(result.stderr).toMatch(/error: GrowSurf rate limit reached \(hour policy\); it resets in (59|60) min \d+ s, longer than --max-wait 5 s\./);
+  });
+});
