@@ -81,7 +81,11 @@ describe('GrowSurf API source', () => {
   it('pages 20,000 participants within 30 requests / 5 s and 3 connections: no 429, each participant once', async () => {
     const program = generateGrowsurfProgram(20_000, 9);
     const gsEnv = await startGrowsurf(program, (fake) => {
-      fake.policies = [{ name: 'SECOND', limit: 30, windowMs: 5_000 }];
+      // GrowSurf's tighter documented second policy, and the minute limit of its newer docs (announced in headers).
+      fake.policies = [
+        { name: 'SECOND', limit: 30, windowMs: 5_000 },
+        { name: 'MINUTE', limit: 400, windowMs: 60_000 },
+      ];
     });
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
