@@ -30,7 +30,7 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now);
   }
   const common = resolveCommon(flags, env, cwd);
-  const { source, programId } = resolveSource(flags, env, common.config, output);
+  const { source, programId, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
   const rates = parseRates(flags.rate);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
@@ -43,6 +43,8 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
     const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env });
+    // The next --quick starts from this run's start, and only once a run went through without failures.
+    if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
   } finally {
     if (lockTaken) state.releaseLock(programId);

@@ -23,7 +23,7 @@ const CHANGES_SHOWN = 10;
 /** `referral-sync diff`: the plan `sync` would apply, shown and never sent; the state is opened read-only. */
 export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
-  const { source, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output);
+  const { source, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath);
   const state = openSqliteStateReadOnly(common.statePath);
   try {
     const stateIsEmpty = state.summary(1).schemaVersion === 0;

@@ -25,7 +25,10 @@ export function parseDuration(value: string | undefined, fallbackMs: number): nu
   return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'h' ? 3_600_000 : 60_000));
 }
 
-export function createGrowsurfSource(campaignId: string | undefined, options: { rate: number; maxWait?: string; env: Env; output: Output }): Source {
+export function createGrowsurfSource(
+  campaignId: string | undefined,
+  options: { rate: number; maxWait?: string; changedSince?: number; env: Env; output: Output },
+): Source {
   const apiKey = options.env.GROWSURF_API_KEY;
   if (!apiKey) throw new UsageError('--source growsurf needs GROWSURF_API_KEY (GrowSurf → Settings → API Keys).');
   if (!campaignId) throw new UsageError('--source growsurf needs the campaign id: --campaign <id> or GROWSURF_CAMPAIGN_ID.');
@@ -48,6 +51,6 @@ export function createGrowsurfSource(campaignId: string | undefined, options: { 
     hooks: growsurfHooks,
     onWait: (ms, reason) => options.output.info(`GrowSurf ${reason}: waiting ${formatDuration(ms)} before the next request (--max-wait to stop instead).`),
   });
-  const source = growsurfApiSource({ client, campaignId });
+  const source = growsurfApiSource({ client, campaignId, ...(options.changedSince !== undefined ? { changedSince: options.changedSince } : {}) });
   return Object.assign(source, { close: () => client.close() });
 }

@@ -90,6 +90,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
   const sync = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('sync'))))
     .description('Send what changed since the last run: new events and changed traits. The first run is the full backfill.')
     .option('--dry-run', 'print the plan (exactly what diff prints) and send nothing')
+    .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
     .option('--json', 'print the summary as JSON');
   sync.action(async (flags: ApplyFlags) => {
     result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now());

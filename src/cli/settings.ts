@@ -7,6 +7,7 @@ import { secretFingerprint } from '../model/ids.js';
 import { growsurfCsvSource } from '../sources/growsurf-csv.js';
 import type { Source } from '../sources/source.js';
 import { parseRates } from './destinations.js';
+import { openSqliteStateReadOnly } from '../state/sqlite.js';
 import { createGrowsurfSource } from './growsurf.js';
 import type { LogFormat, Output } from './output.js';
 
@@ -30,6 +31,8 @@ export interface SourceFlags {
   format?: string;
   maxWait?: string;
   rate?: string;
+  /** sync --quick: only what GrowSurf's referral list says changed since the last successful run. */
+  quick?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -78,9 +81,14 @@ export interface SourceSettings {
   programId: string;
   /** True when the program id was not given and defaulted: ids then will not match a later API sync. */
   programIdDefaulted: boolean;
+  /** Set for API sources: a successful run records where it started, for the next `--quick`. */
+  watermarkSource?: string;
 }
 
-export function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output): SourceSettings {
+/** How far back `--quick` looks: GrowSurf caches /referrals for up to 5 minutes, so overlap by more. */
+export const QUICK_SAFETY_MARGIN_MS = 10 * 60_000;
+
+export function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output, statePath?: string): SourceSettings {
   const files = flags.file ?? [];
   const kind = (flags.source ?? (files.length > 0 ? 'csv' : env.GROWSURF_API_KEY ? 'growsurf' : undefined))?.toLowerCase();
   if (kind === undefined) {
@@ -90,10 +98,25 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
   }
   const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
   const campaign = given?.trim() || undefined;
+  if (flags.quick && kind !== 'growsurf') throw new UsageError('--quick works with --source growsurf (the API); a file is always read whole.');
   if (kind === 'growsurf') {
     if (files.length > 0) throw new UsageError('--source growsurf reads the API; drop --file (or use --source csv for an export).');
-    const source = createGrowsurfSource(campaign, { rate: parseRates(flags.rate).growsurf, env, output, ...(flags.maxWait ? { maxWait: flags.maxWait } : {}) });
-    return { source, programId: campaign!, programIdDefaulted: false };
+    let changedSince: number | undefined;
+    if (flags.quick && campaign && statePath) {
+      const state = openSqliteStateReadOnly(statePath);
+      const watermark = state.watermark(campaign, 'growsurf');
+      state.close();
+      if (watermark === undefined) output.info('--quick: no earlier successful sync of this campaign to start from; reading everything this time.');
+      else changedSince = watermark - QUICK_SAFETY_MARGIN_MS;
+    }
+    const source = createGrowsurfSource(campaign, {
+      rate: parseRates(flags.rate).growsurf,
+      env,
+      output,
+      ...(flags.maxWait ? { maxWait: flags.maxWait } : {}),
+      ...(changedSince !== undefined ? { changedSince } : {}),
+    });
+    return { source, programId: campaign!, programIdDefaulted: false, watermarkSource: 'growsurf' };
   }
   if (kind === 'cello') {
     throw new UsageError('--source cello is not available in this version yet; it is being built next.');

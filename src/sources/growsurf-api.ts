@@ -78,6 +78,11 @@ export const growsurfHooks: ServiceHooks = {
 export interface GrowsurfApiOptions {
   client: HttpClient;
   campaignId: string;
+  /**
+   * Quick mode (`sync --quick`): only referral rows updated at or after this time (epoch ms, the safety margin
+   * already taken off), and the participants and referrers they name.
+   */
+  changedSince?: number;
   /** Told how many participants GrowSurf says there are, once known (progress total). */
   onTotal?: (total: number) => void;
 }
@@ -90,12 +95,15 @@ export interface GrowsurfApiOptions {
  */
 export function growsurfApiSource(options: GrowsurfApiOptions): Source & { readonly requests: number } {
   return {
-    description: `GrowSurf API, campaign ${options.campaignId}`,
+    description:
+      options.changedSince === undefined
+        ? `GrowSurf API, campaign ${options.campaignId}`
+        : `GrowSurf API, campaign ${options.campaignId}, referrals changed since ${new Date(options.changedSince).toISOString()}`,
     rereadable: false,
     get requests() {
       return options.client.requests;
     },
-    records: () => readCampaign(options),
+    records: () => (options.changedSince === undefined ? readCampaign(options) : readChanges(options, options.changedSince)),
   };
 }
 
@@ -130,6 +138,51 @@ async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<Source
       kind: 'warning',
       message: `GrowSurf says campaign ${campaignId} has ${campaign.participantCount} participants, but ${pages} pages gave ${seen.size}; deleted or blocked participants may be counted differently.`,
     };
+  }
+}
+
+/**
+ * Quick mode: page referrals newest first down to `since`, then fetch each participant they name (the
+ * referred friend and the referrer, whose counts moved). Direct signups and counter changes without a
+ * referral event wait for the next full scan (research/growsurf.md §8).
+ */
+async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGenerator<SourceRecord> {
+  const { client, campaignId } = options;
+  const base = `/campaign/${encodeURIComponent(campaignId)}`;
+  await call(() => client.getJson<GsCampaign>(base), campaignId);
+  const conversions = new Map<string, number>();
+  const touched = new Set<string>();
+  let nextId: string | undefined;
+  paging: for (;;) {
+    const page = await call(
+      () => client.getJson<{ referrals?: GsReferral[]; nextId?: string | null; more?: boolean }>(`${base}/referrals`, { sortBy: 'updatedAt', desc: true, limit: PAGE_SIZE, nextId }),
+      campaignId,
+    );
+    const referrals = page.referrals ?? [];
+    for (const row of referrals) {
+      if (typeof row.updatedAt === 'number' && row.updatedAt < since) break paging;
+      // Invite rows name no participant yet (their email is masked); their referrer's counts did not move.
+      if (row.referralStatus === 'INVITE_SENT') continue;
+      touched.add(row.id);
+      if (row.referredBy) touched.add(row.referredBy);
+      if (row.referralStatus === 'CREDIT_AWARDED' && typeof row.updatedAt === 'number' && !conversions.has(row.id)) conversions.set(row.id, row.updatedAt);
+    }
+    if (!page.nextId || referrals.length === 0 || page.more === false) break;
+    nextId = page.nextId;
+  }
+  for (const id of touched) {
+    let raw: GsParticipant;
+    try {
+      raw = await call(() => client.getJson<GsParticipant>(`${base}/participant/${encodeURIComponent(id)}`), campaignId);
+    } catch (error) {
+      // A participant deleted since its referral row was written: nothing to sync for it.
+      if (error instanceof UsageError) {
+        yield { kind: 'warning', message: `participant ${id} named by a referral row no longer exists in GrowSurf` };
+        continue;
+      }
+      throw error;
+    }
+    yield { kind: 'participant', participant: normalizeGrowsurfParticipant(raw, campaignId, conversions.get(raw.id)) };
   }
 }
 

@@ -45,6 +45,16 @@ export const MIGRATIONS: readonly string[] = [
     acquired_at TEXT NOT NULL
   );
   `,
+  `
+  -- sync --quick: where the last successful run of a program's API source left off (epoch ms).
+  CREATE TABLE watermarks (
+    program_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    watermark INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (program_id, source)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -69,6 +69,7 @@ function emptyState(path: string): ReadableState {
     baseline: () => EMPTY_BASELINE,
     summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
     problems: () => [],
+    watermark: () => undefined,
     close: () => undefined,
   };
 }
@@ -274,6 +275,25 @@ export class SqliteState implements ReadableState {
          WHERE n <= ? ORDER BY destination, n`,
       )
       .all(limit);
+  }
+
+  watermark(programId: string, source: string): number | undefined {
+    const hasTable = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'watermarks'`).get();
+    if (!hasTable) return undefined;
+    const row = this.db
+      .prepare<[string, string], { watermark: number }>('SELECT watermark FROM watermarks WHERE program_id = ? AND source = ?')
+      .get(programId, source);
+    return row?.watermark;
+  }
+
+  /** Recorded only when a run succeeded, so a failed run is covered again by the next quick sync. */
+  setWatermark(programId: string, source: string, watermark: number, now: Date): void {
+    this.db
+      .prepare(
+        `INSERT INTO watermarks (program_id, source, watermark, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (program_id, source) DO UPDATE SET watermark = excluded.watermark, updated_at = excluded.updated_at`,
+      )
+      .run(programId, source, watermark, now.toISOString());
   }
 
   /** The start of the latest backfill of this program that did not finish, so a new backfill resumes it. */

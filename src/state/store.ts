@@ -35,6 +35,8 @@ export interface ReadableState {
   summary(runLimit: number): StateSummary;
   /** Failed and dead deliveries, newest first. */
   problems(limit: number): StoredDelivery[];
+  /** Where the last successful run of this program's source left off (epoch ms), if any. */
+  watermark(programId: string, source: string): number | undefined;
   close(): void;
 }
 

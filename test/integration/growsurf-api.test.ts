@@ -69,7 +69,7 @@ describe('GrowSurf API source', () => {
     const viaApi = await startServices();
     const viaCsv = await startServices();
     services = [viaApi, viaCsv];
-    expect((await runCli(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db')], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
+    expect((await runCli(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db'), '--rate', 'growsurf=50,segment=20000'], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
     expect((await runCli(['sync', '--file', file, '--campaign', program.campaignId, '--state', join(cwd, 'c.db')], { cwd, env: viaCsv.env })).code).toBe(0);
     const content = (s: Services): string[] =>
       [...s.segment.messages.values()].map((m) => JSON.stringify([m.messageId, m.type, m.userId, m.event, m.traits, m.properties])).sort();
@@ -159,5 +159,47 @@ describe('GrowSurf API errors', () => {
     const result = await runCli(['diff', '--source', 'growsurf', '--max-wait', '5s'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toMatch(/error: GrowSurf rate limit reached \(hour policy\); it resets in (59|60) min \d+ s, longer than --max-wait 5 s\./);
+  });
+});
+
+describe('sync --quick', () => {
+  it('after a few referral status changes sends exactly what a full scan would, for far fewer requests', async () => {
+    const program = generateGrowsurfProgram(3_000, 6);
+    const gsEnv = await startGrowsurf(program);
+    const destinations = await startServices();
+    services = [destinations];
+    const env = { ...gsEnv, ...destinations.env };
+    const cwd = tempDir();
+    const rates = ['--rate', 'growsurf=100,segment=20000,customerio=1000'];
+    expect((await runCli(['sync', '--source', 'growsurf', ...rates], { cwd, env })).code).toBe(0);
+    const fullScanRequests = growsurf!.log.total;
+
+    const pending = program.participants.filter((p) => p.referralStatus === 'CREDIT_PENDING').slice(0, 3);
+    for (const p of pending) growsurf!.setReferralStatus(p.id, 'CREDIT_AWARDED', Date.now());
+    const expected = join(cwd, 'expected.jsonl');
+    expect((await runCli(['diff', '--source', 'growsurf', '--out', expected, '--quiet', ...rates], { cwd, env })).code).toBe(0);
+    const plan = readPlan(expected);
+    expect(plan.length).toBeGreaterThan(0);
+
+    const before = { requests: growsurf!.log.total, segment: destinations.segment.arrivals.length, cio: destinations.customerio.eventArrivals.length, identifies: destinations.customerio.identifyArrivals.length };
+    const quick = await runCli(['sync', '--source', 'growsurf', '--quick', ...rates], { cwd, env });
+    expect(quick.stderr).not.toMatch(/error|warning/i);
+    expect(quick.code).toBe(0);
+    const quickRequests = growsurf!.log.total - before.requests;
+
+    const sentSegment = destinations.segment.arrivals.slice(before.segment).sort();
+    expect(sentSegment).toEqual(plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string).sort());
+    const sentCio = destinations.customerio.eventArrivals.slice(before.cio).sort();
+    expect(sentCio).toEqual(plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string).sort());
+    expect(destinations.customerio.identifyArrivals.length - before.identifies).toBe(plan.filter((l) => l.destination === 'customerio' && l.kind === 'identify').length);
+    // Each changed referral: the friend converted; the referrer's count moved.
+    expect(plan.filter((l) => l.destination === 'segment' && l.payload.event === 'Referral Converted').map((l) => l.participantId).sort()).toEqual(pending.map((p) => p.id).sort());
+
+    console.log(`growsurf --quick: ${quickRequests} requests vs ${fullScanRequests} for the full scan of 3,000 participants`);
+    expect(quickRequests * 5).toBeLessThan(fullScanRequests);
+
+    // Nothing changed since: the next quick sync sends nothing.
+    const idle = await runCli(['sync', '--source', 'growsurf', '--quick', '--json', ...rates], { cwd, env });
+    expect((JSON.parse(idle.stdout) as { plan: { operations: number } }).plan.operations).toBe(0);
   });
 });
