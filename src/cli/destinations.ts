@@ -6,7 +6,7 @@ import { UsageError } from '../errors.js';
 import type { Env } from './settings.js';
 
 /** Default rates (DESIGN.md §8): Segment in events/s, Customer.io and GrowSurf in requests/s. */
-export const DEFAULT_RATES: Record<Destination | 'growsurf', number> = { segment: 500, customerio: 100, growsurf: 5 };
+export const DEFAULT_RATES: Record<Destination | 'growsurf' | 'cello', number> = { segment: 500, customerio: 100, growsurf: 5, cello: 5 };
 
 export interface DestinationFlags {
   rate?: string;
@@ -14,7 +14,7 @@ export interface DestinationFlags {
 }
 
 /** `--rate segment=500,customerio=100,growsurf=5` → a rate for each service, defaults for the rest. */
-export function parseRates(value: string | undefined): Record<Destination | 'growsurf', number> {
+export function parseRates(value: string | undefined): Record<Destination | 'growsurf' | 'cello', number> {
   const rates = { ...DEFAULT_RATES };
   if (value === undefined) return rates;
   for (const part of value.split(',')) {
@@ -22,8 +22,8 @@ export function parseRates(value: string | undefined): Record<Destination | 'gro
     const name = match?.[1]?.toLowerCase();
     const rate = Number(match?.[2]);
     if (!match || !(rate > 0)) throw new UsageError(`--rate takes name=number pairs such as segment=500,customerio=100, not "${part.trim()}".`);
-    if (name === 'segment' || name === 'customerio' || name === 'growsurf') rates[name] = rate;
-    else if (name !== 'cello') throw new UsageError(`--rate names an unknown service "${name}" (use segment, customerio, growsurf).`);
+    if (name === 'segment' || name === 'customerio' || name === 'growsurf' || name === 'cello') rates[name] = rate;
+    else throw new UsageError(`--rate names an unknown service "${name}" (use segment, customerio, growsurf, cello).`);
   }
   return rates;
 }

@@ -40,11 +40,12 @@ function addCommonOptions(command: Command): Command {
 function addSourceOptions(command: Command): Command {
   return command
     .addOption(
-      new Option('--source <kind>', 'where participants come from: csv (--file), growsurf (the REST API, GROWSURF_API_KEY)').choices(['csv', 'growsurf', 'cello']),
+      new Option('--source <kind>', 'where participants come from: csv (--file), growsurf (the REST API, GROWSURF_API_KEY), cello (--file with Cello exports)').choices(['csv', 'growsurf', 'cello']),
     )
     .option('--campaign <id>', 'program id (GrowSurf campaign id); env GROWSURF_CAMPAIGN_ID; part of every idempotency key')
     .option('--file <path...>', 'CSV export(s) to read (--source csv)')
     .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']))
+    .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
     .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops')
     .option('--rate <limits>', 'rate limits, e.g. growsurf=5,segment=500,customerio=100 (GrowSurf and Customer.io requests/s, Segment events/s)');
 }

@@ -8,6 +8,7 @@ import { growsurfCsvSource } from '../sources/growsurf-csv.js';
 import type { Source } from '../sources/source.js';
 import { parseRates } from './destinations.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
+import { createCelloSource } from './cello.js';
 import { createGrowsurfSource } from './growsurf.js';
 import type { LogFormat, Output } from './output.js';
 
@@ -33,6 +34,8 @@ export interface SourceFlags {
   rate?: string;
   /** sync --quick: only what GrowSurf's referral list says changed since the last successful run. */
   quick?: boolean;
+  /** --source cello: look codes and referrers up through Cello's API. */
+  enrich?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -59,6 +62,7 @@ export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): Common
     const rule = parseIdentityRule(flags.userId);
     if (!rule) throw new UsageError(`--user-id must be "email", "id" or "metadata.<key>", not "${flags.userId}".`);
     config.identity = rule;
+    config.identityExplicit = true;
   }
   if (flags.syncNulls) config.syncNulls = true;
   let destinations = config.destinations;
@@ -118,13 +122,18 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
     });
     return { source, programId: campaign!, programIdDefaulted: false, watermarkSource: 'growsurf' };
   }
-  if (kind === 'cello') {
-    throw new UsageError('--source cello is not available in this version yet; it is being built next.');
+  if (kind !== 'csv' && kind !== 'cello') throw new UsageError(`--source must be csv, growsurf or cello, not "${flags.source}".`);
+  const format = (flags.format ?? (kind === 'cello' ? 'cello' : 'growsurf')).toLowerCase();
+  if (format !== 'growsurf' && format !== 'cello') throw new UsageError(`--format must be growsurf or cello, not "${flags.format}".`);
+  if (flags.enrich && format !== 'cello') throw new UsageError('--enrich works with Cello exports (--source cello).');
+  if (format === 'cello') {
+    if (files.length === 0) throw new UsageError('--source cello needs --file with the Cello exports (conv_signups, event_details_aggregates-all/-daily) or their folder.');
+    // Cello's productUserId is already the customer's own user id (DESIGN.md §4); exports carry no email.
+    if (!config.identityExplicit) config.identity = { kind: 'id' };
+    const programId = campaign ?? 'default';
+    const source = createCelloSource({ files, programId, config, env, output, rate: parseRates(flags.rate).cello, enrich: flags.enrich === true });
+    return { source, programId, programIdDefaulted: campaign === undefined };
   }
-  if (kind !== 'csv') throw new UsageError(`--source must be csv, growsurf or cello, not "${flags.source}".`);
-  const format = (flags.format ?? 'growsurf').toLowerCase();
-  if (format === 'cello') throw new UsageError('--format cello is not available in this version yet.');
-  if (format !== 'growsurf') throw new UsageError(`--format must be growsurf or cello, not "${flags.format}".`);
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
   const programId = campaign ?? 'default';
   return {

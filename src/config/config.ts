@@ -34,6 +34,9 @@ export interface Config {
   /** Send null for a trait that had a value before and has none now. Off: nulls never overwrite. */
   syncNulls: boolean;
   destinations: Destination[];
+  /** Whether the identity rule was chosen by the user (config file or --user-id), not defaulted. */
+  identityExplicit: boolean;
+  cello: { tierBasis: 'signups' | 'purchases' };
 }
 
 export function defaultConfig(): Config {
@@ -53,6 +56,8 @@ export function defaultConfig(): Config {
     metadataTraits: [],
     syncNulls: false,
     destinations: [...DESTINATIONS],
+    identityExplicit: false,
+    cello: { tierBasis: 'signups' },
   };
 }
 

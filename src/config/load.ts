@@ -21,6 +21,7 @@ const KNOWN_KEYS = [
   'metadataTraits',
   'syncNulls',
   'destinations',
+  'cello',
 ] as const;
 
 /**
@@ -60,7 +61,10 @@ export function parseConfig(raw: unknown, origin: string): Config {
         break;
       case 'userId': {
         const rule = typeof value === 'string' ? parseIdentityRule(value) : undefined;
-        if (rule) config.identity = rule;
+        if (rule) {
+          config.identity = rule;
+          config.identityExplicit = true;
+        }
         else problems.push(`"userId" must be "email", "id" or "metadata.<key>", not ${JSON.stringify(value)}`);
         break;
       }
@@ -96,6 +100,15 @@ export function parseConfig(raw: unknown, origin: string): Config {
         const parsed = parseDestinations(list);
         if (parsed.unknown.length === 0 && parsed.destinations.length > 0) config.destinations = parsed.destinations;
         else problems.push(`"destinations" must list ${DESTINATIONS.join(' and/or ')}`);
+        break;
+      }
+      case 'cello': {
+        const basis = isPlainObject(value) ? value.tierBasis : undefined;
+        if (isPlainObject(value) && Object.keys(value).every((k) => k === 'tierBasis') && (basis === undefined || basis === 'signups' || basis === 'purchases')) {
+          if (basis) config.cello.tierBasis = basis;
+        } else {
+          problems.push(`"cello" takes {"tierBasis": "signups" | "purchases"}`);
+        }
         break;
       }
       default:

@@ -66,7 +66,19 @@ export class HttpClient {
     this.clock = options.clock ?? realClock;
   }
 
-  async getJson<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
+  getJson<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}, headers: Record<string, string> = {}): Promise<T> {
+    return this.requestJson<T>('GET', path, { query, headers });
+  }
+
+  postJson<T>(path: string, body: unknown, headers: Record<string, string> = {}): Promise<T> {
+    return this.requestJson<T>('POST', path, { body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } });
+  }
+
+  private async requestJson<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    { query = {}, body: requestBody, headers: extraHeaders = {} }: { query?: Record<string, string | number | boolean | undefined>; body?: string; headers?: Record<string, string> },
+  ): Promise<T> {
     const search = new URLSearchParams();
     for (const [key, value] of Object.entries(query)) if (value !== undefined) search.set(key, String(value));
     const target = `${this.prefix}${path}${search.size > 0 ? `?${search.toString()}` : ''}`;
@@ -80,7 +92,7 @@ export class HttpClient {
       let body: unknown;
       let networkError: unknown;
       try {
-        const response = await this.get(target);
+        const response = await this.send(method, target, requestBody, extraHeaders);
         status = response.status;
         headers = response.headers;
         body = parseJson(response.text);
@@ -126,12 +138,20 @@ export class HttpClient {
     this.agent.destroy();
   }
 
-  private get(path: string): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
+  private send(method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
     const send = this.origin.protocol === 'https:' ? httpsRequest : httpRequest;
     const timeoutMs = this.options.bodyTimeoutMs ?? 30_000;
     return new Promise((resolve, reject) => {
       const req = send(
-        { protocol: this.origin.protocol, hostname: this.origin.hostname, port: this.origin.port, path, method: 'GET', agent: this.agent, headers: { accept: 'application/json', ...this.options.headers } },
+        {
+          protocol: this.origin.protocol,
+          hostname: this.origin.hostname,
+          port: this.origin.port,
+          path,
+          method,
+          agent: this.agent,
+          headers: { accept: 'application/json', ...this.options.headers, ...headers, ...(body === undefined ? {} : { 'content-length': Buffer.byteLength(body) }) },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -141,7 +161,7 @@ export class HttpClient {
       );
       req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
-      req.end();
+      req.end(body);
     });
   }
 

@@ -129,7 +129,12 @@ export abstract class FakeService {
       this.json(res, [500, 502, 503][Math.floor(this.random() * 3)]!, { errors: [{ message: 'injected failure' }] });
       return;
     }
-    this.handle(req, body, res);
+    try {
+      this.handle(req, body, res);
+    } catch (error) {
+      // A bug in a fake must fail the test loudly, not hang the client until its timeout.
+      this.json(res, 500, { errors: [{ message: `fake crashed: ${String(error)}` }] });
+    }
   }
 
   private takeToken(perSecond: number): boolean {

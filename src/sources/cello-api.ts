@@ -1,0 +1,93 @@
+import { UnavailableError } from '../errors.js';
+import { HttpError } from '../http/errors.js';
+import type { HttpClient } from '../http/client.js';
+
+/** Cello's lookup API (research/cello.md §1–§2): a token from the access keys, then one lookup per key. */
+export const CELLO_API_URL = 'https://api.cello.so';
+/** Renew this long before Cello's `expiresIn` runs out, so a long run never sends an expired token. */
+const TOKEN_MARGIN_MS = 60_000;
+
+export interface CodeInfo {
+  code: string;
+  productUserId: string;
+  valid: boolean;
+  campaignId: string;
+}
+
+export interface ActiveLink {
+  activeUcc: string;
+  link: string;
+}
+
+/**
+ * Read-only Cello lookups with a per-run cache: each distinct code and each referrer is asked once however
+ * many rows name it. Re-authenticates when the token nears expiry or Cello answers 401. Never calls
+ * `depersonalize` or `/events`: this client has no method for them.
+ */
+export class CelloApi {
+  /** Lookups actually sent (cache misses), for reports. */
+  lookups = 0;
+  private token: { value: string; expiresAt: number } | undefined;
+  private readonly codes = new Map<string, Promise<CodeInfo>>();
+  private readonly links = new Map<string, Promise<ActiveLink | undefined>>();
+
+  constructor(
+    private readonly client: HttpClient,
+    private readonly keys: { accessKeyId: string; secretAccessKey: string },
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  codeInfo(ucc: string): Promise<CodeInfo> {
+    let cached = this.codes.get(ucc);
+    if (!cached) {
+      cached = this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers));
+      this.codes.set(ucc, cached);
+    }
+    return cached;
+  }
+
+  /** The referrer's active code and link; undefined when Cello has none for this user. */
+  activeLink(productUserId: string): Promise<ActiveLink | undefined> {
+    let cached = this.links.get(productUserId);
+    if (!cached) {
+      cached = this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers)).catch(
+        (error: unknown) => {
+          if (error instanceof HttpError && error.status === 404) return undefined;
+          throw error;
+        },
+      );
+      this.links.set(productUserId, cached);
+    }
+    return cached;
+  }
+
+  private async authorized<T>(call: (headers: Record<string, string>) => Promise<T>): Promise<T> {
+    this.lookups += 1;
+    try {
+      return await call({ authorization: `Bearer ${await this.accessToken()}` });
+    } catch (error) {
+      if (!(error instanceof HttpError) || error.status !== 401) throw error;
+      // Expired or revoked early: one fresh token, one more try.
+      this.token = undefined;
+      return call({ authorization: `Bearer ${await this.accessToken()}` });
+    }
+  }
+
+  private async accessToken(): Promise<string> {
+    if (this.token && this.now() < this.token.expiresAt) return this.token.value;
+    try {
+      const response = await this.client.postJson<{ accessToken: string; expiresIn: number }>('/token', this.keys);
+      this.token = { value: response.accessToken, expiresAt: this.now() + Math.max(0, response.expiresIn * 1000 - TOKEN_MARGIN_MS) };
+      return response.accessToken;
+    } catch (error) {
+      if (error instanceof HttpError && (error.status === 400 || error.status === 401 || error.status === 403)) {
+        // Both documented shapes carry `message`: {message} and NestJS's {statusCode, timestamp, path, message}.
+        throw new UnavailableError(`Cello refused the access keys (${error.status}: ${error.message.replace(/\.$/, '')}).`, {
+          hint: 'Check CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY (Cello Portal → Integrations → Access Keys; sandbox and production keys differ, see CELLO_API_URL).',
+        });
+      }
+      if (error instanceof HttpError) throw new UnavailableError(`Cello token request failed: ${error.message}.`, { hint: 'Check CELLO_API_URL and the network.' });
+      throw error;
+    }
+  }
+}
