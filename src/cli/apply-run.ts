@@ -39,6 +39,10 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     state.acquireLock(programId, `${command} on ${hostname()}`, now);
     lockTaken = true;
     state.markCrashedRuns(programId, now);
+    source.useCache?.({
+      get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
+      put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
+    });
     await preflight(clients, output);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);

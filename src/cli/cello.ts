@@ -6,6 +6,7 @@ import { SlidingWindowLimiter } from '../http/window-limiter.js';
 import { CELLO_API_URL, CelloApi } from '../sources/cello-api.js';
 import { celloCsvSource } from '../sources/cello-csv.js';
 import type { Source } from '../sources/source.js';
+import type { LookupCache } from '../state/store.js';
 import { validUrl } from './destinations.js';
 import type { Output } from './output.js';
 import type { Env } from './settings.js';
@@ -14,6 +15,7 @@ export function createCelloSource(options: { files: string[]; programId: string;
   const { env } = options;
   let api: CelloApi | undefined;
   let client: HttpClient | undefined;
+  const cache: { current?: LookupCache } = {};
   if (options.enrich) {
     const accessKeyId = env.CELLO_ACCESS_KEY_ID;
     const secretAccessKey = env.CELLO_SECRET_ACCESS_KEY;
@@ -31,8 +33,10 @@ export function createCelloSource(options: { files: string[]; programId: string;
       maxWaitMs: 10 * 60_000,
       onWait: (ms, reason) => options.output.info(`Cello ${reason}: waiting ${formatDuration(ms)}.`),
     });
-    api = new CelloApi(client, { accessKeyId, secretAccessKey });
+    api = new CelloApi(client, { accessKeyId, secretAccessKey }, cache);
   }
   const source = celloCsvSource({ paths: options.files, programId: options.programId, tierBasis: options.config.cello.tierBasis, ...(api ? { api } : {}) });
-  return client ? Object.assign(source, { close: () => client.close() }) : source;
+  if (!client) return source;
+  const http = client;
+  return Object.assign(source, { close: () => http.close(), useCache: (lookups: LookupCache) => void (cache.current = lookups) });
 }

@@ -25,6 +25,8 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   const common = resolveCommon(flags, env, cwd);
   const { source, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath);
   const state = openSqliteStateReadOnly(common.statePath);
+  // diff reads cached lookups and writes none.
+  source.useCache?.({ get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, now), put: () => undefined });
   try {
     const stateIsEmpty = state.summary(1).schemaVersion === 0;
     const summary = await runPlan({

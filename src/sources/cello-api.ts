@@ -1,6 +1,11 @@
 import { UnavailableError } from '../errors.js';
 import { HttpError } from '../http/errors.js';
 import type { HttpClient } from '../http/client.js';
+import type { LookupCache } from '../state/store.js';
+
+/** A code's owner never changes; a referrer's active link may, so it is asked again after a day. */
+const CODE_MAX_AGE_MS = 365 * 24 * 3_600_000;
+const LINK_MAX_AGE_MS = 24 * 3_600_000;
 
 /** Cello's lookup API (research/cello.md §1–§2): a token from the access keys, then one lookup per key. */
 export const CELLO_API_URL = 'https://api.cello.so';
@@ -34,13 +39,22 @@ export class CelloApi {
   constructor(
     private readonly client: HttpClient,
     private readonly keys: { accessKeyId: string; secretAccessKey: string },
+    /** The state's cache, filled in once the state is open; lookups fall back to the API. */
+    private readonly cache: { current?: LookupCache } = {},
     private readonly now: () => number = Date.now,
   ) {}
 
   codeInfo(ucc: string): Promise<CodeInfo> {
     let cached = this.codes.get(ucc);
     if (!cached) {
-      cached = this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers));
+      const stored = this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS) as CodeInfo | undefined;
+      cached = stored
+        ? Promise.resolve(stored)
+        : this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers)).then((info) => {
+            // Only valid codes are kept: an unknown code may yet be created.
+            if (info.valid) this.cache.current?.put('cello:code', ucc, info);
+            return info;
+          });
       this.codes.set(ucc, cached);
     }
     return cached;
@@ -50,12 +64,19 @@ export class CelloApi {
   activeLink(productUserId: string): Promise<ActiveLink | undefined> {
     let cached = this.links.get(productUserId);
     if (!cached) {
-      cached = this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers)).catch(
-        (error: unknown) => {
-          if (error instanceof HttpError && error.status === 404) return undefined;
-          throw error;
-        },
-      );
+      const stored = this.cache.current?.get('cello:link', productUserId, LINK_MAX_AGE_MS) as ActiveLink | undefined;
+      cached = stored
+        ? Promise.resolve(stored)
+        : this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers)).then(
+            (link) => {
+              this.cache.current?.put('cello:link', productUserId, link);
+              return link;
+            },
+            (error: unknown) => {
+              if (error instanceof HttpError && error.status === 404) return undefined;
+              throw error;
+            },
+          );
       this.links.set(productUserId, cached);
     }
     return cached;

@@ -1,4 +1,5 @@
 import type { SourceRecord } from '../model/participant.js';
+import type { LookupCache } from '../state/store.js';
 
 /** A source of participants. It knows nothing of destinations; it may be read more than once if it says so. */
 export interface Source {
@@ -9,4 +10,6 @@ export interface Source {
   records(): AsyncIterable<SourceRecord>;
   /** Releases connections, if the source holds any. */
   close?(): Promise<void>;
+  /** Hands the source the state's lookup cache (sources that look things up keep answers between runs). */
+  useCache?(cache: LookupCache): void;
 }

@@ -55,6 +55,16 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (program_id, source)
   );
   `,
+  `
+  -- Answers of lookup APIs (Cello codes and links), so a later run asks again only what may have changed.
+  CREATE TABLE lookup_cache (
+    service TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    PRIMARY KEY (service, key)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -70,6 +70,7 @@ function emptyState(path: string): ReadableState {
     summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
     problems: () => [],
     watermark: () => undefined,
+    cachedLookup: () => undefined,
     close: () => undefined,
   };
 }
@@ -284,6 +285,25 @@ export class SqliteState implements ReadableState {
       .prepare<[string, string], { watermark: number }>('SELECT watermark FROM watermarks WHERE program_id = ? AND source = ?')
       .get(programId, source);
     return row?.watermark;
+  }
+
+  cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown {
+    const hasTable = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lookup_cache'`).get();
+    if (!hasTable) return undefined;
+    const row = this.db
+      .prepare<[string, string], { value: string; fetched_at: string }>('SELECT value, fetched_at FROM lookup_cache WHERE service = ? AND key = ?')
+      .get(service, key);
+    if (!row || now.getTime() - Date.parse(row.fetched_at) > maxAgeMs) return undefined;
+    return JSON.parse(row.value) as unknown;
+  }
+
+  cacheLookup(service: string, key: string, value: unknown, now: Date): void {
+    this.db
+      .prepare(
+        `INSERT INTO lookup_cache (service, key, value, fetched_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (service, key) DO UPDATE SET value = excluded.value, fetched_at = excluded.fetched_at`,
+      )
+      .run(service, key, JSON.stringify(value), now.toISOString());
   }
 
   /** Recorded only when a run succeeded, so a failed run is covered again by the next quick sync. */

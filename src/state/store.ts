@@ -37,6 +37,8 @@ export interface ReadableState {
   problems(limit: number): StoredDelivery[];
   /** Where the last successful run of this program's source left off (epoch ms), if any. */
   watermark(programId: string, source: string): number | undefined;
+  /** A cached lookup answer no older than `maxAgeMs`. */
+  cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown;
   close(): void;
 }
 
@@ -70,4 +72,10 @@ export interface StoredDelivery {
   attempts: number;
   lastError: string | null;
   payload: string | null;
+}
+
+/** Where lookup answers are kept between runs; a read-only run (diff) reads it and writes nothing. */
+export interface LookupCache {
+  get(service: string, key: string, maxAgeMs: number): unknown;
+  put(service: string, key: string, value: unknown): void;
 }

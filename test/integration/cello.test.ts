@@ -106,6 +106,21 @@ describe('Cello --enrich', () => {
     expect(result.stdout + result.stderr).not.toContain(SECRET);
   });
 
+  it('keeps the answers in the state: the next run asks Cello nothing it already knows', async () => {
+    const celloEnv = await startCello();
+    services = await startServices();
+    const cwd = tempDir();
+    const env = { ...celloEnv, ...services.env };
+    expect((await runCli(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
+    const asked = [...cello!.lookups.values()].reduce((a, b) => a + b, 0);
+    expect(asked).toBeGreaterThan(0);
+    expect((await runCli(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
+    expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
+    // diff reads the same cache and leaves the state alone.
+    expect((await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env })).code).toBe(0);
+    expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
+  });
+
   it('renews an expired token without failing the run', async () => {
     const celloEnv = await startCello();
     cello!.tokenUses = 5;
