@@ -179,6 +179,11 @@ async function loadCello(options: CelloCsvOptions): Promise<SourceRecord[]> {
           if (value !== undefined && /^\d+$/.test(value)) p.metadata[key] = Number(value);
           else if (value !== undefined) out.push({ kind: 'warning', message: `"${value}" in column ${column} is not a count; ignored`, location });
         }
+        // Columns Cello may add later are kept as metadata under their own names.
+        csv.header.forEach((name, i) => {
+          const value = row.fields[i]?.trim();
+          if (columns[i] !== 'productuserid' && !(columns[i]! in AGGREGATES) && value) p.metadata[name] = value;
+        });
       } else {
         // Daily rows: the first day with any activity is when this referrer joined the program.
         const day = parseDate(at(row.fields, 'date') ?? at(row.fields, 'day') ?? '');

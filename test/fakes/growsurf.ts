@@ -118,6 +118,8 @@ export interface GrowsurfPolicy {
  */
 export class FakeGrowsurf extends FakeService {
   paidPlan = true;
+  /** What `GET /campaign/:id` says the participant count is, when it should disagree with the pages. */
+  reportedParticipantCount: number | undefined;
   policies: GrowsurfPolicy[] = [];
   maxConnectionsAllowed = 3;
   /** Requests by path kind, e.g. participants pages, for cost reports. */
@@ -180,7 +182,7 @@ export class FakeGrowsurf extends FakeService {
     }
     const nextId = url.searchParams.get('nextId');
     if (rest === '') {
-      return this.ok(res, { id: this.program.campaignId, name: 'Fake program', participantCount: this.program.participants.length });
+      return this.ok(res, { id: this.program.campaignId, name: 'Fake program', participantCount: this.reportedParticipantCount ?? this.program.participants.length });
     }
     if (rest === '/participants') {
       // Newest first, as the MCP docs describe; clients must not rely on it.

@@ -151,6 +151,14 @@ describe('GrowSurf API errors', () => {
     expect(result.stdout + result.stderr).not.toContain(GS_KEY);
   });
 
+  it('warns in the summary when the pages disagree with the participant count GrowSurf reports', async () => {
+    const gsEnv = await startGrowsurf(program, (fake) => (fake.reportedParticipantCount = 23));
+    const cwd = tempDir();
+    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`GrowSurf says campaign ${program.campaignId} has 23 participants, but 1 pages gave 20`);
+  });
+
   it('an hour-long rate-limit window past --max-wait stops with when it resets', async () => {
     const gsEnv = await startGrowsurf(program, (fake) => {
       fake.policies = [{ name: 'HOUR', limit: 2, windowMs: 3_600_000 }];
