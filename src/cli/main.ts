@@ -28,7 +28,7 @@ function addCommonOptions(command: Command): Command {
   return command
     .option('--state <path>', 'state file (SQLite); env REFERRAL_SYNC_STATE', undefined)
     .option('--config <file>', 'config file; env REFERRAL_SYNC_CONFIG (default ./referral-sync.config.json if present)')
-    .option('--user-id <rule>', 'downstream user id: email | id | metadata.<key> (default email)')
+    .option('--user-id <rule>', 'downstream user id: email | id | metadata.<key> (default email; Cello: id, its productUserId)')
     .option('--to <destinations>', 'segment, customerio, or both comma-separated (default both)')
     .addOption(new Option('--log-format <format>', 'text for people, json for one object per line').choices(['text', 'json']))
     .option('--no-progress', 'no progress display even on a terminal')
@@ -43,7 +43,7 @@ function addSourceOptions(command: Command): Command {
       new Option('--source <kind>', 'where participants come from: csv (--file), growsurf (the REST API, GROWSURF_API_KEY), cello (--file with Cello exports)').choices(['csv', 'growsurf', 'cello']),
     )
     .option('--campaign <id>', 'program id (GrowSurf campaign id); env GROWSURF_CAMPAIGN_ID; part of every idempotency key')
-    .option('--file <path...>', 'CSV export(s) to read (--source csv)')
+    .option('--file <path...>', 'CSV export(s) to read: a GrowSurf export, or Cello exports (files or their folder)')
     .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']))
     .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
     .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops')
