@@ -43,10 +43,6 @@ export class Output {
     this.log('warn', message, fields);
   }
 
-  error(message: string, fields: Record<string, unknown> = {}): void {
-    this.log('error', message, fields);
-  }
-
   /** A one-line counter redrawn in place; only on a TTY and only in text mode. */
   progress(text: string): void {
     if (!this.showsProgress) return;

@@ -173,14 +173,14 @@ async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGe
   for (const id of touched) {
     let raw: GsParticipant;
     try {
-      raw = await call(() => client.getJson<GsParticipant>(`${base}/participant/${encodeURIComponent(id)}`), campaignId);
+      raw = await client.getJson<GsParticipant>(`${base}/participant/${encodeURIComponent(id)}`);
     } catch (error) {
       // A participant deleted since its referral row was written: nothing to sync for it.
-      if (error instanceof UsageError) {
+      if (error instanceof HttpError && error.status === 404) {
         yield { kind: 'warning', message: `participant ${id} named by a referral row no longer exists in GrowSurf` };
         continue;
       }
-      throw error;
+      throw explain(error, campaignId);
     }
     yield { kind: 'participant', participant: normalizeGrowsurfParticipant(raw, campaignId, conversions.get(raw.id)) };
   }
@@ -205,31 +205,36 @@ async function conversionTimes(client: HttpClient, base: string, campaignId: str
   return times;
 }
 
-/** Turns GrowSurf's errors into the sentences and exit codes of DESIGN.md §9. */
+/** Runs a campaign-level request, explaining its failure. */
 async function call<T>(request: () => Promise<T>, campaignId: string): Promise<T> {
   try {
     return await request();
   } catch (error) {
-    if (!(error instanceof HttpError)) throw error;
-    const said = error.message.replace(/\.$/, '');
-    if (error.status === 404) {
-      throw new UsageError(`GrowSurf has no campaign "${campaignId}" (404: ${said}).`, {
-        hint: 'Check --campaign / GROWSURF_CAMPAIGN_ID: the program id is in the dashboard URL and under Program → Settings.',
-      });
-    }
-    if (error.status === 401 || error.status === 403) {
-      const paid = /paid plan/i.test(said);
-      throw new UnavailableError(`GrowSurf refused the request (${error.status}: ${said}).`, {
-        hint: paid
-          ? 'The GrowSurf REST API needs a paid plan; export the participants to CSV and use --file instead.'
-          : 'Check GROWSURF_API_KEY (Settings → API Keys) and that the key\'s account has access to this campaign.',
-      });
-    }
-    if (error.status === undefined) {
-      throw new UnavailableError(`${said}.`, { hint: 'Check GROWSURF_API_URL and the network. Nothing was sent.' });
-    }
-    throw new UnavailableError(`GrowSurf answered ${error.status}: ${said}.`, { hint: 'Nothing was sent; run again later.' });
+    throw explain(error, campaignId);
   }
+}
+
+/** GrowSurf's errors as the sentences and exit codes of DESIGN.md §9 (404 here: the campaign). */
+function explain(error: unknown, campaignId: string): unknown {
+  if (!(error instanceof HttpError)) return error;
+  const said = error.message.replace(/\.$/, '');
+  if (error.status === 404) {
+    return new UsageError(`GrowSurf has no campaign "${campaignId}" (404: ${said}).`, {
+      hint: 'Check --campaign / GROWSURF_CAMPAIGN_ID: the program id is in the dashboard URL and under Program → Settings.',
+    });
+  }
+  if (error.status === 401 || error.status === 403) {
+    const paid = /paid plan/i.test(said);
+    return new UnavailableError(`GrowSurf refused the request (${error.status}: ${said}).`, {
+      hint: paid
+        ? 'The GrowSurf REST API needs a paid plan; export the participants to CSV and use --file instead.'
+        : 'Check GROWSURF_API_KEY (Settings → API Keys) and that the key\'s account has access to this campaign.',
+    });
+  }
+  if (error.status === undefined) {
+    return new UnavailableError(`${said}.`, { hint: 'Check GROWSURF_API_URL and the network. Nothing was sent.' });
+  }
+  return new UnavailableError(`GrowSurf answered ${error.status}: ${said}.`, { hint: 'Nothing was sent; run again later.' });
 }
 
 /** DESIGN.md §3 for GrowSurf: referredBy ?? referrer.id, vanityKeys[0] ?? id, unknown enums kept, PII dropped. */
