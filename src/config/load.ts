@@ -115,11 +115,37 @@ export function parseConfig(raw: unknown, origin: string): Config {
         problems.push(`unknown key "${key}" (known keys: ${KNOWN_KEYS.join(', ')})`);
     }
   }
+  problems.push(...nameCollisions(config));
   if (problems.length > 0) {
     const list = problems.map((p) => `  - ${p}`).join('\n');
     throw new UsageError(`Config file ${origin} has ${problems.length} problem${problems.length > 1 ? 's' : ''}:\n${list}`);
   }
   return config;
+}
+
+/**
+ * Two traits (or two events) sent under one name to the same destination would overwrite each other there,
+ * one of them silently: every such pair is a config error. Forwarded metadata keys are trait names too.
+ */
+function nameCollisions(config: Config): string[] {
+  const problems: string[] = [];
+  for (const destination of DESTINATIONS) {
+    const traits = new Map<string, string[]>();
+    for (const key of TRAIT_KEYS) addName(traits, config.traitNames[destination][key], `traits.${destination}.${key}`);
+    for (const key of config.metadataTraits) addName(traits, key, `metadataTraits "${key}"`);
+    const events = new Map<string, string[]>();
+    for (const kind of EVENT_KINDS) addName(events, config.eventNames[destination][kind], `events.${destination}.${kind}`);
+    for (const [name, owners] of [...traits, ...events]) {
+      if (owners.length > 1) problems.push(`${owners.join(' and ')} are sent to ${destination} under the same name "${name}"; give each its own`);
+    }
+  }
+  return problems;
+}
+
+function addName(names: Map<string, string[]>, name: string, owner: string): void {
+  const owners = names.get(name) ?? [];
+  owners.push(owner);
+  names.set(name, owners);
 }
 
 function parseTiers(value: unknown, config: Config, problems: string[]): void {

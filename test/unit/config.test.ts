@@ -41,4 +41,29 @@ describe('config file validation', () => {
     expect(config.columns).toEqual({ email: 'Member Email', 'metadata.plan': 'Plan Type' });
     expect(config.destinations).toEqual(['segment']);
   });
+
+  it('lists every pair of traits or events sent under one destination name (exit 64)', () => {
+    let error: unknown;
+    try {
+      parseConfig(
+        {
+          traits: { segment: { tier: 'email' }, customerio: { count: 'referral_tier', code: 'referral_tier' } },
+          events: { segment: { joined: 'Referral Made' } },
+          metadataTraits: ['referral_link'],
+        },
+        'names.json',
+      );
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(UsageError);
+    const message = (error as UsageError).message;
+    expect((error as UsageError).exitCode).toBe(64);
+    expect(message).toContain('names.json has 5 problems');
+    expect(message).toContain('traits.segment.tier and traits.segment.email are sent to segment under the same name "email"');
+    expect(message).toContain('traits.customerio.tier and traits.customerio.count and traits.customerio.code are sent to customerio under the same name "referral_tier"');
+    expect(message).toContain('events.segment.joined and events.segment.referralMade are sent to segment under the same name "Referral Made"');
+    expect(message).toContain('traits.segment.link and metadataTraits "referral_link" are sent to segment under the same name "referral_link"');
+    expect(message).toContain('traits.customerio.link and metadataTraits "referral_link" are sent to customerio under the same name "referral_link"');
+  });
 });
