@@ -204,7 +204,14 @@ class Lane {
         row.payload = JSON.stringify(operation);
       } else if (operation.kind === 'identify') {
         // Only an acknowledged identify becomes the new diff baseline.
-        identities.push({ destination: this.destination, userId: operation.userId, traits: operation.traits, hash: operation.traitsHash });
+        identities.push({
+          destination: this.destination,
+          userId: operation.userId,
+          traits: operation.traits,
+          hash: operation.traitsHash,
+          // Operations stored by an older version (resent by `retry`) carry no count: the stored one stays.
+          ...(typeof operation.tierChanges === 'number' ? { tierChanges: operation.tierChanges } : {}),
+        });
       }
       rows.push(row);
     }

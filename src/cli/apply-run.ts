@@ -13,6 +13,7 @@ import { concurrencyFor, createDestinationClients, parseRates, type DestinationF
 import { runDiff, type DiffFlags } from './diff.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
+import { assertKnownProgram } from './program-guard.js';
 import { RunProgress } from './progress.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
@@ -30,7 +31,8 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now);
   }
   const common = resolveCommon(flags, env, cwd);
-  const { source, programId, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
+  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
+  const namespaces = destinationNamespaces(common.config, env);
   const rates = parseRates(flags.rate);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
@@ -39,11 +41,14 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     state.acquireLock(programId, `${command} on ${hostname()}`, now);
     lockTaken = true;
     state.markCrashedRuns(programId, now);
+    assertKnownProgram(state, { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true });
     source.useCache?.({
       get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
     });
     await preflight(clients, output);
+    // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
+    state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
     const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env });

@@ -5,6 +5,7 @@ import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
 import type { Output } from './output.js';
+import { assertKnownProgram } from './program-guard.js';
 import { runPlan } from './plan-run.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
@@ -23,8 +24,15 @@ const CHANGES_SHOWN = 10;
 /** `referral-sync diff`: the plan `sync` would apply, shown and never sent; the state is opened read-only. */
 export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
-  const { source, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath);
+  const { source, sourceKind, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath);
   const state = openSqliteStateReadOnly(common.statePath);
+  const namespaces = destinationNamespaces(common.config, env);
+  try {
+    assertKnownProgram(state, { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true });
+  } catch (error) {
+    state.close();
+    throw error;
+  }
   // diff reads cached lookups and writes none.
   source.useCache?.({ get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, now), put: () => undefined });
   try {
@@ -36,7 +44,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       mode: flags.mode ?? 'sync',
       resend: flags.resend === true,
       now,
-      namespaces: destinationNamespaces(common.config, env),
+      namespaces,
       baseline: state.baseline(),
       changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
       outFile: flags.out,

@@ -46,6 +46,7 @@ function addSourceOptions(command: Command): Command {
     .option('--file <path...>', 'CSV export(s) to read: a GrowSurf export, or Cello exports (files or their folder)')
     .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']))
     .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
+    .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
     .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops')
     .option('--rate <limits>', 'rate limits, e.g. growsurf=5,segment=500,customerio=100 (GrowSurf and Customer.io requests/s, Segment events/s)');
 }

@@ -36,6 +36,8 @@ export interface SourceFlags {
   quick?: boolean;
   /** --source cello: look codes and referrers up through Cello's API. */
   enrich?: boolean;
+  /** Confirms that the program id differs from the one the state delivered on purpose. */
+  newProgram?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -82,6 +84,8 @@ export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): Common
 
 export interface SourceSettings {
   source: Source;
+  /** The `source` part of every key (growsurf for its API and its exports alike). */
+  sourceKind: 'growsurf' | 'cello';
   programId: string;
   /** True when the program id was not given and defaulted: ids then will not match a later API sync. */
   programIdDefaulted: boolean;
@@ -120,7 +124,7 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
       ...(flags.maxWait ? { maxWait: flags.maxWait } : {}),
       ...(changedSince !== undefined ? { changedSince } : {}),
     });
-    return { source, programId: campaign!, programIdDefaulted: false, watermarkSource: 'growsurf' };
+    return { source, sourceKind: 'growsurf', programId: campaign!, programIdDefaulted: false, watermarkSource: 'growsurf' };
   }
   if (kind !== 'csv' && kind !== 'cello') throw new UsageError(`--source must be csv, growsurf or cello, not "${flags.source}".`);
   const format = (flags.format ?? (kind === 'cello' ? 'cello' : 'growsurf')).toLowerCase();
@@ -132,12 +136,13 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
     if (!config.identityExplicit) config.identity = { kind: 'id' };
     const programId = campaign ?? 'default';
     const source = createCelloSource({ files, programId, config, env, output, rate: parseRates(flags.rate).cello, enrich: flags.enrich === true });
-    return { source, programId, programIdDefaulted: campaign === undefined };
+    return { source, sourceKind: 'cello', programId, programIdDefaulted: campaign === undefined };
   }
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
   const programId = campaign ?? 'default';
   return {
     source: growsurfCsvSource({ files, programId, config }),
+    sourceKind: 'growsurf',
     programId,
     programIdDefaulted: campaign === undefined,
   };

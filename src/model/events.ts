@@ -96,19 +96,23 @@ export function deriveEvents(participant: Participant, context: EventContext): E
   return facts;
 }
 
-/** The sync-only fact of a tier move, observed when the planner compares against the last acknowledged traits. */
+/**
+ * The sync-only fact of a tier move, observed when the planner compares against the last acknowledged traits.
+ * `ordinal` counts this person's transitions (1 for the first): 4 → 5 → 4 → 5 is three facts with three keys,
+ * and a run that crashed before its identify was acknowledged plans the same ordinal, so the same key, again.
+ */
 export function tierChangedFact(
   participant: Participant,
   userId: string,
-  from: string,
-  to: string,
-  count: number,
+  transition: { from: string; to: string; count: number; ordinal: number },
 ): EventFact {
+  const { from, to, count, ordinal } = transition;
   return {
     kind: 'tierChanged',
     userId,
     subjectId: participant.id,
-    objectId: `${from}>${to}@${count}`,
+    // The first transition keeps the key it had before ordinals existed, so states written then stay deduped.
+    objectId: ordinal <= 1 ? `${from}>${to}@${count}` : `${from}>${to}@${count}#${ordinal}`,
     time: undefined,
     properties: {
       participant_id: participant.id,

@@ -20,6 +20,8 @@ export class ReferrerDirectory {
   private readonly identityById: Database.Statement<[string], { identity: string }>;
   private readonly identityByEmail: Database.Statement<[string], { identity: string }>;
   private readonly referralsByKey: Database.Statement<[string], { converted: number; pending: number }>;
+  private readonly insertClaim: Database.Statement<[string, string, string | null, number | null]>;
+  private readonly claimOf: Database.Statement<[string], { participant_id: string; file: string | null; line: number | null }>;
   private count = 0;
 
   constructor(private readonly rule: IdentityRule) {
@@ -28,6 +30,7 @@ export class ReferrerDirectory {
       CREATE TABLE by_id (id TEXT PRIMARY KEY, identity TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE by_email (email TEXT PRIMARY KEY, identity TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE referrals (ref TEXT PRIMARY KEY, converted INTEGER NOT NULL, pending INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE claims (identity TEXT PRIMARY KEY, participant_id TEXT NOT NULL, file TEXT, line INTEGER) WITHOUT ROWID;
     `);
     this.insertId = this.db.prepare('INSERT OR IGNORE INTO by_id (id, identity) VALUES (?, ?)');
     this.insertEmail = this.db.prepare('INSERT OR IGNORE INTO by_email (email, identity) VALUES (?, ?)');
@@ -38,6 +41,8 @@ export class ReferrerDirectory {
     this.identityById = this.db.prepare('SELECT identity FROM by_id WHERE id = ?');
     this.identityByEmail = this.db.prepare('SELECT identity FROM by_email WHERE email = ?');
     this.referralsByKey = this.db.prepare('SELECT converted, pending FROM referrals WHERE ref = ?');
+    this.insertClaim = this.db.prepare('INSERT OR IGNORE INTO claims (identity, participant_id, file, line) VALUES (?, ?, ?, ?)');
+    this.claimOf = this.db.prepare('SELECT participant_id, file, line FROM claims WHERE identity = ?');
     // One transaction for the whole scan: rows are visible to this connection at once, and inserts stay fast.
     this.db.exec('BEGIN');
   }
@@ -49,8 +54,22 @@ export class ReferrerDirectory {
     this.count += 1;
     // With the email rule an email reference is its own identity, so no email rows are needed.
     if (this.rule.kind !== 'email' && participant.email) this.insertEmail.run(normalizeEmail(participant.email), identity);
-    if (participant.referrerId) this.recordReferral(participant);
+    if (participant.referrerId && !namesSelfAsReferrer(participant)) this.recordReferral(participant);
     return true;
+  }
+
+  /**
+   * Claims a downstream identity for a participant during planning. Returns undefined for the first claim,
+   * else the participant that claimed it first (possibly the same participant met twice): one user id is
+   * planned once per run, so the first one wins.
+   */
+  claim(identity: string, participantId: string, location: RecordLocation | undefined): IdentityClaim | undefined {
+    if (this.insertClaim.run(identity, participantId, location?.file ?? null, location?.line ?? null).changes > 0) return undefined;
+    const first = this.claimOf.get(identity)!;
+    return {
+      participantId: first.participant_id,
+      ...(first.file !== null && first.line !== null ? { location: { file: first.file, line: first.line } } : {}),
+    };
   }
 
   /** The referrer's downstream identity, or undefined when the reference matches nobody we can identify. */
@@ -101,6 +120,23 @@ export class ReferrerDirectory {
       participant.referralStatus === 'converted' || (participant.referralStatus === undefined && participant.referralStatusRaw === undefined) ? 1 : 0;
     this.countReferral.run(key, converted, pending);
   }
+}
+
+/** Who first resolved to a user id in this run. */
+export interface IdentityClaim {
+  participantId: string;
+  location?: RecordLocation;
+}
+
+/**
+ * Whether the source names the participant as their own referrer, by id or by email (emails compare without
+ * case or surrounding spaces, GrowSurf's own rule). Such a referral earns no credit and no Referral Made.
+ */
+export function namesSelfAsReferrer(participant: Pick<Participant, 'id' | 'email' | 'referrerId'>): boolean {
+  const ref = participant.referrerId?.trim();
+  if (!ref) return false;
+  if (ref === participant.id.trim()) return true;
+  return participant.email !== undefined && looksLikeEmail(ref) && normalizeEmail(ref) === normalizeEmail(participant.email);
 }
 
 export interface DirectoryScan {

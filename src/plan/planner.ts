@@ -3,11 +3,11 @@ import { MAX_OPERATION_BYTES, type Destination } from '../config/defaults.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
 import { identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash } from '../model/ids.js';
-import type { Participant, RecordLocation, SourceRecord } from '../model/participant.js';
-import { locationKey, type ReferrerDirectory } from '../model/referrer-directory.js';
+import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
+import { locationKey, namesSelfAsReferrer, type IdentityClaim, type ReferrerDirectory } from '../model/referrer-directory.js';
 import { computeTraits, destinationTraits, isReferred, type TraitMap } from '../model/traits.js';
 import { eventPayload, identifyPayload } from './payloads.js';
-import type { BaselineView, EventOperation, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
+import type { BaselineView, EventOperation, IdentityBaseline, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
 
 export interface PlanContext {
   config: Config;
@@ -53,27 +53,41 @@ function withId(participantId: string | undefined): { participantId?: string } {
   return participantId === undefined ? {} : { participantId };
 }
 
-function* planParticipant(participant: Participant, location: RecordLocation | undefined, context: PlanContext): Generator<PlanItem> {
+function* planParticipant(record: Participant, location: RecordLocation | undefined, context: PlanContext): Generator<PlanItem> {
   const { config } = context;
   if (location && context.duplicates.has(locationKey(location))) {
     yield {
       type: 'invalid',
-      reason: `participant id "${participant.id}" already appeared on an earlier row; the first row wins and this one is ignored`,
+      reason: `participant id "${record.id}" already appeared on an earlier row; the first row wins and this one is ignored`,
       location,
-      participantId: participant.id,
+      participantId: record.id,
     };
     return;
   }
-  const userId = identityOf(participant, config.identity);
+  const userId = identityOf(record, config.identity);
   if (userId === undefined) {
-    yield { type: 'invalid', reason: missingIdentityReason(config.identity), location, participantId: participant.id };
+    yield { type: 'invalid', reason: missingIdentityReason(config.identity), location, participantId: record.id };
+    return;
+  }
+  const claimed = context.directory.claim(userId, record.id, location);
+  if (claimed !== undefined) {
+    yield identityTaken(record, userId, claimed, location);
     return;
   }
   let referrerUserId: string | undefined;
+  let participant = record;
   if (participant.referrerId !== undefined) {
     const profile = participant.referrerProfile;
     referrerUserId = (profile ? identityOf(profile, config.identity) : undefined) ?? context.directory.resolve(participant.referrerId);
-    if (referrerUserId === undefined) {
+    if (namesSelfAsReferrer(participant) || referrerUserId === userId) {
+      yield {
+        type: 'warning',
+        message: `participant ${participant.id} is named as their own referrer ("${participant.referrerId}"); no Referral Made is planned and the referral earns no credit`,
+        location,
+      };
+      participant = withoutReferrer(participant);
+      referrerUserId = undefined;
+    } else if (referrerUserId === undefined) {
       yield {
         type: 'warning',
         message: `referrer "${participant.referrerId}" of participant ${participant.id} is not in the data; referred_by is left unset and no Referral Made event is planned`,
@@ -89,12 +103,14 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
   for (const destination of context.destinations) {
     const named = destinationTraits(traits, destination, config);
     const baseline = context.baseline.identity(destination, userId);
+    const tierMove = tierTransition(baseline, traits.tier, config.traitNames[destination].tier, context.mode);
+    const tierChanges = (baseline?.tierChanges ?? 0) + (tierMove === undefined ? 0 : 1);
     const known = knownTraits(named, baseline?.traits, config.syncNulls);
     const hash = stableHash(known);
     if (baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince))) {
       yield { type: 'unchanged', destination, userId };
     } else {
-      const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, context);
+      const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, tierChanges, context);
       if (!context.resend && context.baseline.delivery(destination, identify.key) === 'dead') {
         // The destination refused exactly these traits for good; `retry` (or a change of traits) sends them.
         yield { type: 'deduped', destination, event: 'identify', key: identify.key, status: 'dead' };
@@ -104,11 +120,7 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
     }
 
     const destinationFacts = [...facts];
-    const tierName = config.traitNames[destination].tier;
-    const previousTier = baseline?.traits[tierName];
-    if (context.mode === 'sync' && typeof previousTier === 'string' && previousTier !== traits.tier) {
-      destinationFacts.push(tierChangedFact(participant, userId, previousTier, traits.tier, count));
-    }
+    if (tierMove !== undefined) destinationFacts.push(tierChangedFact(participant, userId, { ...tierMove, count }));
     for (const fact of destinationFacts) {
       const operation = eventOperation(destination, participant, fact, context);
       const status = context.baseline.delivery(destination, operation.key);
@@ -125,6 +137,42 @@ function* planParticipant(participant: Participant, location: RecordLocation | u
   if (isReferred(participant) && participant.referrerId === undefined) {
     yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location };
   }
+}
+
+/** The tier move a sync observes against the last acknowledged traits, with its ordinal among this person's moves. */
+function tierTransition(
+  baseline: IdentityBaseline | undefined,
+  tier: string,
+  tierTrait: string,
+  mode: PlanMode,
+): { from: string; to: string; ordinal: number } | undefined {
+  const previous = baseline?.traits[tierTrait];
+  if (mode !== 'sync' || typeof previous !== 'string' || previous === tier) return undefined;
+  return { from: previous, to: tier, ordinal: (baseline?.tierChanges ?? 0) + 1 };
+}
+
+/** A second participant resolving to a user id already planned in this run: invalid, both ids named. */
+function identityTaken(participant: Participant, userId: string, first: IdentityClaim, location: RecordLocation | undefined): PlanItem {
+  if (first.participantId === participant.id) {
+    // The source gave the same participant twice (an API page that shifted): it is planned once.
+    return { type: 'warning', message: `participant ${participant.id} was read twice; it is planned once`, location };
+  }
+  const where = first.location ? ` (${formatLocation(first.location)})` : '';
+  return {
+    type: 'invalid',
+    reason: `user id "${userId}" already belongs to participant ${first.participantId}${where}; participant ${participant.id} resolves to the same user id, so the first one wins and this row is not sent`,
+    location,
+    participantId: participant.id,
+  };
+}
+
+/** A self-referral is no referral: the participant is planned as if the source named no referrer. */
+function withoutReferrer(participant: Participant): Participant {
+  const { referrerId: _referrerId, referrerProfile: _referrerProfile, referralStatus: _status, referralStatusRaw: _raw, convertedAt: _at, ...rest } = participant;
+  const copy: Participant = { ...rest };
+  if (participant.joinedVia !== undefined && participant.joinedVia.toUpperCase() !== 'PARTICIPANT') copy.joinedVia = participant.joinedVia;
+  else delete copy.joinedVia;
+  return copy;
 }
 
 function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undefined): boolean {
@@ -170,6 +218,7 @@ function identifyOperation(
   traits: TraitMap,
   hash: string,
   before: TraitMap | undefined,
+  tierChanges: number,
   context: PlanContext,
 ): IdentifyOperation {
   // The traits hash is part of the key: Segment dedupes messageIds for ~24 h, so a changed identify needs a new one.
@@ -197,6 +246,7 @@ function identifyOperation(
     changes,
     traits,
     traitsHash: hash,
+    tierChanges,
     payload,
     bytes: Buffer.byteLength(JSON.stringify(payload)),
   };

@@ -2,12 +2,22 @@ import type { Destination, EventKind } from '../config/defaults.js';
 import type { RecordLocation } from '../model/participant.js';
 import type { CanonicalTraits, TraitMap, TraitValue } from '../model/traits.js';
 
-export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead';
+/** `superseded`: a refused identify replaced by a newer acknowledged one; never resent. */
+export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead' | 'superseded';
 
 /** The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. */
 export interface BaselineView {
-  identity(destination: Destination, userId: string): { traits: TraitMap; hash: string; acknowledgedAt?: Date } | undefined;
+  identity(destination: Destination, userId: string): IdentityBaseline | undefined;
   delivery(destination: Destination, key: string): DeliveryStatus | undefined;
+}
+
+/** What a destination last acknowledged for one user id. */
+export interface IdentityBaseline {
+  traits: TraitMap;
+  hash: string;
+  acknowledgedAt?: Date;
+  /** How many tier transitions were acknowledged for this user id: the ordinal in the next transition's key. */
+  tierChanges?: number;
 }
 
 /** An empty state: everything is new. */
@@ -40,6 +50,8 @@ export interface IdentifyOperation extends OperationBase {
   changes: TraitChange[];
   traits: TraitMap;
   traitsHash: string;
+  /** Tier transitions acknowledged once this identify is: the baseline's count, plus one if it moves the tier. */
+  tierChanges: number;
 }
 
 export interface EventOperation extends OperationBase {

@@ -65,6 +65,41 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (service, key)
   ) WITHOUT ROWID;
   `,
+  `
+  -- How many tier transitions each identity has had acknowledged: the ordinal in a Referral Tier Changed key.
+  ALTER TABLE identities ADD COLUMN tier_changes INTEGER NOT NULL DEFAULT 0;
+  `,
+  `
+  -- Programs whose history this state delivered, per source and destination namespace: a run under another
+  -- program id would send the same history again under new ids, so it needs --new-program.
+  CREATE TABLE programs (
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    program_id TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (source, destination, namespace, program_id)
+  ) WITHOUT ROWID;
+  -- 'superseded': a refused identify that a newer acknowledged one replaced; retry never sends it.
+  CREATE TABLE deliveries_v5 (
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'dead', 'superseded')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    payload TEXT,
+    run_id INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, key)
+  ) WITHOUT ROWID;
+  INSERT INTO deliveries_v5 SELECT destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at FROM deliveries;
+  DROP TABLE deliveries;
+  ALTER TABLE deliveries_v5 RENAME TO deliveries;
+  CREATE INDEX deliveries_needing_retry ON deliveries (destination, status) WHERE status IN ('failed', 'dead');
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

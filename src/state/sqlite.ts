@@ -70,6 +70,7 @@ function emptyState(path: string): ReadableState {
     summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
     problems: () => [],
     watermark: () => undefined,
+    deliveredPrograms: () => [],
     cachedLookup: () => undefined,
     close: () => undefined,
   };
@@ -127,8 +128,8 @@ export class SqliteState implements ReadableState {
   ) {}
 
   baseline(): BaselineView {
-    const identity = this.db.prepare<[string, string], { traits: string; hash: string; updated_at: string }>(
-      'SELECT traits, hash, updated_at FROM identities WHERE destination = ? AND user_id = ?',
+    const identity = this.db.prepare<[string, string], { traits: string; hash: string; updated_at: string; tier_changes: number }>(
+      'SELECT traits, hash, updated_at, tier_changes FROM identities WHERE destination = ? AND user_id = ?',
     );
     const delivery = this.db.prepare<[string, string], { status: DeliveryStatus }>(
       'SELECT status FROM deliveries WHERE destination = ? AND key = ?',
@@ -136,7 +137,8 @@ export class SqliteState implements ReadableState {
     return {
       identity: (destination, userId) => {
         const row = identity.get(destination, userId);
-        return row ? { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at) } : undefined;
+        if (!row) return undefined;
+        return { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at), tierChanges: row.tier_changes };
       },
       delivery: (destination, key) => delivery.get(destination, key)?.status,
     };
@@ -194,8 +196,9 @@ export class SqliteState implements ReadableState {
   private get writes(): { identity: Database.Statement; delivery: Database.Statement } {
     this.statements ??= {
       identity: this.db.prepare(
-        `INSERT INTO identities (destination, user_id, traits, hash, updated_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at`,
+        `INSERT INTO identities (destination, user_id, traits, hash, updated_at, tier_changes) VALUES (?, ?, ?, ?, ?, COALESCE(?, 0))
+         ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at,
+           tier_changes = COALESCE(?, identities.tier_changes)`,
       ),
       delivery: this.db.prepare(
         `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
@@ -217,7 +220,10 @@ export class SqliteState implements ReadableState {
     const upsert = this.writes.identity;
     const at = now.toISOString();
     this.db.transaction(() => {
-      for (const w of writes) upsert.run(w.destination, w.userId, JSON.stringify(w.traits), w.hash, at);
+      for (const w of writes) {
+        const tierChanges = w.tierChanges ?? null;
+        upsert.run(w.destination, w.userId, JSON.stringify(w.traits), w.hash, at, tierChanges, tierChanges);
+      }
     })();
   }
 
@@ -257,7 +263,7 @@ export class SqliteState implements ReadableState {
   /** Deliveries that `retry` sends again: failed and dead, with the payload they were sent with. */
   *retryable(destinations: readonly Destination[]): Generator<StoredDelivery> {
     const statement = this.db.prepare<[], StoredDelivery & { destination: Destination }>(
-      `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload
+      `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt
        FROM deliveries WHERE status IN ('failed', 'dead') AND payload IS NOT NULL ORDER BY destination, created_at, key`,
     );
     for (const row of statement.iterate()) {
@@ -285,6 +291,50 @@ export class SqliteState implements ReadableState {
       .prepare<[string, string], { watermark: number }>('SELECT watermark FROM watermarks WHERE program_id = ? AND source = ?')
       .get(programId, source);
     return row?.watermark;
+  }
+
+  deliveredPrograms(source: string, destination: Destination, namespace: string): string[] {
+    if (!this.hasTable('programs')) return [];
+    return this.db
+      .prepare<[string, string, string], { program_id: string }>(
+        'SELECT program_id FROM programs WHERE source = ? AND destination = ? AND namespace = ? ORDER BY recorded_at, program_id',
+      )
+      .all(source, destination, namespace)
+      .map((row) => row.program_id);
+  }
+
+  /** Records that this run delivers `programId` from `source` to these destinations (idempotent). */
+  recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): void {
+    const insert = this.db.prepare(
+      'INSERT OR IGNORE INTO programs (source, destination, namespace, program_id, recorded_at) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.db.transaction(() => {
+      for (const { destination, namespace } of namespaces) insert.run(source, destination, namespace, programId, now.toISOString());
+    })();
+  }
+
+  /**
+   * Whether a refused identify was replaced by a newer acknowledged one for the same person: the destination
+   * acknowledged traits after this row last changed, or acknowledged these very traits.
+   */
+  identifySuperseded(destination: Destination, userId: string, traitsHash: string | undefined, refusedAt: string): boolean {
+    const row = this.db
+      .prepare<[string, string], { hash: string; updated_at: string }>('SELECT hash, updated_at FROM identities WHERE destination = ? AND user_id = ?')
+      .get(destination, userId);
+    if (!row) return false;
+    return row.hash === traitsHash || Date.parse(row.updated_at) > Date.parse(refusedAt);
+  }
+
+  /** Marks refused identifies as superseded: they stay in the ledger, and `retry` never sends them. */
+  markSuperseded(rows: readonly { destination: Destination; key: string }[], reason: string, now: Date): void {
+    const update = this.db.prepare(`UPDATE deliveries SET status = 'superseded', last_error = ?, updated_at = ? WHERE destination = ? AND key = ?`);
+    this.db.transaction(() => {
+      for (const row of rows) update.run(reason, now.toISOString(), row.destination, row.key);
+    })();
+  }
+
+  private hasTable(name: string): boolean {
+    return this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name) !== undefined;
   }
 
   cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown {

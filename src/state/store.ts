@@ -37,6 +37,8 @@ export interface ReadableState {
   problems(limit: number): StoredDelivery[];
   /** Where the last successful run of this program's source left off (epoch ms), if any. */
   watermark(programId: string, source: string): number | undefined;
+  /** Program ids this state delivered from `source` to the destination under `namespace` (DESIGN §6 keys). */
+  deliveredPrograms(source: string, destination: Destination, namespace: string): string[];
   /** A cached lookup answer no older than `maxAgeMs`. */
   cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown;
   close(): void;
@@ -47,6 +49,8 @@ export interface IdentityWrite {
   userId: string;
   traits: TraitMap;
   hash: string;
+  /** Tier transitions acknowledged so far; undefined keeps the stored count (an identify from an older ledger). */
+  tierChanges?: number;
 }
 
 /** A ledger write: `pending` before a send, `sent`/`failed`/`dead` after. */
@@ -72,6 +76,8 @@ export interface StoredDelivery {
   attempts: number;
   lastError: string | null;
   payload: string | null;
+  /** When the row last changed (ISO): a refused identify older than the acknowledged traits is superseded. */
+  updatedAt?: string;
 }
 
 /** Where lookup answers are kept between runs; a read-only run (diff) reads it and writes nothing. */

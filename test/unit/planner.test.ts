@@ -39,10 +39,10 @@ const operations = (items: PlanItem[]): Operation[] => items.flatMap((i) => (i.t
 
 /** A baseline holding what earlier syncs of these plans acknowledged, every event sent. */
 function baselineFrom(...plans: PlanItem[][]): BaselineView {
-  const identities = new Map<string, { traits: Record<string, string | number | boolean | null>; hash: string }>();
+  const identities = new Map<string, { traits: Record<string, string | number | boolean | null>; hash: string; tierChanges: number }>();
   const sent = new Set<string>();
   for (const op of plans.flatMap(operations)) {
-    if (op.kind === 'identify') identities.set(`${op.destination}|${op.userId}`, { traits: op.traits, hash: op.traitsHash });
+    if (op.kind === 'identify') identities.set(`${op.destination}|${op.userId}`, { traits: op.traits, hash: op.traitsHash, tierChanges: op.tierChanges });
     else sent.add(`${op.destination}|${op.key}`);
   }
   return {
@@ -192,5 +192,76 @@ describe('planner against a baseline', () => {
     const config = defaultConfig();
     const traits = destinationTraits(computeTraits(program[0]!, { referredBy: undefined, count: 1 }, config), 'segment', config);
     expect(stableHash(traits)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('planner on messy identities', () => {
+  const invalid = (items: PlanItem[]) => items.flatMap((i) => (i.type === 'invalid' ? [i] : []));
+  const warnings = (items: PlanItem[]) => items.flatMap((i) => (i.type === 'warning' ? [i.message] : []));
+
+  it('plans one identity once: emails differing in case and spaces are one person, the first row wins', async () => {
+    const people = [
+      participant({ id: 'p1', email: 'Alice@X.com' }),
+      participant({ id: 'p2', email: ' alice@x.com ' }),
+      participant({ id: 'p3', email: 'bob@x.com', referrerId: 'p2' }),
+    ];
+    const items = await plan(people);
+    expect(invalid(items)).toEqual([
+      expect.objectContaining({ participantId: 'p2', reason: expect.stringMatching(/user id "alice@x\.com" already belongs to participant p1.*participant p2/) as unknown }),
+    ]);
+    const identifies = operations(items).filter((o) => o.kind === 'identify');
+    expect(identifies.map((o) => `${o.destination} ${o.userId}`).sort()).toEqual([
+      'customerio alice@x.com',
+      'customerio bob@x.com',
+      'segment alice@x.com',
+      'segment bob@x.com',
+    ]);
+    // The friend referred through the second row's id still credits the one person.
+    const made = operations(items).filter((o) => o.kind === 'track' && o.event === 'referralMade');
+    expect(made.map((o) => o.userId)).toEqual(['alice@x.com', 'alice@x.com']);
+  });
+
+  it('with --user-id metadata.<key>, people sharing the value are reported, not identified seven times', async () => {
+    const config = defaultConfig();
+    config.identity = { kind: 'metadata', key: 'Company' };
+    const people = Array.from({ length: 7 }, (_, i) => participant({ id: `c${i}`, metadata: { Company: 'Acme' } }));
+    const items = await plan(people, { config, destinations: ['segment'] });
+    expect(operations(items).filter((o) => o.kind === 'identify')).toHaveLength(1);
+    expect(invalid(items).map((i) => i.participantId)).toEqual(['c1', 'c2', 'c3', 'c4', 'c5', 'c6']);
+  });
+
+  it('a participant named as their own referrer gets a warning, no Referral Made and no credit', async () => {
+    const people = [
+      participant({ id: 's1', email: 'sam@x.com', referrerId: 's1', referralStatus: 'converted', joinedVia: 'PARTICIPANT' }),
+      participant({ id: 's2', email: 'sue@x.com', referrerId: 'SUE@x.com ' }),
+    ];
+    const items = await plan(people);
+    expect(warnings(items)).toEqual([
+      expect.stringContaining('participant s1 is named as their own referrer ("s1")'),
+      expect.stringContaining('participant s2 is named as their own referrer ("SUE@x.com ")'),
+    ]);
+    const ops = operations(items);
+    expect(ops.filter((o) => o.kind === 'track' && (o.event === 'referralMade' || o.event === 'converted'))).toEqual([]);
+    const sam = ops.find((o) => o.kind === 'identify' && o.destination === 'segment' && o.userId === 'sam@x.com')!;
+    expect(sam.payload.traits).toMatchObject({ referral_count: 0, referral_tier: 'new_participant', acquisition_channel: 'organic' });
+    expect(sam.payload.traits).not.toHaveProperty('referred_by');
+    expect(sam.payload.traits).not.toHaveProperty('referral_status');
+  });
+
+  it('gives every tier transition its own key: 4 → 5 → 4 → 5 is three Referral Tier Changed', async () => {
+    const at = (count: number) => [participant({ id: 't1', email: 'tess@x.com', referralCount: count })];
+    const plans = [await plan(at(4))];
+    const tierKeys: string[] = [];
+    for (const count of [5, 4, 5]) {
+      const next = await plan(at(count), { baseline: baselineFrom(...plans) });
+      plans.push(next);
+      tierKeys.push(...operations(next).filter((o) => o.kind === 'track' && o.event === 'tierChanged' && o.destination === 'segment').map((o) => o.key));
+    }
+    expect(tierKeys).toHaveLength(3);
+    expect(new Set(tierKeys).size).toBe(3);
+    // A run that crashed before its identify was acknowledged plans the same transition with the same key.
+    const replay = await plan(at(5), { baseline: baselineFrom(...plans.slice(0, 3)) });
+    const replayKeys = operations(replay).filter((o) => o.kind === 'track' && o.event === 'tierChanged' && o.destination === 'segment').map((o) => o.key);
+    expect(replayKeys).toEqual([tierKeys[2]]);
   });
 });

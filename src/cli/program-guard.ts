@@ -1,0 +1,42 @@
+import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
+import { UsageError } from '../errors.js';
+import type { ReadableState } from '../state/store.js';
+
+export interface ProgramIdentity {
+  /** growsurf or cello: the `source` part of every key. */
+  source: string;
+  programId: string;
+  destinations: readonly Destination[];
+  namespaces: Record<Destination, string>;
+  /** --new-program: the user confirmed that this is another program, not the same one under a new id. */
+  confirmedNew: boolean;
+  /** Where the program id came from, for the message (`--campaign`, or its default). */
+  programIdDefaulted: boolean;
+}
+
+/**
+ * The program id is part of every operation id (DESIGN.md §6). A run under another program id than the one
+ * this state already delivered to the same destinations would send that history again under new ids, which
+ * the destinations cannot dedupe: it stops (exit 64) unless --new-program confirms a new program.
+ */
+export function assertKnownProgram(state: ReadableState, program: ProgramIdentity): void {
+  if (program.confirmedNew) return;
+  const conflicts: string[] = [];
+  const others = new Set<string>();
+  for (const destination of program.destinations) {
+    const delivered = state.deliveredPrograms(program.source, destination, program.namespaces[destination]);
+    if (delivered.length === 0 || delivered.includes(program.programId)) continue;
+    for (const id of delivered) others.add(id);
+    conflicts.push(DESTINATION_LABELS[destination]);
+  }
+  if (conflicts.length === 0) return;
+  const previous = [...others].map((id) => `"${id}"`).join(', ');
+  const given = program.programIdDefaulted ? `"${program.programId}" (no --campaign was given)` : `"${program.programId}"`;
+  throw new UsageError(
+    `This run's program id is ${given}, but ${state.location} already delivered program ${previous} from ${program.source} to ${conflicts.join(' and ')}; ` +
+      `the program id is part of every event id, so that history would be sent again under new ids the destinations cannot dedupe.`,
+    {
+      hint: `If it is the same program, pass --campaign ${[...others][0]}. If it really is a new program, pass --new-program.`,
+    },
+  );
+}
