@@ -10,6 +10,9 @@ export const ExitCode = {
   dataError: 65,
   unavailable: 69,
   locked: 75,
+  /** Stopped by Ctrl-C (SIGINT) / SIGTERM, as a shell reports a process ended by that signal. */
+  interruptedInt: 130,
+  interruptedTerm: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -7,8 +7,11 @@ export type Verdict =
   | { kind: 'sent' }
   /** Try again. `retryAfterMs` set: the service asked to wait (429), which costs no attempt. */
   | { kind: 'retry'; reason: string; retryAfterMs?: number }
-  /** Refused for good: the reason is kept and only `referral-sync retry` sends it again. */
-  | { kind: 'dead'; reason: string };
+  /**
+   * Refused for good: the reason is kept and only `referral-sync retry` sends it again. `wholeBatch`: the
+   * request was refused as a whole (Segment 400, Customer.io v2 400), so the engine bisects it to find which.
+   */
+  | { kind: 'dead'; reason: string; wholeBatch?: boolean };
 
 export interface RetryOptions {
   /** Attempts per operation, the first included (429 with Retry-After not counted). */

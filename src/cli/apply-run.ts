@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
-import { ApplyEngine, type DestinationReport } from '../apply/engine.js';
-import { TokenBucket } from '../apply/limiter.js';
-import { DEFAULT_RETRY } from '../apply/retry.js';
+import type { DestinationReport } from '../apply/engine.js';
+import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UnavailableError } from '../errors.js';
@@ -9,7 +8,8 @@ import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
 import { checkWithRetries } from './check.js';
-import { concurrencyFor, createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
+import { createEngine, interruptedExitCode, interruptedLine, parseStallTimeout, stalledLines } from './delivery.js';
+import { createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
 import { runDiff, type DiffFlags } from './diff.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
@@ -19,12 +19,22 @@ import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, 
 
 export interface ApplyFlags extends CommonFlags, SourceFlags, DestinationFlags {
   dryRun?: boolean;
+  /** `--stall-timeout`: a destination without progress this long stops; its work is kept for the next run. */
+  stallTimeout?: string;
   resend?: boolean;
   json?: boolean;
 }
 
 /** `sync` (only what changed) and `backfill` (re-identify everyone): plan, then apply the same plan. */
-export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
+export async function runApply(
+  command: 'sync' | 'backfill',
+  flags: ApplyFlags,
+  env: Env,
+  cwd: string,
+  output: Output,
+  now: Date,
+  interrupt?: AbortSignal,
+): Promise<ExitCode> {
   const mode: PlanMode = command;
   if (flags.dryRun) {
     // Exactly what diff prints: the same planner, the state opened read-only, nothing sent.
@@ -34,6 +44,7 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
   const namespaces = destinationNamespaces(common.config, env);
   const rates = parseRates(flags.rate);
+  const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
   let lockTaken = false;
@@ -51,7 +62,7 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
@@ -85,21 +96,29 @@ interface DeliverContext {
   source: ReturnType<typeof resolveSource>['source'];
   common: ReturnType<typeof resolveCommon>;
   env: Env;
+  /** Aborted by SIGINT/SIGTERM (its reason is the signal's name): a graceful stop. */
+  interrupt: AbortSignal | undefined;
+  stallTimeoutMs: number;
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
-  const { output, state, clients } = ctx;
-  const limiters = new Map([...clients.keys()].map((d) => [d, new TokenBucket(ctx.rates[d], Math.max(1, Math.ceil(ctx.rates[d] / 10)))]));
+  const { output, state, clients, interrupt } = ctx;
   const progress = new RunProgress(output, ctx.common.destinations);
-  const engine = new ApplyEngine({
-    ledger: state,
+  const queue = state.queue(ctx.programId);
+  const engine = createEngine({
+    queue,
     runId: ctx.runId,
     clients,
-    limiters,
-    retry: DEFAULT_RETRY,
-    concurrency: new Map([...clients].map(([d, c]) => [d, concurrencyFor(c)])),
+    rates: ctx.rates,
+    stallTimeoutMs: ctx.stallTimeoutMs,
     onProgress: (destination, report) => progress.delivered(destination, report),
   });
+  // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
+  const requeued = requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
+  if (requeued > 0) output.info(`Resending ${requeued} operation${requeued === 1 ? '' : 's'} an earlier run could not deliver.`);
+  const stop = (): void => engine.stop();
+  interrupt?.addEventListener('abort', stop, { once: true });
+  engine.start();
   const started = performance.now();
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
@@ -116,21 +135,32 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       changeLimit: 0,
       outFile: undefined,
       output,
+      ...(interrupt ? { signal: interrupt } : {}),
       ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
-      onItem: async (item) => {
+      onItem: (item) => {
         if (item.type === 'participant') progress.participantRead();
         if (item.type !== 'operation') return;
         progress.operationPlanned(item.operation.destination);
-        await engine.submit(item.operation);
+        engine.enqueue(item.operation);
       },
     });
     reports = await engine.finish();
   } catch (error) {
     progress.stop();
-    // Whatever was sent before the failure is in the ledger; the rest stays pending for the next run.
+    // Whatever was sent before the failure is in the ledger; the rest stays in the queue for the next run.
+    engine.stop(0);
     await engine.finish().catch(() => undefined);
     state.finishRun(ctx.runId, 'failed', countsOf(engine.reports, summary), new Date());
     throw error;
+  } finally {
+    interrupt?.removeEventListener('abort', stop);
+  }
+  if (interrupt?.aborted) {
+    progress.stop();
+    const left = new Map(ctx.common.destinations.map((d) => [d, queue.waiting(d)]));
+    state.finishRun(ctx.runId, 'interrupted', countsOf(reports, summary), new Date());
+    output.warn(interruptedLine(interrupt, reports, left));
+    return interruptedExitCode(interrupt);
   }
   progress.stop();
   const elapsed = (performance.now() - started) / 1000;
@@ -143,6 +173,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   } else if (!ctx.flags.quiet) {
     output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location));
   }
+  for (const line of stalledLines(reports)) output.warn(line);
   if (failed > 0) {
     output.warn(`${failed} deliver${failed === 1 ? 'y' : 'ies'} did not go through; \`referral-sync status\` lists them and \`referral-sync retry\` sends them again.`);
     return ExitCode.failedDeliveries;

@@ -16,10 +16,10 @@ const HOUR_LIMIT = 9_500;
 const DEFAULT_MAX_WAIT_MS = 60 * 60_000;
 
 /** `--max-wait 90s|15m|1h|0`: the longest rate-limit wait accepted before stopping. */
-export function parseDuration(value: string | undefined, fallbackMs: number): number {
+export function parseDuration(value: string | undefined, fallbackMs: number, flag = '--max-wait'): number {
   if (value === undefined) return fallbackMs;
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$/i.exec(value);
-  if (!match) throw new UsageError(`--max-wait takes a duration such as 90s, 15m or 1h, not "${value}".`);
+  if (!match) throw new UsageError(`${flag} takes a duration such as 90s, 15m or 1h, not "${value}".`);
   const n = Number(match[1]);
   const unit = (match[2] ?? 's').toLowerCase();
   return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'h' ? 3_600_000 : 60_000));

@@ -17,6 +17,8 @@ export interface RunEnvironment {
   cwd: string;
   streams: Streams;
   now: () => Date;
+  /** Aborted by the first SIGINT/SIGTERM, with the signal's name as reason: sending commands stop gracefully. */
+  interrupt?: AbortSignal;
 }
 
 function version(): string {
@@ -87,6 +89,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
 
   const addDestinationOptions = (command: Command, withRate = false): Command =>
     (withRate ? command.option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)') : command)
+      .option('--stall-timeout <duration>', 'a destination without progress this long stops; its remaining work is kept for the next run (default 5m)')
       .addOption(new Option('--customerio-api <version>', 'Customer.io Track API: v2 batches (default) or v1 one request per call').choices(['v1', 'v2']));
 
   const sync = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('sync'))))
@@ -95,7 +98,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
     .option('--json', 'print the summary as JSON');
   sync.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now());
+    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
   });
 
   const backfill = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('backfill'))))
@@ -104,14 +107,14 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
     .option('--json', 'print the summary as JSON');
   backfill.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now());
+    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
   });
 
   const retry = addDestinationOptions(addCommonOptions(program.command('retry')), true)
     .description('Resend failed and dead deliveries with their original ids.')
     .option('--campaign <id>', 'program whose lock to take (env GROWSURF_CAMPAIGN_ID)');
   retry.action(async (flags: RetryFlags) => {
-    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now());
+    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
   });
 
   const check = addDestinationOptions(addCommonOptions(program.command('check')), true)
@@ -169,15 +172,31 @@ function jsonLogsRequested(argv: string[]): boolean {
   return argv.includes('--log-format=json') || (index >= 0 && argv[index + 1] === 'json');
 }
 
+const SENDING_COMMANDS = new Set(['sync', 'backfill', 'retry']);
+
 /** The process entry point used by bin/referral-sync.js: the only place that exits the process. */
 export async function main(argv: string[]): Promise<void> {
+  const interrupt = new AbortController();
+  const sends = SENDING_COMMANDS.has(argv.slice(2).find((arg) => !arg.startsWith('-')) ?? '') && !argv.includes('--dry-run');
+  // A command that sends stops gracefully on the first signal (in-flight requests finish, outcomes are
+  // recorded); a second signal, or any signal to a command that sends nothing, exits at once.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupt.signal.aborted || !sends) process.exit(signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt);
+    process.stderr.write(`\n${signal}: stopping after the requests in flight (at most 10 s); press Ctrl-C again to quit at once.\n`);
+    interrupt.abort(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const code = await run(argv, {
     env: process.env,
     cwd: process.cwd(),
     streams: { stdout: process.stdout, stderr: process.stderr },
     now: () => new Date(),
+    interrupt: interrupt.signal,
   });
+  // A signal that arrived after the last send still ends the process as a shell expects.
+  const exitCode = interrupt.signal.aborted && code === ExitCode.ok ? (interrupt.signal.reason === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt) : code;
   // Let stdout drain (a large --json piped to a file) before exiting.
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-  process.exit(code);
+  process.exit(exitCode);
 }

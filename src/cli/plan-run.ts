@@ -26,6 +26,8 @@ export interface PlanRunOptions {
   /** Path of the JSONL plan file, if one was asked for. */
   outFile: string | undefined;
   output: Output;
+  /** Aborted: stop reading and planning (a graceful stop); what was planned so far stands. */
+  signal?: AbortSignal;
   /** Called for every item after the summary has counted it (apply hooks in here). */
   onItem?: (item: PlanItem) => void | Promise<void>;
 }
@@ -38,6 +40,7 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
   let scanned = 0;
   const counted = async function* <T>(items: AsyncIterable<T>, label: string): AsyncGenerator<T> {
     for await (const item of items) {
+      if (options.signal?.aborted) return;
       scanned += 1;
       if (scanned % PROGRESS_EVERY === 0) output.progress(`${label}: ${scanned.toLocaleString('en-US')} rows`);
       yield item;

@@ -57,7 +57,8 @@ export class SegmentDestination implements DestinationClient {
       flushAt: this.maxBatch,
       // A batch we hand over is complete; do not hold it back waiting for more.
       flushInterval: 50,
-      maxRetries: options.sdkRetries ?? 3,
+      // The engine is the only retrier (one budget per operation, DESIGN.md §8): the SDK reports the first failure.
+      maxRetries: options.sdkRetries ?? 0,
       httpRequestTimeout: options.httpTimeoutMs ?? 15_000,
       // Bounded, so a stuck batch comes back to us as a failure we retry, instead of the SDK's 12 hours.
       maxTotalBackoffDuration: 60,
@@ -124,10 +125,10 @@ export class SegmentDestination implements DestinationClient {
     }
   }
 
-  async close(): Promise<DeliveryOutcome[]> {
+  async close(timeoutMs = 30_000): Promise<DeliveryOutcome[]> {
     this.closed = true;
     try {
-      await this.analytics.closeAndFlush({ timeout: 30_000 });
+      await this.analytics.closeAndFlush({ timeout: timeoutMs });
     } catch {
       // Whatever is left is reported below.
     }

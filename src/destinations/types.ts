@@ -32,6 +32,9 @@ export interface DestinationClient {
   send(operations: readonly Operation[]): Promise<DeliveryOutcome[]>;
   /** Credentials and reachability; sends no data. */
   check(): Promise<CheckResult>;
-  /** Stops the client; anything it could not resolve comes back as retryable outcomes, never lost. */
-  close(): Promise<DeliveryOutcome[]>;
+  /**
+   * Stops the client, waiting at most `timeoutMs` for requests in flight; anything it could not resolve comes back
+   * as retryable outcomes, never lost.
+   */
+  close(timeoutMs?: number): Promise<DeliveryOutcome[]>;
 }

@@ -100,6 +100,20 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE deliveries_v5 RENAME TO deliveries;
   CREATE INDEX deliveries_needing_retry ON deliveries (destination, status) WHERE status IN ('failed', 'dead');
   `,
+  `
+  -- The durable delivery queue (DESIGN.md §8): the operations planned and not yet settled, in order. Appends and
+  -- deletes in seq order touch few pages; the ledger row (deliveries) says 'pending' and points at its entry.
+  CREATE TABLE queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    program_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    operation TEXT NOT NULL
+  );
+  CREATE INDEX queue_by_destination ON queue (program_id, destination, seq);
+  ALTER TABLE deliveries ADD COLUMN program_id TEXT;
+  ALTER TABLE deliveries ADD COLUMN seq INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

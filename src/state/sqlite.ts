@@ -7,6 +7,7 @@ import { DataError, LockedError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
 import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus } from '../plan/types.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
+import { SqliteDeliveryQueue } from './sqlite-queue.js';
 import type { DeliveryCounts, DeliveryRow, IdentityWrite, ReadableState, RunRecord, StateSummary, StoredDelivery } from './store.js';
 
 type Db = Database.Database;
@@ -207,7 +208,7 @@ export class SqliteState implements ReadableState {
            status = excluded.status,
            attempts = deliveries.attempts + excluded.attempts,
            last_error = excluded.last_error,
-           payload = COALESCE(excluded.payload, deliveries.payload),
+           payload = CASE WHEN excluded.status = 'sent' THEN NULL ELSE COALESCE(excluded.payload, deliveries.payload) END,
            run_id = COALESCE(excluded.run_id, deliveries.run_id),
            updated_at = excluded.updated_at`,
       ),
@@ -260,6 +261,11 @@ export class SqliteState implements ReadableState {
     })();
   }
 
+  /** This program's durable delivery queue (DESIGN.md §8). */
+  queue(programId: string): SqliteDeliveryQueue {
+    return new SqliteDeliveryQueue(this.db, programId, this);
+  }
+
   /** Deliveries that `retry` sends again: failed and dead, with the payload they were sent with. */
   *retryable(destinations: readonly Destination[]): Generator<StoredDelivery> {
     const statement = this.db.prepare<[], StoredDelivery & { destination: Destination }>(
@@ -269,6 +275,15 @@ export class SqliteState implements ReadableState {
     for (const row of statement.iterate()) {
       if (destinations.includes(row.destination)) yield row;
     }
+  }
+
+  /** This program's failed deliveries (retries used up) with their operations, oldest first. */
+  failedDeliveries(programId: string, destinations: readonly Destination[]): StoredDelivery[] {
+    const statement = this.db.prepare<[string], StoredDelivery>(
+      `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt
+       FROM deliveries WHERE status = 'failed' AND program_id = ? AND payload IS NOT NULL ORDER BY created_at, key`,
+    );
+    return statement.all(programId).filter((row) => destinations.includes(row.destination));
   }
 
   /** Failed and dead deliveries for `status`, newest first, at most `limit` per destination. */

@@ -10,7 +10,7 @@ export interface RunRecord {
   programId: string;
   startedAt: string;
   finishedAt: string | null;
-  status: 'running' | 'succeeded' | 'failed' | 'crashed';
+  status: 'running' | 'succeeded' | 'failed' | 'crashed' | 'interrupted';
   counts: Record<string, number>;
 }
 

@@ -1,0 +1,325 @@
+import type { Destination } from '../config/defaults.js';
+import type { DeliveryOutcome, DestinationClient } from '../destinations/types.js';
+import type { DeliveryRow, IdentityWrite } from '../state/store.js';
+import { setMaxListeners } from 'node:events';
+import type { Clock, TokenBucket } from './limiter.js';
+import type { DeliveryQueue, QueuedOperation } from './queue.js';
+import { backoffDelay, type RetryOptions, type Verdict } from './retry.js';
+
+export interface SenderReport {
+  sent: number;
+  failed: number;
+  dead: number;
+  /** Extra sends made for retries (a 429 wait included) and for bisecting refused batches. */
+  retries: number;
+  startedAt: number;
+  finishedAt: number | undefined;
+  /** Why the destination stopped early: no progress within the stall bound. */
+  stalled?: string;
+  /** Operations left pending by a graceful stop, sent by the next run. */
+  interrupted?: boolean;
+}
+
+export interface SenderOptions {
+  destination: Destination;
+  client: DestinationClient;
+  limiter: TokenBucket;
+  queue: DeliveryQueue;
+  runId: number;
+  retry: RetryOptions;
+  concurrency: number;
+  stallTimeoutMs: number;
+  clock: Clock;
+  now: () => Date;
+  random: () => number;
+  /** Whether the planner may still enqueue work. */
+  planning: () => boolean;
+  planned: Promise<void>;
+  onFatal: (error: unknown) => void;
+  onProgress?: (destination: Destination, report: SenderReport) => void;
+}
+
+/** Queue rows read at once: a sender holds this many operations plus its in-flight batches in memory, no more. */
+const READ_CHUNK = 2_000;
+
+/** Thrown inside a delivery when its waits were abandoned (a stall, or the end of a stop's grace period). */
+class Abandoned extends Error {}
+
+/**
+ * Drains one destination's queue at that destination's own pace: reads pending operations in queue order,
+ * batches them, sends through the destination's shared limiter with bounded concurrency, retries what may be
+ * retried (the engine is the only retrier), bisects a batch refused as a whole, and records every outcome with
+ * the traits it acknowledged. A destination without progress for the stall bound stops; its remaining work is
+ * recorded failed for the next run.
+ */
+export class Sender {
+  readonly report: SenderReport;
+  done: Promise<void> = Promise.resolve();
+  private afterSeq = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  private wakeUp: (() => void) | undefined;
+  private stopping = false;
+  private stalled: string | undefined;
+  private fatal = false;
+  /** Aborted to abandon every wait in flight: a stall, a stop's grace period over, a fatal error. */
+  private readonly abandon = new AbortController();
+  private lastProgress: number;
+  private lastError = '';
+  private watchdog: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: SenderOptions) {
+    this.report = { sent: 0, failed: 0, dead: 0, retries: 0, startedAt: options.clock.now(), finishedAt: undefined };
+    this.lastProgress = options.clock.now();
+    // Every wait in flight listens on this one signal: a destination with 32 requests in flight is normal.
+    setMaxListeners(0, this.abandon.signal);
+  }
+
+  start(): void {
+    const every = Math.max(50, Math.min(1_000, this.options.stallTimeoutMs / 4));
+    this.watchdog = setInterval(() => this.checkStall(), every);
+    this.watchdog.unref();
+    this.done = this.run().finally(() => {
+      if (this.watchdog) clearInterval(this.watchdog);
+      if (this.graceTimer) clearTimeout(this.graceTimer);
+    });
+  }
+
+  wake(): void {
+    const wake = this.wakeUp;
+    this.wakeUp = undefined;
+    wake?.();
+  }
+
+  /** No new work; in-flight requests get `graceMs`, then their waits are abandoned and their rows stay pending. */
+  stop(graceMs: number): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (graceMs <= 0) this.abandon.abort();
+    else {
+      this.graceTimer = setTimeout(() => this.abandon.abort(), graceMs);
+      this.graceTimer.unref();
+    }
+    this.wake();
+  }
+
+  async close(): Promise<void> {
+    // A stalled or abandoned destination may still hold a request open: do not wait for it again.
+    const leftovers = await this.options.client.close(this.abandon.signal.aborted ? 1_000 : 30_000);
+    // Anything the client could not resolve stays pending in the queue: the next run sends it, same ids.
+    void leftovers;
+    this.report.finishedAt = this.options.clock.now();
+  }
+
+  private get halted(): boolean {
+    return this.stopping || this.stalled !== undefined || this.fatal;
+  }
+
+  private async run(): Promise<void> {
+    const { client, queue, destination } = this.options;
+    // Entries up to here were queued before this run planned anything (a killed run's leftovers, retries): they
+    // are settled before this run's own, so an older identify of a person can never land after a newer one.
+    const earlier = queue.lastSeq();
+    let leftovers = earlier > 0;
+    let batch: QueuedOperation[] = [];
+    let bytes = 0;
+    const dispatch = async (): Promise<void> => {
+      if (batch.length === 0) return;
+      const entries = batch;
+      batch = [];
+      bytes = 0;
+      await this.slot();
+      if (this.halted) return;
+      this.launch(entries);
+    };
+    while (!this.halted) {
+      const chunk = queue.queued(destination, this.afterSeq, READ_CHUNK);
+      if (chunk.length === 0) {
+        if (batch.length > 0) {
+          await dispatch();
+          continue;
+        }
+        if (!this.options.planning()) break;
+        // Queried and went to sleep in the same tick: an enqueue cannot slip in between unnoticed.
+        await new Promise<void>((resolve) => (this.wakeUp = resolve));
+        continue;
+      }
+      for (const entry of chunk) {
+        if (leftovers && entry.seq > earlier) {
+          await dispatch();
+          await this.drainInFlight();
+          leftovers = false;
+        }
+        if (this.halted) break;
+        const operation = entry.operation;
+        if (batch.length > 0 && bytes + operation.bytes > client.maxBatchBytes) await dispatch();
+        batch.push(entry);
+        bytes += operation.bytes;
+        this.afterSeq = entry.seq;
+        if (batch.length >= client.maxBatch) await dispatch();
+      }
+      // The queue is caught up: send the partial batch now rather than wait for more.
+      if (chunk.length < READ_CHUNK) await dispatch();
+    }
+    await this.drainInFlight();
+    if (this.stalled !== undefined) {
+      // Whatever the planner still enqueues for this destination is recorded failed too, once it is done.
+      await this.options.planned;
+      const left = queue.failQueued(destination, this.stalled, this.options.runId, this.options.now());
+      this.report.failed += left;
+      this.options.onProgress?.(destination, this.report);
+    } else if (this.stopping) {
+      this.report.interrupted = true;
+    }
+  }
+
+  private async drainInFlight(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+  }
+
+  private async slot(): Promise<void> {
+    while (this.inFlight.size >= this.options.concurrency) await Promise.race(this.inFlight);
+  }
+
+  private launch(entries: QueuedOperation[]): void {
+    if (this.inFlight.size === 0) this.lastProgress = this.options.clock.now();
+    const task: Promise<void> = this.deliver(entries)
+      .catch((error: unknown) => {
+        if (error instanceof Abandoned) return;
+        this.fatal = true;
+        this.abandon.abort();
+        this.options.onFatal(error);
+      })
+      .finally(() => this.inFlight.delete(task));
+    this.inFlight.add(task);
+  }
+
+  /** Sends one batch until every operation has a final outcome; splits a batch refused as a whole. */
+  private async deliver(entries: QueuedOperation[]): Promise<void> {
+    const { client, limiter, retry } = this.options;
+    let pending = entries.map((entry) => ({ ...entry, attempts: 0 }));
+    while (pending.length > 0) {
+      // Stopping: only requests already on the wire finish; the rest stays pending for the next run.
+      if (this.stopping) return;
+      const batch = pending.map((p) => p.operation);
+      await this.abandonable(limiter.take(client.cost(batch)));
+      if (this.stopping) return;
+      for (const attempt of pending) attempt.attempts += 1;
+      const outcomes = await this.abandonable(client.send(batch));
+      if (batch.length > 1 && refusedAsWhole(outcomes)) {
+        // One bad operation must not take its batch down: split until the refused ones are alone.
+        const middle = Math.ceil(pending.length / 2);
+        this.report.retries += pending.length;
+        await Promise.all([this.deliver(pending.slice(0, middle)), this.deliver(pending.slice(middle))]);
+        return;
+      }
+      const byKey = new Map(outcomes.map((o) => [o.key, o]));
+      const settled: { entry: QueuedOperation; verdict: Verdict }[] = [];
+      const again: typeof pending = [];
+      let delay = 0;
+      for (const attempt of pending) {
+        const verdict = byKey.get(attempt.operation.key)?.verdict ?? { kind: 'retry' as const, reason: 'no outcome reported' };
+        if (verdict.kind !== 'retry') {
+          settled.push({ entry: attempt, verdict });
+          continue;
+        }
+        this.lastError = verdict.reason;
+        if (verdict.retryAfterMs !== undefined && verdict.retryAfterMs <= retry.maxRetryAfterMs) {
+          // The service said when: everyone waits that long (the shared bucket), and no attempt is used.
+          limiter.pause(verdict.retryAfterMs);
+          attempt.attempts -= 1;
+          again.push(attempt);
+        } else if (attempt.attempts < retry.maxAttempts) {
+          delay = Math.max(delay, backoffDelay(attempt.attempts, retry, this.options.random));
+          again.push(attempt);
+        } else {
+          settled.push({ entry: attempt, verdict: { kind: 'retry', reason: `${verdict.reason} (gave up after ${attempt.attempts} attempts)` } });
+        }
+      }
+      if (settled.length > 0) this.record(settled);
+      this.report.retries += again.length;
+      pending = again;
+      if (delay > 0 && pending.length > 0) await this.abandonable(this.options.clock.sleep(delay));
+    }
+  }
+
+  /** Waits for `promise` unless the sender abandons its waits (stall, end of grace, fatal error). */
+  private abandonable<T>(promise: Promise<T>): Promise<T> {
+    const signal = this.abandon.signal;
+    if (signal.aborted) return Promise.reject(new Abandoned());
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(new Abandoned());
+      signal.addEventListener('abort', onAbort, { once: true });
+      promise.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private checkStall(): void {
+    if (this.halted || this.inFlight.size === 0) return;
+    const idle = this.options.clock.now() - this.lastProgress;
+    if (idle < this.options.stallTimeoutMs) return;
+    const seconds = Math.round(this.options.stallTimeoutMs / 1000);
+    this.stalled = `no progress for ${seconds}s${this.lastError ? ` (last error: ${this.lastError})` : ''}; kept for the next run`;
+    this.report.stalled = this.stalled;
+    this.abandon.abort();
+    this.wake();
+  }
+
+  /** One transaction per batch: the outcomes and the traits acknowledged by sent identifies. */
+  private record(settled: { entry: QueuedOperation; verdict: Verdict }[]): void {
+    const rows: DeliveryRow[] = [];
+    const identities: IdentityWrite[] = [];
+    const { destination, runId } = this.options;
+    for (const { entry, verdict } of settled) {
+      const operation = entry.operation;
+      const status = verdict.kind === 'sent' ? 'sent' : verdict.kind === 'dead' ? 'dead' : 'failed';
+      this.report[status] += 1;
+      if (status !== 'failed') this.lastProgress = this.options.clock.now();
+      const row: DeliveryRow = {
+        destination,
+        key: operation.key,
+        kind: operation.kind === 'identify' ? 'identify' : operation.event,
+        userId: operation.userId,
+        status,
+        runId,
+      };
+      if (verdict.kind !== 'sent') {
+        row.error = verdict.reason;
+        // The queue entry goes; the ledger keeps the operation for `retry` (and the next run, if failed).
+        row.payload = JSON.stringify(operation);
+      } else if (operation.kind === 'identify') {
+        // Only an acknowledged identify becomes the new diff baseline.
+        identities.push({
+          destination,
+          userId: operation.userId,
+          traits: operation.traits,
+          hash: operation.traitsHash,
+          // Operations stored by an older version carry no count: the stored one stays.
+          ...(typeof operation.tierChanges === 'number' ? { tierChanges: operation.tierChanges } : {}),
+        });
+      }
+      rows.push(row);
+    }
+    this.options.queue.settle(
+      settled.map((s) => s.entry.seq),
+      rows,
+      identities,
+      this.options.now(),
+    );
+    this.options.onProgress?.(destination, this.report);
+  }
+}
+
+/** Every operation refused permanently for the same request-level reason: the batch was refused as a whole. */
+function refusedAsWhole(outcomes: readonly DeliveryOutcome[]): boolean {
+  return outcomes.length > 1 && outcomes.every((o) => o.verdict.kind === 'dead' && o.verdict.wholeBatch === true);
+}

@@ -1,0 +1,58 @@
+import { DeliveryEngine, type DestinationReport } from '../apply/engine.js';
+import { TokenBucket } from '../apply/limiter.js';
+import type { DeliveryQueue } from '../apply/queue.js';
+import { DEFAULT_RETRY } from '../apply/retry.js';
+import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
+import type { DestinationClient } from '../destinations/types.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { concurrencyFor } from './destinations.js';
+import { parseDuration } from './growsurf.js';
+
+/** Default bound on time without progress per destination (DESIGN.md §8). */
+export const DEFAULT_STALL_TIMEOUT_MS = 5 * 60_000;
+
+export function parseStallTimeout(value: string | undefined): number {
+  const ms = parseDuration(value, DEFAULT_STALL_TIMEOUT_MS, '--stall-timeout');
+  if (ms < 1_000) throw new UsageError(`--stall-timeout must be at least 1s, not "${value}".`);
+  return ms;
+}
+
+/** The engine of a run that sends: one sender per destination over the program's durable queue. */
+export function createEngine(options: {
+  queue: DeliveryQueue;
+  runId: number;
+  clients: ReadonlyMap<Destination, DestinationClient>;
+  rates: Record<Destination, number>;
+  stallTimeoutMs: number;
+  onProgress?: (destination: Destination, report: DestinationReport) => void;
+}): DeliveryEngine {
+  const { clients, rates } = options;
+  return new DeliveryEngine({
+    queue: options.queue,
+    runId: options.runId,
+    clients,
+    limiters: new Map([...clients.keys()].map((d) => [d, new TokenBucket(rates[d], Math.max(1, Math.ceil(rates[d] / 10)))])),
+    retry: DEFAULT_RETRY,
+    concurrency: new Map([...clients].map(([d, c]) => [d, concurrencyFor(c)])),
+    stallTimeoutMs: options.stallTimeoutMs,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+}
+
+/** The exit code of a signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them. */
+export function interruptedExitCode(signal: AbortSignal | undefined): ExitCode {
+  return signal?.reason === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt;
+}
+
+/** One line for an interrupted run: what was sent and what is left for the next run. */
+export function interruptedLine(signal: AbortSignal | undefined, reports: Map<Destination, DestinationReport>, left: Map<Destination, number>): string {
+  const sent = [...reports].map(([d, r]) => `${DESTINATION_LABELS[d]} ${r.sent}`).join(', ');
+  const waiting = [...left.values()].reduce((sum, n) => sum + n, 0);
+  const name = typeof signal?.reason === 'string' ? signal.reason : 'a signal';
+  return `Interrupted by ${name}: sent ${sent}; ${waiting} operation${waiting === 1 ? '' : 's'} left in the queue for the next run (same ids, nothing acknowledged is sent again).`;
+}
+
+/** Operations that stalled destinations recorded failed, named per destination, for the run's warning. */
+export function stalledLines(reports: Map<Destination, DestinationReport>): string[] {
+  return [...reports].flatMap(([d, r]) => (r.stalled ? [`${DESTINATION_LABELS[d]} stopped: ${r.stalled}.`] : []));
+}

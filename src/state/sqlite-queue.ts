@@ -1,0 +1,129 @@
+import type Database from 'better-sqlite3';
+import type { DeliveryQueue, QueuedOperation } from '../apply/queue.js';
+import type { Destination } from '../config/defaults.js';
+import type { Operation } from '../plan/types.js';
+import type { DeliveryRow, IdentityWrite, StoredDelivery } from './store.js';
+
+type Db = Database.Database;
+
+/**
+ * One program's delivery queue inside the SQLite state. The planner appends operations (a `queue` row with the
+ * operation, and the ledger row `pending` pointing at it); each destination's sender reads its entries in order;
+ * an outcome settles the ledger row and removes the entry in one transaction. Work a destination cannot take yet
+ * waits here, on disk, never in memory; a run that dies leaves its entries for the next run.
+ */
+export class SqliteDeliveryQueue implements DeliveryQueue {
+  private readonly statements: {
+    ledgerRow: Database.Statement<[string, string], { status: string; seq: number | null }>;
+    entryExists: Database.Statement<[number], { one: number }>;
+    insertEntry: Database.Statement;
+    markPending: Database.Statement;
+    queued: Database.Statement<[string, string, number, number], { seq: number; operation: string }>;
+    removeEntry: Database.Statement<[number]>;
+    failQueued: Database.Statement;
+    dropQueued: Database.Statement<[string, string]>;
+    waiting: Database.Statement<[string, string], { n: number }>;
+    requeueRow: Database.Statement<[string, string], { payload: string | null }>;
+    lastSeq: Database.Statement<[], { seq: number | null }>;
+  };
+
+  constructor(
+    private readonly db: Db,
+    readonly programId: string,
+    private readonly ledger: { recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void },
+  ) {
+    this.statements = {
+      ledgerRow: db.prepare('SELECT status, seq FROM deliveries WHERE destination = ? AND key = ?'),
+      entryExists: db.prepare('SELECT 1 AS one FROM queue WHERE seq = ?'),
+      insertEntry: db.prepare('INSERT INTO queue (program_id, destination, key, operation) VALUES (@programId, @destination, @key, @operation)'),
+      markPending: db.prepare(
+        `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, run_id, program_id, seq, created_at, updated_at)
+         VALUES (@destination, @key, @kind, @userId, 'pending', 0, @runId, @programId, @seq, @at, @at)
+         ON CONFLICT (destination, key) DO UPDATE SET
+           status = 'pending', run_id = excluded.run_id, program_id = excluded.program_id, seq = excluded.seq,
+           last_error = NULL, updated_at = excluded.updated_at`,
+      ),
+      queued: db.prepare('SELECT seq, operation FROM queue WHERE program_id = ? AND destination = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      removeEntry: db.prepare('DELETE FROM queue WHERE seq = ?'),
+      failQueued: db.prepare(
+        `UPDATE deliveries SET status = 'failed', last_error = @reason, run_id = @runId, updated_at = @at, payload = queue.operation
+         FROM queue WHERE queue.program_id = @programId AND queue.destination = @destination
+           AND deliveries.destination = queue.destination AND deliveries.key = queue.key`,
+      ),
+      dropQueued: db.prepare('DELETE FROM queue WHERE program_id = ? AND destination = ?'),
+      waiting: db.prepare('SELECT COUNT(*) AS n FROM queue WHERE program_id = ? AND destination = ?'),
+      requeueRow: db.prepare('SELECT payload FROM deliveries WHERE destination = ? AND key = ?'),
+      lastSeq: db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'queue'`),
+    };
+  }
+
+  lastSeq(): number {
+    return this.statements.lastSeq.get()?.seq ?? 0;
+  }
+
+  enqueue(operations: readonly Operation[], runId: number, now: Date): void {
+    const at = now.toISOString();
+    this.db.transaction(() => {
+      for (const operation of operations) this.append(operation, runId, at);
+    })();
+  }
+
+  /** One operation into the queue, unless it already waits there (a killed run's leftover planned again). */
+  private append(operation: Operation, runId: number, at: string): void {
+    const { destination, key } = operation;
+    const existing = this.statements.ledgerRow.get(destination, key);
+    if (existing?.status === 'pending' && existing.seq !== null && this.statements.entryExists.get(existing.seq)) return;
+    // `changes` only serve the diff display; the queue keeps what is needed to send and to record.
+    const stored = operation.kind === 'identify' ? { ...operation, changes: [] } : operation;
+    const seq = Number(
+      this.statements.insertEntry.run({ programId: this.programId, destination, key, operation: JSON.stringify(stored) }).lastInsertRowid,
+    );
+    this.statements.markPending.run({
+      destination,
+      key,
+      kind: operation.kind === 'identify' ? 'identify' : operation.event,
+      userId: operation.userId,
+      runId,
+      programId: this.programId,
+      seq,
+      at,
+    });
+  }
+
+  queued(destination: Destination, afterSeq: number, limit: number): QueuedOperation[] {
+    return this.statements.queued
+      .all(this.programId, destination, afterSeq, limit)
+      .map((row) => ({ seq: row.seq, operation: JSON.parse(row.operation) as Operation }));
+  }
+
+  /** Outcomes settle their ledger rows and leave the queue, in one transaction. */
+  settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void {
+    this.db.transaction(() => {
+      for (const seq of entries) this.statements.removeEntry.run(seq);
+      this.ledger.recordOutcomes(rows, identities, now);
+    })();
+  }
+
+  waiting(destination: Destination): number {
+    return this.statements.waiting.get(this.programId, destination)?.n ?? 0;
+  }
+
+  failQueued(destination: Destination, reason: string, runId: number, now: Date): number {
+    return this.db.transaction(() => {
+      const changed = this.statements.failQueued.run({ programId: this.programId, destination, reason, runId, at: now.toISOString() }).changes;
+      this.statements.dropQueued.run(this.programId, destination);
+      return changed;
+    })();
+  }
+
+  /** Puts stored deliveries (failed, dead) back in the queue, behind what is there: `retry` and resumed runs. */
+  requeue(rows: readonly Pick<StoredDelivery, 'destination' | 'key'>[], runId: number, now: Date): void {
+    const at = now.toISOString();
+    this.db.transaction(() => {
+      for (const row of rows) {
+        const payload = this.statements.requeueRow.get(row.destination, row.key)?.payload;
+        if (payload) this.append(JSON.parse(payload) as Operation, runId, at);
+      }
+    })();
+  }
+}
