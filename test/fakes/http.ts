@@ -16,6 +16,8 @@ export interface FaultOptions {
   dropRate?: number;
   /** Delay before answering every request. */
   delayMs?: number;
+  /** A hung service: every POST is received and never answered (GETs, such as a credentials check, still are). */
+  hangPosts?: boolean;
   /** A real rate limit: at most `perSecond` requests a second (bucket of one second); beyond it, 429. */
   rateLimitPerSecond?: number;
   seed?: number;
@@ -23,7 +25,7 @@ export interface FaultOptions {
 
 export interface RequestLog {
   total: number;
-  byStatus: Map<number | 'dropped', number>;
+  byStatus: Map<number | 'dropped' | 'hung', number>;
   /** 429s answered because the rate limit was exceeded (not injected ones). */
   rateLimited: number;
   /** Arrival time (ms, performance.now) and path of every request. */
@@ -96,7 +98,7 @@ export abstract class FakeService {
     res.end(text);
   }
 
-  protected count(status: number | 'dropped'): void {
+  protected count(status: number | 'dropped' | 'hung'): void {
     this.log.byStatus.set(status, (this.log.byStatus.get(status) ?? 0) + 1);
   }
 
@@ -106,6 +108,10 @@ export abstract class FakeService {
     const body = Buffer.concat(chunks);
     this.log.total += 1;
     this.log.arrivals.push({ at: performance.now(), path: (req.url ?? '').split('?')[0] ?? '' });
+    if (this.faults.hangPosts && req.method === 'POST') {
+      this.count('hung');
+      return;
+    }
     if (this.faults.delayMs) await new Promise((resolve) => setTimeout(resolve, this.faults.delayMs));
     if (this.faults.rateLimitPerSecond && !this.takeToken(this.faults.rateLimitPerSecond)) {
       this.log.rateLimited += 1;

@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BIN, runCli, tempDir } from '../support/cli.js';
+import { readPlan } from '../support/plan.js';
+import { writeProgram } from '../support/program.js';
+import { startServices, type Services } from '../support/services.js';
+
+/** Issue 9: destinations at their own pace, a bounded wait on a hung one, and a graceful stop. */
+
+let services: Services | undefined;
+afterEach(async () => {
+  await services?.stop();
+  services = undefined;
+});
+
+function lastArrival(log: { arrivals: { at: number; path: string }[] }, path: RegExp): number {
+  return Math.max(...log.arrivals.filter((a) => path.test(a.path)).map((a) => a.at));
+}
+
+async function plannedIds(cwd: string, file: string, env: Record<string, string>): Promise<{ segment: string[]; customerioEvents: string[] }> {
+  const out = join(cwd, 'plan.jsonl');
+  expect((await runCli(['diff', '--file', file, '--out', out, '--quiet'], { cwd, env })).code).toBe(0);
+  const plan = readPlan(out);
+  return {
+    segment: plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string),
+    customerioEvents: plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string),
+  };
+}
+
+describe('independent destinations', () => {
+  it('with Segment at 10 events/s, Customer.io finishes in under 30% of Segment’s time', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 40);
+    const started = performance.now();
+    const result = await runCli(['sync', '--file', file, '--rate', 'segment=10'], { cwd, env: services.env });
+    expect(result.code).toBe(0);
+    const segmentTime = lastArrival(services.segment.log, /^\/v1\/batch/) - started;
+    const customerioTime = lastArrival(services.customerio.log, /^\/api\/v2\/batch/) - started;
+    expect(services.segment.arrivals.length).toBeGreaterThan(100);
+    expect(customerioTime).toBeLessThan(0.3 * segmentTime);
+  }, 60_000);
+
+  it('with Segment hung, Customer.io completes, the run ends within the stall bound with exit 1, and a later run delivers everything once', async () => {
+    services = await startServices({ segment: { hangPosts: true } });
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 300, 5);
+    const planned = await plannedIds(cwd, file, services.env);
+    const started = performance.now();
+    const result = await runCli(['sync', '--file', file, '--stall-timeout', '4s'], { cwd, env: services.env });
+    const elapsed = performance.now() - started;
+    expect(result.code).toBe(1);
+    expect(elapsed).toBeLessThan(20_000);
+    expect(result.stderr).toMatch(/Segment stopped: no progress for 4s/);
+    // Customer.io got everything while Segment hung.
+    expect(new Set(services.customerio.eventArrivals)).toEqual(new Set(planned.customerioEvents));
+    expect(services.segment.log.byStatus.get('hung')).toBeGreaterThan(0);
+    const db = new Database(join(cwd, '.referral-sync', 'state.db'), { readonly: true });
+    const segmentRows = db.prepare(`SELECT status, COUNT(*) AS n FROM deliveries WHERE destination = 'segment' GROUP BY status`).all();
+    db.close();
+    expect(segmentRows).toEqual([{ status: 'failed', n: planned.segment.length }]);
+
+    // Segment healthy again: the next run delivers every Segment message exactly once, and nothing to Customer.io twice.
+    services.segment.setFaults({});
+    const cioBefore = services.customerio.eventArrivals.length;
+    const again = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    expect(again.code).toBe(0);
+    expect([...services.segment.arrivals].sort()).toEqual([...planned.segment].sort());
+    expect(services.customerio.eventArrivals.length).toBe(cioBefore);
+  }, 60_000);
+});
+
+describe('graceful stop', () => {
+  it('SIGTERM mid-run exits 143 within 15 s with one line, status says interrupted, and the re-run resends nothing acknowledged', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 3000, 9);
+    const planned = await plannedIds(cwd, file, services.env);
+    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, '--rate', 'segment=400,customerio=20'], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', CI: 'true', ...services.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while (services.segment.arrivals.length < 500) await new Promise((r) => setTimeout(r, 20));
+    const signalled = performance.now();
+    child.kill('SIGTERM');
+    const code = await exited;
+    expect(performance.now() - signalled).toBeLessThan(15_000);
+    expect(code).toBe(143);
+    const lines = stderr.trim().split('\n');
+    expect(lines.at(-1)).toMatch(/^warning: Interrupted by SIGTERM: sent Segment \d+, Customer\.io \d+; \d+ operations left in the queue for the next run/);
+    expect(services.segment.arrivals.length).toBeLessThan(planned.segment.length);
+
+    const db = new Database(join(cwd, '.referral-sync', 'state.db'), { readonly: true });
+    const acknowledged = new Set(
+      (db.prepare(`SELECT key FROM deliveries WHERE destination = 'segment' AND status = 'sent'`).all() as { key: string }[]).map((r) => `rs1-${r.key.slice(0, 40)}`),
+    );
+    db.close();
+    const status = await runCli(['status', '--json'], { cwd });
+    expect((JSON.parse(status.stdout) as { runs: { status: string }[] }).runs[0]!.status).toBe('interrupted');
+
+    const before = services.segment.arrivals.length;
+    const resumed = await runCli(['backfill', '--file', file, '--rate', 'segment=5000,customerio=500'], { cwd, env: services.env });
+    expect(resumed.code).toBe(0);
+    expect(services.segment.arrivals.slice(before).filter((id) => acknowledged.has(id))).toEqual([]);
+    expect(new Set(services.segment.arrivals)).toEqual(new Set(planned.segment));
+    expect(new Set(services.customerio.eventArrivals)).toEqual(new Set(planned.customerioEvents));
+  }, 120_000);
+});
