@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync, statSync } from 'node:fs';
 import { DataError, UsageError } from '../errors.js';
 import { CsvTokenizer, type CsvToken, type Malformation } from './csv-tokenizer.js';
 import { decoderFor, detectEncoding, requestedEncoding, type EncodingName, type FileEncoding } from './encoding.js';
@@ -74,12 +74,38 @@ export function assertReadableFile(path: string): void {
 }
 
 const READ_CHUNK_BYTES = 1 << 18;
-/** Characters that only appear in decoded text when the encoding is wrong (or the file is damaged). */
-const UNREADABLE = /[\uFFFD\u0000]/;
+/**
+ * Characters that only appear in decoded text when the encoding is wrong or the file is damaged: U+FFFD (bytes
+ * the encoding has no character for), NUL (UTF-16 read as something else), and the C1 controls U+0080–U+009F
+ * (what Windows-1252's five undefined bytes decode to, and what no export holds on purpose).
+ */
+const UNREADABLE = /[\uFFFD\u0000\u0080-\u009F]/;
+
+/** Spreadsheets given instead of their CSV export: their first bytes, and what to do. */
+const NOT_CSV: { magic: number[]; what: string }[] = [
+  { magic: [0x50, 0x4b, 0x03, 0x04], what: 'a zip archive (an Excel .xlsx workbook?)' },
+  { magic: [0xd0, 0xcf, 0x11, 0xe0], what: 'an Excel .xls workbook' },
+];
+
+/** Stops with exit 65 on a spreadsheet workbook, which would otherwise read as a header of garbage. */
+function assertNotWorkbook(path: string): void {
+  const head = Buffer.alloc(4);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const match = NOT_CSV.find(({ magic }) => magic.every((byte, i) => head[i] === byte));
+  if (match) {
+    throw new DataError(`${path} is ${match.what}, not CSV text.`, { hint: 'Export it as CSV: in Excel, File → Save As → "CSV UTF-8 (Comma delimited)".' });
+  }
+}
 
 /** Opens a CSV file and reads its header row; the remaining rows are read lazily from `rows`. */
 export async function openCsv(path: string, inputs: InputFiles = new InputFiles()): Promise<CsvFile> {
   assertReadableFile(path);
+  assertNotWorkbook(path);
   const encoding = await inputs.encodingOf(path);
   const tokens = tokenize(path, encoding.encoding);
   const first = await firstRecord(tokens, path);
@@ -190,7 +216,7 @@ function describeEncoding(encoding: FileEncoding): string {
 }
 
 function describeUnreadable(value: string, column: string, encoding: FileEncoding): string {
-  const shown = value.replace(/\u0000/g, '\\0');
+  const shown = value.replace(/[\u0000\u0080-\u009F]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   return (
     `column "${column}" holds bytes that are not valid ${encoding.encoding} ("${shown.length > 60 ? `${shown.slice(0, 57)}…` : shown}"; ` +
     `the file was read as ${encoding.encoding}, ${describeEncoding(encoding)}): pass --encoding with the file's encoding ` +

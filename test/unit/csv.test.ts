@@ -117,6 +117,23 @@ describe('openCsv', () => {
     expect(await rows(path)).toEqual(['2: p1|a@example.com|call back\non Monday', '4: row has 2 fields but the header has 3', '5: p3|c@example.com|ok']);
   });
 
+  it('says an Excel workbook is not CSV, and how to export one (exit 65)', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'participants.csv');
+    writeFileSync(path, Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00]), Buffer.from('[Content_Types].xml')]));
+    const error = await openCsv(path).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DataError);
+    expect((error as DataError).message).toBe(`${path} is a zip archive (an Excel .xlsx workbook?), not CSV text.`);
+    expect((error as DataError).hint).toContain('CSV UTF-8');
+  });
+
+  it('calls a file holding only a byte-order mark empty', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'bom.csv');
+    writeFileSync(path, Buffer.from([0xef, 0xbb, 0xbf]));
+    await expect(openCsv(path)).rejects.toThrow(`${path} is empty: expected a header row.`);
+  });
+
   it('stops with exit 65 when the header row itself cannot be read', async () => {
     const dir = tempDir();
     const path = join(dir, 'export.csv');

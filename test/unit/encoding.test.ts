@@ -91,6 +91,16 @@ describe('encoding detection', () => {
     ]);
   });
 
+  it('treats the bytes Windows-1252 leaves undefined as unreadable: no control characters are sent', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'cp850.csv');
+    // A DOS code page export read as Windows-1252: 0x81 (ü in CP850) has no Windows-1252 character.
+    writeFileSync(path, Buffer.from('ID,Email,First Name\np1,a@example.com,M\x81ller\np2,b@example.com,Jos\xe9\n', 'latin1'));
+    const names = await firstNames(path);
+    expect(names[0]).toMatch(/^error: column "First Name" holds bytes that are not valid windows-1252 \("M\\u0081ller"; the file was read as windows-1252, detected: not valid UTF-8/);
+    expect(names[1]).toBe('José');
+  });
+
   it('stops with exit 65 when the header itself does not decode, and says --encoding', async () => {
     const dir = tempDir();
     const path = join(dir, 'header.csv');
