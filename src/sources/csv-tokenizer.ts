@@ -49,9 +49,8 @@ type Scan =
   /** `breaks`: line breaks inside quoted fields; `terminated`: a line break (not the end of the text) ended it. */
   | { type: 'record'; fields: string[]; next: number; breaks: number; terminated: boolean; spanned: boolean }
   | { type: 'more' }
-  | { type: 'bad'; malformation: DistributiveOmit<Malformation, never>; spanned: boolean; failAt: number };
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+  /** Line numbers in `malformation` are relative to the record's first line (0); `withLines` makes them absolute. */
+  | { type: 'bad'; malformation: Malformation; spanned: boolean; failAt: number };
 
 const MORE: Scan = { type: 'more' };
 
@@ -188,8 +187,8 @@ export class CsvTokenizer {
   }
 }
 
-/** Fills in the line numbers of a malformation found relative to the record's start. */
-function withLines(found: DistributiveOmit<Malformation, never>, recordLine: number): Malformation {
+/** Makes the line numbers of a malformation, found relative to the record's first line, absolute. */
+function withLines(found: Malformation, recordLine: number): Malformation {
   switch (found.problem) {
     case 'text-after-closing-quote':
       return { ...found, openedOn: recordLine + found.openedOn, closedOn: recordLine + found.closedOn };
@@ -207,10 +206,7 @@ function isBlank(fields: string[]): boolean {
   return true;
 }
 
-/**
- * Scans one record starting at `start`. Line numbers in a `bad` result are relative to the record's first
- * line (0 = that line); `withLines` makes them absolute.
- */
+/** Scans one record starting at `start`; `more` when the text ends before the record does (and is not final). */
 function scanRecord(text: string, start: number, final: boolean, delimiter: number): Scan {
   const fields: string[] = [];
   const length = text.length;

@@ -33,6 +33,7 @@ const MESSY: Record<string, string> = {
   'a quote inside an unquoted field': 'a,b,c\n1,f"o"o,3\n2,ok,3\n',
   'a multi-line record with the wrong count': 'a,b,c\n1,"x\ny"\n2,3,4\n',
   'a quote that never closes on the last line': 'a,b,c\n1,2,3\n4,"5,6',
+  'bad lines ending in CRLF and CR': 'a,b\r\n1,"x"y\r\n2,3\r\n4,z"\r5,6\r',
 };
 
 describe('CSV tokenizer', () => {
@@ -46,6 +47,7 @@ describe('CSV tokenizer', () => {
   it('costs a stray quote its own row only', () => {
     expect(tokens(MESSY['text after a closing quote']!)).toEqual(['1: a|b|c', '2: text-after-closing-quote', '3: 2|y|3']);
     expect(tokens(MESSY['a quote inside an unquoted field']!)).toEqual(['1: a|b|c', '2: quote-in-unquoted-field', '3: 2|ok|3']);
+    expect(tokens(MESSY['bad lines ending in CRLF and CR']!)).toEqual(['1: a|b', '2: text-after-closing-quote', '3: 2|3', '4: quote-in-unquoted-field', '5: 5|6']);
   });
 
   it('reports the line where a quote opened and reads the rows it swallowed', () => {
