@@ -4,6 +4,7 @@ import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UnavailableError } from '../errors.js';
+import { describeInput, type InputSummary } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
@@ -168,10 +169,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const failed = counts.failed + counts.dead;
   state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
 
+  const inputs = ctx.source.inputs?.();
   if (ctx.flags.json || ctx.common.logFormat === 'json') {
-    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
+    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
   } else if (!ctx.flags.quiet) {
-    output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location));
+    output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location, inputs ?? []));
   }
   for (const line of stalledLines(reports)) output.warn(line);
   if (failed > 0) {
@@ -194,9 +196,10 @@ function countsOf(
   return counts;
 }
 
-function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, elapsed: number, state: string): string {
+function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, elapsed: number, state: string, inputs: readonly InputSummary[]): string {
   const lines = [
     `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${summary.warnings} warnings` : ''} (state ${state})`,
+    ...inputs.map((input) => `  read ${describeInput(input)}`),
     '',
     `${''.padEnd(14)}${'sent'.padStart(9)}${'deduped'.padStart(9)}${'failed'.padStart(9)}${'dead'.padStart(9)}${'elapsed'.padStart(10)}${'rate'.padStart(11)}`,
   ];

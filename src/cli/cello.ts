@@ -5,13 +5,23 @@ import { formatDuration, HttpClient } from '../http/client.js';
 import { SlidingWindowLimiter } from '../http/window-limiter.js';
 import { CELLO_API_URL, CelloApi } from '../sources/cello-api.js';
 import { celloCsvSource } from '../sources/cello-csv.js';
+import type { EncodingName } from '../sources/encoding.js';
 import type { Source } from '../sources/source.js';
 import type { LookupCache } from '../state/store.js';
 import { validUrl } from './destinations.js';
 import type { Output } from './output.js';
 import type { Env } from './settings.js';
 
-export function createCelloSource(options: { files: string[]; programId: string; config: Config; env: Env; output: Output; rate: number; enrich: boolean }): Source {
+export function createCelloSource(options: {
+  files: string[];
+  programId: string;
+  config: Config;
+  env: Env;
+  output: Output;
+  rate: number;
+  enrich: boolean;
+  encoding?: EncodingName;
+}): Source {
   const { env } = options;
   let api: CelloApi | undefined;
   let client: HttpClient | undefined;
@@ -35,7 +45,13 @@ export function createCelloSource(options: { files: string[]; programId: string;
     });
     api = new CelloApi(client, { accessKeyId, secretAccessKey }, cache);
   }
-  const source = celloCsvSource({ paths: options.files, programId: options.programId, tierBasis: options.config.cello.tierBasis, ...(api ? { api } : {}) });
+  const source = celloCsvSource({
+    paths: options.files,
+    programId: options.programId,
+    tierBasis: options.config.cello.tierBasis,
+    ...(api ? { api } : {}),
+    ...(options.encoding ? { encoding: options.encoding } : {}),
+  });
   if (!client) return source;
   const http = client;
   return Object.assign(source, { close: () => http.close(), useCache: (lookups: LookupCache) => void (cache.current = lookups) });

@@ -50,8 +50,9 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       outFile: flags.out,
       output,
     });
+    const inputs = source.inputs?.();
     if (flags.json || common.logFormat === 'json') {
-      const json = { command: 'diff', source: source.description, programId, state: state.location, stateIsEmpty, ...summary.toJSON() };
+      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON() };
       output.result(`${JSON.stringify(json, null, flags.json ? 2 : undefined)}\n`);
     } else {
       output.result(
@@ -59,6 +60,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
           title: `referral-sync ${flags.mode === 'backfill' ? 'backfill' : 'diff'}: what ${flags.mode ?? 'sync'} would send (dry run)`,
           headlineTraits: headlineTraits(common.config, common.destinations),
           source: source.description,
+          ...(inputs ? { inputs } : {}),
           programId: programIdDefaulted ? `${programId} (pass --campaign <id> so ids match a later API sync)` : programId,
           state: state.location,
           stateIsEmpty,

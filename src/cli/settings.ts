@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../co
 import { loadConfigFile } from '../config/load.js';
 import { UsageError } from '../errors.js';
 import { secretFingerprint } from '../model/ids.js';
+import { ENCODING_CHOICES, encodingFromFlag, type EncodingName } from '../sources/encoding.js';
 import { growsurfCsvSource } from '../sources/growsurf-csv.js';
 import type { Source } from '../sources/source.js';
 import { parseRates } from './destinations.js';
@@ -29,6 +30,8 @@ export interface SourceFlags {
   source?: string;
   campaign?: string;
   file?: string[];
+  /** --encoding: how to decode the files, instead of detecting it per file. */
+  encoding?: string;
   format?: string;
   maxWait?: string;
   rate?: string;
@@ -107,8 +110,10 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
   const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
   const campaign = given?.trim() || undefined;
   if (flags.quick && kind !== 'growsurf') throw new UsageError('--quick works with --source growsurf (the API); a file is always read whole.');
+  const encoding = resolveEncoding(flags.encoding);
   if (kind === 'growsurf') {
     if (files.length > 0) throw new UsageError('--source growsurf reads the API; drop --file (or use --source csv for an export).');
+    if (encoding) throw new UsageError('--encoding applies to --file exports; the GrowSurf API always answers in UTF-8.');
     let changedSince: number | undefined;
     if (flags.quick && campaign && statePath) {
       const state = openSqliteStateReadOnly(statePath);
@@ -135,17 +140,24 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
     // Cello's productUserId is already the customer's own user id (DESIGN.md §4); exports carry no email.
     if (!config.identityExplicit) config.identity = { kind: 'id' };
     const programId = campaign ?? 'default';
-    const source = createCelloSource({ files, programId, config, env, output, rate: parseRates(flags.rate).cello, enrich: flags.enrich === true });
+    const source = createCelloSource({ files, programId, config, env, output, rate: parseRates(flags.rate).cello, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}) });
     return { source, sourceKind: 'cello', programId, programIdDefaulted: campaign === undefined };
   }
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
   const programId = campaign ?? 'default';
   return {
-    source: growsurfCsvSource({ files, programId, config }),
+    source: growsurfCsvSource({ files, programId, config, ...(encoding ? { encoding } : {}) }),
     sourceKind: 'growsurf',
     programId,
     programIdDefaulted: campaign === undefined,
   };
+}
+
+function resolveEncoding(flag: string | undefined): EncodingName | undefined {
+  if (flag === undefined) return undefined;
+  const encoding = encodingFromFlag(flag);
+  if (!encoding) throw new UsageError(`--encoding must be one of ${ENCODING_CHOICES.join(', ')}, not "${flag}".`, { hint: 'Leave it out to have each file\'s encoding detected.' });
+  return encoding;
 }
 
 /**

@@ -90,17 +90,26 @@ export class HttpClient {
       let status: number | undefined;
       let headers: ResponseHeaders = {};
       let body: unknown;
+      let text = '';
+      let isJson = false;
       let networkError: unknown;
       try {
         const response = await this.send(method, target, requestBody, extraHeaders);
         status = response.status;
         headers = response.headers;
-        body = parseJson(response.text);
+        text = response.text;
+        ({ body, isJson } = parseJson(text));
       } catch (error) {
         networkError = error;
       }
       if (status !== undefined) hooks?.observe?.(headers, limiter);
-      if (status !== undefined && status >= 200 && status < 300) return body as T;
+      if (status !== undefined && status >= 200 && status < 300) {
+        if (status === 204) return undefined as T;
+        // A 200 that is not JSON is not an answer from the API (a proxy's or a captive portal's HTML page, a wrong
+        // base URL): read as JSON it would look like an empty page and end the listing early, silently.
+        if (!isJson) throw this.notJson(status, headers, text, target);
+        return body as T;
+      }
 
       if (status === 429) {
         const wait = hooks?.retryAfterMs?.(headers, body) ?? parseRetryAfter(header(headers, 'retry-after'));
@@ -165,6 +174,16 @@ export class HttpClient {
     });
   }
 
+  private notJson(status: number, headers: ResponseHeaders, text: string, path: string): HttpError {
+    const type = header(headers, 'content-type')?.split(';')[0]?.trim() || 'no content type';
+    const start = text.replace(/\s+/g, ' ').trim();
+    const shown = start === '' ? 'an empty body' : `a body starting "${start.length > 80 ? `${start.slice(0, 80)}…` : start}"`;
+    return new HttpError(this.options.service, status, `${this.options.service} answered ${status} with ${shown} (${type}), not JSON`, {
+      code: NOT_JSON,
+      path: path.split('?')[0] ?? path,
+    });
+  }
+
   private failure(status: number | undefined, body: unknown, networkError: unknown, path: string): HttpError {
     const shown = path.split('?')[0] ?? path;
     if (status === undefined) {
@@ -185,13 +204,16 @@ export function header(headers: ResponseHeaders, name: string): string | undefin
   return Array.isArray(value) ? value[0] : value;
 }
 
-function parseJson(text: string): unknown {
-  if (text.trim() === '') return undefined;
+/** HttpError code of a success status whose body is not JSON. */
+export const NOT_JSON = 'NOT_JSON';
+
+function parseJson(text: string): { body: unknown; isJson: boolean } {
+  if (text.trim() === '') return { body: undefined, isJson: false };
   try {
-    return JSON.parse(text) as unknown;
+    return { body: JSON.parse(text) as unknown, isJson: true };
   } catch {
     // Non-JSON bodies (an HTML error page from a proxy) are kept as text for the message.
-    return { message: text.slice(0, 200) };
+    return { body: { message: text.slice(0, 200) }, isJson: false };
   }
 }
 

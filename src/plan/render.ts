@@ -15,11 +15,22 @@ const EVENT_LABEL: Record<EventKind, string> = {
 const BAR_WIDTH = 30;
 const PROBLEMS_SHOWN = 20;
 
+/** How an input file was read (a file source's `inputs()`). */
+export interface InputSummary {
+  file: string;
+  encoding: string;
+  detected: boolean;
+  reason: string;
+  delimiter: string;
+}
+
 export interface RenderHeader {
   title: string;
   /** Trait names (of the first destination) shown for new people; the rest are in --out. */
   headlineTraits: readonly string[];
   source: string;
+  /** Each file read and how it was decoded. */
+  inputs?: readonly InputSummary[];
   programId: string;
   state: string;
   stateIsEmpty: boolean;
@@ -29,6 +40,9 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   const out: string[] = [];
   out.push(header.title);
   out.push(`  source   ${header.source}`);
+  const inputs = header.inputs ?? [];
+  // One file: the source line names it already.
+  for (const input of inputs) out.push(`  encoding ${describeInput(input, inputs.length > 1)}`);
   out.push(`  program  ${header.programId}`);
   out.push(`  state    ${header.state}${header.stateIsEmpty ? ' (empty: everything is new)' : ''}`);
   out.push('');
@@ -52,6 +66,15 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   }
   out.push('', renderVerdict(summary));
   return `${out.join('\n')}\n`;
+}
+
+const DELIMITER_NAMES: Record<string, string> = { ';': 'semicolon-separated', '\t': 'tab-separated' };
+
+/** `export.csv: windows-1252 (detected: not valid UTF-8 (first at line 3, byte 0xE9))`. */
+export function describeInput(input: InputSummary, withFile = true): string {
+  const how = input.detected ? `detected: ${input.reason}` : 'as --encoding asked';
+  const delimiter = DELIMITER_NAMES[input.delimiter];
+  return `${withFile ? `${input.file}: ` : ''}${input.encoding} (${how})${delimiter ? `, ${delimiter}` : ''}`;
 }
 
 function renderCounts(summary: PlanSummary): string[] {

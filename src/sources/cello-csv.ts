@@ -1,18 +1,21 @@
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { DataError, UnavailableError, UsageError } from '../errors.js';
 import { HttpError } from '../http/errors.js';
-import { parseDate } from '../model/dates.js';
+import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../model/dates.js';
 import type { Participant, RecordLocation, SourceRecord } from '../model/participant.js';
 import type { CelloApi } from './cello-api.js';
-import { normalizeHeader, openCsv, type CsvFile } from './csv.js';
+import { InputFiles, normalizeHeader, openCsv, type CsvFile } from './csv.js';
+import type { EncodingName } from './encoding.js';
 import type { Source } from './source.js';
 
 /**
  * Cello's portal/S3 exports (research/cello.md §6): `conv_signups` (one row per attributed signup: the
  * referred user, the referrer, the code, the time, Included/Excluded) and the per-referrer aggregates
- * (`event_details_aggregates-all`, and `-daily` for the first day each referrer was active). Files are told
- * apart by their columns, so they may come in any order, under any name, or as one folder.
+ * (`event_details_aggregates-all`, and `-daily` for the first day each referrer was active). conv_signups is
+ * told from the aggregates by its columns; the all-time aggregates from the daily ones, which Cello documents
+ * with the same columns, by the file's name, a date column, or a referrer on more than one row (see
+ * `aggregatesKind`): daily rows must never overwrite the all-time totals.
  */
 
 export type CelloTierBasis = 'signups' | 'purchases';
@@ -23,6 +26,10 @@ export interface CelloCsvOptions {
   tierBasis: CelloTierBasis;
   /** --enrich: confirm each code's referrer and campaign, and fetch each referrer's active link. */
   api?: CelloApi;
+  /** `--encoding`: overrides detection for every file. */
+  encoding?: EncodingName;
+  /** For the plausible-year check of dates (default: now). */
+  now?: Date;
 }
 
 type ExportKind = 'signups' | 'aggregates-all' | 'aggregates-daily';
@@ -40,14 +47,16 @@ const AGGREGATES: Record<string, string> = {
 
 export function celloCsvSource(options: CelloCsvOptions): Source {
   let loaded: Promise<SourceRecord[]> | undefined;
+  const inputs = new InputFiles(options.encoding);
   return {
     description: `Cello exports ${options.paths.join(', ')}${options.api ? ' (enriched through the Cello API)' : ''}`,
     // Read once into memory (a program's referrers and signups), then replayed for both planner passes.
     rereadable: true,
     records: async function* () {
-      loaded ??= loadCello(options);
+      loaded ??= loadCello(options, inputs);
       yield* await loaded;
     },
+    inputs: () => inputs.list(),
   };
 }
 
@@ -71,7 +80,8 @@ export function celloFiles(paths: string[]): string[] {
   return files;
 }
 
-function kindOf(csv: CsvFile): ExportKind {
+/** conv_signups or the aggregates, by the columns (the all-time/daily question is `aggregatesKind`'s). */
+function kindOf(csv: CsvFile): 'signups' | 'aggregates' {
   const columns = csv.header.map(normalizeHeader);
   if (columns.includes('newuserproductuserid')) {
     for (const required of ['productuserid', 'datetime']) {
@@ -79,9 +89,7 @@ function kindOf(csv: CsvFile): ExportKind {
     }
     return 'signups';
   }
-  if (columns.includes('productuserid') && columns.includes('nusignups')) {
-    return columns.includes('date') || columns.includes('day') ? 'aggregates-daily' : 'aggregates-all';
-  }
+  if (columns.includes('productuserid') && columns.includes('nusignups')) return 'aggregates';
   throw new DataError(
     `${csv.path} is not a Cello export: expected conv_signups (datetime, productuserid, campaign_ucc, newuserproductuserid, status) ` +
       `or event_details_aggregates (productuserid, R_Active, R_Sharing, NU_Signups, NU_Purchases…); its columns are ${csv.header.join(', ')}.`,
@@ -94,11 +102,77 @@ interface Draft {
   location: RecordLocation;
 }
 
-async function loadCello(options: CelloCsvOptions): Promise<SourceRecord[]> {
+const NAMING_HINT =
+  'Rename it as Cello names them: event_details_aggregates-all.csv for the all-time totals, event_details_aggregates-daily.csv for the per-day rows.';
+
+/** What a file's name says it is: Cello names them `…aggregates-all` and `…aggregates-daily`. */
+function kindNamed(path: string): 'aggregates-all' | 'aggregates-daily' | undefined {
+  const name = basename(path).toLowerCase();
+  const daily = /daily|per[-_ ]?day/.test(name);
+  const all = /(^|[^a-z])all([^a-z]|time|$)/.test(name);
+  if (daily === all) return undefined;
+  return daily ? 'aggregates-daily' : 'aggregates-all';
+}
+
+/**
+ * All-time or daily aggregates. Cello documents both with the same columns (research/cello.md §6), and a daily
+ * file read as the all-time one would overwrite every referrer's totals with one day's counts. So:
+ * the name decides when it says which; a date column or a referrer on two rows mean daily; a name that says
+ * all-time contradicted by those, or a file that gives no sign either way, stops the run (exit 65) and asks.
+ */
+async function aggregatesKind(csv: CsvFile, inputs: InputFiles): Promise<Exclude<ExportKind, 'signups'>> {
+  const named = kindNamed(csv.path);
+  if (named === 'aggregates-daily') return named;
+  const columns = csv.header.map(normalizeHeader);
+  const dateColumn = columns.find((c) => c === 'date' || c === 'day');
+  const signs: string[] = [];
+  if (dateColumn) signs.push(`it has a "${csv.header[columns.indexOf(dateColumn)]}" column`);
+  if (signs.length === 0 || named === 'aggregates-all') {
+    const repeat = await firstRepeatedReferrer(csv.path, inputs);
+    if (repeat) signs.push(`referrer ${repeat.id} has more than one row (lines ${repeat.lines[0]} and ${repeat.lines[1]})`);
+  }
+  if (named === 'aggregates-all') {
+    if (signs.length === 0) return named;
+    throw new DataError(
+      `${csv.path} is named as Cello's all-time aggregates, but ${signs.join(' and ')}, as in the daily aggregates; ` +
+        'read as all-time totals, those rows would overwrite each other, so nothing was read.',
+      { hint: `If it is the daily export, rename it …-daily.csv. ${NAMING_HINT}` },
+    );
+  }
+  if (signs.length > 0) return 'aggregates-daily';
+  throw new DataError(
+    `${csv.path} could be Cello's all-time or daily aggregates: Cello gives both the same columns, its name says neither, ` +
+      'and each referrer has one row. Read as the wrong one, the referral counts and tiers would be wrong, so nothing was read.',
+    { hint: NAMING_HINT },
+  );
+}
+
+/** The first referrer with a second row in an aggregates file (a pre-pass of its own, stopping there). */
+async function firstRepeatedReferrer(path: string, inputs: InputFiles): Promise<{ id: string; lines: [number, number] } | undefined> {
+  const csv = await openCsv(path, inputs);
+  const index = csv.header.map(normalizeHeader).indexOf('productuserid');
+  const seen = new Map<string, number>();
+  for await (const row of csv.rows) {
+    if (row.kind !== 'row') continue;
+    const id = row.fields[index]?.trim();
+    if (!id) continue;
+    const first = seen.get(id);
+    if (first !== undefined) {
+      // Leaving the loop closes the file.
+      return { id, lines: [first, row.line] };
+    }
+    seen.set(id, row.line);
+  }
+  return undefined;
+}
+
+async function loadCello(options: CelloCsvOptions, inputs: InputFiles): Promise<SourceRecord[]> {
+  const years = plausibleYears(options.now ?? new Date());
   const out: SourceRecord[] = [];
   const people = new Map<string, Draft>();
   const referredRows = new Map<string, RecordLocation>();
   const kinds = new Set<ExportKind>();
+  const allTimeFiles: string[] = [];
   const draft = (id: string, location: RecordLocation): Draft => {
     let entry = people.get(id);
     if (!entry) {
@@ -109,9 +183,14 @@ async function loadCello(options: CelloCsvOptions): Promise<SourceRecord[]> {
   };
 
   for (const path of celloFiles(options.paths)) {
-    const csv = await openCsv(path);
-    const kind = kindOf(csv);
+    const csv = await openCsv(path, inputs);
+    if (csv.encoding.warning) out.push({ kind: 'warning', message: `${path}: ${csv.encoding.warning}` });
+    const kind = kindOf(csv) === 'signups' ? 'signups' : await aggregatesKind(csv, inputs);
     kinds.add(kind);
+    if (kind === 'aggregates-all') allTimeFiles.push(path);
+    if (kind === 'aggregates-daily' && !csv.header.map(normalizeHeader).some((c) => c === 'date' || c === 'day')) {
+      out.push({ kind: 'warning', message: `${path} (daily aggregates) has no date column: it gives no first-active day, and its counts are not used (the all-time aggregates give the totals)` });
+    }
     const columns = csv.header.map(normalizeHeader);
     const at = (fields: string[], name: string): string | undefined => {
       const index = columns.indexOf(name);
@@ -137,12 +216,14 @@ async function loadCello(options: CelloCsvOptions): Promise<SourceRecord[]> {
           out.push({ kind: 'invalid', reason: `signup of ${id} has status "${status}" in Cello; excluded signups are not sent`, location, participantId: id });
           continue;
         }
-        const rawTime = at(row.fields, 'datetime');
-        const createdAt = rawTime === undefined ? undefined : parseDate(rawTime);
-        if (!createdAt) {
-          out.push({ kind: 'invalid', reason: `unparseable date "${rawTime ?? ''}" in column "datetime"`, location, participantId: id });
+        const rawTime = at(row.fields, 'datetime') ?? '';
+        const reading = readDate(rawTime, years);
+        if (!reading.ok) {
+          out.push({ kind: 'invalid', reason: describeDateProblem(reading, rawTime, 'column "datetime"'), location, participantId: id });
           continue;
         }
+        const createdAt = reading.date;
+        if (reading.unusualYear) out.push({ kind: 'warning', message: describeUnusualYear(createdAt, rawTime, 'column "datetime"', years), location });
         const first = referredRows.get(id);
         if (first) {
           out.push({ kind: 'invalid', reason: `signup of ${id} appears again (first at ${first.file}:${first.line}); the first row wins`, location, participantId: id });
@@ -185,14 +266,18 @@ async function loadCello(options: CelloCsvOptions): Promise<SourceRecord[]> {
           if (columns[i] !== 'productuserid' && !(columns[i]! in AGGREGATES) && value) p.metadata[name] = value;
         });
       } else {
-        // Daily rows: the first day with any activity is when this referrer joined the program.
-        const day = parseDate(at(row.fields, 'date') ?? at(row.fields, 'day') ?? '');
+        // Daily rows: the first day with any activity is when this referrer joined the program. Their counts are
+        // one day's and are never taken as totals.
+        const day = dailyDate(row.fields, at, years, location, out);
         const active = Object.keys(AGGREGATES).some((column) => Number(at(row.fields, column) ?? 0) > 0);
         if (day && active && (p.metadata.cello_first_active === undefined || day.toISOString() < String(p.metadata.cello_first_active))) {
           p.metadata.cello_first_active = day.toISOString();
         }
       }
     }
+  }
+  if (allTimeFiles.length > 1) {
+    out.push({ kind: 'warning', message: `${allTimeFiles.length} all-time aggregates files (${allTimeFiles.join(', ')}): a referrer in more than one gets the totals of the last one read (${allTimeFiles.at(-1)}); give only the newest` });
   }
   if (!kinds.has('signups')) {
     out.push({ kind: 'warning', message: 'no conv_signups export given: referred users and Referral Made events come only from that file' });
@@ -202,6 +287,26 @@ async function loadCello(options: CelloCsvOptions): Promise<SourceRecord[]> {
   if (options.api) out.push(...(await enrich(people, options.api)));
   for (const { participant, location } of people.values()) out.push({ kind: 'participant', participant, location });
   return out;
+}
+
+/** A daily row's day; a bad date is reported (the row gives no first-active day), an odd year warned about. */
+function dailyDate(
+  fields: string[],
+  at: (fields: string[], name: string) => string | undefined,
+  years: YearRange,
+  location: RecordLocation,
+  out: SourceRecord[],
+): Date | undefined {
+  const column = at(fields, 'date') !== undefined ? 'date' : 'day';
+  const raw = at(fields, column);
+  if (raw === undefined) return undefined;
+  const reading = readDate(raw, years);
+  if (!reading.ok) {
+    out.push({ kind: 'invalid', reason: describeDateProblem(reading, raw, `column "${column}"`), location });
+    return undefined;
+  }
+  if (reading.unusualYear) out.push({ kind: 'warning', message: describeUnusualYear(reading.date, raw, `column "${column}"`, years), location });
+  return reading.date;
 }
 
 /** Counts and times from the aggregates: the tier basis, and createdAt for referrers who were not referred. */

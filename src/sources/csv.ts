@@ -1,10 +1,12 @@
-import { createReadStream, statSync } from 'node:fs';
-import { parse, type InfoRecord, type Options } from 'csv-parse';
+import { closeSync, createReadStream, openSync, readSync, statSync } from 'node:fs';
 import { DataError, UsageError } from '../errors.js';
+import { CsvTokenizer, type CsvToken, type Malformation } from './csv-tokenizer.js';
+import { decoderFor, detectEncoding, requestedEncoding, type EncodingName, type FileEncoding } from './encoding.js';
 
 /**
- * Shared CSV reading for every export-based source: streaming (a file never sits in memory whole), line numbers
- * on every row, and malformed rows reported as rows with a reason instead of ending the file.
+ * Shared CSV reading for every export-based source: streaming (a file never sits in memory whole), decoded in
+ * its own encoding (detected once per file per run), line numbers on every row, and malformed rows reported
+ * as rows with a reason instead of ending the file. A row's field count must match the header's.
  */
 
 export type CsvRow = { kind: 'row'; fields: string[]; line: number } | { kind: 'error'; line: number; reason: string };
@@ -12,7 +14,50 @@ export type CsvRow = { kind: 'row'; fields: string[]; line: number } | { kind: '
 export interface CsvFile {
   path: string;
   header: string[];
+  encoding: FileEncoding;
   rows: AsyncIterable<CsvRow>;
+}
+
+/** How a file was read, for the run's summary. */
+export interface InputFile {
+  file: string;
+  encoding: EncodingName;
+  /** false when `--encoding` said so. */
+  detected: boolean;
+  /** Why this encoding: "valid UTF-8", "byte-order mark", "not valid UTF-8 (first at line 3, byte 0xE9)". */
+  reason: string;
+  delimiter: string;
+}
+
+/**
+ * The input files of one run: each file's encoding is decided once (the whole file is checked, and a file is
+ * read twice: once to index referrers, once to plan), and what was decided is kept for the summary.
+ */
+export class InputFiles {
+  private readonly encodings = new Map<string, Promise<FileEncoding>>();
+  private readonly read = new Map<string, InputFile>();
+
+  /** `encoding`: what `--encoding` asked for, if anything: it overrides detection for every file. */
+  constructor(private readonly encoding?: EncodingName) {}
+
+  encodingOf(path: string): Promise<FileEncoding> {
+    let decided = this.encodings.get(path);
+    if (!decided) {
+      decided = this.encoding === undefined ? detectEncoding(path) : requestedEncoding(path, this.encoding);
+      this.encodings.set(path, decided);
+    }
+    return decided;
+  }
+
+  /** Every file opened so far, in the order first opened. */
+  list(): InputFile[] {
+    return [...this.read.values()];
+  }
+
+  /** @internal openCsv records what it read. */
+  noteRead(input: InputFile): void {
+    if (!this.read.has(input.file)) this.read.set(input.file, input);
+  }
 }
 
 /** Fails with exit 64 and the path when the file is missing or not a file; checked before any reading starts. */
@@ -28,64 +73,155 @@ export function assertReadableFile(path: string): void {
   if (!isFile) throw new UsageError(`Not a file: ${path}`, { hint: 'Give --file the path of a CSV export.' });
 }
 
-/** Opens a CSV file and reads its header row; the remaining rows are read lazily from `rows`. */
-export async function openCsv(path: string): Promise<CsvFile> {
-  assertReadableFile(path);
-  const skipped: CsvRow[] = [];
-  const parser = createReadStream(path).pipe(
-    parse({
-      bom: true,
-      relax_column_count: true,
-      skip_empty_lines: true,
-      skip_records_with_error: true,
-      on_skip: (error) => {
-        if (!error) return undefined;
-        const line = Number(error.lines);
-        // One broken row can raise several errors; report it once.
-        if (skipped.at(-1)?.line !== line) skipped.push({ kind: 'error', line, reason: describeCsvError(error.code, error.message) });
-        return undefined;
-      },
-      // csv-parse types on_record as returning a row; we return the row with its line number.
-      on_record: ((fields: string[], context: InfoRecord) => ({ fields, line: context.lines })) as unknown as Options['on_record'],
-    }),
-  );
-  const iterator = (parser as AsyncIterable<{ fields: string[]; line: number }>)[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done) {
-    throw new DataError(`${path} is empty: expected a header row.`);
+const READ_CHUNK_BYTES = 1 << 18;
+/**
+ * Characters that only appear in decoded text when the encoding is wrong or the file is damaged: U+FFFD (bytes
+ * the encoding has no character for), NUL (UTF-16 read as something else), and the C1 controls U+0080–U+009F
+ * (what Windows-1252's five undefined bytes decode to, and what no export holds on purpose).
+ */
+const UNREADABLE = /[\uFFFD\u0000\u0080-\u009F]/;
+
+/** Spreadsheets given instead of their CSV export: their first bytes, and what to do. */
+const NOT_CSV: { magic: number[]; what: string }[] = [
+  { magic: [0x50, 0x4b, 0x03, 0x04], what: 'a zip archive (an Excel .xlsx workbook?)' },
+  { magic: [0xd0, 0xcf, 0x11, 0xe0], what: 'an Excel .xls workbook' },
+];
+
+/** Stops with exit 65 on a spreadsheet workbook, which would otherwise read as a header of garbage. */
+function assertNotWorkbook(path: string): void {
+  const head = Buffer.alloc(4);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, 4, 0);
+  } finally {
+    closeSync(fd);
   }
-  const header = first.value.fields.map((h) => h.trim());
+  const match = NOT_CSV.find(({ magic }) => magic.every((byte, i) => head[i] === byte));
+  if (match) {
+    throw new DataError(`${path} is ${match.what}, not CSV text.`, { hint: 'Export it as CSV: in Excel, File → Save As → "CSV UTF-8 (Comma delimited)".' });
+  }
+}
+
+/** Opens a CSV file and reads its header row; the remaining rows are read lazily from `rows`. */
+export async function openCsv(path: string, inputs: InputFiles = new InputFiles()): Promise<CsvFile> {
+  assertReadableFile(path);
+  assertNotWorkbook(path);
+  const encoding = await inputs.encodingOf(path);
+  const tokens = tokenize(path, encoding.encoding);
+  const first = await firstRecord(tokens, path);
+  const header = first.fields.map((h) => h.trim());
+  if (header.some((name) => UNREADABLE.test(name))) {
+    await tokens.return(undefined);
+    throw new DataError(`The header row of ${path} is not readable as ${encoding.encoding} (${describeEncoding(encoding)}): ${header.join(', ')}`, {
+      hint: 'Pass --encoding with the file\'s encoding: utf-8, utf-16le, utf-16be or windows-1252.',
+    });
+  }
+  inputs.noteRead({ file: path, encoding: encoding.encoding, detected: encoding.detected, reason: encoding.reason, delimiter: first.tokenizer.delimiter ?? ',' });
+
   async function* rows(): AsyncGenerator<CsvRow> {
     try {
       for (;;) {
-        const next = await iterator.next();
-        // csv-parse reports skipped rows as it parses a chunk, ahead of the rows we have yet to take from it:
-        // merge them back in line order.
-        while (skipped.length > 0 && (next.done || skipped[0]!.line < next.value.line)) yield skipped.shift()!;
+        const next = await tokens.next();
         if (next.done) break;
-        yield { kind: 'row', fields: next.value.fields, line: next.value.line };
+        const token = next.value;
+        if (token.kind === 'malformed') {
+          yield { kind: 'error', line: token.line, reason: describeMalformation(token.malformation, header) };
+          continue;
+        }
+        const { fields, line } = token;
+        if (fields.length !== header.length) {
+          yield { kind: 'error', line, reason: `row has ${fields.length} fields but the header has ${header.length}` };
+          continue;
+        }
+        const unreadable = token.suspect ? fields.findIndex((f) => UNREADABLE.test(f)) : -1;
+        if (unreadable !== -1) {
+          yield { kind: 'error', line, reason: describeUnreadable(fields[unreadable]!, header[unreadable] ?? `#${unreadable + 1}`, encoding) };
+          continue;
+        }
+        yield { kind: 'row', fields, line };
       }
     } finally {
-      await iterator.return?.();
-      parser.destroy();
+      await tokens.return(undefined);
     }
   }
-  return { path, header, rows: rows() };
+  return { path, header, encoding, rows: rows() };
 }
 
-function describeCsvError(code: string, message: string): string {
-  switch (code) {
-    case 'CSV_QUOTE_NOT_CLOSED':
-      return 'a quoted field is never closed';
-    case 'CSV_INVALID_CLOSING_QUOTE':
-    case 'INVALID_OPENING_QUOTE':
-    case 'CSV_INVALID_OPENING_QUOTE':
-      return 'malformed quotes (a quote inside an unquoted field, or text after a closing quote)';
-    case 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH':
-      return 'wrong number of fields';
-    default:
-      return message.replace(/^Invalid .*?: /, '').replace(/\.$/, '');
+type Token = CsvToken & { suspect: boolean };
+
+/** The tokens of a file, and its tokenizer (for the header's field count and the delimiter). */
+interface Tokens extends AsyncGenerator<Token, void, undefined> {
+  tokenizer: CsvTokenizer;
+}
+
+function tokenize(path: string, encoding: EncodingName): Tokens {
+  const tokenizer = new CsvTokenizer();
+  async function* generate(): AsyncGenerator<Token, void, undefined> {
+    const decoder = decoderFor(encoding);
+    const stream = createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
+    // Once the text has held an unreadable character, every later row is checked for one (cheap before that).
+    let suspect = false;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        const text = decoder.decode(chunk, { stream: true });
+        if (!suspect && UNREADABLE.test(text)) suspect = true;
+        for (const token of tokenizer.push(text)) yield Object.assign(token, { suspect });
+      }
+      const rest = decoder.decode();
+      if (!suspect && UNREADABLE.test(rest)) suspect = true;
+      if (rest !== '') for (const token of tokenizer.push(rest)) yield Object.assign(token, { suspect });
+      for (const token of tokenizer.end()) yield Object.assign(token, { suspect });
+    } finally {
+      stream.destroy();
+    }
   }
+  return Object.assign(generate(), { tokenizer });
+}
+
+async function firstRecord(tokens: Tokens, path: string): Promise<{ fields: string[]; tokenizer: CsvTokenizer }> {
+  const first = await tokens.next();
+  if (first.done) throw new DataError(`${path} is empty: expected a header row.`);
+  if (first.value.kind === 'malformed') {
+    await tokens.return(undefined);
+    throw new DataError(`The header row of ${path} (line ${first.value.line}) cannot be read: ${describeMalformation(first.value.malformation, [])}.`);
+  }
+  return { fields: first.value.fields, tokenizer: tokens.tokenizer };
+}
+
+function columnName(header: string[], field: number): string {
+  const name = header[field];
+  return name ? `column "${name}"` : `field ${field + 1}`;
+}
+
+/** One sentence a person can act on, naming the column and the lines involved. */
+export function describeMalformation(found: Malformation, header: string[]): string {
+  switch (found.problem) {
+    case 'quote-in-unquoted-field':
+      return `a stray quote in ${columnName(header, found.field)} (a field with a quote in it must be quoted whole, its quotes doubled)`;
+    case 'text-after-closing-quote':
+      return found.closedOn === found.openedOn
+        ? `text after the closing quote in ${columnName(header, found.field)} (a quote inside a quoted field must be doubled)`
+        : `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} closes on line ${found.closedOn} and text follows it: a stray quote; the lines after ${found.openedOn} were read on their own`;
+    case 'unclosed-quote':
+      return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} never closes; the rest of the file is read as if it were not there`;
+    case 'record-too-long':
+      return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} does not close within ${Math.round(found.limit / 1024)} K characters: a stray quote; the rest of the file is read as if it were not there`;
+    case 'field-count':
+      return `a quoted field runs from this line to line ${found.lastLine} and the row then has ${found.fields} fields, not ${found.expected}: a stray quote; the lines after this one were read on their own`;
+  }
+}
+
+function describeEncoding(encoding: FileEncoding): string {
+  return encoding.detected ? `detected: ${encoding.reason}` : 'as --encoding asked';
+}
+
+function describeUnreadable(value: string, column: string, encoding: FileEncoding): string {
+  const shown = value.replace(/[\u0000\u0080-\u009F]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return (
+    `column "${column}" holds bytes that are not valid ${encoding.encoding} ("${shown.length > 60 ? `${shown.slice(0, 57)}…` : shown}"; ` +
+    `the file was read as ${encoding.encoding}, ${describeEncoding(encoding)}): pass --encoding with the file's encoding ` +
+    `(utf-8, utf-16le, utf-16be or windows-1252); the row is not sent`
+  );
 }
 
 /** Header comparison ignores case, spaces and punctuation: `Referred By`, `referred_by` and `ReferredBy` match. */

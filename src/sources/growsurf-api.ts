@@ -1,7 +1,8 @@
 import { UnavailableError, UsageError } from '../errors.js';
 import { HttpError } from '../http/errors.js';
-import { header, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../http/client.js';
+import { header, NOT_JSON, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../http/client.js';
 import type { SlidingWindowLimiter } from '../http/window-limiter.js';
+import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, readEpochMs, type DateReading, type YearRange } from '../model/dates.js';
 import { normalizeEmail } from '../model/identity.js';
 import { normalizeReferralStatus, type MetadataValue, type Participant, type Reward, type SourceRecord } from '../model/participant.js';
 import type { Source } from './source.js';
@@ -12,8 +13,8 @@ interface GsReward {
   rewardId?: string;
   status?: string;
   isReferrer?: boolean;
-  approvedAt?: number | null;
-  fulfilledAt?: number | null;
+  approvedAt?: number | string | null;
+  fulfilledAt?: number | string | null;
 }
 
 export interface GsParticipant {
@@ -21,7 +22,7 @@ export interface GsParticipant {
   email?: string;
   firstName?: string | null;
   lastName?: string | null;
-  createdAt?: number;
+  createdAt?: number | string;
   shareUrl?: string;
   vanityKeys?: string[];
   referralCount?: number;
@@ -85,6 +86,8 @@ export interface GrowsurfApiOptions {
   changedSince?: number;
   /** Told how many participants GrowSurf says there are, once known (progress total). */
   onTotal?: (total: number) => void;
+  /** For the plausible-year check of dates (default: now). */
+  now?: Date;
 }
 
 /**
@@ -110,9 +113,10 @@ export function growsurfApiSource(options: GrowsurfApiOptions): Source & { reado
 async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;
-  const campaign = await call(() => client.getJson<GsCampaign>(base), campaignId);
+  const campaign = expectObject(await call(() => client.getJson<GsCampaign>(base), campaignId), base);
   if (campaign.participantCount !== undefined) options.onTotal?.(campaign.participantCount);
   const conversions = await conversionTimes(client, base, campaignId);
+  const years = plausibleYears(options.now ?? new Date());
 
   const seen = new Set<string>();
   let pages = 0;
@@ -123,12 +127,12 @@ async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<Source
       campaignId,
     );
     pages += 1;
-    const participants = page.participants ?? [];
+    const participants = listIn<GsParticipant>(page, 'participants', `${base}/participants`);
     for (const raw of participants) {
       // The order is undocumented and a cursor may repeat a row: each participant counts once.
       if (!raw?.id || seen.has(raw.id)) continue;
       seen.add(raw.id);
-      yield { kind: 'participant', participant: normalizeGrowsurfParticipant(raw, campaignId, conversions.get(raw.id)) };
+      yield* participantRecords(raw, campaignId, conversions.get(raw.id), years);
     }
     if (!page.nextId || participants.length === 0) break;
     nextId = page.nextId;
@@ -149,7 +153,8 @@ async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<Source
 async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;
-  await call(() => client.getJson<GsCampaign>(base), campaignId);
+  expectObject(await call(() => client.getJson<GsCampaign>(base), campaignId), base);
+  const years = plausibleYears(options.now ?? new Date());
   const conversions = new Map<string, number>();
   const touched = new Set<string>();
   let nextId: string | undefined;
@@ -158,7 +163,7 @@ async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGe
       () => client.getJson<{ referrals?: GsReferral[]; nextId?: string | null; more?: boolean }>(`${base}/referrals`, { sortBy: 'updatedAt', desc: true, limit: PAGE_SIZE, nextId }),
       campaignId,
     );
-    const referrals = page.referrals ?? [];
+    const referrals = listIn<GsReferral>(page, 'referrals', `${base}/referrals`);
     for (const row of referrals) {
       if (typeof row.updatedAt === 'number' && row.updatedAt < since) break paging;
       // Invite rows name no participant yet (their email is masked); their referrer's counts did not move.
@@ -182,7 +187,7 @@ async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGe
       }
       throw explain(error, campaignId);
     }
-    yield { kind: 'participant', participant: normalizeGrowsurfParticipant(raw, campaignId, conversions.get(raw.id)) };
+    yield* participantRecords(expectObject(raw, `${base}/participant/${id}`), campaignId, conversions.get(raw.id), years);
   }
 }
 
@@ -195,7 +200,7 @@ async function conversionTimes(client: HttpClient, base: string, campaignId: str
       () => client.getJson<{ referrals?: GsReferral[]; nextId?: string | null; more?: boolean }>(`${base}/referrals`, { sortBy: 'updatedAt', limit: PAGE_SIZE, nextId }),
       campaignId,
     );
-    const referrals = page.referrals ?? [];
+    const referrals = listIn<GsReferral>(page, 'referrals', `${base}/referrals`);
     for (const row of referrals) {
       if (row.referralStatus === 'CREDIT_AWARDED' && typeof row.updatedAt === 'number' && !times.has(row.id)) times.set(row.id, row.updatedAt);
     }
@@ -214,10 +219,34 @@ async function call<T>(request: () => Promise<T>, campaignId: string): Promise<T
   }
 }
 
+/**
+ * An answer that is JSON but not what the API documents (no list where a page has one) is treated like one that
+ * is not JSON: it did not come from the GrowSurf API (a proxy, a wrong GROWSURF_API_URL), and read as an empty
+ * page it would silently end the listing. Exit 69, like an unreachable service: nothing was read or sent.
+ */
+function notTheApi(what: string): UnavailableError {
+  return new UnavailableError(`${what}; it does not look like an answer from the GrowSurf API.`, { hint: NOT_THE_API_HINT });
+}
+
+const NOT_THE_API_HINT = 'Nothing was sent. Check GROWSURF_API_URL (default https://api.growsurf.com/v2) and any proxy between here and GrowSurf.';
+
+function listIn<T>(page: unknown, key: 'participants' | 'referrals', path: string): T[] {
+  const list = typeof page === 'object' && page !== null ? (page as Record<string, unknown>)[key] : undefined;
+  if (Array.isArray(list)) return list as T[];
+  throw notTheApi(`GrowSurf's answer to GET ${path} has no "${key}" list`);
+}
+
+function expectObject<T>(value: T, path: string): T {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value;
+  throw notTheApi(`GrowSurf's answer to GET ${path} is not an object`);
+}
+
 /** GrowSurf's errors as the sentences and exit codes of DESIGN.md §9 (404 here: the campaign). */
 function explain(error: unknown, campaignId: string): unknown {
   if (!(error instanceof HttpError)) return error;
   const said = error.message.replace(/\.$/, '');
+  // DESIGN.md §9: the answer is not from the GrowSurf API, which is as good as unreachable (69), not bad data (65).
+  if (error.details.code === NOT_JSON) return new UnavailableError(`${said} (GET ${error.details.path ?? ''}).`, { hint: NOT_THE_API_HINT });
   if (error.status === 404) {
     return new UsageError(`GrowSurf has no campaign "${campaignId}" (404: ${said}).`, {
       hint: 'Check --campaign / GROWSURF_CAMPAIGN_ID: the program id is in the dashboard URL and under Program → Settings.',
@@ -237,19 +266,53 @@ function explain(error: unknown, campaignId: string): unknown {
   return new UnavailableError(`GrowSurf answered ${error.status}: ${said}.`, { hint: 'Nothing was sent; run again later.' });
 }
 
-/** DESIGN.md §3 for GrowSurf: referredBy ?? referrer.id, vanityKeys[0] ?? id, unknown enums kept, PII dropped. */
-export function normalizeGrowsurfParticipant(raw: GsParticipant, programId: string, convertedAtMs?: number): Participant {
+/** One participant from the API as records: the participant and any warnings about it, or why it is invalid. */
+function participantRecords(raw: GsParticipant, campaignId: string, convertedAtMs: number | undefined, years: YearRange): SourceRecord[] {
+  const result = normalizeGrowsurfParticipant(raw, campaignId, convertedAtMs, years);
+  if ('invalid' in result) return [{ kind: 'invalid', reason: `GrowSurf participant ${raw.id}: ${result.invalid}`, participantId: raw.id }];
+  return [
+    { kind: 'participant', participant: result.participant },
+    ...result.warnings.map((message): SourceRecord => ({ kind: 'warning', message: `GrowSurf participant ${raw.id}: ${message}` })),
+  ];
+}
+
+export type NormalizedParticipant = { participant: Participant; warnings: string[] } | { invalid: string };
+
+/**
+ * DESIGN.md §3 for GrowSurf: referredBy ?? referrer.id, vanityKeys[0] ?? id, unknown enums kept, PII dropped.
+ * Times follow the rule of every source (model/dates.ts): a time that is not one makes the participant
+ * invalid; one in an unusual year is kept with a warning. Text GrowSurf sent as invalid UTF-8 is never sent on.
+ */
+export function normalizeGrowsurfParticipant(raw: GsParticipant, programId: string, convertedAtMs?: number, years: YearRange = plausibleYears(new Date())): NormalizedParticipant {
+  const warnings: string[] = [];
+  const time = (value: unknown, field: string): Date | undefined | { invalid: string } => {
+    if (value === undefined || value === null || value === '') return undefined;
+    const reading: DateReading =
+      typeof value === 'number' ? readEpochMs(value, years) : typeof value === 'string' ? readDate(value, years) : { ok: false, problem: 'unparseable' };
+    if (!reading.ok) return { invalid: describeDateProblem(reading, String(typeof value === 'object' ? JSON.stringify(value) : value), `field "${field}"`) };
+    if (reading.unusualYear) warnings.push(describeUnusualYear(reading.date, String(value), `field "${field}"`, years));
+    return reading.date;
+  };
+  const createdAt = time(raw.createdAt, 'createdAt');
+  if (createdAt && 'invalid' in createdAt) return createdAt;
+  const rewards: Reward[] = [];
+  for (const [index, rawReward] of (raw.rewards ?? []).entries()) {
+    const field = rawReward.approvedAt !== undefined && rawReward.approvedAt !== null ? 'approvedAt' : 'fulfilledAt';
+    const at = time(rawReward[field], `rewards[${index}].${field}`);
+    if (at && 'invalid' in at) return at;
+    rewards.push(normalizeReward(rawReward, at));
+  }
   const participant: Participant = {
     source: 'growsurf',
     programId,
     id: raw.id,
-    rewards: (raw.rewards ?? []).map(normalizeReward),
+    rewards,
     metadata: normalizeMetadata(raw.metadata),
   };
   if (raw.email) participant.email = normalizeEmail(raw.email);
   if (raw.firstName) participant.firstName = raw.firstName;
   if (raw.lastName) participant.lastName = raw.lastName;
-  if (typeof raw.createdAt === 'number') participant.createdAt = new Date(raw.createdAt);
+  if (createdAt) participant.createdAt = createdAt;
   participant.referralCode = raw.vanityKeys?.[0] ?? raw.id;
   if (raw.shareUrl) participant.referralLink = raw.shareUrl;
   const referrerId = raw.referredBy ?? raw.referrer?.id ?? undefined;
@@ -263,19 +326,25 @@ export function normalizeGrowsurfParticipant(raw: GsParticipant, programId: stri
   const status = normalizeReferralStatus(raw.referralStatus);
   if (status.status) participant.referralStatus = status.status;
   if (status.raw) participant.referralStatusRaw = status.raw;
-  if (participant.referralStatus === 'converted' && convertedAtMs !== undefined) participant.convertedAt = new Date(convertedAtMs);
+  if (participant.referralStatus === 'converted' && convertedAtMs !== undefined) {
+    const convertedAt = time(convertedAtMs, 'updatedAt of its referral row');
+    if (convertedAt && 'invalid' in convertedAt) return convertedAt;
+    if (convertedAt) participant.convertedAt = convertedAt;
+  }
   if (typeof raw.referralCount === 'number') participant.referralCount = raw.referralCount;
   else if (typeof raw.referralCount === 'string' && /^\d+$/.test(raw.referralCount)) participant.referralCount = Number(raw.referralCount);
   if (typeof raw.leadCount === 'number') participant.pendingCount = raw.leadCount;
   if (raw.referralSource) participant.joinedVia = raw.referralSource;
-  return participant;
+  if (JSON.stringify(participant).includes('\uFFFD')) {
+    return { invalid: 'GrowSurf sent text that is not valid UTF-8 (it reads as U+FFFD); the participant is not sent' };
+  }
+  return { participant, warnings };
 }
 
-function normalizeReward(raw: GsReward): Reward {
+function normalizeReward(raw: GsReward, at: Date | undefined): Reward {
   const reward: Reward = { id: raw.id, isReferrer: raw.isReferrer === true, status: raw.status ?? 'UNKNOWN' };
   if (raw.rewardId) reward.configId = raw.rewardId;
-  const at = raw.approvedAt ?? raw.fulfilledAt;
-  if (typeof at === 'number') reward.at = new Date(at);
+  if (at) reward.at = at;
   return reward;
 }
 

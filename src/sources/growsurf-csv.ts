@@ -1,6 +1,6 @@
 import type { Config, IdentityRule } from '../config/config.js';
 import { DataError, UsageError } from '../errors.js';
-import { parseDate } from '../model/dates.js';
+import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../model/dates.js';
 import { looksLikeEmail, normalizeEmail } from '../model/identity.js';
 import {
   normalizeReferralStatus,
@@ -8,7 +8,8 @@ import {
   type Participant,
   type SourceRecord,
 } from '../model/participant.js';
-import { normalizeHeader, openCsv } from './csv.js';
+import { InputFiles, normalizeHeader, openCsv } from './csv.js';
+import type { EncodingName } from './encoding.js';
 import type { Source } from './source.js';
 
 /**
@@ -48,19 +49,28 @@ export interface GrowsurfCsvOptions {
   files: string[];
   programId: string;
   config: Pick<Config, 'columns' | 'identity'>;
+  /** `--encoding`: overrides detection for every file. */
+  encoding?: EncodingName;
+  /** For the plausible-year check of dates (default: now). */
+  now?: Date;
 }
 
 export function growsurfCsvSource(options: GrowsurfCsvOptions): Source {
+  // One per run: each file's encoding is detected once, although the file is read twice.
+  const inputs = new InputFiles(options.encoding);
   return {
     description: `GrowSurf export ${options.files.join(', ')}`,
     rereadable: true,
-    records: () => readGrowsurfCsv(options),
+    records: () => readGrowsurfCsv(options, inputs),
+    inputs: () => inputs.list(),
   };
 }
 
-export async function* readGrowsurfCsv(options: GrowsurfCsvOptions): AsyncGenerator<SourceRecord> {
+export async function* readGrowsurfCsv(options: GrowsurfCsvOptions, inputs = new InputFiles(options.encoding)): AsyncGenerator<SourceRecord> {
+  const years = plausibleYears(options.now ?? new Date());
   for (const path of options.files) {
-    const csv = await openCsv(path);
+    const csv = await openCsv(path, inputs);
+    if (csv.encoding.warning) yield { kind: 'warning', message: `${path}: ${csv.encoding.warning}` };
     const layout = resolveLayout(csv.header, path, options.config);
     for await (const row of csv.rows) {
       const location = { file: path, line: row.line };
@@ -68,21 +78,14 @@ export async function* readGrowsurfCsv(options: GrowsurfCsvOptions): AsyncGenera
         yield { kind: 'invalid', reason: row.reason, location };
         continue;
       }
-      if (row.fields.length !== csv.header.length) {
-        yield {
-          kind: 'invalid',
-          reason: `row has ${row.fields.length} fields but the header has ${csv.header.length}`,
-          location,
-        };
+      const result = toParticipant(row.fields, layout, options.programId, years);
+      if ('invalid' in result) {
+        const id = layout.fields.id?.[0] ? row.fields[layout.fields.id[0].index]?.trim() : undefined;
+        yield { kind: 'invalid', reason: result.invalid, location, ...(id ? { participantId: id } : {}) };
         continue;
       }
-      const result = toParticipant(row.fields, layout, options.programId);
-      if (typeof result === 'string') {
-        const id = layout.fields.id?.[0] ? row.fields[layout.fields.id[0].index]?.trim() : undefined;
-        yield { kind: 'invalid', reason: result, location, ...(id ? { participantId: id } : {}) };
-      } else {
-        yield { kind: 'participant', participant: result, location };
-      }
+      yield { kind: 'participant', participant: result.participant, location };
+      for (const message of result.warnings) yield { kind: 'warning', message, location };
     }
   }
 }
@@ -159,8 +162,13 @@ function requiredFields(rule: IdentityRule): GrowsurfCsvField[] {
   return [];
 }
 
-/** Turns one row into a participant, or returns the reason it cannot be one. */
-function toParticipant(fields: string[], layout: ColumnLayout, programId: string): Participant | string {
+/** Turns one row into a participant (with warnings about it), or says why it cannot be one. */
+function toParticipant(
+  fields: string[],
+  layout: ColumnLayout,
+  programId: string,
+  years: YearRange,
+): { participant: Participant; warnings: string[] } | { invalid: string } {
   const text = (field: GrowsurfCsvField): string | undefined => {
     for (const column of layout.fields[field] ?? []) {
       const value = fields[column.index]?.trim();
@@ -172,19 +180,22 @@ function toParticipant(fields: string[], layout: ColumnLayout, programId: string
 
   const rawEmail = text('email');
   if (rawEmail !== undefined && !looksLikeEmail(rawEmail)) {
-    return `"${rawEmail}" in column "${columnOf('email')}" is not an email address`;
+    return { invalid: `"${rawEmail}" in column "${columnOf('email')}" is not an email address` };
   }
   const email = rawEmail === undefined ? undefined : normalizeEmail(rawEmail);
   const id = text('id') ?? email;
-  if (id === undefined) return 'no participant id and no email';
+  if (id === undefined) return { invalid: 'no participant id and no email' };
 
+  const warnings: string[] = [];
   const dates: Partial<Record<'createdAt' | 'convertedAt', Date>> = {};
   for (const field of ['createdAt', 'convertedAt'] as const) {
     const raw = text(field);
     if (raw === undefined) continue;
-    const date = parseDate(raw);
-    if (!date) return `unparseable date "${raw}" in column "${columnOf(field)}" (expected epoch ms or s, ISO-8601, or M/D/YYYY h:mm AM)`;
-    dates[field] = date;
+    const reading = readDate(raw, years);
+    const where = `column "${columnOf(field)}"`;
+    if (!reading.ok) return { invalid: describeDateProblem(reading, raw, where) };
+    if (reading.unusualYear) warnings.push(describeUnusualYear(reading.date, raw, where, years));
+    dates[field] = reading.date;
   }
   const counts: Partial<Record<'referralCount' | 'pendingCount', number>> = {};
   for (const field of ['referralCount', 'pendingCount'] as const) {
@@ -192,7 +203,7 @@ function toParticipant(fields: string[], layout: ColumnLayout, programId: string
     if (raw === undefined) continue;
     const count = Number(raw);
     if (!/^\d+$/.test(raw) || !Number.isSafeInteger(count)) {
-      return `"${raw}" in column "${columnOf(field)}" is not a whole number`;
+      return { invalid: `"${raw}" in column "${columnOf(field)}" is not a whole number` };
     }
     counts[field] = count;
   }
@@ -222,7 +233,7 @@ function toParticipant(fields: string[], layout: ColumnLayout, programId: string
   participant.referralCode = code ?? text('id') ?? undefined;
   if (participant.referralCode === undefined) delete participant.referralCode;
   assign(participant, 'joinedVia', text('joinedVia'));
-  return participant;
+  return { participant, warnings };
 }
 
 function assign<K extends keyof Participant>(target: Participant, key: K, value: Participant[K] | undefined): void {

@@ -1,5 +1,6 @@
 import type { SourceRecord } from '../model/participant.js';
 import type { LookupCache } from '../state/store.js';
+import type { InputFile } from './csv.js';
 
 /** A source of participants. It knows nothing of destinations; it may be read more than once if it says so. */
 export interface Source {
@@ -12,4 +13,6 @@ export interface Source {
   close?(): Promise<void>;
   /** Hands the source the state's lookup cache (sources that look things up keep answers between runs). */
   useCache?(cache: LookupCache): void;
+  /** File sources: each file read so far and how it was decoded (encoding, detected or asked), for the summary. */
+  inputs?(): readonly InputFile[];
 }

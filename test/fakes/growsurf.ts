@@ -14,6 +14,10 @@ export interface FakeParticipant {
   leadCount: number;
   referralSource: string;
   referralStatus?: string;
+  /**
+   * The fake's own bookkeeping of who referred this participant. GrowSurf's REST examples carry only the nested
+   * `referrer` (research/growsurf.md §3), so it is served only when `servesReferredBy` is set.
+   */
   referredBy?: string;
   referrer: Record<string, unknown> | null;
   rewards: Record<string, unknown>[];
@@ -118,6 +122,10 @@ export interface GrowsurfPolicy {
  */
 export class FakeGrowsurf extends FakeService {
   paidPlan = true;
+  /** Serve `referredBy` on participants too, as the SDK types and webhooks have it (the REST examples do not). */
+  servesReferredBy = false;
+  /** Answer requests whose path matches `path` (every request without one) with this instead: a proxy's HTML page. */
+  rawAnswer: { status: number; contentType: string; body: string; path?: RegExp } | undefined;
   /** What `GET /campaign/:id` says the participant count is, when it should disagree with the pages. */
   reportedParticipantCount: number | undefined;
   policies: GrowsurfPolicy[] = [];
@@ -149,6 +157,12 @@ export class FakeGrowsurf extends FakeService {
 
   protected handle(req: IncomingMessage, _body: Buffer, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://fake');
+    if (this.rawAnswer && (!this.rawAnswer.path || this.rawAnswer.path.test(url.pathname))) {
+      this.count(this.rawAnswer.status);
+      res.writeHead(this.rawAnswer.status, { 'content-type': this.rawAnswer.contentType, 'content-length': Buffer.byteLength(this.rawAnswer.body) });
+      res.end(this.rawAnswer.body);
+      return;
+    }
     if (this.openConnections > this.maxConnectionsAllowed) {
       this.log.rateLimited += 1;
       return this.error(res, 429, 'RateLimit', 'RATE_LIMIT', 'Too many concurrent connections.', { 'retry-after': '1' });
@@ -188,7 +202,7 @@ export class FakeGrowsurf extends FakeService {
       // Newest first, as the MCP docs describe; clients must not rely on it.
       const all = [...this.program.participants].reverse();
       const page = paginate(all, (p) => p.id, nextId, limit);
-      return this.ok(res, { participants: page.items, limit, nextId: page.nextId });
+      return this.ok(res, { participants: page.items.map((p) => this.served(p)), limit, nextId: page.nextId });
     }
     if (rest === '/referrals') {
       const desc = url.searchParams.get('desc') !== 'false';
@@ -201,9 +215,16 @@ export class FakeGrowsurf extends FakeService {
       const key = decodeURIComponent(single[1]!);
       const p = this.program.participants.find((x) => x.id === key || x.email === key);
       if (!p) return this.error(res, 404, 'NotFound', 'NOT_FOUND_ERROR', 'Participant not found.');
-      return this.ok(res, p);
+      return this.ok(res, this.served(p));
     }
     this.error(res, 404, 'NotFound', 'NOT_FOUND_ERROR', 'Not found.');
+  }
+
+  /** A participant as the REST API shows it: the referrer nested, `referredBy` only when asked for. */
+  private served(p: FakeParticipant): Omit<FakeParticipant, 'referredBy'> & { referredBy?: string } {
+    if (this.servesReferredBy) return p;
+    const { referredBy: _bookkeeping, ...documented } = p;
+    return documented;
   }
 
   private ok(res: ServerResponse, body: unknown): void {

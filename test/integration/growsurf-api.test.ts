@@ -120,6 +120,59 @@ describe('GrowSurf API source', () => {
   });
 });
 
+describe('GrowSurf API shapes', () => {
+  it('reads the referrer from the nested referrer object of the REST examples, as from referredBy', async () => {
+    const program = generateGrowsurfProgram(200, 3);
+    const cwd = tempDir();
+    const plans: string[][] = [];
+    for (const servesReferredBy of [false, true]) {
+      const gsEnv = await startGrowsurf(program, (fake) => (fake.servesReferredBy = servesReferredBy));
+      const out = join(cwd, `plan-${servesReferredBy}.jsonl`);
+      expect((await runCli(['diff', '--source', 'growsurf', '--out', out, '--quiet', '--to', 'segment'], { cwd, env: gsEnv })).code).toBe(0);
+      plans.push(readPlan(out).map((l) => JSON.stringify(l)).sort());
+      await growsurf!.stop();
+      growsurf = undefined;
+    }
+    expect(plans[0]).toEqual(plans[1]);
+    const referred = program.participants.filter((p) => p.referredBy);
+    const madeOn = plans[0]!.map((l) => JSON.parse(l) as { payload: { event?: string; userId?: string } }).filter((l) => l.payload.event === 'Referral Made');
+    expect(madeOn).toHaveLength(referred.length);
+  });
+
+  it('a 200 that is not JSON (a proxy\'s HTML page) stops with exit 69 before anything is sent, never read as an empty page', async () => {
+    const program = generateGrowsurfProgram(20, 2);
+    const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.rawAnswer = { status: 200, contentType: 'text/html', body: '<html><head><title>Sign in to the proxy</title></head><body>…</body></html>' };
+    });
+    const destinations = await startServices();
+    services = [destinations];
+    const cwd = tempDir();
+    for (const command of ['diff', 'sync']) {
+      const result = await runCli([command, '--source', 'growsurf'], { cwd, env: { ...gsEnv, ...destinations.env } });
+      expect(result.code, command).toBe(69);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toContain(
+        `error: GrowSurf answered 200 with a body starting "<html><head><title>Sign in to the proxy</title></head><body>…</body></html>" (text/html), not JSON (GET /v2/campaign/${program.campaignId}).`,
+      );
+      expect(result.stderr).toContain('Check GROWSURF_API_URL');
+    }
+    // sync's credential check reached the destinations; no data did.
+    expect(destinations.segment.messages.size + destinations.customerio.people.size + destinations.customerio.events.size).toBe(0);
+  });
+
+  it('a JSON answer without the participants list stops with exit 69 too', async () => {
+    const program = generateGrowsurfProgram(20, 2);
+    // The campaign and referrals answer; the participants page is JSON without its list (an API gateway's stub).
+    const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.rawAnswer = { status: 200, contentType: 'application/json', body: '{"status":"ok"}', path: /\/participants$/ };
+    });
+    const cwd = tempDir();
+    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    expect(result.code).toBe(69);
+    expect(result.stderr).toContain(`error: GrowSurf's answer to GET /campaign/${program.campaignId}/participants has no "participants" list; it does not look like an answer from the GrowSurf API.`);
+  });
+});
+
 describe('GrowSurf API errors', () => {
   const program = generateGrowsurfProgram(20, 2);
 

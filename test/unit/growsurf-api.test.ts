@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/apply/limiter.js';
 import { SlidingWindowLimiter } from '../../src/http/window-limiter.js';
-import { growsurfHooks, normalizeGrowsurfParticipant } from '../../src/sources/growsurf-api.js';
+import type { Participant } from '../../src/model/participant.js';
+import { growsurfHooks, normalizeGrowsurfParticipant, type GsParticipant, type NormalizedParticipant } from '../../src/sources/growsurf-api.js';
+
+const YEARS = { min: 2000, max: 2027 };
+
+function participantOf(result: NormalizedParticipant): Participant {
+  if ('invalid' in result) throw new Error(`expected a participant, got: ${result.invalid}`);
+  return result.participant;
+}
 
 describe('GrowSurf participant normalization', () => {
   const raw = {
@@ -27,7 +35,7 @@ describe('GrowSurf participant normalization', () => {
   };
 
   it('follows DESIGN.md §3: referrer from referrer.id, code from the vanity key, conversion time from the referral row', () => {
-    const p = normalizeGrowsurfParticipant(raw, 'camp', 1_700_000_000_000);
+    const p = participantOf(normalizeGrowsurfParticipant(raw, 'camp', 1_700_000_000_000, YEARS));
     expect(p).toMatchObject({
       source: 'growsurf',
       programId: 'camp',
@@ -51,11 +59,32 @@ describe('GrowSurf participant normalization', () => {
   });
 
   it('prefers referredBy, falls back to the id as the code, and keeps unknown statuses', () => {
-    const p = normalizeGrowsurfParticipant({ id: 'x1', referredBy: 'r9', referrer: null, referralStatus: 'INVITE_SENT', vanityKeys: [] }, 'camp');
+    const p = participantOf(normalizeGrowsurfParticipant({ id: 'x1', referredBy: 'r9', referrer: null, referralStatus: 'INVITE_SENT', vanityKeys: [] }, 'camp', undefined, YEARS));
     expect(p.referrerId).toBe('r9');
     expect(p.referralCode).toBe('x1');
     expect(p.referralStatusRaw).toBe('INVITE_SENT');
     expect(p.referralStatus).toBeUndefined();
+  });
+
+  it('follows the date rule of every source: a time that is not one makes the participant invalid, an odd year warns', () => {
+    const at = (createdAt: unknown): NormalizedParticipant => normalizeGrowsurfParticipant({ id: 'd1', createdAt } as GsParticipant, 'camp', undefined, YEARS);
+    // A number past the range of a Date used to become an Invalid Date and crash the run when formatted.
+    expect(at(1e20)).toEqual({ invalid: 'impossible date "100000000000000000000" in field "createdAt": 100000000000000000000 is not a time in milliseconds' });
+    expect(at('2024-02-30T10:00:00Z')).toEqual({ invalid: 'impossible date "2024-02-30T10:00:00Z" in field "createdAt": February 2024 has 29 days' });
+    expect(at({ when: 'yesterday' })).toMatchObject({ invalid: expect.stringContaining('unparseable date "{"when":"yesterday"}" in field "createdAt"') });
+    const old = at(0);
+    expect(old).toMatchObject({ participant: { createdAt: new Date(0) } });
+    expect('warnings' in old && old.warnings).toEqual([
+      'date "0" in field "createdAt" is in 1970, outside 2000–2027: read as 1970-01-01T00:00:00.000Z; check that it holds what you expect',
+    ]);
+    const reward = normalizeGrowsurfParticipant({ id: 'd2', rewards: [{ id: 'r', approvedAt: Number.NaN }] } as GsParticipant, 'camp', undefined, YEARS);
+    expect(reward).toMatchObject({ invalid: expect.stringContaining('in field "rewards[0].approvedAt"') });
+    expect(at(1_700_000_000_000)).toEqual({ participant: expect.objectContaining({ createdAt: new Date(1_700_000_000_000) }), warnings: [] });
+  });
+
+  it('never passes on text GrowSurf sent as invalid UTF-8', () => {
+    const result = normalizeGrowsurfParticipant({ id: 'u1', email: 'jose@example.com', firstName: 'Jos\uFFFD' }, 'camp', undefined, YEARS);
+    expect(result).toEqual({ invalid: 'GrowSurf sent text that is not valid UTF-8 (it reads as U+FFFD); the participant is not sent' });
   });
 
   it('reads GrowSurf\'s wait headers and adopts the limits it announces', () => {

@@ -7,11 +7,11 @@ import type { SourceRecord } from '../../src/model/participant.js';
 import { readGrowsurfCsv } from '../../src/sources/growsurf-csv.js';
 import { tempDir, writeCsv } from '../support/cli.js';
 
-async function read(file: string, configure: (c: ReturnType<typeof defaultConfig>) => void = () => undefined): Promise<SourceRecord[]> {
+async function read(file: string, configure: (c: ReturnType<typeof defaultConfig>) => void = () => undefined, now?: Date): Promise<SourceRecord[]> {
   const config = defaultConfig();
   configure(config);
   const out: SourceRecord[] = [];
-  for await (const record of readGrowsurfCsv({ files: [file], programId: 'camp1', config })) out.push(record);
+  for await (const record of readGrowsurfCsv({ files: [file], programId: 'camp1', config, ...(now ? { now } : {}) })) out.push(record);
   return out;
 }
 
@@ -128,8 +128,40 @@ describe('GrowSurf CSV bad rows', () => {
       'line 4: "not-an-email" in column "Email" is not an email address',
       'line 5: "many" in column "Referral Count" is not a whole number',
       'line 6: row has 3 fields but the header has 4',
-      'line 7: malformed quotes (a quote inside an unquoted field, or text after a closing quote)',
+      'line 7: a stray quote in column "Email" (a field with a quote in it must be quoted whole, its quotes doubled)',
       'ok p7',
+    ]);
+  });
+
+  it('refuses impossible dates with the column and value, and warns about real dates in unusual years', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'dates.csv');
+    writeFileSync(
+      file,
+      [
+        'ID,Email,Created At,Converted At',
+        'p1,a@example.com,2024-02-30,',
+        'p2,b@example.com,2024-02-31T10:00:00Z,',
+        'p3,c@example.com,2/29/2024 10:00 AM,2023-02-29',
+        'p4,d@example.com,1/1/1970,',
+        'p5,e@example.com,2025-01-01,1/1/2199',
+        'p6,f@example.com,2024-02-29,',
+        '',
+      ].join('\n'),
+    );
+    const records = await read(file, () => undefined, new Date('2026-06-01T00:00:00Z'));
+    const summary = records.map((r) =>
+      r.kind === 'participant' ? `ok ${r.participant.id} ${r.participant.createdAt?.toISOString()}` : `${r.kind} ${r.location?.file === file ? r.location.line : '?'}: ${r.kind === 'invalid' ? r.reason : r.message}`,
+    );
+    expect(summary).toEqual([
+      'invalid 2: impossible date "2024-02-30" in column "Created At": February 2024 has 29 days',
+      'invalid 3: impossible date "2024-02-31T10:00:00Z" in column "Created At": February 2024 has 29 days',
+      'invalid 4: impossible date "2023-02-29" in column "Converted At": February 2023 has 28 days',
+      'ok p4 1970-01-01T00:00:00.000Z',
+      'warning 5: date "1/1/1970" in column "Created At" is in 1970, outside 2000–2027: read as 1970-01-01T00:00:00.000Z; check that it holds what you expect',
+      'ok p5 2025-01-01T00:00:00.000Z',
+      'warning 6: date "1/1/2199" in column "Converted At" is in 2199, outside 2000–2027: read as 2199-01-01T00:00:00.000Z; check that it holds what you expect',
+      'ok p6 2024-02-29T00:00:00.000Z',
     ]);
   });
 
