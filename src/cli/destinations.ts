@@ -10,8 +10,26 @@ export const DEFAULT_RATES: Record<Destination | 'growsurf' | 'cello', number> =
 
 export interface DestinationFlags {
   rate?: string;
+  /** `--rate-mode adaptive|fixed` (default adaptive): see parseRateMode. */
+  rateMode?: string;
   customerioApi?: string;
 }
+
+export type RateMode = 'adaptive' | 'fixed';
+
+/**
+ * Services without a documented limit (Cello lookups, Customer.io) adapt by default: they start at the default
+ * rate, rise while answers stay healthy and back off on 429/5xx, never above the ceiling (`--rate`, else
+ * DEFAULT_CEILINGS). `fixed` sends at exactly the `--rate` (or default) rate, as before.
+ */
+export function parseRateMode(value: string | undefined): RateMode {
+  if (value === undefined || value === 'adaptive') return 'adaptive';
+  if (value === 'fixed') return 'fixed';
+  throw new UsageError(`--rate-mode must be adaptive or fixed, not "${value}".`);
+}
+
+/** Ceilings of the adaptive rates when --rate does not name the service (research/destinations.md §3.3, cello.md §4). */
+export const DEFAULT_CEILINGS: Record<'customerio' | 'cello', number> = { customerio: 1000, cello: 50 };
 
 /** `--rate segment=500,customerio=100,growsurf=5` → a rate for each service, defaults for the rest. */
 export function parseRates(value: string | undefined): Record<Destination | 'growsurf' | 'cello', number> {

@@ -51,7 +51,8 @@ function addSourceOptions(command: Command): Command {
     .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
     .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
     .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops')
-    .option('--rate <limits>', 'rate limits, e.g. growsurf=5,segment=500,customerio=100 (GrowSurf and Customer.io requests/s, Segment events/s)');
+    .option('--rate <limits>', 'rate limits, e.g. growsurf=5,segment=500,customerio=100 (GrowSurf and Customer.io requests/s, Segment events/s)')
+    .addOption(new Option('--rate-mode <mode>', 'adaptive: Customer.io and Cello start at the default and rise toward --rate while healthy; fixed: --rate exactly').choices(['adaptive', 'fixed']));
 }
 
 /** Builds the program; each action resolves to an exit code stored in `result`. */
@@ -89,7 +90,11 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
   });
 
   const addDestinationOptions = (command: Command, withRate = false): Command =>
-    (withRate ? command.option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)') : command)
+    (withRate
+      ? command
+          .option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)')
+          .addOption(new Option('--rate-mode <mode>', 'adaptive: Customer.io starts at the default and rises toward --rate while healthy; fixed: --rate exactly').choices(['adaptive', 'fixed']))
+      : command)
       .option('--stall-timeout <duration>', 'a destination without progress this long stops; its remaining work is kept for the next run (default 5m)')
       .addOption(new Option('--customerio-api <version>', 'Customer.io Track API: v2 batches (default) or v1 one request per call').choices(['v1', 'v2']));
 

@@ -35,6 +35,8 @@ export interface SourceFlags {
   format?: string;
   maxWait?: string;
   rate?: string;
+  /** `--rate-mode adaptive|fixed`. */
+  rateMode?: string;
   /** sync --quick: only what GrowSurf's referral list says changed since the last successful run. */
   quick?: boolean;
   /** --source cello: look codes and referrers up through Cello's API. */
