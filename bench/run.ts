@@ -1,8 +1,11 @@
 // `npm run bench`: performance figures of referral-sync against naive baselines, measured in the same run.
 //   diff:     a generated export (BENCH_ROWS, default 1,000,000) through `diff`, vs the whole file in memory.
 //   delivery: generated programs of 10k and 100k participants synced end to end into the fake Segment and
-//             Customer.io, vs sequential await-per-call through the same SDKs.
-// Pick one with `npm run bench -- diff` or `npm run bench -- delivery`; BENCH_DELIVERY_SIZES=10000,100000.
+//             Customer.io, vs sequential await-per-call through the same SDKs and vs the previous engine.
+//   skew:     a sync where Segment is 100x slower than Customer.io, at 20k and 200k participants: peak RSS
+//             stays flat because what Segment cannot take yet waits in the state's queue, not in memory.
+// Pick one with `npm run bench -- diff|delivery|skew`; BENCH_DELIVERY_SIZES=10000,100000, BENCH_SKEW_SIZES=20000,200000.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,7 +60,7 @@ async function benchDelivery(size: number, naiveSample: number): Promise<void> {
     await generateExport(file, size, 7);
     console.log(`\n## delivery: ${size.toLocaleString('en-US')} participants, both destinations, fake servers on loopback\n`);
     // Rates far above the fakes' needs: this measures the tool, not the limiter.
-    const run = await measure('referral-sync sync', [BIN, 'sync', '--file', file, '--json', '--rate', 'segment=1000000,customerio=100000'], { cwd: dir, env });
+    const run = await measure('referral-sync sync', [BIN, 'sync', '--file', file, '--json', '--rate', 'segment=1000000,customerio=100000', '--rate-mode', 'fixed'], { cwd: dir, env });
     const result = JSON.parse(run.stdout) as { delivery: Record<string, DeliveryReport> };
     const rows: string[][] = [['run', 'destination', 'operations', 'seconds', 'ops/s', 'CPU s (whole run)', 'peak RSS MB']];
     const rates: Record<string, number> = {};
@@ -85,6 +88,13 @@ async function benchDelivery(size: number, naiveSample: number): Promise<void> {
       ]);
       console.log(`${destination}: referral-sync ${Math.round(rates[destination] ?? 0)} ops/s vs naive ${perSecond.toFixed(1)} ops/s = ${((rates[destination] ?? 0) / perSecond).toFixed(0)}x`);
     }
+    const previous = PREVIOUS_ENGINE[size];
+    if (previous) {
+      rows.push(['previous engine (session note, same machine)', 'each', '', '', previous.opsPerSecond.toLocaleString('en-US'), '', previous.rssMb === undefined ? '' : String(previous.rssMb)]);
+      for (const [destination, rate] of Object.entries(rates)) {
+        console.log(`${destination}: ${Math.round(rate)} ops/s now vs ${previous.opsPerSecond} ops/s with the previous engine (${(rate / previous.opsPerSecond).toFixed(2)}x)`);
+      }
+    }
     console.log('');
     console.log(table(rows));
   } finally {
@@ -94,6 +104,74 @@ async function benchDelivery(size: number, naiveSample: number): Promise<void> {
   }
 }
 
+/**
+ * The engine before the durable queue (one planner stream feeding both destinations with backpressure), as
+ * measured by `npm run bench -- delivery` on this 2-core machine and written in that session's note.
+ */
+const PREVIOUS_ENGINE: Record<number, { opsPerSecond: number; rssMb?: number }> = {
+  10_000: { opsPerSecond: 2538 },
+  100_000: { opsPerSecond: 2216, rssMb: 373 },
+};
+
+/**
+ * Segment held to 1/100 of Customer.io's pace. Once Customer.io has everything (and the planner is long done),
+ * the run is stopped with SIGTERM: the peak RSS of the whole run shows whether the backlog sat in memory.
+ */
+async function benchSkew(size: number): Promise<{ size: number; rssMb: number; seconds: number; cioOps: number; segmentOps: number; waiting: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
+  const segment = new FakeSegment('bench-write-key');
+  const customerio = new FakeCustomerio('bench-site', 'bench-key');
+  try {
+    const env = {
+      SEGMENT_WRITE_KEY: 'bench-write-key',
+      SEGMENT_HOST: await segment.start(),
+      CUSTOMERIO_SITE_ID: 'bench-site',
+      CUSTOMERIO_API_KEY: 'bench-key',
+      CUSTOMERIO_TRACK_URL: await customerio.start(),
+    };
+    const file = join(dir, 'export.csv');
+    await generateExport(file, size, 11);
+    const started = performance.now();
+    const child = spawn(process.execPath, ['--import', join(ROOT, 'bench', 'report-rss.mjs'), BIN, 'sync', '--file', file, '--rate', 'segment=25,customerio=100000', '--rate-mode', 'fixed'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', CI: 'true', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+    // Customer.io has everyone once every participant was identified and its event count stopped growing.
+    let last = -1;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 2_000));
+      const now = customerio.eventArrivals.length + customerio.identifyArrivals.length;
+      if (customerio.people.size >= size && now === last) break;
+      last = now;
+    }
+    const cioOps = customerio.eventArrivals.length + customerio.identifyArrivals.length;
+    const segmentOps = segment.arrivals.length;
+    child.kill('SIGTERM');
+    await exited;
+    const usage = JSON.parse(/BENCH (\{.*\})/.exec(stderr)![1]!) as { maxRssKb: number };
+    const waiting = /(\d+) operations? left in the queue/.exec(stderr)?.[1] ?? '?';
+    return { size, rssMb: usage.maxRssKb / 1024, seconds: (performance.now() - started) / 1000, cioOps, segmentOps, waiting };
+  } finally {
+    await segment.stop();
+    await customerio.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (which === 'all' || which === 'skew') {
+  const sizes = (process.env.BENCH_SKEW_SIZES ?? '20000,200000').split(',').map(Number);
+  console.log('\n## skew: Segment at 25 events/s, Customer.io unlimited (100x+ faster); stopped once Customer.io has everything\n');
+  const rows = [['participants', 'Customer.io ops', 'Segment ops', 'left queued', 'seconds', 'peak RSS MB']];
+  for (const size of sizes) {
+    const r = await benchSkew(size);
+    rows.push([r.size.toLocaleString('en-US'), String(r.cioOps), String(r.segmentOps), r.waiting, r.seconds.toFixed(0), r.rssMb.toFixed(0)]);
+  }
+  console.log(table(rows));
+}
 if (which === 'all' || which === 'delivery') {
   const sizes = (process.env.BENCH_DELIVERY_SIZES ?? '10000,100000').split(',').map(Number);
   for (const size of sizes) await benchDelivery(size, 100);
