@@ -3,7 +3,7 @@ import type { DestinationClient } from '../destinations/types.js';
 import type { Operation } from '../plan/types.js';
 import { realClock, type Clock, type TokenBucket } from './limiter.js';
 import type { DeliveryQueue } from './queue.js';
-import { Sender, type SenderReport } from './sender.js';
+import { Sender, type RateFeedback, type SenderReport } from './sender.js';
 import type { RetryOptions } from './retry.js';
 
 export type DestinationReport = SenderReport;
@@ -16,6 +16,8 @@ export interface EngineOptions {
   retry: RetryOptions;
   /** Requests in flight at once, per destination. */
   concurrency: ReadonlyMap<Destination, number>;
+  /** Adaptive rates (Customer.io), told how each answer went; they drive the destination's limiter. */
+  rates?: ReadonlyMap<Destination, RateFeedback>;
   /** A destination with work and no outcome for this long is stalled: its remaining work is recorded failed. */
   stallTimeoutMs: number;
   /** After `stop()`, how long in-flight requests may take to finish before they are abandoned (left pending). */
@@ -70,6 +72,7 @@ export class DeliveryEngine {
           planning: () => this.planning,
           planned: this.planned,
           onFatal: (error) => this.failFatally(error),
+          ...(options.rates?.get(destination) ? { rate: options.rates.get(destination)! } : {}),
           ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         }),
       );

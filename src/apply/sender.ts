@@ -18,6 +18,15 @@ export interface SenderReport {
   stalled?: string;
   /** Operations left pending by a graceful stop, sent by the next run. */
   interrupted?: boolean;
+  /** Where an adaptive rate settled (requests or events a second). */
+  settledRate?: number;
+}
+
+/** Feedback for an adaptive rate: every answer is healthy, or says to slow down (429, 5xx, timeouts). */
+export interface RateFeedback {
+  healthy(): void;
+  throttled(): void;
+  settled(): number;
 }
 
 export interface SenderOptions {
@@ -36,6 +45,8 @@ export interface SenderOptions {
   planning: () => boolean;
   planned: Promise<void>;
   onFatal: (error: unknown) => void;
+  /** The destination's adaptive rate, told how each answer went. */
+  rate?: RateFeedback;
   onProgress?: (destination: Destination, report: SenderReport) => void;
 }
 
@@ -109,6 +120,7 @@ export class Sender {
     // Anything the client could not resolve stays pending in the queue: the next run sends it, same ids.
     void leftovers;
     this.report.finishedAt = this.options.clock.now();
+    if (this.options.rate) this.report.settledRate = this.options.rate.settled();
   }
 
   private get halted(): boolean {
@@ -206,6 +218,8 @@ export class Sender {
       if (this.stopping) return;
       for (const attempt of pending) attempt.attempts += 1;
       const outcomes = await this.abandonable(client.send(batch));
+      if (outcomes.some((o) => o.verdict.kind === 'retry')) this.options.rate?.throttled();
+      else this.options.rate?.healthy();
       if (batch.length > 1 && refusedAsWhole(outcomes)) {
         // One bad operation must not take its batch down: split until the refused ones are alone.
         const middle = Math.ceil(pending.length / 2);
