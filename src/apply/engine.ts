@@ -1,6 +1,7 @@
 import type { Destination } from '../config/defaults.js';
 import type { DeliveryOutcome, DestinationClient } from '../destinations/types.js';
 import type { Operation } from '../plan/types.js';
+import { redactUrls } from '../redact.js';
 import type { DeliveryRow, IdentityWrite } from '../state/store.js';
 import { realClock, type Clock, type TokenBucket } from './limiter.js';
 import { backoffDelay, type RetryOptions } from './retry.js';
@@ -188,7 +189,7 @@ class Lane {
       this.report[status] += 1;
       if (!operation) {
         // A leftover the client reported at close: only the status changes.
-        rows.push({ destination: this.destination, key: outcome.key, kind: 'unknown', userId: '', status: 'failed', error: verdict.kind === 'sent' ? '' : verdict.reason });
+        rows.push({ destination: this.destination, key: outcome.key, kind: 'unknown', userId: '', status: 'failed', error: verdict.kind === 'sent' ? '' : redactUrls(verdict.reason) });
         continue;
       }
       const row: DeliveryRow = {
@@ -200,7 +201,8 @@ class Lane {
         runId: this.options.runId,
       };
       if (verdict.kind !== 'sent') {
-        row.error = verdict.reason;
+        // Reasons come from SDKs and services that may echo a URL: the ledger never holds its credentials.
+        row.error = redactUrls(verdict.reason);
         row.payload = JSON.stringify(operation);
       } else if (operation.kind === 'identify') {
         // Only an acknowledged identify becomes the new diff baseline.
