@@ -5,14 +5,17 @@ import { DEFAULT_RETRY } from '../apply/retry.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UnavailableError } from '../errors.js';
+import { renderProblems } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
 import { checkWithRetries } from './check.js';
 import { concurrencyFor, createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
 import { runDiff, type DiffFlags } from './diff.js';
+import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
+import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
@@ -35,6 +38,7 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
   let lockTaken = false;
+  const problems = flags.json === true || common.logFormat === 'json' ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
     state.acquireLock(programId, `${command} on ${hostname()}`, now);
     lockTaken = true;
@@ -46,11 +50,13 @@ export async function runApply(command: 'sync' | 'backfill', flags: ApplyFlags, 
     await preflight(clients, output);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, problems });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
   } finally {
+    problems?.invalid.close();
+    problems?.warnings.close();
     if (lockTaken) state.releaseLock(programId);
     state.close();
   }
@@ -80,6 +86,8 @@ interface DeliverContext {
   source: ReturnType<typeof resolveSource>['source'];
   common: ReturnType<typeof resolveCommon>;
   env: Env;
+  /** With --json: every invalid row and warning, kept off the heap until written. */
+  problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined;
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
@@ -98,6 +106,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const started = performance.now();
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
+  const problems = ctx.problems;
   try {
     summary = await runPlan({
       source: ctx.source,
@@ -111,6 +120,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       changeLimit: 0,
       outFile: undefined,
       output,
+      ...(problems ? { problems } : {}),
       ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
       onItem: async (item) => {
         if (item.type === 'participant') progress.participantRead();
@@ -133,8 +143,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const failed = counts.failed + counts.dead;
   state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
 
-  if (ctx.flags.json || ctx.common.logFormat === 'json') {
-    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
+  if (problems) {
+    const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
+    const json = { command: ctx.command, programId: ctx.programId, state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(lists), delivery: Object.fromEntries(reports) };
+    await output.resultStream(jsonChunks(json, ctx.flags.json ? 2 : undefined));
+    output.result('\n');
   } else if (!ctx.flags.quiet) {
     output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location));
   }
@@ -172,10 +185,8 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
       `${DESTINATION_LABELS[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
     );
   }
-  if (summary.invalid > 0) {
-    lines.push('', `Invalid rows (${summary.invalid}, not sent):`);
-    for (const p of summary.invalidSamples.slice(0, 20)) lines.push(`  ${p.location ? `${p.location.file}:${p.location.line}` : '(source)'}: ${p.message}`);
-  }
+  if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not sent):`, summary.invalidSamples, summary.invalid, '--json'));
+  if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings}):`, summary.warningSamples, summary.warnings, '--json'));
   lines.push('', `Done in ${elapsed.toFixed(1)}s.`);
   return `${lines.join('\n')}\n`;
 }

@@ -3,6 +3,7 @@ import { CUSTOMERIO_TRACK_URLS, CustomerioDestination, type CustomerioApi } from
 import { SEGMENT_HOSTS, SegmentDestination } from '../destinations/segment.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { UsageError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import type { Env } from './settings.js';
 
 /** Default rates (DESIGN.md §8): Segment in events/s, Customer.io and GrowSurf in requests/s. */
@@ -48,7 +49,7 @@ export function validUrl(value: string, name: string): string {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
     return value.replace(/\/+$/, '');
   } catch {
-    throw new UsageError(`${name} must be an http:// or https:// URL, not "${value}".`);
+    throw new UsageError(`${name} must be an http:// or https:// URL, not "${redactUrl(value)}".`);
   }
 }
 

@@ -47,6 +47,8 @@ export class FakeCustomerio extends FakeService {
   /** Every accepted event id in arrival order, duplicates included. */
   readonly eventArrivals: string[] = [];
   readonly batchSizes: number[] = [];
+  /** A v2 request this returns an error for is refused whole: 400 `{"errors":[{reason, field, message}]}`. */
+  refuseRequest: ((ops: CioOperation[]) => { reason: string; field: string; message: string } | undefined) | undefined;
   /** Operations refused for breaking a documented limit. */
   limitRefusals = 0;
   /** An item this returns a reason for is refused in a 207 (v2) or with a 400 (v1). */
@@ -116,6 +118,8 @@ export class FakeCustomerio extends FakeService {
       const ops = path === '/api/v2/batch' ? (data.batch as CioOperation[] | undefined) : [data as CioOperation];
       if (!Array.isArray(ops)) return this.json(res, 400, { errors: [{ reason: 'required', field: 'batch', message: 'batch is required' }] });
       this.batchSizes.push(ops.length);
+      const refused = this.refuseRequest?.(ops);
+      if (refused) return this.json(res, 400, { errors: [refused] });
       const errors: { batch_index: number; reason: string; field: string; message: string }[] = [];
       ops.forEach((op, index) => {
         const limit = this.overLimit(op, Buffer.byteLength(JSON.stringify(op)));
