@@ -60,5 +60,9 @@ function redactQuery(rest: string): string {
 /** Every URL inside a free text (an error message, a log line, a result) redacted; the rest untouched. */
 export function redactUrls(text: string): string {
   if (!text.includes('://')) return text;
-  return text.replace(URL_IN_TEXT, (url) => redactUrl(url));
+  return text.replace(URL_IN_TEXT, (match) => {
+    // Punctuation that ends the sentence around a URL is not part of it: "(http://x/?token=t)." keeps ")."
+    const trailing = /[.,;:!?)\]}]+$/.exec(match)?.[0] ?? '';
+    return redactUrl(match.slice(0, match.length - trailing.length)) + trailing;
+  });
 }

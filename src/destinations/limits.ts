@@ -121,19 +121,22 @@ export function measureOperation(destination: Destination, payload: Record<strin
 }
 
 function measureSegment(payload: Record<string, unknown>): Measurement {
-  const wireBytes = byteLength(JSON.stringify(segmentWireMessage(payload)));
+  const wire = JSON.stringify(segmentWireMessage(payload));
+  const wireBytes = byteLength(wire);
   const violations: LimitViolation[] = [];
   if (wireBytes > SEGMENT_LIMITS.eventBytes) {
     violations.push({ destination: 'segment', limit: 'segment.event_bytes', size: wireBytes, max: SEGMENT_LIMITS.eventBytes, unit: 'bytes' });
   }
-  violations.push(...replacementViolations('segment', payload, payload.type === 'identify' ? 'traits' : undefined));
+  // JSON keeps U+FFFD as is: one search of the text spares walking every payload without one.
+  if (wire.includes('\uFFFD')) violations.push(...replacementViolations('segment', payload, payload.type === 'identify' ? 'traits' : undefined));
   return { wireBytes, violations };
 }
 
 function measureCustomerio(payload: Record<string, unknown>): Measurement {
   // The v2 operation holds everything a v1 call sends (its body, and the identifier in the path), so its size
   // bounds both transports.
-  const wireBytes = byteLength(JSON.stringify(payload));
+  const json = JSON.stringify(payload);
+  const wireBytes = byteLength(json);
   const violations: LimitViolation[] = [];
   const push = (limit: LimitName, size: number, max: number, field?: string, unit: LimitViolation['unit'] = 'bytes'): void => {
     if (size > max) violations.push({ destination: 'customerio', limit, size, max, unit, ...(field ? { field } : {}) });
@@ -151,7 +154,7 @@ function measureCustomerio(payload: Record<string, unknown>): Measurement {
     push('customerio.event_name_bytes', valueBytes(payload.name ?? ''), CUSTOMERIO_LIMITS.eventNameBytes, 'name');
     push('customerio.event_data_bytes', byteLength(JSON.stringify(attributes)), CUSTOMERIO_LIMITS.eventDataBytes, 'attributes');
   }
-  violations.push(...replacementViolations('customerio', payload, payload.action === 'identify' ? 'attributes' : undefined));
+  if (json.includes('\uFFFD')) violations.push(...replacementViolations('customerio', payload, payload.action === 'identify' ? 'attributes' : undefined));
   return { wireBytes, violations };
 }
 

@@ -122,7 +122,9 @@ const WRITE_FAILURE_REASONS: Record<string, string> = {
 };
 
 function unwritable(path: string, error: unknown): StateUnwritableError {
-  const code = String((error as { code?: unknown }).code ?? '');
+  const raw = String((error as { code?: unknown }).code ?? '');
+  // mkdir -p says EEXIST when a part of the path is a file: the same fault as ENOTDIR, named as people know it.
+  const code = raw === 'EEXIST' ? 'ENOTDIR' : raw;
   const base = Object.keys(WRITE_FAILURE_REASONS).find((known) => code === known || code.startsWith(`${known}_`));
   const reason = base ? WRITE_FAILURE_REASONS[base] : error instanceof Error ? error.message : String(error);
   return new StateUnwritableError(`The state ${path} cannot be created or written: ${reason} (${code || 'error'}).`, {

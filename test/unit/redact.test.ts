@@ -26,5 +26,6 @@ describe('redactUrls', () => {
     expect(redactUrls(message)).toBe('Request cannot be constructed from a URL that includes credentials: http://***@127.0.0.1:9/v1/batch');
     expect(redactUrls('{"url":"https://a:b@x.io/p","other":"http://ok.io"}')).toBe('{"url":"https://***@x.io/p","other":"http://ok.io"}');
     expect(redactUrls('no url here: user:pw@host')).toBe('no url here: user:pw@host');
+    expect(redactUrls('bad (https://u:p@x.io/v2?api_key=k), then.')).toBe('bad (https://***@x.io/v2?api_key=***), then.');
   });
 });
