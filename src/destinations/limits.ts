@@ -104,7 +104,7 @@ export function attributeViolations(destination: Destination, name: string, valu
       found.push({ destination, limit: 'customerio.attribute_value_bytes', size: bytes, max: CUSTOMERIO_LIMITS.attributeValueBytes, unit: 'bytes', field, attribute: name });
     }
   }
-  const lost = replacementCount(name) + replacementCount(value);
+  const lost = containsReplacement(name) || containsReplacement(value) ? replacementCount(name) + replacementCount(value) : 0;
   if (lost > 0) found.push({ destination, limit: 'replacement_character', size: lost, max: 0, unit: 'characters', field, attribute: name });
   return found;
 }
@@ -115,33 +115,49 @@ export interface Measurement {
   violations: LimitViolation[];
 }
 
-/** Measures an operation's payload as it will be sent and returns every limit it breaks. */
-export function measureOperation(destination: Destination, payload: Record<string, unknown>): Measurement {
-  return destination === 'segment' ? measureSegment(payload) : measureCustomerio(payload);
-}
-
-function measureSegment(payload: Record<string, unknown>): Measurement {
-  const wire = JSON.stringify(segmentWireMessage(payload));
-  const wireBytes = byteLength(wire);
-  const violations: LimitViolation[] = [];
-  if (wireBytes > SEGMENT_LIMITS.eventBytes) {
-    violations.push({ destination: 'segment', limit: 'segment.event_bytes', size: wireBytes, max: SEGMENT_LIMITS.eventBytes, unit: 'bytes' });
+/**
+ * Measures an operation's payload as it will be sent and returns every limit it breaks. `payloadBytes`, the
+ * size of `JSON.stringify(payload)`, spares serializing it again when the caller already knows it.
+ */
+export function measureOperation(destination: Destination, payload: Record<string, unknown>, payloadBytes?: number): Measurement {
+  const bytes = payloadBytes ?? byteLength(JSON.stringify(payload));
+  const violations = destination === 'segment' ? [] : customerioViolations(payload, bytes);
+  const wireBytes = destination === 'segment' ? segmentWireBytes(payload, bytes) : bytes;
+  if (destination === 'segment' && wireBytes > SEGMENT_LIMITS.eventBytes) {
+    violations.push({ destination, limit: 'segment.event_bytes', size: wireBytes, max: SEGMENT_LIMITS.eventBytes, unit: 'bytes' });
   }
-  // JSON keeps U+FFFD as is: one search of the text spares walking every payload without one.
-  if (wire.includes('\uFFFD')) violations.push(...replacementViolations('segment', payload, payload.type === 'identify' ? 'traits' : undefined));
+  if (containsReplacement(payload)) {
+    const attributeKey = destination === 'segment' ? (payload.type === 'identify' ? 'traits' : undefined) : payload.action === 'identify' ? 'attributes' : undefined;
+    violations.push(...replacementViolations(destination, payload, attributeKey));
+  }
   return { wireBytes, violations };
 }
 
-function measureCustomerio(payload: Record<string, unknown>): Measurement {
+/** The SDK's fields around ours, as JSON, by whether we set the timestamp ourselves. */
+const SEGMENT_ADDED = {
+  withTimestamp: byteLength(JSON.stringify(segmentWireMessage({ timestamp: '' }))) - byteLength(JSON.stringify({ timestamp: '' })),
+  withoutTimestamp: byteLength(JSON.stringify(segmentWireMessage({ type: '' }))) - byteLength(JSON.stringify({ type: '' })),
+};
+
+/**
+ * Bytes of the SDK's message: our payload's bytes plus the fields the SDK adds (exact: JSON's size does not depend
+ * on key order). A payload that sets one of those fields itself is serialized whole.
+ */
+function segmentWireBytes(payload: Record<string, unknown>, payloadBytes: number): number {
+  if ('integrations' in payload || 'context' in payload || '_metadata' in payload || Object.keys(payload).length === 0) {
+    return byteLength(JSON.stringify(segmentWireMessage(payload)));
+  }
+  return payloadBytes + ('timestamp' in payload ? SEGMENT_ADDED.withTimestamp : SEGMENT_ADDED.withoutTimestamp);
+}
+
+function customerioViolations(payload: Record<string, unknown>, operationBytes: number): LimitViolation[] {
   // The v2 operation holds everything a v1 call sends (its body, and the identifier in the path), so its size
   // bounds both transports.
-  const json = JSON.stringify(payload);
-  const wireBytes = byteLength(json);
   const violations: LimitViolation[] = [];
   const push = (limit: LimitName, size: number, max: number, field?: string, unit: LimitViolation['unit'] = 'bytes'): void => {
     if (size > max) violations.push({ destination: 'customerio', limit, size, max, unit, ...(field ? { field } : {}) });
   };
-  push('customerio.operation_bytes', wireBytes, CUSTOMERIO_LIMITS.operationBytes);
+  push('customerio.operation_bytes', operationBytes, CUSTOMERIO_LIMITS.operationBytes);
   const identifiers = (payload.identifiers ?? {}) as Record<string, unknown>;
   for (const [kind, value] of Object.entries(identifiers)) push('customerio.person_id_bytes', valueBytes(value), CUSTOMERIO_LIMITS.personIdBytes, `identifiers.${kind}`);
   const attributes = (payload.attributes ?? {}) as Record<string, unknown>;
@@ -152,10 +168,12 @@ function measureCustomerio(payload: Record<string, unknown>): Measurement {
     }
   } else {
     push('customerio.event_name_bytes', valueBytes(payload.name ?? ''), CUSTOMERIO_LIMITS.eventNameBytes, 'name');
-    push('customerio.event_data_bytes', byteLength(JSON.stringify(attributes)), CUSTOMERIO_LIMITS.eventDataBytes, 'attributes');
+    // The data is part of the operation: only an operation over the data limit can hold data over it.
+    if (operationBytes > CUSTOMERIO_LIMITS.eventDataBytes) {
+      push('customerio.event_data_bytes', byteLength(JSON.stringify(attributes)), CUSTOMERIO_LIMITS.eventDataBytes, 'attributes');
+    }
   }
-  if (json.includes('\uFFFD')) violations.push(...replacementViolations('customerio', payload, payload.action === 'identify' ? 'attributes' : undefined));
-  return { wireBytes, violations };
+  return violations;
 }
 
 /**
@@ -175,6 +193,21 @@ function replacementViolations(destination: Destination, payload: Record<string,
     if (lost > 0) found.push({ destination, limit: 'replacement_character', size: lost, max: 0, unit: 'characters', field: key });
   }
   return found;
+}
+
+/** Whether a value holds U+FFFD in a key or a string at any depth; runs on every operation, so allocates nothing. */
+function containsReplacement(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\uFFFD');
+  if (value === null || typeof value !== 'object') return false;
+  if (Array.isArray(value)) {
+    for (const item of value) if (containsReplacement(item)) return true;
+    return false;
+  }
+  const record = value as Record<string, unknown>;
+  for (const key in record) {
+    if (key.includes('\uFFFD') || containsReplacement(record[key])) return true;
+  }
+  return false;
 }
 
 /** How many U+FFFD characters a value holds, in keys and strings at any depth. */
@@ -243,12 +276,25 @@ export function withinAttributeLimits<V>(
   destination: Destination,
   attributes: Record<string, V>,
 ): { attributes: Record<string, V>; leftOut: { attribute: string; violations: LimitViolation[] }[] } {
-  const kept: Record<string, V> = {};
   const leftOut: { attribute: string; violations: LimitViolation[] }[] = [];
-  for (const [name, value] of Object.entries(attributes)) {
-    const violations = attributeViolations(destination, name, value);
+  for (const name in attributes) {
+    if (!mayBreakAttributeLimit(destination, name, attributes[name])) continue;
+    const violations = attributeViolations(destination, name, attributes[name]);
     if (violations.length > 0) leftOut.push({ attribute: name, violations });
-    else kept[name] = value;
   }
-  return { attributes: leftOut.length > 0 ? kept : attributes, leftOut };
+  if (leftOut.length === 0) return { attributes, leftOut };
+  const kept: Record<string, V> = { ...attributes };
+  for (const { attribute } of leftOut) delete kept[attribute];
+  return { attributes: kept, leftOut };
+}
+
+/** A cheap first look (runs for every trait of every person): false means no attribute limit can be broken. */
+function mayBreakAttributeLimit(destination: Destination, name: string, value: unknown): boolean {
+  if (name.includes('\uFFFD')) return true;
+  // A UTF-16 code unit is at most 3 bytes in UTF-8.
+  if (destination === 'customerio' && name.length * 3 > CUSTOMERIO_LIMITS.attributeNameBytes) return true;
+  if (typeof value === 'string') {
+    return value.includes('\uFFFD') || (destination === 'customerio' && value.length * 3 > CUSTOMERIO_LIMITS.attributeValueBytes);
+  }
+  return value !== null && typeof value === 'object';
 }

@@ -147,7 +147,7 @@ function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undef
  * invalid, reported with every limit it breaks, and never sent. What passes carries its wire size.
  */
 function* checked(operation: IdentifyOperation | EventOperation, location: RecordLocation | undefined): Generator<PlanItem> {
-  const { wireBytes, violations } = measureOperation(operation.destination, operation.payload);
+  const { wireBytes, violations } = measureOperation(operation.destination, operation.payload, operation.bytes);
   if (violations.length > 0) {
     const what = operation.kind === 'identify' ? 'identify' : `event "${operation.name}"`;
     yield {
@@ -160,7 +160,9 @@ function* checked(operation: IdentifyOperation | EventOperation, location: Recor
     };
     return;
   }
-  yield { type: 'operation', operation: { ...operation, bytes: wireBytes } };
+  // The operation was built just now for this check: it takes its wire size in place.
+  operation.bytes = wireBytes;
+  yield { type: 'operation', operation };
 }
 
 /** A left-out attribute is one this run does not know: the baseline keeps what the destination holds. */
