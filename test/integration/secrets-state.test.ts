@@ -18,6 +18,17 @@ afterEach(async () => {
 
 const PASSWORD = 'hunter2-pw-9f31';
 
+/** sysfs refuses new files even to root: a real EACCES where one exists (else the ENOTDIR/EISDIR cases cover the rule). */
+const SYSFS_STATE = '/sys/referral-sync-state.db';
+const SYSFS_DENIES = ((): boolean => {
+  try {
+    writeFileSync(SYSFS_STATE, '');
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EACCES';
+  }
+})();
+
 function withCredentials(url: string): string {
   return url.replace('http://', `http://proxyuser:${PASSWORD}@`);
 }
@@ -99,15 +110,8 @@ describe('a state that cannot be created or written', () => {
     expect(services.segment.log.total + services.customerio.log.total).toBe(0);
   });
 
-  it('permission denied even to root (sysfs): exit 73', async () => {
-    const denied = '/sys/referral-sync-state.db';
-    let deniedHere = false;
-    try {
-      writeFileSync(denied, '');
-    } catch (error) {
-      deniedHere = (error as NodeJS.ErrnoException).code === 'EACCES';
-    }
-    if (!deniedHere) return; // no such file system on this machine: the ENOTDIR/EISDIR cases cover the rule
+  it.skipIf(!SYSFS_DENIES)('permission denied even to root (sysfs): exit 73', async () => {
+    const denied = SYSFS_STATE;
     services = await startServices();
     const cwd = tempDir();
     const result = await runCli(['sync', '--file', onePerson(cwd), '--state', denied], { cwd, env: services.env });
