@@ -9,6 +9,7 @@ export const ExitCode = {
   usage: 64,
   dataError: 65,
   unavailable: 69,
+  stateUnwritable: 73,
   locked: 75,
   /** Stopped by Ctrl-C (SIGINT) / SIGTERM, as a shell reports a process ended by that signal. */
   interruptedInt: 130,
@@ -47,6 +48,13 @@ export class DataError extends ReferralSyncError {
 export class UnavailableError extends ReferralSyncError {
   constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
     super(message, ExitCode.unavailable, options);
+  }
+}
+
+/** The state cannot be created or written where it was asked for (a path under a file, no permission, a read-only file system). Exit 73. */
+export class StateUnwritableError extends ReferralSyncError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, ExitCode.stateUnwritable, options);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Destination } from '../config/defaults.js';
 import type { DeliveryOutcome, DestinationClient } from '../destinations/types.js';
+import { redactUrls } from '../redact.js';
 import type { DeliveryRow, IdentityWrite } from '../state/store.js';
 import { setMaxListeners } from 'node:events';
 import type { Clock, TokenBucket } from './limiter.js';
@@ -307,7 +308,8 @@ export class Sender {
         runId,
       };
       if (verdict.kind !== 'sent') {
-        row.error = verdict.reason;
+        // Reasons come from SDKs and services that may echo a URL: the ledger never holds its credentials.
+        row.error = redactUrls(verdict.reason);
         // The queue entry goes; the ledger keeps the operation for `retry` (and the next run, if failed).
         row.payload = JSON.stringify(operation);
       } else if (operation.kind === 'identify') {

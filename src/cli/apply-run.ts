@@ -4,7 +4,7 @@ import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UnavailableError } from '../errors.js';
-import { describeInput, type InputSummary } from '../plan/render.js';
+import { describeInput, renderProblems, type InputSummary } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
@@ -12,9 +12,11 @@ import { checkWithRetries } from './check.js';
 import { createEngine, interruptedExitCode, interruptedLine, parseStallTimeout, stalledLines } from './delivery.js';
 import { createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
 import { runDiff, type DiffFlags } from './diff.js';
+import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
 import { assertKnownProgram } from './program-guard.js';
+import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
@@ -49,6 +51,7 @@ export async function runApply(
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
   let lockTaken = false;
+  const problems = flags.json === true || common.logFormat === 'json' ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
     state.acquireLock(programId, `${command} on ${hostname()}`, now);
     lockTaken = true;
@@ -63,11 +66,13 @@ export async function runApply(
     state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
   } finally {
+    problems?.invalid.close();
+    problems?.warnings.close();
     if (lockTaken) state.releaseLock(programId);
     state.close();
   }
@@ -100,6 +105,8 @@ interface DeliverContext {
   /** Aborted by SIGINT/SIGTERM (its reason is the signal's name): a graceful stop. */
   interrupt: AbortSignal | undefined;
   stallTimeoutMs: number;
+  /** With --json: every invalid row and warning, kept off the heap until written. */
+  problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined;
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
@@ -123,6 +130,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const started = performance.now();
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
+  const problems = ctx.problems;
   try {
     summary = await runPlan({
       source: ctx.source,
@@ -137,6 +145,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       outFile: undefined,
       output,
       ...(interrupt ? { signal: interrupt } : {}),
+      ...(problems ? { problems } : {}),
       ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
       onItem: (item) => {
         if (item.type === 'participant') progress.participantRead();
@@ -170,8 +179,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
 
   const inputs = ctx.source.inputs?.();
-  if (ctx.flags.json || ctx.common.logFormat === 'json') {
-    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
+  if (problems) {
+    const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
+    const json = { command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(lists), delivery: Object.fromEntries(reports) };
+    await output.resultStream(jsonChunks(json, ctx.flags.json ? 2 : undefined));
+    output.result('\n');
   } else if (!ctx.flags.quiet) {
     output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location, inputs ?? []));
   }
@@ -211,10 +223,8 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
       `${DESTINATION_LABELS[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
     );
   }
-  if (summary.invalid > 0) {
-    lines.push('', `Invalid rows (${summary.invalid}, not sent):`);
-    for (const p of summary.invalidSamples.slice(0, 20)) lines.push(`  ${p.location ? `${p.location.file}:${p.location.line}` : '(source)'}: ${p.message}`);
-  }
+  if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not sent):`, summary.invalidSamples, summary.invalid, '--json'));
+  if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings}):`, summary.warningSamples, summary.warnings, '--json'));
   lines.push('', `Done in ${elapsed.toFixed(1)}s.`);
   return `${lines.join('\n')}\n`;
 }

@@ -3,6 +3,7 @@ import { CUSTOMERIO_TRACK_URLS, CustomerioDestination, type CustomerioApi } from
 import { SEGMENT_HOSTS, SegmentDestination } from '../destinations/segment.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { UsageError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import type { Env } from './settings.js';
 
 /** Default rates (DESIGN.md §8): Segment in events/s, Customer.io and GrowSurf in requests/s. */
@@ -61,13 +62,21 @@ function customerioTrackUrl(env: Env): string {
 }
 
 export function validUrl(value: string, name: string): string {
+  let url: URL;
   try {
-    const url = new URL(value);
+    url = new URL(value);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('protocol');
-    return value.replace(/\/+$/, '');
   } catch {
-    throw new UsageError(`${name} must be an http:// or https:// URL, not "${value}".`);
+    throw new UsageError(`${name} must be an http:// or https:// URL, not "${redactUrl(value)}".`);
   }
+  // fetch (both SDKs) refuses a URL with credentials and our HTTP client would drop them: they could never
+  // work, so say so before anything runs, without printing them.
+  if (url.username !== '' || url.password !== '') {
+    throw new UsageError(`${name} has a user and password in it (${redactUrl(value)}), which cannot be sent that way.`, {
+      hint: `Remove them from ${name}; the service's own credentials go in their variables (e.g. SEGMENT_WRITE_KEY, CUSTOMERIO_API_KEY).`,
+    });
+  }
+  return value.replace(/\/+$/, '');
 }
 
 /** Builds a client for each destination asked for; missing credentials stop the run before anything is read. */

@@ -4,9 +4,11 @@ import type { PlanMode } from '../plan/types.js';
 import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
+import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { assertKnownProgram } from './program-guard.js';
 import { runPlan } from './plan-run.js';
+import { ProblemLog } from './problem-log.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
 export interface DiffFlags extends CommonFlags, SourceFlags {
@@ -35,6 +37,9 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   }
   // diff reads cached lookups and writes none.
   source.useCache?.({ get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, now), put: () => undefined });
+  const asJson = flags.json === true || common.logFormat === 'json';
+  // --json lists every invalid row and warning; they are kept off the heap until they are written.
+  const problems = asJson ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
     const stateIsEmpty = state.summary(1).schemaVersion === 0;
     const summary = await runPlan({
@@ -49,11 +54,14 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
       outFile: flags.out,
       output,
+      ...(problems ? { problems } : {}),
     });
     const inputs = source.inputs?.();
-    if (flags.json || common.logFormat === 'json') {
-      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON() };
-      output.result(`${JSON.stringify(json, null, flags.json ? 2 : undefined)}\n`);
+    if (problems) {
+      const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
+      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
+      await output.resultStream(jsonChunks(json, flags.json ? 2 : undefined));
+      output.result('\n');
     } else {
       output.result(
         renderPlanSummary(summary, {
@@ -67,9 +75,14 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
         }),
       );
     }
-    if (flags.out) output.info(`Plan written to ${flags.out} (${summary.operations} operations).`);
+    if (flags.out) {
+      const extra = [summary.invalid > 0 ? `${summary.invalid} invalid` : '', summary.warnings > 0 ? `${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}` : ''].filter(Boolean);
+      output.info(`Plan written to ${flags.out} (${summary.operations} operations${extra.length > 0 ? `, ${extra.join(', ')}` : ''}).`);
+    }
     return flags.detailedExitcode && summary.hasChanges ? ExitCode.changesFound : ExitCode.ok;
   } finally {
+    problems?.invalid.close();
+    problems?.warnings.close();
     state.close();
   }
 }

@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ExitCode, isReferralSyncError } from '../errors.js';
+import { redactUrls } from '../redact.js';
 import { runApply, type ApplyFlags } from './apply-run.js';
 import { runCheck } from './check.js';
 import { runDiff, type DiffFlags } from './diff.js';
@@ -140,7 +141,8 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
   program.addHelpText(
     'after',
     '\nExit codes: 0 done, 1 failed deliveries, 2 changes found (diff --detailed-exitcode), 64 usage/config error,\n' +
-      '65 bad input data, 69 service unreachable or credentials refused, 75 another run holds the lock.',
+      '65 bad input data, 69 service unreachable or credentials refused, 73 the state cannot be created or written,\n' +
+      '75 another run holds the lock.',
   );
   return program;
 }
@@ -159,15 +161,16 @@ export async function run(argv: string[], environment: RunEnvironment): Promise<
       return ExitCode.usage;
     }
     if (isReferralSyncError(error)) {
+      // Messages may quote a configured URL or an SDK's error that echoes one: never with its credentials.
       if (jsonLogsRequested(argv)) {
-        stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: error.message, hint: error.hint, exitCode: error.exitCode })}\n`);
+        stderr.write(`${redactUrls(JSON.stringify({ time: new Date().toISOString(), level: 'error', message: error.message, hint: error.hint, exitCode: error.exitCode }))}\n`);
       } else {
-        stderr.write(`error: ${error.message}\n`);
-        if (error.hint) stderr.write(`${error.hint}\n`);
+        stderr.write(`error: ${redactUrls(error.message)}\n`);
+        if (error.hint) stderr.write(`${redactUrls(error.hint)}\n`);
       }
       return error.exitCode;
     }
-    stderr.write(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    stderr.write(`internal error: ${redactUrls(error instanceof Error ? (error.stack ?? error.message) : String(error))}\n`);
     stderr.write('This is a bug in referral-sync; please report it with the command you ran.\n');
     return INTERNAL_ERROR;
   }
@@ -182,6 +185,10 @@ const SENDING_COMMANDS = new Set(['sync', 'backfill', 'retry']);
 
 /** The process entry point used by bin/referral-sync.js: the only place that exits the process. */
 export async function main(argv: string[]): Promise<void> {
+  // A reader that stops early (`referral-sync diff --json | head`) closes the pipe: not an error of ours.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
   const interrupt = new AbortController();
   const sends = SENDING_COMMANDS.has(argv.slice(2).find((arg) => !arg.startsWith('-')) ?? '') && !argv.includes('--dry-run');
   // A command that sends stops gracefully on the first signal (in-flight requests finish, outcomes are

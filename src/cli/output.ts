@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { redactUrls } from '../redact.js';
+
 /**
  * Where the CLI writes. Results (a diff, a status) go to stdout; logs, warnings and errors to stderr, as text
  * for people or one JSON object per line (`--log-format json`) for cron and log shippers.
@@ -24,9 +27,22 @@ export class Output {
     readonly options: OutputOptions,
   ) {}
 
-  /** The command's result. */
+  /** The command's result. Any URL in it is shown without its credentials. */
   result(text: string): void {
-    this.streams.stdout.write(text);
+    this.streams.stdout.write(redactUrls(text));
+  }
+
+  /** A result too large to hold as one string (every invalid row of a million-row file), written as it comes. */
+  async resultStream(chunks: AsyncIterable<string>): Promise<void> {
+    const stdout = this.streams.stdout;
+    try {
+      for await (const chunk of chunks) {
+        if (!stdout.write(redactUrls(chunk))) await once(stdout, 'drain');
+      }
+    } catch (error) {
+      // The reader went away (`… --json | head`): there is no one left to write the rest to.
+      if ((error as NodeJS.ErrnoException).code !== 'EPIPE') throw error;
+    }
   }
 
   info(message: string, fields: Record<string, unknown> = {}): void {
@@ -62,10 +78,10 @@ export class Output {
   private log(level: string, message: string, fields: Record<string, unknown>): void {
     this.endProgress();
     if (this.options.logFormat === 'json') {
-      this.streams.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, message, ...fields })}\n`);
+      this.streams.stderr.write(`${redactUrls(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }))}\n`);
     } else {
       const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
-      this.streams.stderr.write(`${prefix}${message}\n`);
+      this.streams.stderr.write(`${prefix}${redactUrls(message)}\n`);
     }
   }
 }

@@ -4,12 +4,13 @@ import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import { ReferrerDirectory, scanDirectory } from '../model/referrer-directory.js';
-import { planFileLine } from '../plan/plan-file.js';
+import { planFileLine, planFileProblemLine, problemEntry } from '../plan/plan-file.js';
 import { planOperations } from '../plan/planner.js';
 import { PlanSummary } from '../plan/summary.js';
 import type { BaselineView, PlanItem, PlanMode } from '../plan/types.js';
 import type { Source } from '../sources/source.js';
 import type { Output } from './output.js';
+import type { ProblemLog } from './problem-log.js';
 
 export interface PlanRunOptions {
   source: Source;
@@ -28,6 +29,8 @@ export interface PlanRunOptions {
   output: Output;
   /** Aborted: stop reading and planning (a graceful stop); what was planned so far stands. */
   signal?: AbortSignal;
+  /** Where every invalid row and warning is kept in full, for `--json` (the summary keeps only samples). */
+  problems?: { invalid: ProblemLog; warnings: ProblemLog };
   /** Called for every item after the summary has counted it (apply hooks in here). */
   onItem?: (item: PlanItem) => void | Promise<void>;
 }
@@ -78,6 +81,11 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
     });
     for await (const item of items) {
       summary.add(item);
+      if (item.type === 'invalid' || item.type === 'warning') {
+        options.problems?.[item.type === 'invalid' ? 'invalid' : 'warnings'].add(problemEntry(item));
+        // The plan file lists every problem beside the operations, so nothing in it is ever capped.
+        if (file && !file.write(planFileProblemLine(item))) await once(file, 'drain');
+      }
       if (file && item.type === 'operation' && !file.write(planFileLine(item.operation))) await once(file, 'drain');
       if (options.onItem) await options.onItem(item);
     }

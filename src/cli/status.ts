@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { ExitCode } from '../errors.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
 import type { StateSummary, StoredDelivery } from '../state/store.js';
+import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 
@@ -17,12 +18,16 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
   const state = openSqliteStateReadOnly(common.statePath);
   try {
     const summary = state.summary(Number.isInteger(limit) && limit > 0 ? limit : 10);
-    const problems = state.problems(PROBLEMS_SHOWN);
     const exists = existsSync(common.statePath);
     if (flags.json || common.logFormat === 'json') {
-      output.result(`${JSON.stringify({ exists, ...summary, problems }, null, flags.json ? 2 : undefined)}\n`);
+      // Every failed and dead delivery, however many: streamed from the state, never capped.
+      const problems = new StreamedArray(async function* () {
+        yield* state.allProblems();
+      });
+      await output.resultStream(jsonChunks({ exists, ...summary, problems }, flags.json ? 2 : undefined));
+      output.result('\n');
     } else {
-      output.result(renderStatus(summary, exists, problems));
+      output.result(renderStatus(summary, exists, state.problems(PROBLEMS_SHOWN)));
     }
     return ExitCode.ok;
   } finally {
@@ -59,6 +64,10 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
     lines.push('', `Failed and dead deliveries (newest ${PROBLEMS_SHOWN} per destination; \`referral-sync retry\` resends them)`);
     for (const p of problems) {
       lines.push(`  ${p.destination.padEnd(11)} ${p.status.padEnd(7)} ${p.kind.padEnd(13)} ${p.userId}  ${p.lastError ?? ''}`);
+    }
+    const total = summary.deliveries.filter((d) => d.status === 'failed' || d.status === 'dead').reduce((sum, d) => sum + d.count, 0);
+    if (total > problems.length) {
+      lines.push(`  … and ${(total - problems.length).toLocaleString('en-US')} more: \`referral-sync status --json\` lists every one`);
     }
   }
   return `${lines.join('\n')}\n`;

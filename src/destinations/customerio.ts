@@ -1,13 +1,15 @@
 import { TrackClient } from 'customerio-node';
 import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
+import { redactUrl, redactUrls } from '../redact.js';
+import { CUSTOMERIO_LIMITS } from './limits.js';
 import type { Operation } from '../plan/types.js';
 import { describeNetworkError } from './segment.js';
 import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js';
 
 export const CUSTOMERIO_TRACK_URLS = { us: 'https://track.customer.io', eu: 'https://track-eu.customer.io' } as const;
 /** Track v2 `/batch`: 500 KB a request (research/destinations.md §4); a margin for the envelope. */
-const CUSTOMERIO_SAFE_BATCH_BYTES = 450 * 1024;
+const CUSTOMERIO_SAFE_BATCH_BYTES = CUSTOMERIO_LIMITS.requestBytes - 50 * 1024;
 /** No maximum count is documented; 200 operations stay far under 500 KB and keep one failed request cheap to retry. */
 const CUSTOMERIO_BATCH_OPERATIONS = 200;
 
@@ -27,7 +29,16 @@ interface RequestErrorLike {
   name?: string;
   message?: string;
   statusCode?: number;
+  /** customerio-node's CustomerIORequestError keeps the raw response body. */
+  body?: unknown;
   response?: { headers?: Record<string, string> };
+}
+
+interface ItemError {
+  batch_index?: number;
+  reason?: string;
+  field?: string;
+  message?: string;
 }
 
 /**
@@ -61,7 +72,7 @@ export class CustomerioDestination implements DestinationClient {
     try {
       const body = await this.client.batch(operations.map((op) => op.payload));
       const failed = new Map<number, string>();
-      for (const error of (body.errors ?? []) as { batch_index?: number; reason?: string; field?: string; message?: string }[]) {
+      for (const error of (body.errors ?? []) as ItemError[]) {
         if (typeof error.batch_index === 'number') failed.set(error.batch_index, describeItemError(error));
       }
       return operations.map((op, index) => {
@@ -105,7 +116,7 @@ export class CustomerioDestination implements DestinationClient {
     } catch (error) {
       const verdict = this.safeVerdict(error);
       if (verdict instanceof UnavailableError) return { destination: 'customerio', ok: false, message: verdict.message };
-      return { destination: 'customerio', ok: false, transient: true, message: `Customer.io at ${this.options.trackUrl} did not answer the check: ${verdict.reason}.` };
+      return { destination: 'customerio', ok: false, transient: true, message: `Customer.io at ${redactUrl(this.options.trackUrl)} did not answer the check: ${verdict.reason}.` };
     }
   }
 
@@ -133,13 +144,39 @@ export class CustomerioDestination implements DestinationClient {
         });
       }
       const retryAfter = parseRetryAfter(e.response?.headers?.['retry-after']);
-      return verdictForStatus(e.statusCode, `Customer.io answered ${e.statusCode}: ${e.message ?? ''}`.trim(), retryAfter);
+      const reason = refusalReason(e.body) ?? oneLine(e.message ?? '');
+      return verdictForStatus(e.statusCode, `Customer.io answered ${e.statusCode}: ${reason}`.trim(), retryAfter);
     }
     // Network errors, timeouts, and bodies that are not JSON (a proxy's HTML 502) carry no status: retry.
     return { kind: 'retry', reason: `Customer.io: ${describeNetworkError(error)}` };
   }
 }
 
-function describeItemError(error: { reason?: string; field?: string; message?: string }): string {
-  return [error.reason, error.field ? `field ${error.field}` : undefined, error.message].filter(Boolean).join(', ') || 'no reason given';
+function describeItemError(error: ItemError): string {
+  return oneLine([error.reason, error.field ? `field ${error.field}` : undefined, error.message].filter(Boolean).join(', ')) || 'no reason given';
+}
+
+/**
+ * Customer.io's own reason, from the body the SDK kept (research/destinations.md §3.3, §4): v2
+ * `{"errors":[{reason, field, message}]}`, v1 `{"meta":{"errors":[…]}}` or `{"meta":{"error":…}}`. The SDK's
+ * message knows only the v1 shapes and says "Unknown error" for v2.
+ */
+function refusalReason(body: unknown): string | undefined {
+  if (typeof body !== 'string' || body.trim() === '') return undefined;
+  let parsed: { errors?: unknown; meta?: { error?: unknown; errors?: unknown } };
+  try {
+    parsed = JSON.parse(body) as typeof parsed;
+  } catch {
+    return oneLine(body.slice(0, 300)) || undefined;
+  }
+  if (Array.isArray(parsed.errors) && parsed.errors.length > 0) {
+    return parsed.errors.map((item) => (typeof item === 'object' && item !== null ? describeItemError(item as ItemError) : oneLine(String(item)))).join('; ');
+  }
+  if (Array.isArray(parsed.meta?.errors) && parsed.meta.errors.length > 0) return parsed.meta.errors.map((item) => oneLine(String(item))).join('; ');
+  if (typeof parsed.meta?.error === 'string') return oneLine(parsed.meta.error);
+  return undefined;
+}
+
+function oneLine(text: string): string {
+  return redactUrls(text.replace(/\s+/g, ' ').trim().slice(0, 500));
 }

@@ -1,15 +1,19 @@
 import { setMaxListeners } from 'node:events';
 import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
 import { verdictForStatus, type Verdict } from '../apply/retry.js';
+import { redactUrl, redactUrls } from '../redact.js';
+import { SEGMENT_LIMITS } from './limits.js';
 import type { Operation } from '../plan/types.js';
 import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js';
 
 /** Segment's documented limits (research/destinations.md §1.4); the SDK's own size check is broken. */
-export const SEGMENT_MAX_EVENT_BYTES = 32 * 1024;
-export const SEGMENT_MAX_BATCH_BYTES = 500 * 1024;
-/** Margin under the 500 KB limit for the envelope (writeKey, sentAt) and the SDK's context on every event. */
+export const SEGMENT_MAX_EVENT_BYTES = SEGMENT_LIMITS.eventBytes;
+export const SEGMENT_MAX_BATCH_BYTES = SEGMENT_LIMITS.requestBytes;
+/** Margin under the 500 KB limit for the envelope (writeKey, sentAt) and the commas between events. */
 const SEGMENT_SAFE_BATCH_BYTES = 440 * 1024;
-export const SEGMENT_MAX_BATCH_EVENTS = 2500;
+export const SEGMENT_MAX_BATCH_EVENTS = SEGMENT_LIMITS.eventsPerRequest;
+/** How much of a refusal's body is read for its reason. */
+const REASON_BODY_BYTES = 16 * 1024;
 
 export const SEGMENT_HOSTS = { us: 'https://api.segment.io', eu: 'https://events.eu1.segmentapis.com' } as const;
 
@@ -118,10 +122,10 @@ export class SegmentDestination implements DestinationClient {
       return {
         destination: 'segment',
         ok: true,
-        message: `Segment at ${this.options.host} is reachable. Segment accepts any write key with 200, so the key itself cannot be checked: after the first sync, look for the events in the source's Debugger.`,
+        message: `Segment at ${redactUrl(this.options.host)} is reachable. Segment accepts any write key with 200, so the key itself cannot be checked: after the first sync, look for the events in the source's Debugger.`,
       };
     } catch (error) {
-      return { destination: 'segment', ok: false, transient: true, message: `Segment at ${this.options.host} is unreachable: ${describeNetworkError(error)}.` };
+      return { destination: 'segment', ok: false, transient: true, message: `Segment at ${redactUrl(this.options.host)} is unreachable: ${describeNetworkError(error)}.` };
     }
   }
 
@@ -144,7 +148,11 @@ export class SegmentDestination implements DestinationClient {
   }
 }
 
-/** `[429] Too Many Requests` → a retry; `[400] Bad Request` → dead; SDK give-ups and network errors → retry. */
+/**
+ * `[429] Too Many Requests` → a retry; `[400] Bad Request: <Segment's message>` → dead; SDK give-ups and network
+ * errors → retry. The SDK builds its error from the status text only; our HTTP client appends Segment's own
+ * reason from the response body to that text (see SplittingHttpClient), so it reaches the ledger.
+ */
 export function verdictFromSdkError(error: unknown): Verdict {
   const message = error instanceof Error ? error.message : String(error);
   const match = /^\[(\d{3})\]/.exec(message);
@@ -153,7 +161,7 @@ export function verdictFromSdkError(error: unknown): Verdict {
     // The SDK already waited out Retry-After; what it gives up on is retried later by the engine.
     return verdict.kind === 'retry' ? { kind: 'retry', reason: verdict.reason } : verdict;
   }
-  return { kind: 'retry', reason: `Segment: ${message}` };
+  return { kind: 'retry', reason: `Segment: ${redactUrls(message)}` };
 }
 
 /**
@@ -183,9 +191,13 @@ class SplittingHttpClient implements HTTPClient {
         body,
         signal: AbortSignal.timeout(request.httpRequestTimeout),
       });
-      await response.body?.cancel();
+      const reason = response.ok ? undefined : await refusalReason(response);
+      if (reason === undefined) await response.body?.cancel();
       this.onResponse?.(response.status);
-      return { status: response.status, statusText: response.statusText, headers: response.headers };
+      // The SDK turns a refusal into `Error("[status] statusText")` and never reads the body: the reason rides in
+      // the status text, the one field of our response that reaches that error.
+      const statusText = reason ? `${response.statusText || 'refused'}: ${reason}` : response.statusText;
+      return { status: response.status, statusText, headers: response.headers };
     } catch (error) {
       this.onResponse?.(undefined);
       throw error;
@@ -193,12 +205,35 @@ class SplittingHttpClient implements HTTPClient {
   }
 }
 
+/** Segment's own reason for a refusal: `{"message": …}` (or `error`), else the start of a text body; one line. */
+async function refusalReason(response: Response): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await response.text();
+  } catch {
+    return undefined;
+  }
+  text = text.slice(0, REASON_BODY_BYTES);
+  let reason: unknown = text;
+  try {
+    const body = JSON.parse(text) as { message?: unknown; error?: unknown; errors?: unknown };
+    reason = body.message ?? body.error ?? body.errors ?? undefined;
+    if (reason !== undefined && typeof reason !== 'string') reason = JSON.stringify(reason);
+  } catch {
+    // Not JSON (a proxy's HTML page): keep its text.
+  }
+  if (typeof reason !== 'string') return undefined;
+  const line = reason.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 300);
+  return line === '' ? undefined : redactUrls(line);
+}
+
 export function describeNetworkError(error: unknown): string {
   if (error instanceof Error) {
     const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
     if (cause?.code) return cause.code;
     if (error.name === 'TimeoutError') return 'timed out';
-    return error.message;
+    // fetch names the URL in some errors ("…cannot be constructed from a URL that includes credentials: …").
+    return redactUrls(error.message);
   }
-  return String(error);
+  return redactUrls(String(error));
 }

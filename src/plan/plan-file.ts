@@ -1,4 +1,4 @@
-import type { Operation } from './types.js';
+import type { Operation, PlanItem } from './types.js';
 
 /** One line of `diff --out plan.jsonl`: the operation and the exact payload it would send. */
 export function planFileLine(operation: Operation): string {
@@ -17,4 +17,27 @@ export function planFileLine(operation: Operation): string {
   line.participantId = operation.participantId;
   line.payload = operation.payload;
   return `${JSON.stringify(line)}\n`;
+}
+
+export type ProblemItem = Extract<PlanItem, { type: 'invalid' | 'warning' }>;
+
+/**
+ * An invalid row or a warning as data: where (file, line), why, and for a destination limit which limit, how
+ * big and how big it may be. The same object in `--json` lists and (with its `type`) in the plan file.
+ */
+export function problemEntry(item: ProblemItem): Record<string, unknown> {
+  const entry: Record<string, unknown> = {
+    file: item.location?.file ?? null,
+    line: item.location?.line ?? null,
+    reason: item.type === 'invalid' ? item.reason : item.message,
+  };
+  if (item.type === 'invalid' && item.participantId !== undefined) entry.participantId = item.participantId;
+  if (item.destination !== undefined) entry.destination = item.destination;
+  if (item.limits !== undefined) entry.limits = item.limits;
+  return entry;
+}
+
+/** A plan file line for an invalid row or a warning: `{"type":"invalid",…}` beside the operation lines. */
+export function planFileProblemLine(item: ProblemItem): string {
+  return `${JSON.stringify({ type: item.type, ...problemEntry(item) })}\n`;
 }

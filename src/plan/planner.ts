@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.js';
-import { MAX_OPERATION_BYTES, type Destination } from '../config/defaults.js';
+import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
+import { describeViolation, measureOperation, withinAttributeLimits } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
 import { identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash } from '../model/ids.js';
@@ -101,11 +102,21 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
 
   const facts = deriveEvents(participant, { userId, referrerUserId });
   for (const destination of context.destinations) {
-    const named = destinationTraits(traits, destination, config);
+    // An attribute the destination would refuse is left out; the rest of the identify still goes.
+    const { attributes: named, leftOut } = withinAttributeLimits(destination, destinationTraits(traits, destination, config));
+    for (const { attribute, violations } of leftOut) {
+      yield {
+        type: 'warning',
+        message: `${DESTINATION_LABELS[destination]} attribute "${attribute}" of ${userId} is left out of the identify: ${violations.map(describeViolation).join('; ')}. The rest is sent; ${DESTINATION_LABELS[destination]} keeps its current value`,
+        location,
+        destination,
+        limits: violations,
+      };
+    }
     const baseline = context.baseline.identity(destination, userId);
     const tierMove = tierTransition(baseline, traits.tier, config.traitNames[destination].tier, context.mode);
     const tierChanges = (baseline?.tierChanges ?? 0) + (tierMove === undefined ? 0 : 1);
-    const known = knownTraits(named, baseline?.traits, config.syncNulls);
+    const known = keepLeftOut(knownTraits(named, baseline?.traits, config.syncNulls), baseline?.traits, leftOut.map((l) => l.attribute));
     const hash = stableHash(known);
     if (baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince))) {
       yield { type: 'unchanged', destination, userId };
@@ -179,19 +190,38 @@ function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undef
   return acknowledgedAt !== undefined && since !== undefined && acknowledgedAt.getTime() >= since.getTime();
 }
 
-/** An operation over the destination's size limit is invalid, reported, and never sent. */
+/**
+ * An operation that breaks a destination limit, measured as it goes on the wire (destinations/limits.ts), is
+ * invalid, reported with every limit it breaks, and never sent. What passes carries its wire size.
+ */
 function* checked(operation: IdentifyOperation | EventOperation, location: RecordLocation | undefined): Generator<PlanItem> {
-  const limit = MAX_OPERATION_BYTES[operation.destination];
-  if (operation.bytes > limit) {
+  const { wireBytes, violations } = measureOperation(operation.destination, operation.payload, operation.bytes);
+  if (violations.length > 0) {
+    const what = operation.kind === 'identify' ? 'identify' : `event "${operation.name}"`;
     yield {
       type: 'invalid',
-      reason: `${operation.kind === 'identify' ? 'identify' : operation.name} for ${operation.userId} is ${operation.bytes} bytes, over ${operation.destination}'s ${limit / 1024} KB limit`,
+      reason: `${DESTINATION_LABELS[operation.destination]} ${what} for ${operation.userId} is not sent: ${violations.map(describeViolation).join('; ')}`,
       location,
       participantId: operation.participantId,
+      destination: operation.destination,
+      limits: violations,
     };
     return;
   }
+  // The operation was built just now for this check: it takes its wire size in place.
+  operation.bytes = wireBytes;
   yield { type: 'operation', operation };
+}
+
+/** A left-out attribute is one this run does not know: the baseline keeps what the destination holds. */
+function keepLeftOut(known: TraitMap, before: TraitMap | undefined, leftOut: readonly string[]): TraitMap {
+  if (leftOut.length === 0) return known;
+  const kept = { ...known };
+  for (const name of leftOut) {
+    if (before !== undefined && name in before) kept[name] = before[name]!;
+    else delete kept[name];
+  }
+  return kept;
 }
 
 /**

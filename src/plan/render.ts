@@ -55,8 +55,9 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   out.push(...renderDistribution(summary));
   const changes = renderChanges(summary, header.headlineTraits);
   if (changes.length > 0) out.push('', ...changes);
-  if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not planned)`, summary.invalidSamples, summary.invalid));
-  if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${summary.warnings})`, summary.warningSamples, summary.warnings));
+  const where = '--json (or --out plan.jsonl)';
+  if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not planned)`, summary.invalidSamples, summary.invalid, where));
+  if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${summary.warnings})`, summary.warningSamples, summary.warnings, where));
   if (summary.customerioRecentEvents > 0) {
     out.push(
       '',
@@ -155,10 +156,15 @@ function renderPerson(person: PersonChange, headlineTraits: readonly string[]): 
   ];
 }
 
-function renderProblems(title: string, samples: Problem[], total: number): string[] {
+/**
+ * The first problems, and where the rest are: text stays readable with 3,000 bad rows, and `where` names the
+ * flags that list every one (diff: `--json` or `--out`; sync/backfill: `--json`).
+ */
+export function renderProblems(title: string, samples: readonly Problem[], total: number, where: string): string[] {
   const lines = [title];
   for (const problem of samples.slice(0, PROBLEMS_SHOWN)) lines.push(`  ${formatLocation(problem.location)}: ${problem.message}`);
-  if (total > PROBLEMS_SHOWN) lines.push(`  … and ${total - PROBLEMS_SHOWN} more (--json lists the first ${samples.length})`);
+  const shown = Math.min(samples.length, PROBLEMS_SHOWN);
+  if (total > shown) lines.push(`  … and ${(total - shown).toLocaleString('en-US')} more: ${where} lists every one`);
   return lines;
 }
 

@@ -1,5 +1,6 @@
 import { CUSTOMERIO_CAMPAIGN_WINDOW_MS, EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
 import type { RecordLocation } from '../model/participant.js';
+import { problemEntry, type ProblemItem } from './plan-file.js';
 import type { PlanItem, TraitChange } from './types.js';
 
 export interface DestinationCounts {
@@ -21,9 +22,18 @@ export interface PersonChange {
 export interface Problem {
   location: RecordLocation | undefined;
   message: string;
+  /** The item itself, for its JSON form. */
+  item: ProblemItem;
 }
 
-const SAMPLE_LIMIT = 50;
+/** Invalid rows and warnings kept for text output; every one of them is in `--json` and `--out` (cli/). */
+export const PROBLEM_SAMPLE_LIMIT = 50;
+
+/** Lists too long for the summary (every invalid row, every warning), supplied by the caller for `toJSON`. */
+export interface ProblemLists {
+  invalidRows: unknown;
+  warningRows: unknown;
+}
 
 /**
  * Folds plan items into what a person reads at a glance. Keeps counts for everything and samples (never every
@@ -61,11 +71,11 @@ export class PlanSummary {
         return;
       case 'invalid':
         this.invalid += 1;
-        if (this.invalidSamples.length < SAMPLE_LIMIT) this.invalidSamples.push({ location: item.location, message: item.reason });
+        if (this.invalidSamples.length < PROBLEM_SAMPLE_LIMIT) this.invalidSamples.push({ location: item.location, message: item.reason, item });
         return;
       case 'warning':
         this.warnings += 1;
-        if (this.warningSamples.length < SAMPLE_LIMIT) this.warningSamples.push({ location: item.location, message: item.message });
+        if (this.warningSamples.length < PROBLEM_SAMPLE_LIMIT) this.warningSamples.push({ location: item.location, message: item.message, item });
         return;
       case 'unchanged':
         this.counts(item.destination).identify.unchanged += 1;
@@ -112,12 +122,17 @@ export class PlanSummary {
     return rows;
   }
 
-  toJSON(): Record<string, unknown> {
+  /**
+   * The summary as data. `lists` carries every invalid row and warning (the caller streams them from where it
+   * kept them); without it, the samples stand in. `warningSamples` (the first 50) stays for older readers.
+   */
+  toJSON(lists?: ProblemLists): Record<string, unknown> {
     return {
       participants: this.participants,
       invalid: this.invalid,
-      invalidRows: this.invalidSamples.map(problemJson),
+      invalidRows: lists ? lists.invalidRows : this.invalidSamples.map(problemJson),
       warnings: this.warnings,
+      warningRows: lists ? lists.warningRows : this.warningSamples.map(problemJson),
       warningSamples: this.warningSamples.map(problemJson),
       destinations: this.destinations,
       operations: this.operations,
@@ -145,5 +160,5 @@ function emptyCounts(): DestinationCounts {
 }
 
 function problemJson(problem: Problem): Record<string, unknown> {
-  return { file: problem.location?.file ?? null, line: problem.location?.line ?? null, reason: problem.message };
+  return problemEntry(problem.item);
 }

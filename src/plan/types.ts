@@ -1,4 +1,5 @@
 import type { Destination, EventKind } from '../config/defaults.js';
+import type { LimitViolation } from '../destinations/limits.js';
 import type { RecordLocation } from '../model/participant.js';
 import type { CanonicalTraits, TraitMap, TraitValue } from '../model/traits.js';
 
@@ -40,7 +41,7 @@ interface OperationBase {
   participantId: string;
   /** The exact body this operation sends: a Segment message, or a Customer.io Track v2 batch operation. */
   payload: Record<string, unknown>;
-  /** Size of the payload as JSON, checked against the destination's limit. */
+  /** Size on the wire (Segment: the message as the SDK sends it; Customer.io: the v2 operation), limits checked. */
   bytes: number;
 }
 
@@ -70,7 +71,15 @@ export type PlanItem =
   | { type: 'unchanged'; destination: Destination; userId: string }
   | { type: 'deduped'; destination: Destination; event: EventKind | 'identify'; key: string; status: DeliveryStatus }
   | { type: 'participant'; participantId: string; userId: string; traits: CanonicalTraits }
-  | { type: 'invalid'; reason: string; location: RecordLocation | undefined; participantId?: string }
-  | { type: 'warning'; message: string; location: RecordLocation | undefined };
+  | {
+      type: 'invalid';
+      reason: string;
+      location: RecordLocation | undefined;
+      participantId?: string;
+      /** Set when a destination limit made it invalid: which destination, and every limit broken. */
+      destination?: Destination;
+      limits?: LimitViolation[];
+    }
+  | { type: 'warning'; message: string; location: RecordLocation | undefined; destination?: Destination; limits?: LimitViolation[] };
 
 export type PlanMode = 'sync' | 'backfill';

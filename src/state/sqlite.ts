@@ -1,9 +1,9 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Destination } from '../config/defaults.js';
-import { DataError, LockedError } from '../errors.js';
+import { DataError, LockedError, StateUnwritableError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
 import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus } from '../plan/types.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
@@ -32,23 +32,33 @@ export function openSqliteStateReadOnly(path: string): ReadableState {
   return new SqliteState(db, path);
 }
 
-/** Opens (creating, mode 0600, and migrating) the state for a run that writes. */
+/**
+ * Opens (creating, mode 0600, and migrating) the state for a run that writes. A path that cannot be created or
+ * written is a StateUnwritableError (exit 73); a file that is not our state is a DataError (exit 65) and is left
+ * exactly as it was, bytes and mode: only a file we created, or one already holding our state, is chmod 600.
+ */
 export function openSqliteStateForWriting(path: string): SqliteState {
   const created = !existsSync(path);
+  if (!created && statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
   if (created) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL files the same mode.
-    closeSync(openSync(path, 'a', 0o600));
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL files the same mode.
+      closeSync(openSync(path, 'a', 0o600));
+    } catch (error) {
+      throw unwritable(path, error);
+    }
   }
-  chmodSync(path, 0o600);
   let db: Db;
   try {
     db = new Database(path, { fileMustExist: true });
   } catch (error) {
-    throw corrupt(path, error);
+    throw isWriteFailure(error) ? unwritable(path, error) : corrupt(path, error);
   }
-  checkSchema(db, path);
+  const version = checkSchema(db, path);
   try {
+    // Ours (or empty, about to become ours): only now is its mode ours to set.
+    if (created || version > 0 || isEmptyFile(path)) restrictMode(path);
     db.pragma('journal_mode = WAL');
     // WAL + NORMAL: a commit survives kill -9 (it is in the WAL); fsync happens at checkpoints, which we space
     // out, because the ledger's random keys make every small transaction touch many pages.
@@ -57,11 +67,71 @@ export function openSqliteStateForWriting(path: string): SqliteState {
     db.pragma('cache_size = -65536');
     db.pragma('busy_timeout = 5000');
     migrate(db);
+    // A file opened read-only by SQLite (no write permission) fails only at the first write: try one now.
+    db.pragma(`user_version = ${db.pragma('user_version', { simple: true }) as number}`);
   } catch (error) {
     db.close();
-    throw corrupt(path, error);
+    throw isWriteFailure(error) ? unwritable(path, error) : corrupt(path, error);
   }
   return new SqliteState(db, path);
+}
+
+/** 0600: the state holds people's emails. A file someone else owns keeps its mode (we may still write it). */
+function restrictMode(path: string): void {
+  try {
+    chmodSync(path, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') throw error;
+  }
+}
+
+function isEmptyFile(path: string): boolean {
+  try {
+    return statSync(path).size === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** File-system codes and SQLite codes that mean "cannot write here", as opposed to "this is not a state". */
+const WRITE_FAILURE_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'EEXIST', 'ENOENT', 'ENOSPC', 'EDQUOT', 'ELOOP', 'ENAMETOOLONG']);
+
+function isWriteFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string') return false;
+  if (WRITE_FAILURE_CODES.has(code)) return true;
+  return /^SQLITE_(READONLY|CANTOPEN|PERM|FULL|IOERR)/.test(code);
+}
+
+const WRITE_FAILURE_REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'the file system is read-only',
+  ENOTDIR: 'a part of the path is a file, not a directory',
+  EEXIST: 'a part of the path is a file, not a directory',
+  EISDIR: 'it is a directory',
+  ENOENT: 'a part of the path does not exist and cannot be created',
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is exhausted',
+  ENAMETOOLONG: 'the path is too long',
+  ELOOP: 'the path loops through symbolic links',
+  SQLITE_READONLY: 'it cannot be written (read-only file, directory or file system)',
+  SQLITE_CANTOPEN: 'it cannot be opened for writing, or its directory cannot hold the journal beside it',
+  SQLITE_PERM: 'permission denied',
+  SQLITE_FULL: 'the disk is full',
+  SQLITE_IOERR: 'the disk reported an I/O error',
+};
+
+function unwritable(path: string, error: unknown): StateUnwritableError {
+  const raw = String((error as { code?: unknown }).code ?? '');
+  // mkdir -p says EEXIST when a part of the path is a file: the same fault as ENOTDIR, named as people know it.
+  const code = raw === 'EEXIST' ? 'ENOTDIR' : raw;
+  const base = Object.keys(WRITE_FAILURE_REASONS).find((known) => code === known || code.startsWith(`${known}_`));
+  const reason = base ? WRITE_FAILURE_REASONS[base] : error instanceof Error ? error.message : String(error);
+  return new StateUnwritableError(`The state ${path} cannot be created or written: ${reason} (${code || 'error'}).`, {
+    hint: 'Point --state (or REFERRAL_SYNC_STATE) at a file in a writable directory, e.g. --state ./.referral-sync/state.db. Nothing was sent.',
+    cause: error,
+  });
 }
 
 function emptyState(path: string): ReadableState {
@@ -70,6 +140,7 @@ function emptyState(path: string): ReadableState {
     baseline: () => EMPTY_BASELINE,
     summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
     problems: () => [],
+    allProblems: () => [],
     watermark: () => undefined,
     deliveredPrograms: () => [],
     cachedLookup: () => undefined,
@@ -297,6 +368,16 @@ export class SqliteState implements ReadableState {
          WHERE n <= ? ORDER BY destination, n`,
       )
       .all(limit);
+  }
+
+  /** Every failed and dead delivery for `status --json`, streamed from the database (never all in memory). */
+  *allProblems(): Generator<StoredDelivery> {
+    yield* this.db
+      .prepare<[], StoredDelivery>(
+        `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, NULL AS payload
+         FROM deliveries WHERE status IN ('failed', 'dead') ORDER BY destination, updated_at DESC, key`,
+      )
+      .iterate();
   }
 
   watermark(programId: string, source: string): number | undefined {

@@ -33,8 +33,10 @@ export interface ReadableState {
   readonly location: string;
   baseline(): BaselineView;
   summary(runLimit: number): StateSummary;
-  /** Failed and dead deliveries, newest first. */
+  /** Failed and dead deliveries, newest first, at most `limit` per destination. */
   problems(limit: number): StoredDelivery[];
+  /** Every failed and dead delivery (no cap), by destination, newest first, read as it is iterated. */
+  allProblems(): Iterable<StoredDelivery>;
   /** Where the last successful run of this program's source left off (epoch ms), if any. */
   watermark(programId: string, source: string): number | undefined;
   /** Program ids this state delivered from `source` to the destination under `namespace` (DESIGN §6 keys). */

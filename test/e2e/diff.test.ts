@@ -81,6 +81,7 @@ describe('diff on the bundled fixture (the README quick start)', () => {
       {
         file: BAD_ROW_FIXTURE,
         line: 3,
+        participantId: 'zz02cd',
         reason: 'unparseable date "sometime in June" in column "Created At" (expected epoch ms or s, ISO-8601, or M/D/YYYY h:mm AM)',
       },
     ]);

@@ -1,6 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FakeService, type FaultOptions } from './http.js';
 
+/** Customer.io's documented Track API limits (research/destinations.md §3.3, §4). */
+export const CIO_LIMITS = {
+  personIdBytes: 150,
+  attributeNameBytes: 150,
+  attributeValueBytes: 1000,
+  attributes: 300,
+  eventNameBytes: 100,
+  eventDataBytes: 100_000,
+  operationBytes: 32 * 1024,
+  requestBytes: 500 * 1024,
+} as const;
+
 export interface CioEvent {
   id?: string;
   name: string;
@@ -21,8 +33,9 @@ export interface CioOperation {
 
 /**
  * A Customer.io Track API emulator (research/destinations.md §3–§4, §7): v1 identify/track, v2 batch and
- * entity, the account region lookup; Basic `site:key` auth (401 otherwise); 207 with `batch_index` for items
- * it refuses; events deduped by `id`; JSON bodies only, never text.
+ * entity, the account region lookup; Basic `site:key` auth (401 otherwise); the documented size limits; 207
+ * with `batch_index` for items it refuses, 400 `{"errors":[{reason, field, message}]}` (v2) or
+ * `{"meta":{"errors":[…]}}` (v1) for requests it refuses; events deduped by `id`; JSON bodies only, never text.
  */
 export class FakeCustomerio extends FakeService {
   /** Person attributes by identifier (`email:…` / `id:…`), merged like an upsert. */
@@ -34,6 +47,10 @@ export class FakeCustomerio extends FakeService {
   /** Every accepted event id in arrival order, duplicates included. */
   readonly eventArrivals: string[] = [];
   readonly batchSizes: number[] = [];
+  /** A v2 request this returns an error for is refused whole: 400 `{"errors":[{reason, field, message}]}`. */
+  refuseRequest: ((ops: CioOperation[]) => { reason: string; field: string; message: string } | undefined) | undefined;
+  /** Operations refused for breaking a documented limit. */
+  limitRefusals = 0;
   /** An item this returns a reason for is refused in a 207 (v2) or with a 400 (v1). */
   rejectOperation: ((op: CioOperation) => string | undefined) | undefined;
   region: 'us' | 'eu' = 'us';
@@ -58,7 +75,7 @@ export class FakeCustomerio extends FakeService {
       this.json(res, 200, { url: 'https://track.customer.io', region: this.region, environment_id: 1 });
       return;
     }
-    if (body.length > 500 * 1024) {
+    if (body.length > CIO_LIMITS.requestBytes) {
       this.json(res, 400, { errors: [{ reason: 'too_large', message: 'request body over 500 KB' }] });
       return;
     }
@@ -76,7 +93,7 @@ export class FakeCustomerio extends FakeService {
     if (req.method === 'PUT' && v1Person) {
       const identifier = decodeURIComponent(v1Person[1]!);
       const op: CioOperation = { type: 'person', action: 'identify', identifiers: identifierOf(identifier), attributes: data };
-      const reason = this.rejectOperation?.(op);
+      const reason = this.overLimit(op, body.length)?.message ?? this.rejectOperation?.(op);
       if (reason) return this.json(res, 400, { meta: { errors: [reason] } });
       this.applyIdentify(op);
       return this.json(res, 200, {});
@@ -92,7 +109,7 @@ export class FakeCustomerio extends FakeService {
         timestamp: data.timestamp as number,
         attributes: data.data as Record<string, unknown>,
       };
-      const reason = this.rejectOperation?.(op) ?? (op.name ? undefined : 'name is required');
+      const reason = this.overLimit(op, body.length)?.message ?? this.rejectOperation?.(op) ?? (op.name ? undefined : 'name is required');
       if (reason) return this.json(res, 400, { meta: { errors: [reason] } });
       this.applyEvent(op);
       return this.json(res, 200, {});
@@ -101,17 +118,54 @@ export class FakeCustomerio extends FakeService {
       const ops = path === '/api/v2/batch' ? (data.batch as CioOperation[] | undefined) : [data as CioOperation];
       if (!Array.isArray(ops)) return this.json(res, 400, { errors: [{ reason: 'required', field: 'batch', message: 'batch is required' }] });
       this.batchSizes.push(ops.length);
+      const refused = this.refuseRequest?.(ops);
+      if (refused) return this.json(res, 400, { errors: [refused] });
       const errors: { batch_index: number; reason: string; field: string; message: string }[] = [];
       ops.forEach((op, index) => {
-        const reason = validate(op) ?? this.rejectOperation?.(op);
-        if (reason) errors.push({ batch_index: index, reason: 'invalid', field: 'batch', message: reason });
+        const limit = this.overLimit(op, Buffer.byteLength(JSON.stringify(op)));
+        const reason = limit ? undefined : (validate(op) ?? this.rejectOperation?.(op));
+        if (limit) errors.push({ batch_index: index, ...limit });
+        else if (reason) errors.push({ batch_index: index, reason: 'invalid', field: 'batch', message: reason });
         else if (op.action === 'identify') this.applyIdentify(op);
         else this.applyEvent(op);
       });
+      // /entity carries one operation: a refusal is the whole request's, a 400 with the same error shape.
+      if (errors.length > 0 && path === '/api/v2/entity') {
+        const [{ reason, field, message }] = errors as [(typeof errors)[number]];
+        return this.json(res, 400, { errors: [{ reason, field, message }] });
+      }
       if (errors.length > 0) return this.json(res, 207, { errors });
       return this.json(res, 200, {});
     }
     this.json(res, 404, { meta: { error: 'not found' } });
+  }
+
+  /**
+   * The documented Track API limits (research/destinations.md §3.3, §4), checked on what arrived: the first one
+   * an operation breaks, as Customer.io's `{reason, field, message}`.
+   */
+  private overLimit(op: CioOperation, operationBytes: number): { reason: string; field: string; message: string } | undefined {
+    const refuse = (field: string, message: string): { reason: string; field: string; message: string } => {
+      this.limitRefusals += 1;
+      return { reason: 'too_large', field, message };
+    };
+    if (operationBytes > CIO_LIMITS.operationBytes) return refuse('', `operation is ${operationBytes} bytes, over the 32 KB limit`);
+    for (const [kind, value] of Object.entries(op.identifiers ?? {})) {
+      if (Buffer.byteLength(value) > CIO_LIMITS.personIdBytes) return refuse(`identifiers.${kind}`, `identifier is over ${CIO_LIMITS.personIdBytes} bytes`);
+    }
+    const attributes = op.attributes ?? {};
+    if (op.action === 'identify') {
+      if (Object.keys(attributes).length > CIO_LIMITS.attributes) return refuse('attributes', `more than ${CIO_LIMITS.attributes} attributes`);
+      for (const [name, value] of Object.entries(attributes)) {
+        if (Buffer.byteLength(name) > CIO_LIMITS.attributeNameBytes) return refuse(`attributes.${name}`, `attribute name is over ${CIO_LIMITS.attributeNameBytes} bytes`);
+        const size = Buffer.byteLength(typeof value === 'string' ? value : JSON.stringify(value));
+        if (size > CIO_LIMITS.attributeValueBytes) return refuse(`attributes.${name}`, `attribute value is ${size} bytes, over ${CIO_LIMITS.attributeValueBytes}`);
+      }
+    } else if (op.action === 'event') {
+      if (Buffer.byteLength(op.name ?? '') > CIO_LIMITS.eventNameBytes) return refuse('name', `event name is over ${CIO_LIMITS.eventNameBytes} bytes`);
+      if (Buffer.byteLength(JSON.stringify(attributes)) > CIO_LIMITS.eventDataBytes) return refuse('attributes', `event data is over ${CIO_LIMITS.eventDataBytes} bytes`);
+    }
+    return undefined;
   }
 
   private applyIdentify(op: CioOperation): void {

@@ -1,6 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FakeService, type FaultOptions } from './http.js';
 
+/** Segment HTTP Tracking API limits (research/destinations.md §1.4): 32 KB per event, 500 KB per request. */
+export const SEGMENT_EVENT_LIMIT = 32 * 1024;
+export const SEGMENT_REQUEST_LIMIT = 500 * 1024;
+
 export interface SegmentMessage {
   type: string;
   userId?: string;
@@ -14,8 +18,9 @@ export interface SegmentMessage {
 
 /**
  * A Segment HTTP Tracking API emulator (research/destinations.md §1, §7): `POST /v1/batch`, auth by Basic
- * header or body writeKey, 32 KB per event and 500 KB per request (400), over 2500 events accepted with 200
- * and dropped — and, like Segment, 200 for a wrong write key. Records every message it accepts.
+ * header or body writeKey, 32 KB per event and 500 KB per request (400 `{"message": …}` for the whole batch),
+ * over 2500 events accepted with 200 and dropped — and, like Segment, 200 for a wrong write key. Records every
+ * message it accepts.
  */
 export class FakeSegment extends FakeService {
   /** Accepted messages by messageId (Segment dedupes on it). */
@@ -25,6 +30,10 @@ export class FakeSegment extends FakeService {
   readonly writeKeysSeen = new Set<string>();
   /** Requests whose write key was not the expected one (answered 200 all the same). */
   badKeyRequests = 0;
+  /** Size of the largest message received (as Segment measures it: the message's JSON inside the batch). */
+  largestMessage = 0;
+  /** Requests refused because one of their messages was over 32 KB. */
+  oversizeRefusals = 0;
   /** A batch holding a message this returns a status for is refused whole with that status. */
   rejectMessage: ((message: SegmentMessage) => number | undefined) | undefined;
 
@@ -41,15 +50,16 @@ export class FakeSegment extends FakeService {
       this.json(res, 404, { success: false, message: 'not found' });
       return;
     }
-    if (body.length > 500 * 1024) {
-      this.json(res, 400, { success: false, message: 'request too large' });
+    // Segment's documented limits, on what it receives; a refusal names why, in `{"message": …}`.
+    if (body.length > SEGMENT_REQUEST_LIMIT) {
+      this.json(res, 400, { message: `request body is ${body.length} bytes, over the 500 KB limit` });
       return;
     }
     let envelope: { batch?: SegmentMessage[]; writeKey?: string } & Partial<SegmentMessage>;
     try {
       envelope = JSON.parse(body.toString('utf8')) as typeof envelope;
     } catch {
-      this.json(res, 400, { success: false, message: 'invalid json' });
+      this.json(res, 400, { message: 'invalid JSON' });
       return;
     }
     const key = basicUser(req.headers.authorization) ?? envelope.writeKey;
@@ -57,13 +67,16 @@ export class FakeSegment extends FakeService {
     if (key !== this.writeKey) this.badKeyRequests += 1;
     const batch: SegmentMessage[] = path === '/v1/batch' ? (envelope.batch ?? []) : [{ ...(envelope as SegmentMessage), type: path!.slice(4) }];
     for (const message of batch) {
-      if (Buffer.byteLength(JSON.stringify(message)) > 32 * 1024) {
-        this.json(res, 400, { success: false, message: 'event too large' });
+      const size = Buffer.byteLength(JSON.stringify(message));
+      this.largestMessage = Math.max(this.largestMessage, size);
+      if (size > SEGMENT_EVENT_LIMIT) {
+        this.oversizeRefusals += 1;
+        this.json(res, 400, { message: `event ${message.messageId} is ${size} bytes, over the 32 KB limit` });
         return;
       }
       const status = this.rejectMessage?.(message);
       if (status !== undefined) {
-        this.json(res, status, { success: false, message: `rejected ${message.messageId}` });
+        this.json(res, status, { message: `rejected ${message.messageId}` });
         return;
       }
     }

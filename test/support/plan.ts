@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 
-/** One line of a `diff --out` plan file. */
+/** One operation line of a `diff --out` plan file. */
 export interface PlanLine {
   destination: 'segment' | 'customerio';
   kind: 'identify' | 'track';
@@ -10,9 +10,31 @@ export interface PlanLine {
   payload: Record<string, unknown>;
 }
 
-export function readPlan(path: string): PlanLine[] {
+/** An invalid-row or warning line of a plan file. */
+export interface PlanProblemLine {
+  type: 'invalid' | 'warning';
+  file: string | null;
+  line: number | null;
+  reason: string;
+  participantId?: string;
+  destination?: 'segment' | 'customerio';
+  limits?: { limit: string; size: number; max: number; attribute?: string }[];
+}
+
+function lines(path: string): Record<string, unknown>[] {
   return readFileSync(path, 'utf8')
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as PlanLine);
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** The operations of a plan file (its invalid-row and warning lines left out). */
+export function readPlan(path: string): PlanLine[] {
+  return lines(path).filter((line) => line.type === undefined || line.type === 'operation') as unknown as PlanLine[];
+}
+
+/** The invalid-row and warning lines of a plan file. */
+export function readPlanProblems(path: string): PlanProblemLine[] {
+  return lines(path).filter((line) => line.type === 'invalid' || line.type === 'warning') as unknown as PlanProblemLine[];
 }
