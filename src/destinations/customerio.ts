@@ -81,7 +81,9 @@ export class CustomerioDestination implements DestinationClient {
       });
     } catch (error) {
       const verdict = this.verdictFromError(error);
-      return operations.map((op) => ({ key: op.key, verdict }));
+      // A v2 400 refuses the whole request: the engine bisects it to find the operations it refused.
+      const whole: Verdict = verdict.kind === 'dead' ? { ...verdict, wholeBatch: true } : verdict;
+      return operations.map((op) => ({ key: op.key, verdict: whole }));
     }
   }
 

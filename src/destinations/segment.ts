@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
-import { verdictForStatus, type Verdict } from '../apply/retry.js';
+import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
 import { redactUrl, redactUrls } from '../redact.js';
 import { SEGMENT_LIMITS } from './limits.js';
 import type { Operation } from '../plan/types.js';
@@ -22,6 +22,8 @@ export interface SegmentOptions {
   host: string;
   /** Events per SDK batch. */
   flushAt?: number;
+  /** Batches in flight at once (one SDK client each); the engine sends at most this many. */
+  maxInFlight?: number;
   /** Retries the SDK makes itself before it reports a failure to us. */
   sdkRetries?: number;
   httpTimeoutMs?: number;
@@ -33,29 +35,31 @@ export interface SegmentOptions {
  * Segment through @segment/analytics-node 3.1. Every call carries our messageId and a callback, which the SDK
  * fires once the message's batch is resolved; that callback is the outcome. The HTTP client we inject keeps
  * each request under Segment's 500 KB by splitting a batch the SDK built too large.
+ *
+ * One SDK client per batch in flight: an SDK client merges whatever is queued into its next request, so two of
+ * our batches sharing one could share one refusal, and bisection could not tell which operation Segment refused.
  */
 export class SegmentDestination implements DestinationClient {
   readonly name = 'segment' as const;
   readonly maxBatch: number;
   readonly maxBatchBytes = SEGMENT_SAFE_BATCH_BYTES;
-  private readonly analytics: Analytics;
+  /** SDK clients, each carrying at most one of our batches at a time. */
+  private readonly clients: Analytics[] = [];
+  private readonly idle: Analytics[] = [];
+  private readonly waiting: ((client: Analytics) => void)[] = [];
+  private readonly maxClients: number;
   private readonly unresolved = new Map<string, (outcome: DeliveryOutcome) => void>();
   private closed = false;
+  /** Segment's last Retry-After (ms): the engine waits it out, since the SDK is told none (it would retry itself). */
+  private retryAfterMs: number | undefined;
 
   constructor(private readonly options: SegmentOptions) {
     this.maxBatch = Math.min(options.flushAt ?? 250, SEGMENT_MAX_BATCH_EVENTS);
-    this.analytics = this.createAnalytics(options);
-    // The SDK's retry sleep adds an abort listener to its publisher's shared signal and never removes it, so a
-    // run with more than ten rate-limit waits prints a MaxListenersExceededWarning. Lift the limit on that one
-    // signal. It is a private field: if a later SDK moves it, only the warning comes back.
-    const publisher = (this.analytics as unknown as { _publisher?: { _abortController?: AbortController } })._publisher;
-    if (publisher?._abortController) setMaxListeners(0, publisher._abortController.signal);
-    // The SDK's emitter does not throw on 'error'; outcomes come through callbacks.
-    this.analytics.on('error', () => undefined);
+    this.maxClients = Math.max(1, options.maxInFlight ?? 8);
   }
 
   private createAnalytics(options: SegmentOptions): Analytics {
-    return new Analytics({
+    const analytics = new Analytics({
       writeKey: options.writeKey,
       host: options.host,
       flushAt: this.maxBatch,
@@ -67,36 +71,67 @@ export class SegmentDestination implements DestinationClient {
       // Bounded, so a stuck batch comes back to us as a failure we retry, instead of the SDK's 12 hours.
       maxTotalBackoffDuration: 60,
       maxRateLimitDuration: 120,
-      httpClient: new SplittingHttpClient(options.onResponse),
+      httpClient: new SplittingHttpClient(options.onResponse, (ms) => (this.retryAfterMs = ms)),
     });
+    // The SDK's retry sleep adds an abort listener to its publisher's shared signal and never removes it, so a
+    // run with more than ten rate-limit waits prints a MaxListenersExceededWarning. Lift the limit on that one
+    // signal. It is a private field: if a later SDK moves it, only the warning comes back.
+    const publisher = (analytics as unknown as { _publisher?: { _abortController?: AbortController } })._publisher;
+    if (publisher?._abortController) setMaxListeners(0, publisher._abortController.signal);
+    // The SDK's emitter does not throw on 'error'; outcomes come through callbacks.
+    analytics.on('error', () => undefined);
+    return analytics;
+  }
+
+  /** An SDK client with nothing queued: an idle one, a new one while under the cap, else the next one freed. */
+  private acquire(): Promise<Analytics> {
+    const idle = this.idle.pop();
+    if (idle) return Promise.resolve(idle);
+    if (this.clients.length < this.maxClients) {
+      const created = this.createAnalytics(this.options);
+      this.clients.push(created);
+      return Promise.resolve(created);
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(client: Analytics): void {
+    const next = this.waiting.shift();
+    if (next) next(client);
+    else this.idle.push(client);
   }
 
   cost(operations: readonly Operation[]): number {
     return operations.length;
   }
 
-  send(operations: readonly Operation[]): Promise<DeliveryOutcome[]> {
+  async send(operations: readonly Operation[]): Promise<DeliveryOutcome[]> {
     if (this.closed) throw new Error('internal: send after close');
-    return Promise.all(operations.map((op) => this.sendOne(op)));
+    const client = await this.acquire();
+    try {
+      return await Promise.all(operations.map((op) => this.sendOne(op, client)));
+    } finally {
+      this.release(client);
+    }
   }
 
-  private sendOne(operation: Operation): Promise<DeliveryOutcome> {
+  private sendOne(operation: Operation, analytics: Analytics): Promise<DeliveryOutcome> {
     return new Promise((resolve) => {
       const key = operation.key;
       this.unresolved.set(key, resolve);
       const callback = (error?: unknown): void => {
         if (!this.unresolved.delete(key)) return;
-        resolve({ key, verdict: error === undefined ? { kind: 'sent' } : verdictFromSdkError(error) });
+        resolve({ key, verdict: error === undefined ? { kind: 'sent' } : verdictFromSdkError(error, this.retryAfterMs) });
       };
       const payload = operation.payload;
       try {
         if (operation.kind === 'identify') {
-          this.analytics.identify(
+          analytics.identify(
             { userId: operation.userId, traits: payload.traits as Record<string, unknown>, messageId: payload.messageId as string },
             callback,
           );
         } else {
-          this.analytics.track(
+          analytics.track(
             {
               userId: operation.userId,
               event: payload.event as string,
@@ -132,7 +167,7 @@ export class SegmentDestination implements DestinationClient {
   async close(timeoutMs = 30_000): Promise<DeliveryOutcome[]> {
     this.closed = true;
     try {
-      await this.analytics.closeAndFlush({ timeout: timeoutMs });
+      await Promise.all(this.clients.map((client) => client.closeAndFlush({ timeout: timeoutMs })));
     } catch {
       // Whatever is left is reported below.
     }
@@ -153,13 +188,14 @@ export class SegmentDestination implements DestinationClient {
  * errors → retry. The SDK builds its error from the status text only; our HTTP client appends Segment's own
  * reason from the response body to that text (see SplittingHttpClient), so it reaches the ledger.
  */
-export function verdictFromSdkError(error: unknown): Verdict {
+export function verdictFromSdkError(error: unknown, retryAfterMs?: number): Verdict {
   const message = error instanceof Error ? error.message : String(error);
   const match = /^\[(\d{3})\]/.exec(message);
   if (match) {
-    const verdict = verdictForStatus(Number(match[1]), `Segment answered ${message}`);
-    // The SDK already waited out Retry-After; what it gives up on is retried later by the engine.
-    return verdict.kind === 'retry' ? { kind: 'retry', reason: verdict.reason } : verdict;
+    const status = Number(match[1]);
+    const verdict = verdictForStatus(status, `Segment answered ${message}`, status === 429 ? retryAfterMs : undefined);
+    // Segment refuses a batch as a whole (400): the engine bisects it to find the operations it refused.
+    return verdict.kind === 'dead' ? { ...verdict, wholeBatch: true } : verdict;
   }
   return { kind: 'retry', reason: `Segment: ${redactUrls(message)}` };
 }
@@ -169,7 +205,10 @@ export function verdictFromSdkError(error: unknown): Verdict {
  * (Segment dedupes on messageId, so a half that is retried with its sibling does no harm).
  */
 class SplittingHttpClient implements HTTPClient {
-  constructor(private readonly onResponse?: (status: number | undefined) => void) {}
+  constructor(
+    private readonly onResponse?: (status: number | undefined) => void,
+    private readonly onRetryAfter?: (ms: number) => void,
+  ) {}
 
   async makeRequest(request: HTTPClientRequest): Promise<HTTPResponse> {
     if (Buffer.byteLength(request.body) <= SEGMENT_MAX_BATCH_BYTES - 8 * 1024) return this.post(request, request.body);
@@ -197,7 +236,14 @@ class SplittingHttpClient implements HTTPClient {
       // The SDK turns a refusal into `Error("[status] statusText")` and never reads the body: the reason rides in
       // the status text, the one field of our response that reaches that error.
       const statusText = reason ? `${response.statusText || 'refused'}: ${reason}` : response.statusText;
-      return { status: response.status, statusText, headers: response.headers };
+      // The engine owns retries: a 429's Retry-After goes to it, and the SDK (maxRetries 0) sees a 429 without
+      // one, so it reports the failure at once instead of waiting and retrying on its own.
+      const retryAfter = response.status === 429 ? parseRetryAfter(response.headers.get('retry-after')) : undefined;
+      if (retryAfter === undefined) return { status: response.status, statusText, headers: response.headers };
+      this.onRetryAfter?.(retryAfter);
+      const headers = new Headers(response.headers);
+      headers.delete('retry-after');
+      return { status: response.status, statusText, headers };
     } catch (error) {
       this.onResponse?.(undefined);
       throw error;

@@ -72,6 +72,64 @@ describe('independent destinations', () => {
   }, 60_000);
 });
 
+describe('bisection of refused batches', () => {
+  it('one refused person in a 600-person Segment sync leaves 599 delivered; only theirs end dead, with Segment’s reason', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 600, 13);
+    const planned = await plannedIds(cwd, file, services.env);
+    const bad = 'member77.s13@example.com';
+    services.segment.rejectMessage = (m) => (m.userId === bad ? 400 : undefined);
+    const result = await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
+    expect(result.code).toBe(1);
+    const delivered = new Set(services.segment.identifies().map((m) => m.userId));
+    expect(delivered.size).toBe(599);
+    expect(delivered.has(bad)).toBe(false);
+    const db = new Database(join(cwd, '.referral-sync', 'state.db'), { readonly: true });
+    const dead = db.prepare(`SELECT user_id AS userId, last_error AS error FROM deliveries WHERE status = 'dead'`).all() as { userId: string; error: string }[];
+    const sent = (db.prepare(`SELECT COUNT(*) AS n FROM deliveries WHERE status = 'sent'`).get() as { n: number }).n;
+    db.close();
+    expect(dead.length).toBeGreaterThan(0);
+    expect(dead.every((d) => d.userId === bad)).toBe(true);
+    expect(dead[0]!.error).toContain('Segment answered [400] Bad Request: rejected rs1-');
+    // Every other planned message went through, once.
+    expect(sent).toBe(planned.segment.length - dead.length);
+    expect(new Set(services.segment.arrivals).size).toBe(planned.segment.length - dead.length);
+  }, 60_000);
+
+  it('a Customer.io v2 batch refused with 400 is split until the refused operation is alone', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 150, 17);
+    const bad = 'member40.s17@example.com';
+    services.customerio.refuseRequest = (ops) =>
+      ops.some((op) => op.action === 'identify' && op.identifiers?.email === bad) ? { reason: 'invalid', field: 'identifiers', message: 'person refused' } : undefined;
+    const result = await runCli(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env });
+    expect(result.code).toBe(1);
+    expect(services.customerio.people.size).toBe(149);
+    expect(services.customerio.people.has(`email:${bad}`)).toBe(false);
+    const status = await runCli(['status', '--json'], { cwd });
+    const problems = (JSON.parse(status.stdout) as { problems: { userId: string; status: string; lastError: string }[] }).problems;
+    expect(problems).toEqual([expect.objectContaining({ userId: bad, status: 'dead', lastError: expect.stringContaining('person refused') as unknown })]);
+  }, 60_000);
+});
+
+describe('one owner of retries', () => {
+  it('a Segment 429 with Retry-After is waited out by the engine (no attempt used) and every message arrives once', async () => {
+    services = await startServices({ segment: { rate429: 0.3, retryAfterSeconds: 1, seed: 3 } });
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 200, 19);
+    const planned = await plannedIds(cwd, file, services.env);
+    const result = await runCli(['sync', '--file', file, '--to', 'segment', '--json'], { cwd, env: services.env });
+    expect(result.code).toBe(0);
+    expect(services.segment.log.byStatus.get(429)).toBeGreaterThan(0);
+    expect([...services.segment.arrivals].sort()).toEqual([...planned.segment].sort());
+    // The SDK made no retry of its own: every request after a 429 came from the engine.
+    const report = (JSON.parse(result.stdout) as { delivery: { segment: { retries: number } } }).delivery.segment;
+    expect(report.retries).toBeGreaterThan(0);
+  }, 60_000);
+});
+
 describe('graceful stop', () => {
   it('SIGTERM mid-run exits 143 within 15 s with one line, status says interrupted, and the re-run resends nothing acknowledged', async () => {
     services = await startServices();
