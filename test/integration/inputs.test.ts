@@ -159,7 +159,7 @@ describe('stray quotes', () => {
     writeFileSync(file, 'ID,Email,Plan\np1,a@example.com,"pro\nannual"\np2,b@example.com,"free""x"\np3,not-an-email,free\n');
     const summary = JSON.parse((await runCli(['diff', '--file', file, '--json', '--user-id', 'id'], { cwd })).stdout) as DiffJson;
     expect(summary.participants).toBe(2);
-    expect(summary.invalidRows).toEqual([{ file, line: 5, reason: '"not-an-email" in column "Email" is not an email address' }]);
+    expect(summary.invalidRows).toEqual([{ file, line: 5, participantId: 'p3', reason: '"not-an-email" in column "Email" is not an email address' }]);
   });
 });
 
@@ -176,8 +176,8 @@ describe('dates', () => {
     const summary = JSON.parse(result.stdout) as DiffJson;
     expect(summary.participants).toBe(3);
     expect(summary.invalidRows).toEqual([
-      { file, line: 2, reason: 'impossible date "2024-02-30" in column "Created At": February 2024 has 29 days' },
-      { file, line: 3, reason: 'impossible date "2023-02-29" in column "Created At": February 2023 has 28 days' },
+      { file, line: 2, participantId: 'p1', reason: 'impossible date "2024-02-30" in column "Created At": February 2024 has 29 days' },
+      { file, line: 3, participantId: 'p2', reason: 'impossible date "2023-02-29" in column "Created At": February 2023 has 28 days' },
     ]);
     expect(summary.warningSamples.map((w) => [w.line, w.reason.split(':')[0]])).toEqual([
       [4, 'date "1/1/1970" in column "Created At" is in 1970, outside 2000–' + (new Date().getUTCFullYear() + 1)],

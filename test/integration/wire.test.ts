@@ -127,7 +127,7 @@ describe('the fakes enforce the documented limits, and refusals keep the destina
     const [outcome] = await client.send([op]);
     await client.close();
     expect(services.segment.oversizeRefusals).toBe(1);
-    expect(outcome!.verdict).toEqual({ kind: 'dead', reason: expect.stringMatching(/^Segment answered \[400\] Bad Request: event rs1-big is \d+ bytes, over the 32 KB limit$/) as unknown });
+    expect(outcome!.verdict).toEqual({ kind: 'dead', wholeBatch: true, reason: expect.stringMatching(/^Segment answered \[400\] Bad Request: event rs1-big is \d+ bytes, over the 32 KB limit$/) as unknown });
   });
 
   it.each(['v1', 'v2'] as const)('Customer.io %s refuses an attribute over 1,000 bytes: dead, with Customer.io’s reason and field', async (api) => {
@@ -150,7 +150,7 @@ describe('the fakes enforce the documented limits, and refusals keep the destina
     services.customerio.refuseRequest = () => ({ reason: 'invalid_json', field: 'batch[0].identifiers', message: 'identifiers must hold exactly one key' });
     const client = new CustomerioDestination({ siteId: CIO_SITE, apiKey: CIO_KEY, trackUrl: services.env.CUSTOMERIO_TRACK_URL!, api: 'v2' });
     const [outcome] = await client.send([identify('customerio', { type: 'person', action: 'identify', identifiers: { id: 'u1' }, attributes: {} })]);
-    expect(outcome!.verdict).toEqual({ kind: 'dead', reason: 'Customer.io answered 400: invalid_json, field batch[0].identifiers, identifiers must hold exactly one key' });
+    expect(outcome!.verdict).toEqual({ kind: 'dead', wholeBatch: true, reason: 'Customer.io answered 400: invalid_json, field batch[0].identifiers, identifiers must hold exactly one key' });
   });
 });
 

@@ -74,7 +74,7 @@ describe('retry policy', () => {
   });
 
   it('classifies what the Segment SDK reports', () => {
-    expect(verdictFromSdkError(new Error('[400] Bad Request'))).toEqual({ kind: 'dead', reason: 'Segment answered [400] Bad Request' });
+    expect(verdictFromSdkError(new Error('[400] Bad Request'))).toEqual({ kind: 'dead', wholeBatch: true, reason: 'Segment answered [400] Bad Request' });
     expect(verdictFromSdkError(new Error('[503] Service Unavailable')).kind).toBe('retry');
     expect(verdictFromSdkError(new Error('Rate limit duration exceeded')).kind).toBe('retry');
     expect(verdictFromSdkError(new Error('Flush timeout')).kind).toBe('retry');
