@@ -170,8 +170,9 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
 
   const inputs = ctx.source.inputs?.();
+  const lookups = ctx.source.lookups?.();
   if (ctx.flags.json || ctx.common.logFormat === 'json') {
-    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
+    output.result(`${JSON.stringify({ command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(), delivery: Object.fromEntries(reports) }, null, ctx.flags.json ? 2 : undefined)}\n`);
   } else if (!ctx.flags.quiet) {
     output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location, inputs ?? []));
   }

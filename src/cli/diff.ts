@@ -51,8 +51,9 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       output,
     });
     const inputs = source.inputs?.();
+    const lookups = source.lookups?.();
     if (flags.json || common.logFormat === 'json') {
-      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON() };
+      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON() };
       output.result(`${JSON.stringify(json, null, flags.json ? 2 : undefined)}\n`);
     } else {
       output.result(
