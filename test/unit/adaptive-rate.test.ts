@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AdaptiveRate } from '../../src/apply/adaptive-rate.js';
 import { TokenBucket, type Clock } from '../../src/apply/limiter.js';
+import { celloRate } from '../../src/cli/cello.js';
 import { rateWindow, SlidingWindowLimiter } from '../../src/http/window-limiter.js';
 
 /** A clock that moves only when told (or when someone sleeps on it). */
@@ -182,5 +183,18 @@ describe('setRate', () => {
     // 100 at 50/s: about two seconds (the first window is still partly taken by the 5/s requests).
     expect(now - start).toBeGreaterThanOrEqual(1790);
     expect(now - start).toBeLessThanOrEqual(2010);
+  });
+});
+
+describe('celloRate (--rate, --rate-mode)', () => {
+  it('adaptive by default: from 5/s up to --rate cello=N, else the default ceiling of 50; fixed: exactly --rate cello=N, else 5/s', () => {
+    expect(celloRate(undefined, undefined)).toEqual({ mode: 'adaptive', initial: 5, ceiling: 50 });
+    expect(celloRate('segment=100', 'adaptive')).toEqual({ mode: 'adaptive', initial: 5, ceiling: 50 });
+    expect(celloRate('cello=200,segment=100', undefined)).toEqual({ mode: 'adaptive', initial: 5, ceiling: 200 });
+    expect(celloRate('cello=5', undefined)).toEqual({ mode: 'adaptive', initial: 5, ceiling: 5 });
+    expect(celloRate('cello=2', undefined)).toEqual({ mode: 'adaptive', initial: 2, ceiling: 2 });
+    expect(celloRate(undefined, 'fixed')).toEqual({ mode: 'fixed', initial: 5, ceiling: 5 });
+    expect(celloRate('cello=12', 'fixed')).toEqual({ mode: 'fixed', initial: 12, ceiling: 12 });
+    expect(() => celloRate(undefined, 'fast')).toThrow('--rate-mode must be adaptive or fixed, not "fast".');
   });
 });
