@@ -4,12 +4,19 @@
 //             Customer.io, vs sequential await-per-call through the same SDKs and vs the previous engine.
 //   skew:     a sync where Segment is 100x slower than Customer.io, at 20k and 200k participants: peak RSS
 //             stays flat because what Segment cannot take yet waits in the state's queue, not in memory.
-// Pick one with `npm run bench -- diff|delivery|skew`; BENCH_DELIVERY_SIZES=10000,100000, BENCH_SKEW_SIZES=20000,200000.
+//   cello:    a generated Cello program (BENCH_CELLO_REFERRERS, default 1,500) through `diff --enrich` against
+//             the fake Cello: adaptive vs --rate-mode fixed (5/s, from a 150-lookup sample) with no limit, then
+//             adaptive against a Cello throttling at BENCH_CELLO_LIMIT (default 20) requests/s.
+// Pick one with `npm run bench -- diff|delivery|skew|cello`; BENCH_DELIVERY_SIZES=10000,100000,
+// BENCH_SKEW_SIZES=20000,200000.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FakeCello } from '../test/fakes/cello.js';
 import { FakeCustomerio } from '../test/fakes/customerio.js';
+import type { FaultOptions } from '../test/fakes/http.js';
+import { lookupTimeline, seedCello, writeCelloProgram, type CelloProgram } from '../test/support/cello-program.js';
 import { FakeSegment } from '../test/fakes/segment.js';
 import { generateExport } from './generate-export.js';
 import { measure, ROOT, table, type Measured } from './measure.js';
@@ -158,6 +165,69 @@ async function benchSkew(size: number): Promise<{ size: number; rssMb: number; s
   } finally {
     await segment.stop();
     await customerio.stop();
+
+interface CelloRun {
+  label: string;
+  lookups: number;
+  requests: number;
+  seconds: number;
+  perSecond: number;
+  settledRate: number;
+  refused: number;
+  wallMs: number;
+}
+
+/** One `diff --enrich` of `program` against a fresh fake Cello; lookup figures as the fake saw them. */
+async function celloRun(label: string, dir: string, program: CelloProgram, faults: FaultOptions, extra: string[]): Promise<CelloRun> {
+  const cello = new FakeCello('bench-key-id', 'bench-secret', faults);
+  seedCello(cello, program);
+  try {
+    const env = { CELLO_ACCESS_KEY_ID: 'bench-key-id', CELLO_SECRET_ACCESS_KEY: 'bench-secret', CELLO_API_URL: await cello.start() };
+    const state = join(dir, `${label.replace(/\W+/g, '-')}.db`);
+    const run = await measure(label, [BIN, 'diff', '--source', 'cello', '--file', ...program.files, '--enrich', '--to', 'segment', '--json', '--quiet', '--state', state, ...extra], { cwd: dir, env });
+    const report = (JSON.parse(run.stdout) as { lookups: { lookups: number; settledRate: number } }).lookups;
+    const timeline = lookupTimeline(cello);
+    return {
+      label,
+      lookups: report.lookups,
+      requests: cello.log.total,
+      seconds: timeline.seconds,
+      perSecond: timeline.perSecond,
+      settledRate: report.settledRate,
+      refused: cello.log.rateLimited,
+      wallMs: run.wallMs,
+    };
+  } finally {
+    await cello.stop();
+  }
+}
+
+async function benchCello(): Promise<void> {
+  const referrers = Number(process.env.BENCH_CELLO_REFERRERS ?? 1500);
+  const limit = Number(process.env.BENCH_CELLO_LIMIT ?? 20);
+  const latency = Number(process.env.BENCH_CELLO_LATENCY_MS ?? 30);
+  const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
+  try {
+    const program = writeCelloProgram(dir, referrers);
+    // 75 referrers = 150 lookups: the fixed 5/s rate is measured on them and extrapolated (30 s instead of 10 min).
+    const sample = writeCelloProgram(mkdtempSync(join(dir, 'sample-')), 75, 12);
+    console.log(`\n## cello: ${referrers.toLocaleString('en-US')} referrers, ${program.lookups.toLocaleString('en-US')} lookups with --enrich, fake Cello answering in ${latency} ms\n`);
+    const adaptive = await celloRun('adaptive (default: 5/s rising to 50/s), no limit', dir, program, { delayMs: latency }, []);
+    const fixed = await celloRun('--rate-mode fixed (5/s), 150-lookup sample', dir, sample, { delayMs: latency }, ['--rate-mode', 'fixed']);
+    const throttled = await celloRun(`adaptive, Cello limited to ${limit}/s`, dir, program, { delayMs: latency, rateLimitPerSecond: limit }, []);
+    const fixedFull = program.lookups / fixed.perSecond;
+    const rows = [['run', 'lookups', 'requests', 'lookup s', 'lookups/s', 'settled rate/s', '429s', 'wall s']];
+    for (const r of [adaptive, fixed, throttled]) {
+      rows.push([r.label, String(r.lookups), String(r.requests), r.seconds.toFixed(1), r.perSecond.toFixed(1), r.settledRate.toFixed(1), String(r.refused), seconds(r.wallMs)]);
+    }
+    rows.push([`--rate-mode fixed, extrapolated to ${program.lookups} lookups`, String(program.lookups), '', `${fixedFull.toFixed(0)} est.`, fixed.perSecond.toFixed(1), '5.0', '', '']);
+    console.log(table(rows));
+    console.log(`\nno limit: adaptive lookups ${(fixedFull / adaptive.seconds).toFixed(1)}x faster than fixed 5/s (${adaptive.seconds.toFixed(1)} s vs ${fixedFull.toFixed(0)} s est.)`);
+    console.log(
+      `limit ${limit}/s: settled at ${throttled.settledRate.toFixed(1)}/s (${(throttled.settledRate / limit).toFixed(2)} of the limit), ` +
+        `${throttled.refused} of ${throttled.requests} requests answered 429 (${((throttled.refused / throttled.requests) * 100).toFixed(1)} %)`,
+    );
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -172,6 +242,7 @@ if (which === 'all' || which === 'skew') {
   }
   console.log(table(rows));
 }
+if (which === 'all' || which === 'cello') await benchCello();
 if (which === 'all' || which === 'delivery') {
   const sizes = (process.env.BENCH_DELIVERY_SIZES ?? '10000,100000').split(',').map(Number);
   for (const size of sizes) await benchDelivery(size, 100);

@@ -179,9 +179,10 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
 
   const inputs = ctx.source.inputs?.();
+  const lookups = ctx.source.lookups?.();
   if (problems) {
     const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
-    const json = { command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(lists), delivery: Object.fromEntries(reports) };
+    const json = { command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(lists), delivery: Object.fromEntries(reports) };
     await output.resultStream(jsonChunks(json, ctx.flags.json ? 2 : undefined));
     output.result('\n');
   } else if (!ctx.flags.quiet) {

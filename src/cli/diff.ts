@@ -57,9 +57,10 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       ...(problems ? { problems } : {}),
     });
     const inputs = source.inputs?.();
+    const lookups = source.lookups?.();
     if (problems) {
       const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
-      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
+      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
       await output.resultStream(jsonChunks(json, flags.json ? 2 : undefined));
       output.result('\n');
     } else {

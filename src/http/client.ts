@@ -1,9 +1,8 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { realClock, type Clock } from '../apply/limiter.js';
 import { backoffDelay, parseRetryAfter, type RetryOptions } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
 import { HttpError } from './errors.js';
+import { Pool } from './undici.js';
 import type { SlidingWindowLimiter } from './window-limiter.js';
 
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
@@ -36,6 +35,11 @@ export interface HttpClientOptions {
   hooks?: ServiceHooks;
   /** Told about every wait longer than a few seconds, so a person sees why nothing moves. */
   onWait?: (ms: number, reason: string) => void;
+  /**
+   * Told how each answer went, for an adaptive rate: `throttled` on a 429 or 5xx, `healthy` on any other
+   * answer. Network errors are neither: they say nothing certain about the service's load.
+   */
+  pace?: { healthy(): void; throttled(): void };
   clock?: Clock;
   random?: () => number;
 }
@@ -43,26 +47,35 @@ export interface HttpClientOptions {
 const LONG_WAIT_MS = 5_000;
 
 /**
- * The one HTTP client of the API sources (DESIGN.md §2): a keep-alive agent with a connection cap, a timeout
- * per request, the shared window limiter, retries of 429/5xx/network errors with backoff (429s that say how
- * long to wait cost no attempt), and typed errors that never carry the credentials.
+ * The one HTTP client of the API sources (DESIGN.md §2): an undici Pool per service (keep-alive, a connection
+ * cap, pipelining off), a timeout for the headers and for each gap in the body, the shared window limiter,
+ * retries of 429/5xx/network errors with backoff (429s that say how long to wait cost no attempt), and typed
+ * errors that never carry the credentials.
  *
- * It uses node:http rather than the undici package: importing undici 7 installs its own global dispatcher,
- * which Node 20's built-in fetch then rejects (UND_ERR_INVALID_ARG), breaking the Segment and Customer.io SDKs.
+ * undici comes from ./undici.js, which keeps it from installing a global dispatcher: Node's own fetch, used by
+ * the Segment and Customer.io SDKs, must keep its own (undici 7's breaks them with UND_ERR_INVALID_ARG).
  */
 export class HttpClient {
   /** Requests sent, retries included (reported: "a full scan cost N requests"). */
   requests = 0;
-  private readonly agent: HttpAgent;
-  private readonly origin: URL;
+  private readonly pool: Pool;
   private readonly prefix: string;
   private readonly clock: Clock;
+  private readonly timeoutMs: number;
 
   constructor(private readonly options: HttpClientOptions) {
-    this.origin = new URL(options.baseUrl);
-    this.prefix = this.origin.pathname.replace(/\/+$/, '');
-    const agentOptions = { keepAlive: true, maxSockets: options.connections, maxFreeSockets: options.connections, timeout: options.bodyTimeoutMs ?? 30_000 };
-    this.agent = this.origin.protocol === 'https:' ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    const base = new URL(options.baseUrl);
+    this.prefix = base.pathname.replace(/\/+$/, '');
+    this.timeoutMs = options.bodyTimeoutMs ?? 30_000;
+    this.pool = new Pool(base.origin, {
+      connections: options.connections,
+      pipelining: 1,
+      // Idle keep-alive connections live 4 s unless the server says otherwise (Keep-Alive: timeout=…).
+      keepAliveTimeout: 4_000,
+      connect: { timeout: Math.min(this.timeoutMs, 10_000) },
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
     this.clock = options.clock ?? realClock;
   }
 
@@ -102,7 +115,11 @@ export class HttpClient {
       } catch (error) {
         networkError = error;
       }
-      if (status !== undefined) hooks?.observe?.(headers, limiter);
+      if (status !== undefined) {
+        hooks?.observe?.(headers, limiter);
+        if (status === 429 || status >= 500) this.options.pace?.throttled();
+        else this.options.pace?.healthy();
+      }
       if (status !== undefined && status >= 200 && status < 300) {
         if (status === 204) return undefined as T;
         // A 200 that is not JSON is not an answer from the API (a proxy's or a captive portal's HTML page, a wrong
@@ -143,35 +160,21 @@ export class HttpClient {
     this.options.onWait?.(ms, reason);
   }
 
+  /** Closes the connections; requests still in flight fail (the run is over or has failed). */
   async close(): Promise<void> {
-    this.agent.destroy();
+    await this.pool.destroy();
   }
 
-  private send(method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
-    const send = this.origin.protocol === 'https:' ? httpsRequest : httpRequest;
-    const timeoutMs = this.options.bodyTimeoutMs ?? 30_000;
-    return new Promise((resolve, reject) => {
-      const req = send(
-        {
-          protocol: this.origin.protocol,
-          hostname: this.origin.hostname,
-          port: this.origin.port,
-          path,
-          method,
-          agent: this.agent,
-          headers: { accept: 'application/json', ...this.options.headers, ...headers, ...(body === undefined ? {} : { 'content-length': Buffer.byteLength(body) }) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-        },
-      );
-      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
-      req.end(body);
+  private async send(method: 'GET' | 'POST', path: string, body: string | undefined, headers: Record<string, string>): Promise<{ status: number; headers: ResponseHeaders; text: string }> {
+    const response = await this.pool.request({
+      path,
+      method,
+      headers: { accept: 'application/json', ...this.options.headers, ...headers },
+      ...(body === undefined ? {} : { body }),
     });
+    // Read to the end whatever the status: an unread body keeps its connection from going back to the pool.
+    const text = await response.body.text();
+    return { status: response.statusCode, headers: response.headers, text };
   }
 
   private notJson(status: number, headers: ResponseHeaders, text: string, path: string): HttpError {
@@ -187,8 +190,7 @@ export class HttpClient {
   private failure(status: number | undefined, body: unknown, networkError: unknown, path: string): HttpError {
     const shown = path.split('?')[0] ?? path;
     if (status === undefined) {
-      const cause = networkError as { code?: string; message?: string } | undefined;
-      return new HttpError(this.options.service, undefined, `${this.options.service} is unreachable (${cause?.code ?? cause?.message ?? 'network error'})`, { path: shown });
+      return new HttpError(this.options.service, undefined, `${this.options.service} is unreachable (${this.describeNetworkError(networkError)})`, { path: shown });
     }
     const error = (typeof body === 'object' && body !== null ? body : {}) as { message?: string; code?: string; requestId?: string };
     const message = error.message ?? `HTTP ${status}`;
@@ -196,6 +198,23 @@ export class HttpClient {
     if (error.code) details.code = error.code;
     if (error.requestId) details.requestId = error.requestId;
     return new HttpError(this.options.service, status, message, details);
+  }
+
+  /** undici's codes in words where they are not self-explanatory; never the request's headers. */
+  private describeNetworkError(error: unknown): string {
+    const cause = error as { code?: string; message?: string } | undefined;
+    const seconds = this.timeoutMs / 1000;
+    switch (cause?.code) {
+      case 'UND_ERR_HEADERS_TIMEOUT':
+      case 'UND_ERR_BODY_TIMEOUT':
+        return `no answer within ${seconds} s`;
+      case 'UND_ERR_CONNECT_TIMEOUT':
+        return 'connection timed out';
+      case 'UND_ERR_SOCKET':
+        return 'connection closed by the other side';
+      default:
+        return cause?.code ?? cause?.message ?? 'network error';
+    }
   }
 }
 

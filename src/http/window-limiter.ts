@@ -7,6 +7,20 @@ export interface WindowPolicy {
   windowMs: number;
 }
 
+/** The longest burst a rate policy lets out at once, as time at that rate. */
+const RATE_BURST_MS = 200;
+
+/**
+ * `perSecond` as a sliding window of at most 200 ms worth of requests (at least one): 5/s is 1 per 200 ms, 50/s
+ * is 10 per 200 ms, 2.5/s is 1 per 400 ms. Exact for fractional rates, and never a whole second's worth in one
+ * burst, which a service metering per second (a token bucket of one second) would answer with 429s.
+ */
+export function rateWindow(name: string, perSecond: number): WindowPolicy {
+  if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new RangeError(`rate must be a positive number, not ${perSecond}`);
+  const limit = Math.max(1, Math.round((perSecond * RATE_BURST_MS) / 1000));
+  return { name, limit, windowMs: (limit / perSecond) * 1000 };
+}
+
 /**
  * Sliding-window request limits, the shape APIs like GrowSurf's publish (30 per 5 s, 200 a minute, 10,000 an
  * hour): a request goes when every window has room. Exact over any window, unlike a token bucket whose burst
@@ -41,6 +55,18 @@ export class SlidingWindowLimiter {
   setLimit(name: string, limit: number): void {
     const policy = this.policies.find((p) => p.name === name);
     if (policy && limit >= 1) policy.limit = Math.floor(limit);
+  }
+
+  /**
+   * Paces the policy `name` (added if missing) at `perSecond` requests a second, fractions included, as a short
+   * window (see `rateWindow`). An adaptive rate moves it while requests are waiting; a waiter already asleep
+   * wakes at its old time and then goes by the new window.
+   */
+  setRate(name: string, perSecond: number): void {
+    const next = rateWindow(name, perSecond);
+    const policy = this.policies.find((p) => p.name === name);
+    if (policy) Object.assign(policy, next);
+    else this.policies.push(next);
   }
 
   limitOf(name: string): number | undefined {

@@ -24,15 +24,27 @@ export interface ActiveLink {
   link: string;
 }
 
+interface Token {
+  value: string;
+  expiresAt: number;
+}
+
 /**
  * Read-only Cello lookups with a per-run cache: each distinct code and each referrer is asked once however
- * many rows name it. Re-authenticates when the token nears expiry or Cello answers 401. Never calls
- * `depersonalize` or `/events`: this client has no method for them.
+ * many rows name it, also when many lookups are in flight at once (the cache holds the pending answer).
+ * Re-authenticates when the token nears expiry or Cello answers 401, with one token request however many
+ * lookups need it. Never calls `depersonalize` or `/events`: this client has no method for them.
  */
 export class CelloApi {
-  /** Lookups actually sent (cache misses), for reports. */
+  /** Lookups sent to Cello (misses of both caches), for reports. */
   lookups = 0;
-  private token: { value: string; expiresAt: number } | undefined;
+  /** Lookups answered from the state's cache (earlier runs). */
+  cached = 0;
+  /** When the first lookup was sent and the last one answered (`now` clock), for reports. */
+  firstLookupAt: number | undefined;
+  lastAnswerAt: number | undefined;
+  /** The token, or the request for one that every lookup needing a token shares. */
+  private token: Promise<Token> | undefined;
   private readonly codes = new Map<string, Promise<CodeInfo>>();
   private readonly links = new Map<string, Promise<ActiveLink | undefined>>();
 
@@ -48,6 +60,7 @@ export class CelloApi {
     let cached = this.codes.get(ucc);
     if (!cached) {
       const stored = this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS) as CodeInfo | undefined;
+      if (stored) this.cached += 1;
       cached = stored
         ? Promise.resolve(stored)
         : this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers)).then((info) => {
@@ -65,6 +78,7 @@ export class CelloApi {
     let cached = this.links.get(productUserId);
     if (!cached) {
       const stored = this.cache.current?.get('cello:link', productUserId, LINK_MAX_AGE_MS) as ActiveLink | undefined;
+      if (stored) this.cached += 1;
       cached = stored
         ? Promise.resolve(stored)
         : this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers)).then(
@@ -84,22 +98,39 @@ export class CelloApi {
 
   private async authorized<T>(call: (headers: Record<string, string>) => Promise<T>): Promise<T> {
     this.lookups += 1;
+    this.firstLookupAt ??= this.now();
     try {
-      return await call({ authorization: `Bearer ${await this.accessToken()}` });
-    } catch (error) {
-      if (!(error instanceof HttpError) || error.status !== 401) throw error;
-      // Expired or revoked early: one fresh token, one more try.
-      this.token = undefined;
-      return call({ authorization: `Bearer ${await this.accessToken()}` });
+      const token = await this.accessToken();
+      try {
+        return await call({ authorization: `Bearer ${token}` });
+      } catch (error) {
+        if (!(error instanceof HttpError) || error.status !== 401) throw error;
+        // Expired or revoked early: one fresh token (shared with every lookup this one failed for), one more try.
+        return await call({ authorization: `Bearer ${await this.accessToken(token)}` });
+      }
+    } finally {
+      this.lastAnswerAt = this.now();
     }
   }
 
-  private async accessToken(): Promise<string> {
-    if (this.token && this.now() < this.token.expiresAt) return this.token.value;
+  /** A valid token; `rejected` is one Cello just refused, which is replaced rather than handed out again. */
+  private async accessToken(rejected?: string): Promise<string> {
+    const pending = this.token;
+    if (pending) {
+      const token = await pending;
+      if (token.value !== rejected && this.now() < token.expiresAt) return token.value;
+      // Another lookup may have started the renewal while this one waited: share it.
+      if (this.token !== pending) return this.accessToken(rejected);
+    }
+    const renewal = this.requestToken();
+    this.token = renewal;
+    return (await renewal).value;
+  }
+
+  private async requestToken(): Promise<Token> {
     try {
       const response = await this.client.postJson<{ accessToken: string; expiresIn: number }>('/token', this.keys);
-      this.token = { value: response.accessToken, expiresAt: this.now() + Math.max(0, response.expiresIn * 1000 - TOKEN_MARGIN_MS) };
-      return response.accessToken;
+      return { value: response.accessToken, expiresAt: this.now() + Math.max(0, response.expiresIn * 1000 - TOKEN_MARGIN_MS) };
     } catch (error) {
       if (error instanceof HttpError && (error.status === 400 || error.status === 401 || error.status === 403)) {
         // Both documented shapes carry `message`: {message} and NestJS's {statusCode, timestamp, path, message}.

@@ -6,6 +6,7 @@ import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, typ
 import type { Participant, RecordLocation, SourceRecord } from '../model/participant.js';
 import type { CelloApi } from './cello-api.js';
 import { InputFiles, normalizeHeader, openCsv, type CsvFile } from './csv.js';
+import { mapConcurrent } from './map-concurrent.js';
 import type { EncodingName } from './encoding.js';
 import type { Source } from './source.js';
 
@@ -26,6 +27,10 @@ export interface CelloCsvOptions {
   tierBasis: CelloTierBasis;
   /** --enrich: confirm each code's referrer and campaign, and fetch each referrer's active link. */
   api?: CelloApi;
+  /** Lookups in flight at once (default 16); the API client's limiter sets the pace. */
+  lookupConcurrency?: number;
+  /** Called once the lookups are done, before the first participant is yielded (to report them). */
+  onEnriched?: () => void;
   /** `--encoding`: overrides detection for every file. */
   encoding?: EncodingName;
   /** For the plausible-year check of dates (default: now). */
@@ -284,7 +289,10 @@ async function loadCello(options: CelloCsvOptions, inputs: InputFiles): Promise<
   }
 
   finishDrafts(people, options.tierBasis);
-  if (options.api) out.push(...(await enrich(people, options.api)));
+  if (options.api) {
+    out.push(...(await enrich(people, options.api, options.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY)));
+    options.onEnriched?.();
+  }
   for (const { participant, location } of people.values()) out.push({ kind: 'participant', participant, location });
   return out;
 }
@@ -319,14 +327,25 @@ function finishDrafts(people: Map<string, Draft>, basis: CelloTierBasis): void {
   }
 }
 
-/** --enrich: each distinct code and referrer looked up once; what Cello says wins over the export, with a word. */
-async function enrich(people: Map<string, Draft>, api: CelloApi): Promise<SourceRecord[]> {
+const DEFAULT_LOOKUP_CONCURRENCY = 16;
+
+/**
+ * --enrich: each distinct code and referrer looked up once; what Cello says wins over the export, with a word.
+ * Many lookups are in flight at once (the rate is the API client's); answers are applied in the export's order,
+ * so the notes and the participants come out as they would one lookup at a time.
+ */
+async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: number): Promise<SourceRecord[]> {
   const notes: SourceRecord[] = [];
   try {
-    for (const { participant: p, location } of people.values()) {
-      const ucc = p.metadata.cello_referral_ucc;
-      if (typeof ucc !== 'string' || p.referrerId === undefined) continue;
-      const info = await api.codeInfo(ucc);
+    // Codes first: Cello may name another referrer than the export, and links are asked for the referrers it names.
+    const referred = [...people.values()].filter(({ participant: p }) => typeof p.metadata.cello_referral_ucc === 'string' && p.referrerId !== undefined);
+    // Distinct codes, so no lookup slot waits on an answer another slot is already getting.
+    const codes = [...new Set(referred.map(({ participant: p }) => p.metadata.cello_referral_ucc as string))];
+    const answers = await mapConcurrent(codes, concurrency, (ucc) => api.codeInfo(ucc));
+    const infos = new Map(codes.map((ucc, i) => [ucc, answers[i]!]));
+    for (const { participant: p, location } of referred) {
+      const ucc = p.metadata.cello_referral_ucc as string;
+      const info = infos.get(ucc)!;
       if (!info.valid) {
         notes.push({ kind: 'warning', message: `referral code ${ucc} is not valid in Cello: ${p.id} is kept without a referrer`, location });
         delete p.referrerId;
@@ -338,12 +357,14 @@ async function enrich(people: Map<string, Draft>, api: CelloApi): Promise<Source
       }
       if (info.campaignId) p.metadata.cello_campaign_id = info.campaignId;
     }
-    const referrers = new Set([...people.values()].map((d) => d.participant.referrerId).filter((id): id is string => id !== undefined));
-    for (const id of referrers) {
-      const entry = people.get(id);
-      if (!entry) continue;
-      const link = await api.activeLink(id);
+    const referrers = [...new Set([...people.values()].map((d) => d.participant.referrerId).filter((id): id is string => id !== undefined))].filter((id) =>
+      people.has(id),
+    );
+    const links = await mapConcurrent(referrers, concurrency, (id) => api.activeLink(id));
+    for (const [i, id] of referrers.entries()) {
+      const link = links[i];
       if (link) {
+        const entry = people.get(id)!;
         entry.participant.referralLink = link.link;
         entry.participant.referralCode = link.activeUcc;
       }

@@ -15,4 +15,25 @@ export interface Source {
   useCache?(cache: LookupCache): void;
   /** File sources: each file read so far and how it was decoded (encoding, detected or asked), for the summary. */
   inputs?(): readonly InputFile[];
+  /** Sources that look things up (Cello --enrich): how many lookups, how long, at what rate; for the summary. */
+  lookups?(): LookupReport | undefined;
+}
+
+export interface LookupReport {
+  service: string;
+  /** Lookups sent to the service (each distinct key once per run). */
+  lookups: number;
+  /** Lookups answered from the state's cache instead. */
+  cached: number;
+  /** HTTP requests, token requests and retries included. */
+  requests: number;
+  /** From the first lookup sent to the last answer. */
+  seconds: number;
+  rateMode: 'adaptive' | 'fixed';
+  /** Requests/s the rate settled at (AdaptiveRate.settled()); in fixed mode, the fixed rate. */
+  settledRate: number;
+  /** The most the rate could rise to (`--rate <service>=N`). */
+  ceiling: number;
+  /** Answers that were 429 or 5xx. */
+  throttled: number;
 }
