@@ -165,6 +165,9 @@ async function benchSkew(size: number): Promise<{ size: number; rssMb: number; s
   } finally {
     await segment.stop();
     await customerio.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 interface CelloRun {
   label: string;
