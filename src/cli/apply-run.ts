@@ -10,7 +10,7 @@ import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
 import { checkWithRetries } from './check.js';
 import { createEngine, interruptedExitCode, interruptedLine, parseStallTimeout, stalledLines } from './delivery.js';
-import { createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
+import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags } from './destinations.js';
 import { runDiff, type DiffFlags } from './diff.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
@@ -48,6 +48,7 @@ export async function runApply(
   const namespaces = destinationNamespaces(common.config, env);
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
+  parseRateMode(flags.rateMode);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
   let lockTaken = false;
@@ -119,6 +120,8 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     clients,
     rates: ctx.rates,
     stallTimeoutMs: ctx.stallTimeoutMs,
+    ratesGiven: ratesGiven(ctx.flags.rate),
+    rateMode: parseRateMode(ctx.flags.rateMode),
     onProgress: (destination, report) => progress.delivered(destination, report),
   });
   // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
@@ -226,6 +229,9 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
   }
   if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not sent):`, summary.invalidSamples, summary.invalid, '--json'));
   if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings}):`, summary.warningSamples, summary.warnings, '--json'));
+  for (const [destination, report] of reports) {
+    if (report.settledRate !== undefined) lines.push('', `${DESTINATION_LABELS[destination]}'s adaptive rate settled at ${report.settledRate.toFixed(0)} requests/s.`);
+  }
   lines.push('', `Done in ${elapsed.toFixed(1)}s.`);
   return `${lines.join('\n')}\n`;
 }

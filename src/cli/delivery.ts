@@ -5,7 +5,8 @@ import { DEFAULT_RETRY } from '../apply/retry.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UsageError } from '../errors.js';
-import { concurrencyFor } from './destinations.js';
+import { AdaptiveRate } from '../apply/adaptive-rate.js';
+import { concurrencyFor, DEFAULT_CEILINGS, DEFAULT_RATES, type RateMode } from './destinations.js';
 import { parseDuration } from './growsurf.js';
 
 /** Default bound on time without progress per destination (DESIGN.md §8). */
@@ -23,20 +24,41 @@ export function createEngine(options: {
   runId: number;
   clients: ReadonlyMap<Destination, DestinationClient>;
   rates: Record<Destination, number>;
+  /** The services `--rate` named: their rate is the ceiling of an adaptive one. */
+  ratesGiven: ReadonlySet<string>;
+  rateMode: RateMode;
   stallTimeoutMs: number;
   onProgress?: (destination: Destination, report: DestinationReport) => void;
 }): DeliveryEngine {
   const { clients, rates } = options;
+  const limiters = new Map([...clients.keys()].map((d) => [d, new TokenBucket(rates[d], burstFor(rates[d]))]));
+  const adaptive = new Map<Destination, AdaptiveRate>();
+  if (clients.has('customerio') && options.rateMode === 'adaptive') {
+    // Customer.io's limit is documented three ways (research/destinations.md §3.3): start at the default and
+    // find the rate it takes, up to --rate customerio=N or the documented 1,000 requests/s.
+    const ceiling = options.ratesGiven.has('customerio') ? rates.customerio : DEFAULT_CEILINGS.customerio;
+    const rate = new AdaptiveRate({ initial: Math.min(DEFAULT_RATES.customerio, ceiling), ceiling, mode: 'adaptive' });
+    const bucket = limiters.get('customerio')!;
+    bucket.setRate(rate.rate, burstFor(rate.rate));
+    rate.onChange((next) => bucket.setRate(next, burstFor(next)));
+    adaptive.set('customerio', rate);
+  }
   return new DeliveryEngine({
     queue: options.queue,
     runId: options.runId,
     clients,
-    limiters: new Map([...clients.keys()].map((d) => [d, new TokenBucket(rates[d], Math.max(1, Math.ceil(rates[d] / 10)))])),
+    limiters,
+    rates: adaptive,
     retry: DEFAULT_RETRY,
     concurrency: new Map([...clients].map(([d, c]) => [d, concurrencyFor(c)])),
     stallTimeoutMs: options.stallTimeoutMs,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
+}
+
+/** A tenth of a second's worth saved up at most: a bucket never bursts far above its rate. */
+function burstFor(rate: number): number {
+  return Math.max(1, Math.ceil(rate / 10));
 }
 
 /** The exit code of a signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them. */

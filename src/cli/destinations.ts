@@ -1,3 +1,4 @@
+import type { RateMode } from '../apply/adaptive-rate.js';
 import type { Destination } from '../config/defaults.js';
 import { CUSTOMERIO_TRACK_URLS, CustomerioDestination, type CustomerioApi } from '../destinations/customerio.js';
 import { SEGMENT_HOSTS, SegmentDestination } from '../destinations/segment.js';
@@ -16,7 +17,7 @@ export interface DestinationFlags {
   customerioApi?: string;
 }
 
-export type RateMode = 'adaptive' | 'fixed';
+export type { RateMode };
 
 /**
  * Services without a documented limit (Cello lookups, Customer.io) adapt by default: they start at the default
@@ -31,6 +32,12 @@ export function parseRateMode(value: string | undefined): RateMode {
 
 /** Ceilings of the adaptive rates when --rate does not name the service (research/destinations.md §3.3, cello.md §4). */
 export const DEFAULT_CEILINGS: Record<'customerio' | 'cello', number> = { customerio: 1000, cello: 50 };
+
+/** The services a `--rate` value names (their rate is a ceiling in adaptive mode). */
+export function ratesGiven(value: string | undefined): Set<string> {
+  parseRates(value);
+  return new Set((value ?? '').split(',').map((part) => part.split('=')[0]!.trim().toLowerCase()).filter(Boolean));
+}
 
 /** `--rate segment=500,customerio=100,growsurf=5` → a rate for each service, defaults for the rest. */
 export function parseRates(value: string | undefined): Record<Destination | 'growsurf' | 'cello', number> {

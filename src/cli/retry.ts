@@ -4,7 +4,7 @@ import { DESTINATION_LABELS } from '../config/defaults.js';
 import { ExitCode } from '../errors.js';
 import { openSqliteStateForWriting } from '../state/sqlite.js';
 import { createEngine, interruptedExitCode, interruptedLine, parseStallTimeout, stalledLines } from './delivery.js';
-import { createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
+import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags } from './destinations.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 
@@ -21,6 +21,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
   const common = resolveCommon(flags, env, cwd);
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
+  const rateMode = parseRateMode(flags.rateMode);
   const clients = createDestinationClients(common.destinations, flags, env);
   const programId = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID ?? 'default';
   const state = openSqliteStateForWriting(common.statePath);
@@ -31,7 +32,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     const runId = state.startRun('retry', programId, now);
     const queue = state.queue(programId);
     const { resend, superseded } = requeueRetries(state, queue, [...state.retryable(common.destinations)], runId, now);
-    const engine = createEngine({ queue, runId, clients, rates, stallTimeoutMs });
+    const engine = createEngine({ queue, runId, clients, rates, stallTimeoutMs, ratesGiven: ratesGiven(flags.rate), rateMode });
     const stop = (): void => engine.stop();
     interrupt?.addEventListener('abort', stop, { once: true });
     engine.start();

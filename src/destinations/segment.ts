@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
 import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
 import { redactUrl, redactUrls } from '../redact.js';
+import { UndiciSegmentHttpClient } from '../http/segment-http.js';
 import { SEGMENT_LIMITS } from './limits.js';
 import type { Operation } from '../plan/types.js';
 import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js';
@@ -48,6 +49,9 @@ export class SegmentDestination implements DestinationClient {
   private readonly idle: Analytics[] = [];
   private readonly waiting: ((client: Analytics) => void)[] = [];
   private readonly maxClients: number;
+  /** Aborted to abandon requests still in flight when the destination closes after a stall or a stop. */
+  private readonly abandon = new AbortController();
+  private readonly http: UndiciSegmentHttpClient;
   private readonly unresolved = new Map<string, (outcome: DeliveryOutcome) => void>();
   private closed = false;
   /** Segment's last Retry-After (ms): the engine waits it out, since the SDK is told none (it would retry itself). */
@@ -56,6 +60,7 @@ export class SegmentDestination implements DestinationClient {
   constructor(private readonly options: SegmentOptions) {
     this.maxBatch = Math.min(options.flushAt ?? 250, SEGMENT_MAX_BATCH_EVENTS);
     this.maxClients = Math.max(1, options.maxInFlight ?? 8);
+    this.http = new UndiciSegmentHttpClient({ connections: this.maxClients, signal: this.abandon.signal });
   }
 
   private createAnalytics(options: SegmentOptions): Analytics {
@@ -71,7 +76,7 @@ export class SegmentDestination implements DestinationClient {
       // Bounded, so a stuck batch comes back to us as a failure we retry, instead of the SDK's 12 hours.
       maxTotalBackoffDuration: 60,
       maxRateLimitDuration: 120,
-      httpClient: new SplittingHttpClient(options.onResponse, (ms) => (this.retryAfterMs = ms)),
+      httpClient: new SplittingHttpClient(this.http, options.onResponse, (ms) => (this.retryAfterMs = ms)),
     });
     // The SDK's retry sleep adds an abort listener to its publisher's shared signal and never removes it, so a
     // run with more than ten rate-limit waits prints a MaxListenersExceededWarning. Lift the limit on that one
@@ -171,6 +176,13 @@ export class SegmentDestination implements DestinationClient {
     } catch {
       // Whatever is left is reported below.
     }
+    // Requests still hanging past the deadline are abandoned, so their sockets do not keep the process alive.
+    this.abandon.abort(new Error('Segment closed'));
+    try {
+      await this.http.close();
+    } catch {
+      // Whatever is left is reported below.
+    }
     // Anything the SDK did not resolve is failed, not lost: the ledger keeps it for the next run.
     const leftovers: DeliveryOutcome[] = [];
     for (const [key, resolve] of this.unresolved) {
@@ -206,6 +218,8 @@ export function verdictFromSdkError(error: unknown, retryAfterMs?: number): Verd
  */
 class SplittingHttpClient implements HTTPClient {
   constructor(
+    /** The one connection pool every SDK client of this destination shares (undici, not global fetch). */
+    private readonly http: UndiciSegmentHttpClient,
     private readonly onResponse?: (status: number | undefined) => void,
     private readonly onRetryAfter?: (ms: number) => void,
   ) {}
@@ -224,25 +238,21 @@ class SplittingHttpClient implements HTTPClient {
 
   private async post(request: HTTPClientRequest, body: string): Promise<HTTPResponse> {
     try {
-      const response = await fetch(request.url, {
-        method: request.method,
-        headers: request.headers,
-        body,
-        signal: AbortSignal.timeout(request.httpRequestTimeout),
-      });
-      const reason = response.ok ? undefined : await refusalReason(response);
-      if (reason === undefined) await response.body?.cancel();
+      const response = await this.http.makeRequest({ ...request, body });
+      const ok = response.status >= 200 && response.status < 300;
+      const reason = ok ? undefined : refusalReason((await response.text?.()) ?? '');
       this.onResponse?.(response.status);
       // The SDK turns a refusal into `Error("[status] statusText")` and never reads the body: the reason rides in
       // the status text, the one field of our response that reaches that error.
       const statusText = reason ? `${response.statusText || 'refused'}: ${reason}` : response.statusText;
       // The engine owns retries: a 429's Retry-After goes to it, and the SDK (maxRetries 0) sees a 429 without
       // one, so it reports the failure at once instead of waiting and retrying on its own.
-      const retryAfter = response.status === 429 ? parseRetryAfter(response.headers.get('retry-after')) : undefined;
-      if (retryAfter === undefined) return { status: response.status, statusText, headers: response.headers };
-      this.onRetryAfter?.(retryAfter);
-      const headers = new Headers(response.headers);
-      headers.delete('retry-after');
+      const headers = { ...(response.headers as Record<string, string> | undefined) };
+      const retryAfter = response.status === 429 ? parseRetryAfter(headers['retry-after']) : undefined;
+      if (retryAfter !== undefined) {
+        this.onRetryAfter?.(retryAfter);
+        delete headers['retry-after'];
+      }
       return { status: response.status, statusText, headers };
     } catch (error) {
       this.onResponse?.(undefined);
@@ -252,14 +262,8 @@ class SplittingHttpClient implements HTTPClient {
 }
 
 /** Segment's own reason for a refusal: `{"message": …}` (or `error`), else the start of a text body; one line. */
-async function refusalReason(response: Response): Promise<string | undefined> {
-  let text: string;
-  try {
-    text = await response.text();
-  } catch {
-    return undefined;
-  }
-  text = text.slice(0, REASON_BODY_BYTES);
+function refusalReason(body: string): string | undefined {
+  const text = body.slice(0, REASON_BODY_BYTES);
   let reason: unknown = text;
   try {
     const body = JSON.parse(text) as { message?: unknown; error?: unknown; errors?: unknown };

@@ -130,6 +130,23 @@ describe('one owner of retries', () => {
   }, 60_000);
 });
 
+describe('adaptive rate for Customer.io', () => {
+  it('v1 against a Customer.io limited to 30 requests/s: the rate settles near it, 429s stay few, everything arrives once', async () => {
+    services = await startServices({ customerio: { rateLimitPerSecond: 30 } });
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 120, 23);
+    const planned = await plannedIds(cwd, file, services.env);
+    const result = await runCli(['sync', '--file', file, '--to', 'customerio', '--customerio-api', 'v1', '--rate', 'customerio=200', '--json'], { cwd, env: services.env });
+    expect(result.code).toBe(0);
+    const report = (JSON.parse(result.stdout) as { delivery: { customerio: { settledRate: number } } }).delivery.customerio;
+    expect(report.settledRate).toBeGreaterThan(15);
+    expect(report.settledRate).toBeLessThan(45);
+    const log = services.customerio.log;
+    expect(log.rateLimited / log.total).toBeLessThan(0.15);
+    expect([...services.customerio.eventArrivals].sort()).toEqual([...planned.customerioEvents].sort());
+  }, 90_000);
+});
+
 describe('graceful stop', () => {
   it('SIGTERM mid-run exits 143 within 15 s with one line, status says interrupted, and the re-run resends nothing acknowledged', async () => {
     services = await startServices();
