@@ -5,8 +5,11 @@
  */
 export type Verdict =
   | { kind: 'sent' }
-  /** Try again. `retryAfterMs` set: the service asked to wait (429), which costs no attempt. */
-  | { kind: 'retry'; reason: string; retryAfterMs?: number }
+  /**
+   * Try again. `retryAfterMs` set: the service asked to wait (429), which costs no attempt. `rateLimited`: the
+   * service said we send too fast (429), which an adaptive rate answers by slowing down.
+   */
+  | { kind: 'retry'; reason: string; retryAfterMs?: number; rateLimited?: boolean }
   /**
    * Refused for good: the reason is kept and only `referral-sync retry` sends it again. `wholeBatch`: the
    * request was refused as a whole (Segment 400, Customer.io v2 400), so the engine bisects it to find which.
@@ -45,7 +48,7 @@ export function backoffDelay(attempt: number, options: RetryOptions, random: () 
 export function verdictForStatus(status: number | undefined, message: string, retryAfterMs?: number): Verdict {
   if (status === undefined) return { kind: 'retry', reason: message };
   if (status >= 200 && status < 300) return { kind: 'sent' };
-  if (status === 429) return retryAfterMs === undefined ? { kind: 'retry', reason: message } : { kind: 'retry', reason: message, retryAfterMs };
+  if (status === 429) return retryAfterMs === undefined ? { kind: 'retry', reason: message, rateLimited: true } : { kind: 'retry', reason: message, retryAfterMs, rateLimited: true };
   if (status === 408 || status >= 500) return { kind: 'retry', reason: message };
   return { kind: 'dead', reason: message };
 }

@@ -53,6 +53,8 @@ export interface SenderOptions {
 
 /** Queue rows read at once: a sender holds this many operations plus its in-flight batches in memory, no more. */
 const READ_CHUNK = 2_000;
+/** How many recent answers decide whether failures other than 429 mean the service is overloaded. */
+const RECENT_ANSWERS = 20;
 
 /** Thrown inside a delivery when its waits were abandoned (a stall, or the end of a stop's grace period). */
 class Abandoned extends Error {}
@@ -79,6 +81,8 @@ export class Sender {
   private lastError = '';
   private watchdog: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  /** Whether each of the last answers failed (5xx, timeout, reset), for the adaptive rate. */
+  private readonly recentFailures: boolean[] = [];
 
   constructor(private readonly options: SenderOptions) {
     this.report = { sent: 0, failed: 0, dead: 0, retries: 0, startedAt: options.clock.now(), finishedAt: undefined };
@@ -120,7 +124,7 @@ export class Sender {
     const leftovers = await this.options.client.close(this.abandon.signal.aborted ? 1_000 : 30_000);
     // Anything the client could not resolve stays pending in the queue: the next run sends it, same ids.
     void leftovers;
-    this.report.finishedAt = this.options.clock.now();
+    this.report.finishedAt ??= this.options.clock.now();
     if (this.options.rate) this.report.settledRate = this.options.rate.settled();
   }
 
@@ -175,6 +179,8 @@ export class Sender {
       if (chunk.length < READ_CHUNK) await dispatch();
     }
     await this.drainInFlight();
+    // This destination is done (others may not be): its elapsed time and rate are its own.
+    this.report.finishedAt = this.options.clock.now();
     if (this.stalled !== undefined) {
       // Whatever the planner still enqueues for this destination is recorded failed too, once it is done.
       await this.options.planned;
@@ -219,8 +225,7 @@ export class Sender {
       if (this.stopping) return;
       for (const attempt of pending) attempt.attempts += 1;
       const outcomes = await this.abandonable(client.send(batch));
-      if (outcomes.some((o) => o.verdict.kind === 'retry')) this.options.rate?.throttled();
-      else this.options.rate?.healthy();
+      this.feedRate(outcomes);
       if (batch.length > 1 && refusedAsWhole(outcomes)) {
         // One bad operation must not take its batch down: split until the refused ones are alone.
         const middle = Math.ceil(pending.length / 2);
@@ -256,6 +261,22 @@ export class Sender {
       pending = again;
       if (delay > 0 && pending.length > 0) await this.abandonable(this.options.clock.sleep(delay));
     }
+  }
+
+  /**
+   * Tells the adaptive rate how an answer went. A 429 always slows it down. A 5xx, timeout or reset does only
+   * when such failures are most of the recent answers (a sick or overloaded service): the odd one is noise that
+   * retries absorb, and halving on each would pin the rate to its floor.
+   */
+  private feedRate(outcomes: readonly DeliveryOutcome[]): void {
+    const rate = this.options.rate;
+    if (!rate) return;
+    const failed = outcomes.some((o) => o.verdict.kind === 'retry');
+    this.recentFailures.push(failed);
+    if (this.recentFailures.length > RECENT_ANSWERS) this.recentFailures.shift();
+    if (outcomes.some((o) => o.verdict.kind === 'retry' && o.verdict.rateLimited === true)) rate.throttled();
+    else if (!failed) rate.healthy();
+    else if (this.recentFailures.filter(Boolean).length * 2 >= this.recentFailures.length) rate.throttled();
   }
 
   /** Waits for `promise` unless the sender abandons its waits (stall, end of grace, fatal error). */

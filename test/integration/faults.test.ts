@@ -27,7 +27,9 @@ describe('delivery under faults', () => {
     expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
     const plan = readPlan(planPath);
 
-    const result = await runCli(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000'], { cwd, env: services.env });
+    // Fixed rates: the injected 429s come whatever the pace, and an adaptive rate would rightly slow down for
+    // each (engine.test.ts covers that); this test is about exactly-once delivery under faults.
+    const result = await runCli(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000', '--rate-mode', 'fixed'], { cwd, env: services.env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
 

@@ -1,4 +1,6 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -66,11 +68,17 @@ describe('credentials in URLs are never printed or stored', () => {
     expect(services.segment.log.total + services.customerio.log.total).toBe(0);
   });
 
-  it('an SDK error that echoes a URL with credentials reaches the ledger without them', async () => {
-    services = await startServices();
+  it('a refusal that echoes a URL with credentials reaches the ledger without them', async () => {
+    // A proxy in front of Segment that refuses with its own upstream URL, credentials and all, in the message.
+    const proxy = createServer((_req, res) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: `upstream ${withCredentials('http://127.0.0.1:9/v1/batch')} refused the batch` }));
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const host = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     const dir = tempDir();
     const state = openSqliteStateForWriting(join(dir, 'state.db'));
-    const client = new SegmentDestination({ writeKey: SEGMENT_KEY, host: withCredentials(services.env.SEGMENT_HOST!), sdkRetries: 0 });
+    const client = new SegmentDestination({ writeKey: SEGMENT_KEY, host });
     const engine = new DeliveryEngine({
       queue: state.queue('c1'),
       runId: state.startRun('sync', 'c1', new Date()),
@@ -85,6 +93,7 @@ describe('credentials in URLs are never printed or stored', () => {
     engine.start();
     engine.enqueue(op);
     await engine.finish();
+    await new Promise<void>((resolve) => proxy.close(() => resolve()));
     const [row] = [...state.allProblems()];
     state.close();
     expect(row!.lastError).toContain('http://***@127.0.0.1:');

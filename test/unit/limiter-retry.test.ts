@@ -53,7 +53,7 @@ describe('retry policy', () => {
     for (const status of [408, 429, 500, 502, 503, 504]) expect(verdictForStatus(status, 'x').kind).toBe('retry');
     expect(verdictForStatus(undefined, 'ECONNRESET').kind).toBe('retry');
     for (const status of [400, 404, 413, 422]) expect(verdictForStatus(status, 'bad')).toEqual({ kind: 'dead', reason: 'bad' });
-    expect(verdictForStatus(429, 'slow', 2000)).toEqual({ kind: 'retry', reason: 'slow', retryAfterMs: 2000 });
+    expect(verdictForStatus(429, 'slow', 2000)).toEqual({ kind: 'retry', reason: 'slow', retryAfterMs: 2000, rateLimited: true });
   });
 
   it('backs off exponentially with jitter, within bounds', () => {
