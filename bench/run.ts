@@ -51,7 +51,15 @@ interface DeliveryReport {
   finishedAt: number;
 }
 
-async function benchDelivery(size: number, naiveSample: number): Promise<void> {
+interface BenchFakes {
+  dir: string;
+  segment: FakeSegment;
+  customerio: FakeCustomerio;
+  env: Record<string, string>;
+}
+
+/** Fake Segment and Customer.io on loopback and a temp dir, for the length of `run`. */
+async function withFakes<T>(run: (fakes: BenchFakes) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
   const segment = new FakeSegment('bench-write-key');
   const customerio = new FakeCustomerio('bench-site', 'bench-key');
@@ -63,6 +71,16 @@ async function benchDelivery(size: number, naiveSample: number): Promise<void> {
       CUSTOMERIO_API_KEY: 'bench-key',
       CUSTOMERIO_TRACK_URL: await customerio.start(),
     };
+    return await run({ dir, segment, customerio, env });
+  } finally {
+    await segment.stop();
+    await customerio.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function benchDelivery(size: number, naiveSample: number): Promise<void> {
+  await withFakes(async ({ dir, env }) => {
     const file = join(dir, 'export.csv');
     await generateExport(file, size, 7);
     console.log(`\n## delivery: ${size.toLocaleString('en-US')} participants, both destinations, fake servers on loopback\n`);
@@ -104,11 +122,7 @@ async function benchDelivery(size: number, naiveSample: number): Promise<void> {
     }
     console.log('');
     console.log(table(rows));
-  } finally {
-    await segment.stop();
-    await customerio.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /**
@@ -125,17 +139,7 @@ const PREVIOUS_ENGINE: Record<number, { opsPerSecond: number; rssMb?: number }> 
  * the run is stopped with SIGTERM: the peak RSS of the whole run shows whether the backlog sat in memory.
  */
 async function benchSkew(size: number): Promise<{ size: number; rssMb: number; seconds: number; cioOps: number; segmentOps: number; waiting: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
-  const segment = new FakeSegment('bench-write-key');
-  const customerio = new FakeCustomerio('bench-site', 'bench-key');
-  try {
-    const env = {
-      SEGMENT_WRITE_KEY: 'bench-write-key',
-      SEGMENT_HOST: await segment.start(),
-      CUSTOMERIO_SITE_ID: 'bench-site',
-      CUSTOMERIO_API_KEY: 'bench-key',
-      CUSTOMERIO_TRACK_URL: await customerio.start(),
-    };
+  return withFakes(async ({ dir, segment, customerio, env }) => {
     const file = join(dir, 'export.csv');
     await generateExport(file, size, 11);
     const started = performance.now();
@@ -162,11 +166,7 @@ async function benchSkew(size: number): Promise<{ size: number; rssMb: number; s
     const usage = JSON.parse(/BENCH (\{.*\})/.exec(stderr)![1]!) as { maxRssKb: number };
     const waiting = /(\d+) operations? left in the queue/.exec(stderr)?.[1] ?? '?';
     return { size, rssMb: usage.maxRssKb / 1024, seconds: (performance.now() - started) / 1000, cioOps, segmentOps, waiting };
-  } finally {
-    await segment.stop();
-    await customerio.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 interface CelloRun {

@@ -1,34 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { defaultConfig, type Config } from '../../src/config/config.js';
+import { defaultConfig } from '../../src/config/config.js';
 import type { Destination } from '../../src/config/defaults.js';
 import { measureOperation } from '../../src/destinations/limits.js';
 import type { Participant } from '../../src/model/participant.js';
-import { scanDirectory } from '../../src/model/referrer-directory.js';
-import { planOperations } from '../../src/plan/planner.js';
-import { EMPTY_BASELINE, type BaselineView, type IdentifyOperation, type Operation, type PlanItem } from '../../src/plan/types.js';
-import { participant, records } from '../support/participants.js';
+import { type BaselineView, type IdentifyOperation, type Operation, type PlanItem } from '../../src/plan/types.js';
+import { participant } from '../support/participants.js';
+import { planItems } from '../support/planner.js';
 
-const NOW = new Date('2026-11-23T12:00:00Z');
 
-async function plan(people: Participant[], options: { baseline?: BaselineView; config?: Config; destinations?: Destination[] } = {}): Promise<PlanItem[]> {
-  const config = options.config ?? defaultConfig();
-  const { directory, duplicates } = await scanDirectory(records(people), config.identity);
-  const items: PlanItem[] = [];
-  for await (const item of planOperations(records(people), {
-    config,
-    destinations: options.destinations ?? ['segment', 'customerio'],
-    mode: 'sync',
-    resend: false,
-    now: NOW,
-    namespaces: { segment: 'ns/s', customerio: 'ns/c' },
-    directory,
-    duplicates,
-    baseline: options.baseline ?? EMPTY_BASELINE,
-  })) {
-    items.push(item);
-  }
-  return items;
-}
+const plan = planItems;
 
 const operations = (items: PlanItem[]): Operation[] => items.flatMap((i) => (i.type === 'operation' ? [i.operation] : []));
 const identifies = (items: PlanItem[], destination: Destination): IdentifyOperation[] =>

@@ -1,39 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { defaultConfig, type Config } from '../../src/config/config.js';
-import type { Destination } from '../../src/config/defaults.js';
-import type { Participant } from '../../src/model/participant.js';
-import { scanDirectory } from '../../src/model/referrer-directory.js';
+import { defaultConfig } from '../../src/config/config.js';
 import { computeTraits, destinationTraits } from '../../src/model/traits.js';
 import { stableHash } from '../../src/model/ids.js';
-import { planOperations } from '../../src/plan/planner.js';
-import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus, type PlanItem, type Operation } from '../../src/plan/types.js';
-import { participant, records } from '../support/participants.js';
+import { type BaselineView, type DeliveryStatus, type PlanItem, type Operation } from '../../src/plan/types.js';
+import { participant } from '../support/participants.js';
+import { PLAN_NOW, planItems } from '../support/planner.js';
 
-const NOW = new Date('2026-11-23T12:00:00Z');
-const NAMESPACES = { segment: 'ns/segment/-', customerio: 'ns/customerio/-' };
+const NOW = PLAN_NOW;
 
-async function plan(
-  people: Participant[],
-  options: { baseline?: BaselineView; mode?: 'sync' | 'backfill'; config?: Config; destinations?: Destination[]; resend?: boolean } = {},
-): Promise<PlanItem[]> {
-  const config = options.config ?? defaultConfig();
-  const { directory, duplicates } = await scanDirectory(records(people), config.identity);
-  const items: PlanItem[] = [];
-  for await (const item of planOperations(records(people), {
-    config,
-    destinations: options.destinations ?? ['segment', 'customerio'],
-    mode: options.mode ?? 'sync',
-    resend: options.resend ?? false,
-    now: NOW,
-    namespaces: NAMESPACES,
-    directory,
-    duplicates,
-    baseline: options.baseline ?? EMPTY_BASELINE,
-  })) {
-    items.push(item);
-  }
-  return items;
-}
+const plan = planItems;
 
 const operations = (items: PlanItem[]): Operation[] => items.flatMap((i) => (i.type === 'operation' ? [i.operation] : []));
 
