@@ -17,7 +17,7 @@ const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>`\\]+/gi;
 /** One URL with its user, password and credential-named query values replaced by `***`. */
 export function redactUrl(url: string): string {
   const scheme = /^([a-z][a-z0-9+.-]*:\/\/)(.*)$/is.exec(url);
-  if (!scheme) return url;
+  if (!scheme) return redactUserinfo(url);
   const prefix = scheme[1]!;
   let rest = scheme[2]!;
   // The userinfo ends at the last "@" of the authority (a password may itself hold "@"). A password with an
@@ -59,10 +59,22 @@ function redactQuery(rest: string): string {
 
 /** Every URL inside a free text (an error message, a log line, a result) redacted; the rest untouched. */
 export function redactUrls(text: string): string {
-  if (!text.includes('://')) return text;
-  return text.replace(URL_IN_TEXT, (match) => {
-    // Punctuation that ends the sentence around a URL is not part of it: "(http://x/?token=t)." keeps ")."
-    const trailing = /[.,;:!?)\]}]+$/.exec(match)?.[0] ?? '';
-    return redactUrl(match.slice(0, match.length - trailing.length)) + trailing;
-  });
+  const urls = !text.includes('://')
+    ? text
+    : text.replace(URL_IN_TEXT, (match) => {
+        // Punctuation that ends the sentence around a URL is not part of it: "(http://x/?token=t)." keeps ")."
+        const trailing = /[.,;:!?)\]}]+$/.exec(match)?.[0] ?? '';
+        return redactUrl(match.slice(0, match.length - trailing.length)) + trailing;
+      });
+  return redactUserinfo(urls);
+}
+
+/**
+ * `user:password@host` without a well-formed scheme in front ("alice:pw@proxy:8080", "//alice:pw@host",
+ * "http:alice:pw@host"): a mistyped URL is still a password.
+ */
+const LOOSE_USERINFO = /[^\s"'<>`@/]*:[^\s"'<>`@/]*@(?=[a-z0-9[])/gi;
+
+function redactUserinfo(text: string): string {
+  return text.includes('@') ? text.replace(LOOSE_USERINFO, (match) => (match.startsWith(`${MASK}@`) ? match : `${MASK}@`)) : text;
 }

@@ -68,6 +68,20 @@ describe('credentials in URLs are never printed or stored', () => {
     expect(services.segment.log.total + services.customerio.log.total).toBe(0);
   });
 
+  it('a mistyped URL with a password (no scheme, "//", "http:") is refused without showing it', async () => {
+    const cwd = tempDir();
+    const file = writeCsv(cwd, 'export.csv', [{ ID: 'a', Email: 'a@example.com' }]);
+    for (const host of [`alice:${PASSWORD}@127.0.0.1:9`, `//alice:${PASSWORD}@127.0.0.1:9`, `http:alice:${PASSWORD}@127.0.0.1:9`]) {
+      const env = { SEGMENT_WRITE_KEY: SEGMENT_KEY, SEGMENT_HOST: host };
+      for (const args of [['sync', '--file', file, '--to', 'segment'], ['check', '--to', 'segment']]) {
+        const result = await runCli(args, { cwd, env });
+        expect(result.code).toBe(64);
+        expect(result.stderr).toContain('***@127.0.0.1:9');
+        expect(result.stdout + result.stderr).not.toContain(PASSWORD);
+      }
+    }
+  });
+
   it('a refusal that echoes a URL with credentials reaches the ledger without them', async () => {
     // A proxy in front of Segment that refuses with its own upstream URL, credentials and all, in the message.
     const proxy = createServer((_req, res) => {

@@ -25,7 +25,20 @@ describe('redactUrls', () => {
     const message = 'Request cannot be constructed from a URL that includes credentials: http://user:hunter2@127.0.0.1:9/v1/batch';
     expect(redactUrls(message)).toBe('Request cannot be constructed from a URL that includes credentials: http://***@127.0.0.1:9/v1/batch');
     expect(redactUrls('{"url":"https://a:b@x.io/p","other":"http://ok.io"}')).toBe('{"url":"https://***@x.io/p","other":"http://ok.io"}');
-    expect(redactUrls('no url here: user:pw@host')).toBe('no url here: user:pw@host');
+    expect(redactUrls('no scheme: user:pw@host')).toBe('no scheme: ***@host');
+    expect(redactUrls('an email is not a secret: a@b.com')).toBe('an email is not a secret: a@b.com');
     expect(redactUrls('bad (https://u:p@x.io/v2?api_key=k), then.')).toBe('bad (https://***@x.io/v2?api_key=***), then.');
+  });
+});
+
+describe('mistyped URLs still hide their password', () => {
+  it.each([
+    ['alice:hunter2@127.0.0.1:8080', '***@127.0.0.1:8080'],
+    ['//alice:hunter2@proxy.internal', '//***@proxy.internal'],
+    ['http:alice:hunter2@proxy.internal', '***@proxy.internal'],
+    ['SEGMENT_HOST must be an http:// or https:// URL, not "alice:hunter2@127.0.0.1:9".', 'SEGMENT_HOST must be an http:// or https:// URL, not "***@127.0.0.1:9".'],
+  ])('%s', (input, expected) => {
+    expect(redactUrl(input)).toBe(expected);
+    expect(redactUrls(input)).toBe(expected);
   });
 });
