@@ -143,7 +143,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       resend: ctx.flags.resend === true,
       now: ctx.now,
       namespaces: destinationNamespaces(ctx.common.config, ctx.env),
-      baseline: state.baseline(),
+      baseline: state.baseline(ctx.runId),
       changeLimit: 0,
       outFile: undefined,
       output,

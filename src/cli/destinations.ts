@@ -101,8 +101,10 @@ export function createDestinationClients(
   if (destinations.includes('segment') && !writeKey) missing.push('SEGMENT_WRITE_KEY (for Segment)');
   if (destinations.includes('customerio') && (!siteId || !apiKey)) missing.push('CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (for Customer.io)');
   if (missing.length > 0) {
+    // Suggest only a destination whose credentials are there; with none, there is nothing to choose.
+    const ready = destinations.filter((d) => (d === 'segment' ? Boolean(writeKey) : Boolean(siteId && apiKey)));
     throw new UsageError(`Missing credentials: set ${missing.join(' and ')}.`, {
-      hint: 'Or choose destinations with --to (e.g. --to segment).',
+      ...(ready.length > 0 ? { hint: `Or send to the destination that has them: --to ${ready.join(',')}.` } : {}),
     });
   }
   const clients = new Map<Destination, DestinationClient>();

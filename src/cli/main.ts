@@ -195,7 +195,10 @@ export async function main(argv: string[]): Promise<void> {
   // recorded); a second signal, or any signal to a command that sends nothing, exits at once.
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupt.signal.aborted || !sends) process.exit(signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt);
-    process.stderr.write(`\n${signal}: stopping after the requests in flight (at most 10 s); press Ctrl-C again to quit at once.\n`);
+    const notice = `${signal}: stopping after the requests in flight (at most 10 s); press Ctrl-C again to quit at once.`;
+    process.stderr.write(
+      jsonLogsRequested(argv) ? `${JSON.stringify({ time: new Date().toISOString(), level: 'info', message: notice, signal })}\n` : `\n${notice}\n`,
+    );
     interrupt.abort(signal);
   };
   process.on('SIGINT', onSignal);

@@ -37,6 +37,21 @@ export function isReferred(participant: Participant): boolean {
   return participant.joinedVia?.toUpperCase() === 'PARTICIPANT';
 }
 
+/**
+ * A metadata value by the name the config gives it. Export columns are matched without case, spaces or
+ * punctuation (`Plan`, `plan`, `PLAN`), so metadata keys are too; the exact key wins.
+ */
+function metadataValue(metadata: Record<string, MetadataValue>, key: string): MetadataValue | undefined {
+  if (key in metadata) return metadata[key];
+  const wanted = looseKey(key);
+  for (const [name, value] of Object.entries(metadata)) if (looseKey(name) === wanted) return value;
+  return undefined;
+}
+
+function looseKey(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
 export function computeTraits(
   participant: Participant,
   resolved: { referredBy: string | undefined; count: number },
@@ -45,7 +60,7 @@ export function computeTraits(
   const referred = isReferred(participant);
   const metadata: Record<string, MetadataValue> = {};
   for (const key of config.metadataTraits) {
-    const value = participant.metadata[key];
+    const value = metadataValue(participant.metadata, key);
     if (value !== undefined) metadata[key] = value;
   }
   const traits: CanonicalTraits = {

@@ -119,7 +119,8 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
     const known = keepLeftOut(knownTraits(named, baseline?.traits, config.syncNulls), baseline?.traits, leftOut.map((l) => l.attribute));
     const hash = stableHash(known);
     if (baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince))) {
-      yield { type: 'unchanged', destination, userId };
+      const thisRun = baseline.acknowledgedAt !== undefined && baseline.acknowledgedAt.getTime() >= context.now.getTime();
+      yield { type: 'unchanged', destination, userId, ...(thisRun ? { thisRun } : {}) };
     } else {
       const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, tierChanges, context);
       if (!context.resend && context.baseline.delivery(destination, identify.key) === 'dead') {
@@ -135,7 +136,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
     for (const fact of destinationFacts) {
       const operation = eventOperation(destination, participant, fact, context);
       const status = context.baseline.delivery(destination, operation.key);
-      if (status === 'sent' && !context.resend) {
+      if ((status === 'sent' || status === 'sentThisRun') && !context.resend) {
         yield { type: 'deduped', destination, event: fact.kind, key: operation.key, status };
       } else if (status === 'dead' && !context.resend) {
         // Dead deliveries were refused for good; only `referral-sync retry` sends them again.

@@ -78,12 +78,13 @@ export class PlanSummary {
         if (this.warningSamples.length < PROBLEM_SAMPLE_LIMIT) this.warningSamples.push({ location: item.location, message: item.message, item });
         return;
       case 'unchanged':
-        this.counts(item.destination).identify.unchanged += 1;
+        // Acknowledged by this run itself (it resumed a queue): sent now, reported with what was sent.
+        if (!item.thisRun) this.counts(item.destination).identify.unchanged += 1;
         return;
       case 'deduped': {
         const counts = this.counts(item.destination);
         if (item.status === 'dead') counts.dead += 1;
-        else if (item.event !== 'identify') counts.events[item.event].deduped += 1;
+        else if (item.event !== 'identify' && item.status !== 'sentThisRun') counts.events[item.event].deduped += 1;
         return;
       }
       case 'operation': {
@@ -98,8 +99,9 @@ export class PlanSummary {
           }
         } else {
           counts.events[op.event].send += 1;
-          const time = op.time ?? this.now;
-          if (op.destination === 'customerio' && this.now.getTime() - time.getTime() < CUSTOMERIO_CAMPAIGN_WINDOW_MS) {
+          // "In the past 72 hours": an event dated in the future is not in that window.
+          const age = this.now.getTime() - (op.time ?? this.now).getTime();
+          if (op.destination === 'customerio' && age >= 0 && age < CUSTOMERIO_CAMPAIGN_WINDOW_MS) {
             this.customerioRecentEvents += 1;
           }
         }

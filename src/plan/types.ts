@@ -9,7 +9,8 @@ export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead' | 'supersede
 /** The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. */
 export interface BaselineView {
   identity(destination: Destination, userId: string): IdentityBaseline | undefined;
-  delivery(destination: Destination, key: string): DeliveryStatus | undefined;
+  /** `sentThisRun`: acknowledged during the run that is planning (a queue it resumed): sent, but not "already sent". */
+  delivery(destination: Destination, key: string): DeliveryStatus | 'sentThisRun' | undefined;
 }
 
 /** What a destination last acknowledged for one user id. */
@@ -68,8 +69,9 @@ export type Operation = IdentifyOperation | EventOperation;
 /** Everything the planner says, in order: operations to send and what it decided not to send, and why. */
 export type PlanItem =
   | { type: 'operation'; operation: Operation }
-  | { type: 'unchanged'; destination: Destination; userId: string }
-  | { type: 'deduped'; destination: Destination; event: EventKind | 'identify'; key: string; status: DeliveryStatus }
+  /** `thisRun`: the traits were acknowledged during this very run (a resumed queue), so not counted as unchanged. */
+  | { type: 'unchanged'; destination: Destination; userId: string; thisRun?: boolean }
+  | { type: 'deduped'; destination: Destination; event: EventKind | 'identify'; key: string; status: DeliveryStatus | 'sentThisRun' }
   | { type: 'participant'; participantId: string; userId: string; traits: CanonicalTraits }
   | {
       type: 'invalid';

@@ -199,12 +199,13 @@ export class SqliteState implements ReadableState {
     readonly location: string,
   ) {}
 
-  baseline(): BaselineView {
+  /** The planner's view; with `runId`, deliveries that run acknowledged itself read as `sentThisRun`. */
+  baseline(runId?: number): BaselineView {
     const identity = this.db.prepare<[string, string], { traits: string; hash: string; updated_at: string; tier_changes: number }>(
       'SELECT traits, hash, updated_at, tier_changes FROM identities WHERE destination = ? AND user_id = ?',
     );
-    const delivery = this.db.prepare<[string, string], { status: DeliveryStatus }>(
-      'SELECT status FROM deliveries WHERE destination = ? AND key = ?',
+    const delivery = this.db.prepare<[string, string], { status: DeliveryStatus; run_id: number | null }>(
+      'SELECT status, run_id FROM deliveries WHERE destination = ? AND key = ?',
     );
     return {
       identity: (destination, userId) => {
@@ -212,7 +213,11 @@ export class SqliteState implements ReadableState {
         if (!row) return undefined;
         return { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at), tierChanges: row.tier_changes };
       },
-      delivery: (destination, key) => delivery.get(destination, key)?.status,
+      delivery: (destination, key) => {
+        const row = delivery.get(destination, key);
+        if (!row) return undefined;
+        return row.status === 'sent' && runId !== undefined && row.run_id === runId ? 'sentThisRun' : row.status;
+      },
     };
   }
 

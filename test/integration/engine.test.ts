@@ -69,6 +69,8 @@ describe('independent destinations', () => {
     expect(again.code).toBe(0);
     expect([...services.segment.arrivals].sort()).toEqual([...planned.segment].sort());
     expect(services.customerio.eventArrivals.length).toBe(cioBefore);
+    // What this run sent from the queue counts as sent, not also as "already sent".
+    expect(again.stdout).toMatch(new RegExp(`Segment\\s+${planned.segment.length}\\s+0\\s+0\\s+0`));
   }, 60_000);
 });
 
@@ -148,6 +150,26 @@ describe('adaptive rate for Customer.io', () => {
 });
 
 describe('graceful stop', () => {
+  it('with --log-format json every stderr line after SIGINT is a JSON object, the last one saying what is left', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 1500, 29);
+    const child = spawn(process.execPath, [BIN, 'sync', '--file', file, '--rate', 'segment=200', '--log-format', 'json'], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', CI: 'true', ...services.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while (services.segment.arrivals.length < 200) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const lines = stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: string; message: string });
+    expect(lines.at(-1)).toMatchObject({ level: 'warn', message: expect.stringMatching(/^Interrupted by SIGINT: sent Segment \d+/) as unknown });
+    expect(lines.some((l) => l.message.startsWith('SIGINT: stopping after the requests in flight'))).toBe(true);
+  }, 60_000);
+
   it('SIGTERM mid-run exits 143 within 15 s with one line, status says interrupted, and the re-run resends nothing acknowledged', async () => {
     services = await startServices();
     const cwd = tempDir();

@@ -204,3 +204,29 @@ describe('retry after newer traits', () => {
     expect(deliveries.find((d) => d.status === 'superseded')?.count).toBe(1);
   });
 });
+
+describe('smaller rules', () => {
+  it('a missing credential suggests --to only with a destination that has its credentials', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeCsv(cwd, 'export.csv', [{ ID: 'a', Email: 'a@x.com' }]);
+    const { SEGMENT_WRITE_KEY: _key, ...withoutSegment } = services.env;
+    const one = await runCli(['sync', '--file', file], { cwd, env: withoutSegment });
+    expect(one.code).toBe(64);
+    expect(one.stderr).toContain('Missing credentials: set SEGMENT_WRITE_KEY (for Segment).');
+    expect(one.stderr).toContain('--to customerio');
+    const none = await runCli(['sync', '--file', file], { cwd, env: {} });
+    expect(none.code).toBe(64);
+    expect(none.stderr).not.toContain('--to');
+  });
+
+  it('the 72-hour campaign warning counts only events dated in the last 72 hours, not in the future', async () => {
+    const cwd = tempDir();
+    const file = writeCsv(cwd, 'export.csv', [
+      { ID: 'a', Email: 'a@x.com', 'Created At': '1/1/2199' },
+      { ID: 'b', Email: 'b@x.com', 'Created At': new Date(Date.now() - 3_600_000).toISOString() },
+    ]);
+    const diff = JSON.parse((await runCli(['diff', '--file', file, '--json'], { cwd })).stdout) as { customerioRecentEvents: number };
+    expect(diff.customerioRecentEvents).toBe(1);
+  });
+});

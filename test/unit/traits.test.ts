@@ -94,4 +94,13 @@ describe('destination naming', () => {
     const renamed = parseConfig({ traits: { segment: { tier: 'rs_tier' } } }, 'test');
     expect(destinationTraits(computeTraits(p, { referredBy: undefined, count: 0 }, renamed), 'segment', renamed)).toHaveProperty('rs_tier', 'new_participant');
   });
+
+  it('forwards metadataTraits by name whatever the case or spacing of the export column ("plan" for a "Plan" column)', () => {
+    const config = parseConfig({ metadataTraits: ['plan', 'account_tier'] }, 'test');
+    const withMetadata = { ...p, metadata: { Plan: 'pro', 'Account Tier': 'gold', other: 'x' } };
+    const traits = destinationTraits(computeTraits(withMetadata, { referredBy: undefined, count: 0 }, config), 'segment', config);
+    expect(traits).toMatchObject({ plan: 'pro', account_tier: 'gold' });
+    expect(traits).not.toHaveProperty('other');
+  });
 });
+
