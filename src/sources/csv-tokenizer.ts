@@ -25,7 +25,9 @@ export type Malformation =
   /** A quoted field runs on past `maxRecordChars` characters. */
   | { problem: 'record-too-long'; field: number; openedOn: number; limit: number }
   /** A record spanning lines has another number of fields than the header. */
-  | { problem: 'field-count'; fields: number; expected: number; lastLine: number };
+  | { problem: 'field-count'; fields: number; expected: number; lastLine: number }
+  /** A quoted field spanning lines holds a line shaped like a whole row of its own (a stray quote that closed later). */
+  | { problem: 'swallowed-rows'; field: number; lastLine: number };
 
 export type CsvToken =
   | { kind: 'record'; line: number; fields: string[] }
@@ -138,6 +140,12 @@ export class CsvTokenizer {
       this.resumeAfterFirstLine();
       return;
     }
+    const swallowed = scan.spanned && expected !== undefined ? fieldHoldingRows(fields, expected, String.fromCharCode(this.delimiterCode!)) : -1;
+    if (swallowed >= 0) {
+      out.push({ kind: 'malformed', line, malformation: { problem: 'swallowed-rows', field: swallowed, lastLine: line + scan.breaks } });
+      this.resumeAfterFirstLine();
+      return;
+    }
     this.pos = scan.next;
     this.line += scan.breaks + (scan.terminated ? 1 : 0);
     if (isBlank(fields)) return;
@@ -185,6 +193,21 @@ export class CsvTokenizer {
     this.pos = end;
     this.line += 1;
   }
+}
+
+/**
+ * The field (index) of a multi-line record that holds, after its first line, a line with as many delimiters as a
+ * whole row (header of five or more columns): a quote that opened by mistake and closed at the end of a later
+ * row, swallowing the rows between, which the field count alone cannot tell. -1 when there is none.
+ */
+function fieldHoldingRows(fields: readonly string[], expected: number, delimiter: string): number {
+  if (expected < 5) return -1;
+  return fields.findIndex((field) =>
+    field
+      .split(/\r\n|\r|\n/)
+      .slice(1)
+      .some((line) => line.split(delimiter).length >= expected),
+  );
 }
 
 /** Makes the line numbers of a malformation, found relative to the record's first line, absolute. */

@@ -206,6 +206,8 @@ export function describeMalformation(found: Malformation, header: string[]): str
       return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} never closes; the rest of the file is read as if it were not there`;
     case 'record-too-long':
       return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} does not close within ${Math.round(found.limit / 1024)} K characters: a stray quote; the rest of the file is read as if it were not there`;
+    case 'swallowed-rows':
+      return `a quote opened in ${columnName(header, found.field)} on this line runs to line ${found.lastLine} over lines shaped like rows of their own: a stray quote; the lines after this one were read on their own`;
     case 'field-count':
       return `a quoted field runs from this line to line ${found.lastLine} and the row then has ${found.fields} fields, not ${found.expected}: a stray quote; the lines after this one were read on their own`;
   }

@@ -56,6 +56,16 @@ describe('CSV tokenizer', () => {
     expect(tokens(MESSY['a quote that never closes on the last line']!)).toEqual(['1: a|b|c', '2: 1|2|3', '3: unclosed-quote']);
   });
 
+  it('a quote that closes at the end of a later row, over lines shaped like rows, is reported, and so is the stray closing quote: nothing is lost silently', () => {
+    const text = 'ID,Name,Email,Created At,Notes\np1,A,a@ex.com,2025-03-01,"oops\np2,B,b@ex.com,2025-03-01,ok"\np3,C,c@ex.com,2025-03-02,fine\n';
+    expect(tokens(text)).toEqual(['1: ID|Name|Email|Created At|Notes', '2: swallowed-rows', '3: quote-in-unquoted-field', '4: p3|C|c@ex.com|2025-03-02|fine']);
+    // A note whose lines are not row-shaped is still one field.
+    expect(tokens('ID,Name,Email,Created At,Notes\np1,A,a@ex.com,2025-03-01,"call back\nTuesday, after 3"\n')).toEqual([
+      '1: ID|Name|Email|Created At|Notes',
+      '2: p1|A|a@ex.com|2025-03-01|call back\nTuesday, after 3',
+    ]);
+  });
+
   it('keeps real multi-line fields, numbering each record by its first line', () => {
     expect(tokens(MESSY['a real multi-line note']!)).toEqual(['1: a|b|c', '2: 1|note\nwith newline|3', '4: 2|x "q" y|3', '5: 3|z|3']);
   });
