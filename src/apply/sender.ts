@@ -3,6 +3,7 @@ import type { DeliveryOutcome, DestinationClient } from '../destinations/types.j
 import { redactUrls } from '../redact.js';
 import type { DeliveryRow, IdentityWrite } from '../state/store.js';
 import { setMaxListeners } from 'node:events';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Clock, TokenBucket } from './limiter.js';
 import type { DeliveryQueue, QueuedOperation } from './queue.js';
 import { backoffDelay, type RetryOptions, type Verdict } from './retry.js';
@@ -70,6 +71,9 @@ export class Sender {
   readonly report: SenderReport;
   done: Promise<void> = Promise.resolve();
   private afterSeq = 0;
+  /** Bounds the batches in flight (bisected halves run inside their parent's place). */
+  private readonly limit: LimitFunction;
+  /** The batches launched and not yet settled, for waiting on any of them. */
   private readonly inFlight = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
   private stopping = false;
@@ -87,6 +91,7 @@ export class Sender {
   constructor(private readonly options: SenderOptions) {
     this.report = { sent: 0, failed: 0, dead: 0, retries: 0, startedAt: options.clock.now(), finishedAt: undefined };
     this.lastProgress = options.clock.now();
+    this.limit = pLimit(options.concurrency);
     // Every wait in flight listens on this one signal: a destination with 32 requests in flight is normal.
     setMaxListeners(0, this.abandon.signal);
   }
@@ -196,13 +201,14 @@ export class Sender {
     while (this.inFlight.size > 0) await Promise.race(this.inFlight);
   }
 
+  /** Waits until a batch may start: the reader takes no more from the queue than the destination can have in flight. */
   private async slot(): Promise<void> {
-    while (this.inFlight.size >= this.options.concurrency) await Promise.race(this.inFlight);
+    while (this.limit.activeCount + this.limit.pendingCount >= this.options.concurrency) await Promise.race(this.inFlight);
   }
 
   private launch(entries: QueuedOperation[]): void {
     if (this.inFlight.size === 0) this.lastProgress = this.options.clock.now();
-    const task: Promise<void> = this.deliver(entries)
+    const task: Promise<void> = this.limit(() => this.deliver(entries))
       .catch((error: unknown) => {
         if (error instanceof Abandoned) return;
         this.fatal = true;
