@@ -81,6 +81,8 @@ export class Sender {
   private fatal = false;
   /** Aborted to abandon every wait in flight: a stall, a stop's grace period over, a fatal error. */
   private readonly abandon = new AbortController();
+  /** Aborted on stop: waits for the limiter or a backoff end at once (no request is on the wire then). */
+  private readonly stopWaits = new AbortController();
   private lastProgress: number;
   private lastError = '';
   private watchdog: NodeJS.Timeout | undefined;
@@ -94,6 +96,7 @@ export class Sender {
     this.limit = pLimit(options.concurrency);
     // Every wait in flight listens on this one signal: a destination with 32 requests in flight is normal.
     setMaxListeners(0, this.abandon.signal);
+    setMaxListeners(0, this.stopWaits.signal);
   }
 
   start(): void {
@@ -116,6 +119,7 @@ export class Sender {
   stop(graceMs: number): void {
     if (this.stopping) return;
     this.stopping = true;
+    this.stopWaits.abort();
     if (graceMs <= 0) this.abandon.abort();
     else {
       this.graceTimer = setTimeout(() => this.abandon.abort(), graceMs);
@@ -227,7 +231,7 @@ export class Sender {
       // Stopping: only requests already on the wire finish; the rest stays pending for the next run.
       if (this.stopping) return;
       const batch = pending.map((p) => p.operation);
-      await this.abandonable(limiter.take(client.cost(batch)));
+      await this.abandonable(limiter.take(client.cost(batch)), this.stopWaits.signal);
       if (this.stopping) return;
       for (const attempt of pending) attempt.attempts += 1;
       const outcomes = await this.abandonable(client.send(batch));
@@ -265,7 +269,7 @@ export class Sender {
       if (settled.length > 0) this.record(settled);
       this.report.retries += again.length;
       pending = again;
-      if (delay > 0 && pending.length > 0) await this.abandonable(this.options.clock.sleep(delay));
+      if (delay > 0 && pending.length > 0) await this.abandonable(this.options.clock.sleep(delay), this.stopWaits.signal);
     }
   }
 
@@ -285,25 +289,29 @@ export class Sender {
     else if (this.recentFailures.filter(Boolean).length * 2 >= this.recentFailures.length) rate.throttled();
   }
 
-  /** Waits for `promise` unless the sender abandons its waits (stall, end of grace, fatal error). */
-  private abandonable<T>(promise: Promise<T>): Promise<T> {
-    const signal = this.abandon.signal;
-    if (signal.aborted) return Promise.reject(new Abandoned());
+  /** Waits for `promise` unless the sender abandons its waits (stall, end of grace, fatal error) or `also` fires. */
+  private abandonable<T>(promise: Promise<T>, also?: AbortSignal): Promise<T> {
+    const signals = also ? [this.abandon.signal, also] : [this.abandon.signal];
+    if (signals.some((signal) => signal.aborted)) return Promise.reject(new Abandoned());
     return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(new Abandoned());
-      signal.addEventListener('abort', onAbort, { once: true });
+      const onAbort = (): void => {
+        for (const signal of signals) signal.removeEventListener('abort', onAbort);
+        reject(new Abandoned());
+      };
+      for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true });
       promise.then(
         (value) => {
-          signal.removeEventListener('abort', onAbort);
+          for (const signal of signals) signal.removeEventListener('abort', onAbort);
           resolve(value);
         },
         (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
+          for (const signal of signals) signal.removeEventListener('abort', onAbort);
           reject(error);
         },
       );
     });
   }
+
 
   private checkStall(): void {
     if (this.halted || this.inFlight.size === 0) return;

@@ -57,7 +57,7 @@ function addSourceOptions(command: Command): Command {
 }
 
 /** Builds the program; each action resolves to an exit code stored in `result`. */
-function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }): Command {
+function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, jsonErrors = false): Command {
   const program = new Command('referral-sync')
     .description('Sync a GrowSurf or Cello referral program into Segment and Customer.io: traits, tiers and history events.')
     .version(version(), '-V, --version')
@@ -65,7 +65,8 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
     .exitOverride()
     .configureOutput({
       writeOut: (text) => run.streams.stdout.write(text),
-      writeErr: (text) => run.streams.stderr.write(text),
+      // With --log-format json, commander's usage errors are one JSON object per line like every other message.
+      writeErr: (text) => run.streams.stderr.write(jsonErrors ? usageAsJson(text) : text),
     });
 
   const output = (flags: CommonFlags): Output =>
@@ -150,7 +151,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }):
 /** Runs the CLI and returns its exit code; never exits the process (tests call this directly). */
 export async function run(argv: string[], environment: RunEnvironment): Promise<number> {
   const result: { code: number } = { code: ExitCode.ok };
-  const program = buildProgram(environment, result);
+  const program = buildProgram(environment, result, jsonLogsRequested(argv));
   const stderr = environment.streams.stderr;
   try {
     await program.parseAsync(argv);
@@ -174,6 +175,14 @@ export async function run(argv: string[], environment: RunEnvironment): Promise<
     stderr.write('This is a bug in referral-sync; please report it with the command you ran.\n');
     return INTERNAL_ERROR;
   }
+}
+
+function usageAsJson(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => `${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: line, exitCode: ExitCode.usage })}\n`)
+    .join('');
 }
 
 function jsonLogsRequested(argv: string[]): boolean {

@@ -47,6 +47,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
       interrupt?.removeEventListener('abort', stop);
     }
     const totals = { retried: resend.length, superseded: superseded.length, sent: 0, failed: 0, dead: 0 };
+
     for (const report of reports.values()) {
       totals.sent += report.sent;
       totals.failed += report.failed;
@@ -57,7 +58,10 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
       output.warn(interruptedLine(interrupt, reports, new Map(common.destinations.map((d) => [d, queue.waiting(d)]))));
       return interruptedExitCode(interrupt);
     }
-    const lines = [`referral-sync retry: ${resend.length} deliver${resend.length === 1 ? 'y' : 'ies'} resent`];
+    // What went out: the deliveries put back now, and whatever an interrupted run had left in the queue.
+    const resent = totals.sent + totals.failed + totals.dead;
+    totals.retried = resent;
+    const lines = [`referral-sync retry: ${resent} deliver${resent === 1 ? 'y' : 'ies'} resent`];
     if (superseded.length > 0) {
       lines.push(`  ${superseded.length} refused identif${superseded.length === 1 ? 'y' : 'ies'} not resent: newer traits were acknowledged since (status lists them as superseded)`);
       for (const row of superseded) lines.push(`    ${DESTINATION_LABELS[row.destination].padEnd(12)} ${row.userId}`);
@@ -66,7 +70,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
       lines.push(`  ${DESTINATION_LABELS[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
     }
     state.finishRun(runId, totals.failed + totals.dead > 0 ? 'failed' : 'succeeded', totals, new Date());
-    if (resend.length === 0 && superseded.length === 0) lines.push('  nothing to retry: no failed or dead deliveries in the state.');
+    if (resent === 0 && superseded.length === 0) lines.push('  nothing to retry: no failed or dead deliveries in the state.');
     output.result(`${lines.join('\n')}\n`);
     for (const line of stalledLines(reports)) output.warn(line);
     return totals.failed + totals.dead > 0 ? ExitCode.failedDeliveries : ExitCode.ok;

@@ -150,6 +150,42 @@ describe('adaptive rate for Customer.io', () => {
 });
 
 describe('graceful stop', () => {
+  it('with nothing on the wire (waiting for the rate limit), a signal ends the run at once, not after the 10 s grace', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 100, 31);
+    const child = spawn(process.execPath, [BIN, 'sync', '--file', file, '--to', 'segment', '--rate', 'segment=2', '--rate-mode', 'fixed'], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', CI: 'true', ...services.env },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise((r) => setTimeout(r, 2_500));
+    const signalled = performance.now();
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(performance.now() - signalled).toBeLessThan(5_000);
+    const status = await runCli(['status', '--json'], { cwd });
+    expect((JSON.parse(status.stdout) as { runs: { status: string }[] }).runs[0]!.status).toBe('interrupted');
+  }, 60_000);
+
+  it('retry reports what it resent, and --log-format json keeps usage errors JSON', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 20, 37);
+    services.segment.rejectMessage = (m) => (m.type === 'track' ? 400 : undefined);
+    expect((await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    services.segment.rejectMessage = undefined;
+    const retry = await runCli(['retry', '--to', 'segment'], { cwd, env: services.env });
+    expect(retry.code).toBe(0);
+    const tracks = services.segment.tracks().length;
+    expect(tracks).toBeGreaterThan(0);
+    expect(retry.stdout).toContain(`referral-sync retry: ${tracks} deliveries resent`);
+    const usage = await runCli(['diff', '--file', file, '--bogus', '--log-format', 'json'], { cwd });
+    expect(usage.code).toBe(64);
+    for (const line of usage.stderr.trim().split('\n')) expect(JSON.parse(line)).toMatchObject({ level: 'error', exitCode: 64 });
+  }, 60_000);
+
   it('with --log-format json every stderr line after SIGINT is a JSON object, the last one saying what is left', async () => {
     services = await startServices();
     const cwd = tempDir();
