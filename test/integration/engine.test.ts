@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,16 @@ afterEach(async () => {
   await services?.stop();
   services = undefined;
 });
+
+/** The built CLI as a background process, to signal mid-run; stderr is collected as it comes. */
+function startCli(args: string[], cwd: string, env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '', CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, stderr: () => stderr };
+}
 
 function lastArrival(log: { arrivals: { at: number; path: string }[] }, path: RegExp): number {
   return Math.max(...log.arrivals.filter((a) => path.test(a.path)).map((a) => a.at));
@@ -154,12 +164,7 @@ describe('graceful stop', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeProgram(cwd, 100, 31);
-    const child = spawn(process.execPath, [BIN, 'sync', '--file', file, '--to', 'segment', '--rate', 'segment=2', '--rate-mode', 'fixed'], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', CI: 'true', ...services.env },
-      stdio: 'ignore',
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, exited } = startCli(['sync', '--file', file, '--to', 'segment', '--rate', 'segment=2', '--rate-mode', 'fixed'], cwd, services.env);
     await new Promise((r) => setTimeout(r, 2_500));
     const signalled = performance.now();
     child.kill('SIGINT');
@@ -190,18 +195,11 @@ describe('graceful stop', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeProgram(cwd, 1500, 29);
-    const child = spawn(process.execPath, [BIN, 'sync', '--file', file, '--rate', 'segment=200', '--log-format', 'json'], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', CI: 'true', ...services.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, exited, stderr } = startCli(['sync', '--file', file, '--rate', 'segment=200', '--log-format', 'json'], cwd, services.env);
     while (services.segment.arrivals.length < 200) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGINT');
     expect(await exited).toBe(130);
-    const lines = stderr.trim().split('\n').map((line) => JSON.parse(line) as { level: string; message: string });
+    const lines = stderr().trim().split('\n').map((line) => JSON.parse(line) as { level: string; message: string });
     expect(lines.at(-1)).toMatchObject({ level: 'warn', message: expect.stringMatching(/^Interrupted by SIGINT: sent Segment \d+/) as unknown });
     expect(lines.some((l) => l.message.startsWith('SIGINT: stopping after the requests in flight'))).toBe(true);
   }, 60_000);
@@ -211,21 +209,14 @@ describe('graceful stop', () => {
     const cwd = tempDir();
     const file = writeProgram(cwd, 3000, 9);
     const planned = await plannedIds(cwd, file, services.env);
-    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, '--rate', 'segment=400,customerio=20'], {
-      cwd,
-      env: { PATH: process.env.PATH ?? '', CI: 'true', ...services.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const { child, exited, stderr } = startCli(['backfill', '--file', file, '--rate', 'segment=400,customerio=20'], cwd, services.env);
     while (services.segment.arrivals.length < 500) await new Promise((r) => setTimeout(r, 20));
     const signalled = performance.now();
     child.kill('SIGTERM');
     const code = await exited;
     expect(performance.now() - signalled).toBeLessThan(15_000);
     expect(code).toBe(143);
-    const lines = stderr.trim().split('\n');
+    const lines = stderr().trim().split('\n');
     expect(lines.at(-1)).toMatch(/^warning: Interrupted by SIGTERM: sent Segment \d+, Customer\.io \d+; \d+ operations left in the queue for the next run/);
     expect(services.segment.arrivals.length).toBeLessThan(planned.segment.length);
 
