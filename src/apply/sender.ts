@@ -130,9 +130,8 @@ export class Sender {
 
   async close(): Promise<void> {
     // A stalled or abandoned destination may still hold a request open: do not wait for it again.
-    const leftovers = await this.options.client.close(this.abandon.signal.aborted ? 1_000 : 30_000);
-    // Anything the client could not resolve stays pending in the queue: the next run sends it, same ids.
-    void leftovers;
+    // Anything the client could not resolve keeps its queue entry: the next run sends it, with the same ids.
+    await this.options.client.close(this.abandon.signal.aborted ? 1_000 : 30_000);
     this.report.finishedAt ??= this.options.clock.now();
     if (this.options.rate) this.report.settledRate = this.options.rate.settled();
   }

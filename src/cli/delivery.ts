@@ -7,7 +7,7 @@ import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { AdaptiveRate } from '../apply/adaptive-rate.js';
 import { concurrencyFor, DEFAULT_CEILINGS, DEFAULT_RATES, type RateMode } from './destinations.js';
-import { parseDuration } from './growsurf.js';
+import { parseDuration } from './duration.js';
 
 /** Default bound on time without progress per destination (DESIGN.md §8). */
 export const DEFAULT_STALL_TIMEOUT_MS = 5 * 60_000;

@@ -5,6 +5,7 @@ import { SlidingWindowLimiter } from '../http/window-limiter.js';
 import { GROWSURF_API_URL, growsurfApiSource, growsurfHooks } from '../sources/growsurf-api.js';
 import type { Source } from '../sources/source.js';
 import { validUrl } from './destinations.js';
+import { parseDuration } from './duration.js';
 import type { Output } from './output.js';
 import type { Env } from './settings.js';
 
@@ -15,15 +16,6 @@ const MINUTE_LIMIT = 190;
 const HOUR_LIMIT = 9_500;
 const DEFAULT_MAX_WAIT_MS = 60 * 60_000;
 
-/** `--max-wait 90s|15m|1h|0`: the longest rate-limit wait accepted before stopping. */
-export function parseDuration(value: string | undefined, fallbackMs: number, flag = '--max-wait'): number {
-  if (value === undefined) return fallbackMs;
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$/i.exec(value);
-  if (!match) throw new UsageError(`${flag} takes a duration such as 90s, 15m or 1h, not "${value}".`);
-  const n = Number(match[1]);
-  const unit = (match[2] ?? 's').toLowerCase();
-  return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'h' ? 3_600_000 : 60_000));
-}
 
 export function createGrowsurfSource(
   campaignId: string | undefined,
@@ -47,7 +39,7 @@ export function createGrowsurfSource(
     connections: GROWSURF_CONNECTIONS,
     limiter,
     retry: { ...DEFAULT_RETRY, maxAttempts: 6, baseDelayMs: 1000 },
-    maxWaitMs: parseDuration(options.maxWait, DEFAULT_MAX_WAIT_MS),
+    maxWaitMs: parseDuration(options.maxWait, DEFAULT_MAX_WAIT_MS, '--max-wait'),
     hooks: growsurfHooks,
     onWait: (ms, reason) => options.output.info(`GrowSurf ${reason}: waiting ${formatDuration(ms)} before the next request (--max-wait to stop instead).`),
   });

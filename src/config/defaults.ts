@@ -86,5 +86,3 @@ export const DEFAULT_CONFIG_FILE = 'referral-sync.config.json';
 export const DEFAULT_STATE_PATH = '.referral-sync/state.db';
 /** Customer.io: "Events with a timestamp in the past 72 hours can trigger campaigns". */
 export const CUSTOMERIO_CAMPAIGN_WINDOW_MS = 72 * 60 * 60 * 1000;
-/** Segment: 32 KB per message; Customer.io v2: 32 KB per operation in a batch. */
-export const MAX_OPERATION_BYTES: Record<Destination, number> = { segment: 32 * 1024, customerio: 32 * 1024 };

@@ -182,8 +182,8 @@ function identityTaken(participant: Participant, userId: string, first: Identity
 function withoutReferrer(participant: Participant): Participant {
   const { referrerId: _referrerId, referrerProfile: _referrerProfile, referralStatus: _status, referralStatusRaw: _raw, convertedAt: _at, ...rest } = participant;
   const copy: Participant = { ...rest };
-  if (participant.joinedVia !== undefined && participant.joinedVia.toUpperCase() !== 'PARTICIPANT') copy.joinedVia = participant.joinedVia;
-  else delete copy.joinedVia;
+  // "Joined through a participant" named the participant themself.
+  if (copy.joinedVia?.toUpperCase() === 'PARTICIPANT') delete copy.joinedVia;
   return copy;
 }
 
