@@ -1,15 +1,15 @@
-import { hostname } from 'node:os';
 import type { DestinationReport } from '../apply/engine.js';
 import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
-import { ExitCode, UnavailableError } from '../errors.js';
+import { ExitCode, UnavailableError, UsageError } from '../errors.js';
 import { describeInput, renderProblems, type InputSummary } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
 import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
 import { checkWithRetries } from './check.js';
-import { createEngine, interruptedExitCode, interruptedLine, parseStallTimeout, stalledLines } from './delivery.js';
+import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
+import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags } from './destinations.js';
 import { runDiff, type DiffFlags } from './diff.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
@@ -18,9 +18,9 @@ import { runPlan } from './plan-run.js';
 import { assertKnownProgram } from './program-guard.js';
 import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
-import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
+import { destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
 
-export interface ApplyFlags extends CommonFlags, SourceFlags, DestinationFlags {
+export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
   /** `--stall-timeout`: a destination without progress this long stops; its work is kept for the next run. */
   stallTimeout?: string;
@@ -39,22 +39,27 @@ export async function runApply(
   interrupt?: AbortSignal,
 ): Promise<ExitCode> {
   const mode: PlanMode = command;
+  // Every flag is checked before anything else, dry run or not: a dry run accepts exactly what the real run does.
+  const rates = parseRates(flags.rate);
+  const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
+  parseRateMode(flags.rateMode);
   if (flags.dryRun) {
-    // Exactly what diff prints: the same planner, the state opened read-only, nothing sent.
-    return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now);
+    // A dry run is diff: the same planner, flags, output and exit codes; the state opened read-only, nothing sent.
+    return runDiff({ ...flags, mode, resend: flags.resend === true }, env, cwd, output, now);
+  }
+  const previewFlags = [flags.full ? '--full' : '', flags.out !== undefined ? '--out' : '', flags.detailedExitcode ? '--detailed-exitcode' : ''].filter(Boolean);
+  if (previewFlags.length > 0) {
+    throw new UsageError(`${previewFlags.join(', ')} ${previewFlags.length === 1 ? 'belongs' : 'belong'} to a preview: add --dry-run to ${command} (or run \`npx referral-sync diff\`) to use ${previewFlags.length === 1 ? 'it' : 'them'}.`);
   }
   const common = resolveCommon(flags, env, cwd);
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
   const namespaces = destinationNamespaces(common.config, env);
-  const rates = parseRates(flags.rate);
-  const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
-  parseRateMode(flags.rateMode);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
   let lockTaken = false;
   const problems = flags.json === true || common.logFormat === 'json' ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
-    state.acquireLock(programId, `${command} on ${hostname()}`, now);
+    state.acquireLock(programId, command, now);
     lockTaken = true;
     state.markCrashedRuns(programId, now);
     assertKnownProgram(state, { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true });
@@ -168,35 +173,37 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   } finally {
     interrupt?.removeEventListener('abort', stop);
   }
-  if (interrupt?.aborted) {
-    progress.stop();
-    const left = new Map(ctx.common.destinations.map((d) => [d, queue.waiting(d)]));
-    state.finishRun(ctx.runId, 'interrupted', countsOf(reports, summary), new Date());
-    output.warn(interruptedLine(interrupt, reports, left));
-    return interruptedExitCode(interrupt);
-  }
   progress.stop();
   const elapsed = (performance.now() - started) / 1000;
   const counts = countsOf(reports, summary);
-  const failed = counts.failed + counts.dead;
-  state.finishRun(ctx.runId, failed > 0 ? 'failed' : 'succeeded', counts, new Date());
+  const left = interrupt?.aborted ? ctx.common.destinations.reduce((sum, d) => sum + queue.waiting(d), 0) : 0;
+  const outcome = runOutcome(reports, elapsed, interrupt, left);
+  state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
 
+  // Warnings first: the summary's last line is the run's verdict, whatever the reader sees last.
+  for (const line of stalledLines(reports)) output.warn(line);
   const inputs = ctx.source.inputs?.();
   const lookups = ctx.source.lookups?.();
   if (problems) {
     const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
-    const json = { command: ctx.command, programId: ctx.programId, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), state: state.location, elapsedSeconds: elapsed, plan: summary.toJSON(lists), delivery: Object.fromEntries(reports) };
-    await output.resultStream(jsonChunks(json, ctx.flags.json ? 2 : undefined));
+    const json = {
+      command: ctx.command,
+      ...outcomeJson(outcome),
+      programId: ctx.programId,
+      ...(inputs ? { inputs } : {}),
+      ...(lookups ? { lookups } : {}),
+      state: state.location,
+      elapsedSeconds: elapsed,
+      plan: summary.toJSON(lists),
+      delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
+    };
+    await output.resultStream(jsonChunks(json, output.jsonIndent(ctx.flags.json)));
     output.result('\n');
-  } else if (!ctx.flags.quiet) {
-    output.result(renderDelivery(ctx.command, summary, reports, elapsed, state.location, inputs ?? []));
+  } else {
+    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? []));
   }
-  for (const line of stalledLines(reports)) output.warn(line);
-  if (failed > 0) {
-    output.warn(`${failed} deliver${failed === 1 ? 'y' : 'ies'} did not go through; \`referral-sync status\` lists them and \`referral-sync retry\` sends them again.`);
-    return ExitCode.failedDeliveries;
-  }
-  return ExitCode.ok;
+  reportOutcome(output, ctx.command, outcome, problems !== undefined);
+  return outcome.exitCode;
 }
 
 function countsOf(
@@ -212,9 +219,9 @@ function countsOf(
   return counts;
 }
 
-function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, elapsed: number, state: string, inputs: readonly InputSummary[]): string {
+function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[]): string {
   const lines = [
-    `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${summary.warnings} warnings` : ''} (state ${state})`,
+    `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${plural(summary.warnings, 'warning', 'warnings')}` : ''} (state ${state})`,
     ...inputs.map((input) => `  read ${describeInput(input)}`),
     '',
     `${''.padEnd(14)}${'sent'.padStart(9)}${'deduped'.padStart(9)}${'failed'.padStart(9)}${'dead'.padStart(9)}${'elapsed'.padStart(10)}${'rate'.padStart(11)}`,
@@ -232,7 +239,7 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
   for (const [destination, report] of reports) {
     if (report.settledRate !== undefined) lines.push('', `${DESTINATION_LABELS[destination]}'s adaptive rate settled at ${report.settledRate.toFixed(0)} requests/s.`);
   }
-  lines.push('', `Done in ${elapsed.toFixed(1)}s.`);
+  lines.push('');
   return `${lines.join('\n')}\n`;
 }
 

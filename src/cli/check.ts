@@ -1,23 +1,36 @@
+import type { Destination } from '../config/defaults.js';
 import type { CheckResult, DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
 import { createDestinationClients, type DestinationFlags } from './destinations.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 
+export interface CheckFlags extends CommonFlags, DestinationFlags {
+  json?: boolean;
+}
+
 /** `referral-sync check`: credentials and reachability of every destination, sending no data. */
-export async function runCheck(flags: CommonFlags & DestinationFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
+export async function runCheck(flags: CheckFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const clients = createDestinationClients(common.destinations, flags, env);
-  let ok = true;
-  const lines: string[] = [];
-  for (const client of clients.values()) {
+  const results: { destination: Destination; ok: boolean; message: string }[] = [];
+  for (const [destination, client] of clients) {
     const result = await checkWithRetries(client);
     await client.close();
-    ok &&= result.ok;
-    lines.push(`${result.ok ? 'ok  ' : 'FAIL'} ${result.message}`);
+    results.push({ destination, ok: result.ok, message: result.message });
   }
-  output.result(`${lines.join('\n')}\n`);
-  return ok ? ExitCode.ok : ExitCode.unavailable;
+  const failed = results.filter((r) => !r.ok).length;
+  const exitCode = failed > 0 ? ExitCode.unavailable : ExitCode.ok;
+  const verdict = failed > 0 ? `check: ${failed} of ${results.length} destinations failed (exit ${exitCode}); nothing was sent.` : `check: ${results.length} of ${results.length} destinations ok; nothing was sent.`;
+  if (flags.json === true || output.json) {
+    output.result(`${JSON.stringify({ command: 'check', outcome: failed > 0 ? 'failed' : 'done', exitCode, destinations: results }, null, output.jsonIndent(flags.json))}\n`);
+  } else {
+    output.result(`${results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.message}`).join('\n')}\n`);
+    if (failed === 0) output.result(`${verdict}\n`);
+  }
+  // A failure is said on stderr too, last: a cron job that keeps only stderr hears of it.
+  if (failed > 0) output.error(verdict, { exitCode });
+  return exitCode;
 }
 
 const CHECK_ATTEMPTS = 4;

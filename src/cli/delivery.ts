@@ -66,14 +66,6 @@ export function interruptedExitCode(signal: AbortSignal | undefined): ExitCode {
   return signal?.reason === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt;
 }
 
-/** One line for an interrupted run: what was sent and what is left for the next run. */
-export function interruptedLine(signal: AbortSignal | undefined, reports: Map<Destination, DestinationReport>, left: Map<Destination, number>): string {
-  const sent = [...reports].map(([d, r]) => `${DESTINATION_LABELS[d]} ${r.sent}`).join(', ');
-  const waiting = [...left.values()].reduce((sum, n) => sum + n, 0);
-  const name = typeof signal?.reason === 'string' ? signal.reason : 'a signal';
-  return `Interrupted by ${name}: sent ${sent}; ${waiting} operation${waiting === 1 ? '' : 's'} left in the queue for the next run (same ids, nothing acknowledged is sent again).`;
-}
-
 /** Operations that stalled destinations recorded failed, named per destination, for the run's warning. */
 export function stalledLines(reports: Map<Destination, DestinationReport>): string[] {
   return [...reports].flatMap(([d, r]) => (r.stalled ? [`${DESTINATION_LABELS[d]} stopped: ${r.stalled}.`] : []));

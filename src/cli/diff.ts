@@ -3,6 +3,8 @@ import type { Destination } from '../config/defaults.js';
 import type { PlanMode } from '../plan/types.js';
 import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
+import type { PlanSummary } from '../plan/summary.js';
+import { parseRateMode, parseRates } from './destinations.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
@@ -26,6 +28,9 @@ const CHANGES_SHOWN = 10;
 /** `referral-sync diff`: the plan `sync` would apply, shown and never sent; the state is opened read-only. */
 export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
+  // The rates of the sources it reads (GrowSurf, Cello lookups) apply here too; a bad value is a usage error.
+  parseRates(flags.rate);
+  parseRateMode(flags.rateMode);
   const { source, sourceKind, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath);
   const state = openSqliteStateReadOnly(common.statePath);
   const namespaces = destinationNamespaces(common.config, env);
@@ -37,7 +42,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   }
   // diff reads cached lookups and writes none.
   source.useCache?.({ get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, now), put: () => undefined });
-  const asJson = flags.json === true || common.logFormat === 'json';
+  const asJson = flags.json === true || output.json;
   // --json lists every invalid row and warning; they are kept off the heap until they are written.
   const problems = asJson ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
@@ -60,10 +65,13 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
     const lookups = source.lookups?.();
     if (problems) {
       const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
-      const json = { command: 'diff', source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
-      await output.resultStream(jsonChunks(json, flags.json ? 2 : undefined));
+      const exitCode = exitCodeOf(flags, summary.hasChanges);
+      const json = { command: 'diff', outcome: summary.hasChanges ? 'changes' : 'no changes', exitCode, source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
+      if (flags.out) output.info(planWritten(flags.out, summary));
+      await output.resultStream(jsonChunks(json, output.jsonIndent(flags.json)));
       output.result('\n');
     } else {
+      if (flags.out) output.info(planWritten(flags.out, summary));
       output.result(
         renderPlanSummary(summary, {
           title: `referral-sync ${flags.mode === 'backfill' ? 'backfill' : 'diff'}: what ${flags.mode ?? 'sync'} would send (dry run)`,
@@ -76,16 +84,21 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
         }),
       );
     }
-    if (flags.out) {
-      const extra = [summary.invalid > 0 ? `${summary.invalid} invalid` : '', summary.warnings > 0 ? `${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}` : ''].filter(Boolean);
-      output.info(`Plan written to ${flags.out} (${summary.operations} operations${extra.length > 0 ? `, ${extra.join(', ')}` : ''}).`);
-    }
-    return flags.detailedExitcode && summary.hasChanges ? ExitCode.changesFound : ExitCode.ok;
+    return exitCodeOf(flags, summary.hasChanges);
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
     state.close();
   }
+}
+
+function exitCodeOf(flags: DiffFlags, hasChanges: boolean): ExitCode {
+  return flags.detailedExitcode && hasChanges ? ExitCode.changesFound : ExitCode.ok;
+}
+
+function planWritten(file: string, summary: PlanSummary): string {
+  const extra = [summary.invalid > 0 ? `${summary.invalid} invalid` : '', summary.warnings > 0 ? `${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}` : ''].filter(Boolean);
+  return `Plan written to ${file} (${summary.operations} operations${extra.length > 0 ? `, ${extra.join(', ')}` : ''}).`;
 }
 
 function headlineTraits(config: Config, destinations: readonly Destination[]): string[] {

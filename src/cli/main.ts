@@ -3,12 +3,13 @@ import { readFileSync } from 'node:fs';
 import { ExitCode, isReferralSyncError } from '../errors.js';
 import { redactUrls } from '../redact.js';
 import { runApply, type ApplyFlags } from './apply-run.js';
-import { runCheck } from './check.js';
+import { runCheck, type CheckFlags } from './check.js';
 import { runDiff, type DiffFlags } from './diff.js';
 import { runRetry, type RetryFlags } from './retry.js';
 import { Output, type Streams } from './output.js';
 import type { CommonFlags, Env } from './settings.js';
 import { runStatus, type StatusFlags } from './status.js';
+import { runUnlock, type UnlockFlags } from './unlock.js';
 
 /** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
 const INTERNAL_ERROR = 70;
@@ -27,33 +28,79 @@ function version(): string {
   return pkg.version;
 }
 
-function addCommonOptions(command: Command): Command {
-  return command
-    .option('--state <path>', 'state file (SQLite); env REFERRAL_SYNC_STATE', undefined)
+/**
+ * Option groups. Each command takes only the groups it uses, so its help lists only flags that do something there.
+ */
+function addOutputOptions(command: Command, options: { progress: boolean }): Command {
+  command
+    .optionsGroup('General:')
     .option('--config <file>', 'config file; env REFERRAL_SYNC_CONFIG (default ./referral-sync.config.json if present)')
+    .addOption(new Option('--log-format <format>', 'text for people; json: every line on stdout and stderr is one JSON object').choices(['text', 'json']))
+    .option('--quiet', 'no progress or notices: only results, warnings and errors')
+    .option('--verbose', 'more detail about what happens');
+  if (options.progress) command.option('--no-progress', 'no progress display even on a terminal');
+  return command;
+}
+
+function addStateOption(command: Command): Command {
+  return command.optionsGroup('State:').option('--state <path>', 'state file (SQLite); env REFERRAL_SYNC_STATE (default ./.referral-sync/state.db)');
+}
+
+function addToOption(command: Command): Command {
+  return command.optionsGroup('Destinations:').option('--to <destinations>', 'segment, customerio, or both comma-separated (default both, or the config\'s)');
+}
+
+function addPlanOptions(command: Command): Command {
+  return addToOption(command)
+    .optionsGroup('Plan:')
     .option('--user-id <rule>', 'downstream user id: email | id | metadata.<key> (default email; Cello: id, its productUserId)')
-    .option('--to <destinations>', 'segment, customerio, or both comma-separated (default both)')
-    .addOption(new Option('--log-format <format>', 'text for people, json for one object per line').choices(['text', 'json']))
-    .option('--no-progress', 'no progress display even on a terminal')
-    .option('--quiet', 'only results and errors')
-    .option('--verbose', 'more detail about what happens')
     .option('--sync-nulls', 'send null for a trait that had a value and now has none');
 }
 
 function addSourceOptions(command: Command): Command {
   return command
+    .optionsGroup('Source:')
     .addOption(
       new Option('--source <kind>', 'where participants come from: csv (--file), growsurf (the REST API, GROWSURF_API_KEY), cello (--file with Cello exports)').choices(['csv', 'growsurf', 'cello']),
     )
     .option('--campaign <id>', 'program id (GrowSurf campaign id); env GROWSURF_CAMPAIGN_ID; part of every idempotency key')
     .option('--file <path...>', 'CSV export(s) to read: a GrowSurf export, or Cello exports (files or their folder)')
     .option('--encoding <name>', 'encoding of the --file exports: utf-8, utf-16le, utf-16be, windows-1252 or latin1 (default: detected per file)')
-    .addOption(new Option('--format <format>', 'CSV layout').choices(['growsurf', 'cello']))
+    .addOption(new Option('--format <format>', 'layout of the --file exports (default growsurf; cello with --source cello)').choices(['growsurf', 'cello']))
     .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
     .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
-    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops')
-    .option('--rate <limits>', 'rate limits, e.g. growsurf=5,segment=500,customerio=100 (GrowSurf and Customer.io requests/s, Segment events/s)')
+    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops');
+}
+
+function addRateOptions(command: Command): Command {
+  return command
+    .optionsGroup('Rates:')
+    .option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100,growsurf=5,cello=20 (Segment events/s, the others requests/s)')
     .addOption(new Option('--rate-mode <mode>', 'adaptive: Customer.io and Cello start at the default and rise toward --rate while healthy; fixed: --rate exactly').choices(['adaptive', 'fixed']));
+}
+
+function addCustomerioApiOption(command: Command): Command {
+  return command.optionsGroup('Destinations:').addOption(new Option('--customerio-api <version>', 'Customer.io Track API: v2 batches (default) or v1 one request per call').choices(['v1', 'v2']));
+}
+
+function addSendingOptions(command: Command): Command {
+  return addCustomerioApiOption(
+    command.optionsGroup('Rates:').option('--stall-timeout <duration>', 'a destination without progress this long stops; its remaining work is kept for the next run (default 5m)'),
+  );
+}
+
+/** diff's own flags, which `sync --dry-run` and `backfill --dry-run` take too: a dry run IS a diff. */
+function addPreviewOptions(command: Command, options: { dryRun: boolean }): Command {
+  command.optionsGroup(options.dryRun ? 'Preview (diff\'s flags, with --dry-run):' : 'Preview:');
+  if (options.dryRun) command.option('--dry-run', 'print the plan exactly as `diff` does (same flags, output and exit codes) and send nothing');
+  return command
+    .option('--full', `list every person whose traits change, not just the first 10${options.dryRun ? ' (with --dry-run)' : ''}`)
+    .option('--out <file>', `write every operation, with its exact payload, as JSON lines${options.dryRun ? ' (with --dry-run)' : ''}`)
+    .option('--detailed-exitcode', `exit 2 when there are changes, 0 when there are none${options.dryRun ? ' (with --dry-run)' : ''}`);
+}
+
+function examples(...lines: string[]): string {
+  return `\nExamples:\n${lines.map((line) => `  $ ${line}`).join('\n')}\n`;
 }
 
 /** Builds the program; each action resolves to an exit code stored in `result`. */
@@ -77,73 +124,86 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       progress: flags.progress !== false && run.env.CI !== 'true',
     });
 
-  const diff = addCommonOptions(addSourceOptions(program.command('diff')))
+  const diff = addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('diff')))), { progress: true }), { dryRun: false }))
     .description('Show what sync would send, per destination and per person. Sends nothing, writes no state.')
-    .option('--full', 'list every person whose traits change, not just the first 10')
-    .option('--out <file>', 'write every operation, with its exact payload, as JSON lines')
+    .optionsGroup('Options:')
     .option('--json', 'print the summary as JSON')
-    .option('--detailed-exitcode', 'exit 2 when there are changes, 0 when there are none')
     .addHelpText(
       'after',
-      '\nExamples:\n  referral-sync diff --file export.csv --campaign abc123\n  referral-sync diff --file export.csv --out plan.jsonl --detailed-exitcode',
+      examples(
+        'npx referral-sync diff --file fixtures/growsurf/participants.csv',
+        'npx referral-sync diff --file export.csv --campaign abc123 --out plan.jsonl --detailed-exitcode',
+      ),
     );
   diff.action(async (flags: DiffFlags) => {
     result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now());
   });
 
-  const addDestinationOptions = (command: Command, withRate = false): Command =>
-    (withRate
-      ? command
-          .option('--rate <limits>', 'rate limits, e.g. segment=500,customerio=100 (Segment events/s, Customer.io requests/s)')
-          .addOption(new Option('--rate-mode <mode>', 'adaptive: Customer.io starts at the default and rises toward --rate while healthy; fixed: --rate exactly').choices(['adaptive', 'fixed']))
-      : command)
-      .option('--stall-timeout <duration>', 'a destination without progress this long stops; its remaining work is kept for the next run (default 5m)')
-      .addOption(new Option('--customerio-api <version>', 'Customer.io Track API: v2 batches (default) or v1 one request per call').choices(['v1', 'v2']));
-
-  const sync = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('sync'))))
+  const sync = addSendingOptions(addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('sync')))), { progress: true }), { dryRun: true })))
     .description('Send what changed since the last run: new events and changed traits. The first run is the full backfill.')
-    .option('--dry-run', 'print the plan (exactly what diff prints) and send nothing')
+    .optionsGroup('Options:')
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
-    .option('--json', 'print the summary as JSON');
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', examples('npx referral-sync sync --file export.csv --campaign abc123', 'npx referral-sync sync --source growsurf --campaign abc123 --log-format json'));
   sync.action(async (flags: ApplyFlags) => {
     result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
   });
 
-  const backfill = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('backfill'))))
+  const backfill = addSendingOptions(addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('backfill')))), { progress: true }), { dryRun: true })))
     .description('Re-identify everyone and send every event not yet sent. Resumes a backfill that was interrupted.')
-    .option('--dry-run', 'print the plan and send nothing')
+    .optionsGroup('Options:')
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
-    .option('--json', 'print the summary as JSON');
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', examples('npx referral-sync backfill --file export.csv --campaign abc123 --dry-run', 'npx referral-sync backfill --file export.csv --campaign abc123'));
   backfill.action(async (flags: ApplyFlags) => {
     result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
   });
 
-  const retry = addDestinationOptions(addCommonOptions(program.command('retry')), true)
-    .description('Resend failed and dead deliveries with their original ids.')
-    .option('--campaign <id>', 'program whose lock to take (env GROWSURF_CAMPAIGN_ID)');
+  const retry = addSendingOptions(addRateOptions(addOutputOptions(addToOption(addStateOption(program.command('retry'))), { progress: true })))
+    .description('Resend failed and dead deliveries with their original ids, taking the lock of each program they belong to.')
+    .optionsGroup('Options:')
+    .option('--campaign <id>', 'only this program\'s deliveries (env GROWSURF_CAMPAIGN_ID); default: every program with failures')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', examples('npx referral-sync retry', 'npx referral-sync retry --campaign abc123 --to customerio'));
   retry.action(async (flags: RetryFlags) => {
     result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
   });
 
-  const check = addDestinationOptions(addCommonOptions(program.command('check')), true)
-    .description('Check destination credentials and reachability. Sends no data.');
-  check.action(async (flags: CommonFlags) => {
+  const check = addCustomerioApiOption(addOutputOptions(addToOption(program.command('check')), { progress: false }))
+    .description('Check destination credentials and reachability. Sends no data, reads and writes no state.')
+    .optionsGroup('Options:')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('npx referral-sync check', 'npx referral-sync check --to customerio'));
+  check.action(async (flags: CheckFlags) => {
     result.code = await runCheck(flags, run.env, run.cwd, output(flags));
   });
 
-  const status = addCommonOptions(program.command('status'))
-    .description('Show where the state is, the last runs and the delivery counts.')
+  const status = addOutputOptions(addStateOption(program.command('status')), { progress: false })
+    .description('Show where the state is, the last runs, the locks and the delivery counts. Read-only.')
+    .optionsGroup('Options:')
     .option('--json', 'print as JSON')
-    .option('--runs <n>', 'how many recent runs to list', '10');
+    .option('--runs <n>', 'how many recent runs to list (default 10)')
+    .addHelpText('after', examples('npx referral-sync status', 'npx referral-sync status --runs 50 --json'));
   status.action(async (flags: StatusFlags) => {
     result.code = await runStatus(flags, run.env, run.cwd, output(flags));
+  });
+
+  const unlock = addOutputOptions(addStateOption(program.command('unlock')), { progress: false })
+    .description('Free the lock of a run that is gone (killed, crashed, machine lost). Refuses while the run lives.')
+    .optionsGroup('Options:')
+    .option('--campaign <id>', 'only this program\'s lock (default: every lock)')
+    .option('--force', 'free a lock held from another machine, which cannot be checked from here: only when you know that run is gone')
+    .addHelpText('after', examples('npx referral-sync unlock', 'npx referral-sync unlock --campaign abc123 --force'));
+  unlock.action(async (flags: UnlockFlags) => {
+    result.code = await runUnlock(flags, run.env, run.cwd, output(flags));
   });
 
   program.addHelpText(
     'after',
     '\nExit codes: 0 done, 1 failed deliveries, 2 changes found (diff --detailed-exitcode), 64 usage/config error,\n' +
       '65 bad input data, 69 service unreachable or credentials refused, 73 the state cannot be created or written,\n' +
-      '75 another run holds the lock.',
+      '75 another run holds the lock, 130/143 interrupted by SIGINT/SIGTERM.\n' +
+      examples('npx referral-sync diff --file fixtures/growsurf/participants.csv', 'npx referral-sync sync --help'),
   );
   return program;
 }

@@ -45,6 +45,20 @@ export class Output {
     }
   }
 
+  /** --log-format json: every line on stdout and stderr is one JSON object. */
+  get json(): boolean {
+    return this.options.logFormat === 'json';
+  }
+
+  /**
+   * Indentation of a JSON result: `--json` alone pretty-prints for people; under --log-format json the result is
+   * one line like everything else.
+   */
+  jsonIndent(jsonFlag: boolean | undefined): number | undefined {
+    return jsonFlag === true && !this.json ? 2 : undefined;
+  }
+
+  /** A notice: what is happening. Dropped by --quiet. */
   info(message: string, fields: Record<string, unknown> = {}): void {
     if (this.options.quiet) return;
     this.log('info', message, fields);
@@ -55,8 +69,14 @@ export class Output {
     this.log('debug', message, fields);
   }
 
+  /** Something the user should know about the result: kept by --quiet. */
   warn(message: string, fields: Record<string, unknown> = {}): void {
     this.log('warn', message, fields);
+  }
+
+  /** A failure the command reports itself (it still returns its exit code): kept by --quiet. */
+  error(message: string, fields: Record<string, unknown> = {}): void {
+    this.log('error', message, fields);
   }
 
   /** A one-line counter redrawn in place; only on a TTY and only in text mode. */

@@ -1,81 +1,164 @@
-import { hostname } from 'node:os';
+import type { DestinationReport } from '../apply/engine.js';
 import { requeueRetries } from '../apply/retry-selection.js';
-import { DESTINATION_LABELS } from '../config/defaults.js';
+import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
+import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
-import { openSqliteStateForWriting } from '../state/sqlite.js';
-import { createEngine, interruptedExitCode, interruptedLine, parseStallTimeout, stalledLines } from './delivery.js';
-import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags } from './destinations.js';
+import { openSqliteStateForWriting, openSqliteStateReadOnly, type SqliteState } from '../state/sqlite.js';
+import type { StoredDelivery } from '../state/store.js';
+import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
+import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags, type RateMode } from './destinations.js';
+import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 
 export interface RetryFlags extends CommonFlags, DestinationFlags {
   campaign?: string;
   stallTimeout?: string;
+  json?: boolean;
 }
 
 /**
- * `referral-sync retry`: failed and dead deliveries go back into the durable queue (a refused identify that
- * newer acknowledged traits replaced is dropped as superseded) and are sent exactly as they were planned, same ids.
+ * `referral-sync retry`: failed and dead deliveries go back into their program's durable queue (a refused
+ * identify that newer acknowledged traits replaced is dropped as superseded) and are sent exactly as they were
+ * planned, same ids. Each program's lock is taken first, so a sync of that program and a retry never overlap.
  */
 export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output: Output, now: Date, interrupt?: AbortSignal): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
   const rateMode = parseRateMode(flags.rateMode);
-  const clients = createDestinationClients(common.destinations, flags, env);
-  const programId = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID ?? 'default';
-  const state = openSqliteStateForWriting(common.statePath);
-  let locked = false;
+  const campaign = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
+  // Deliveries recorded before they carried their program belong to the one named, else to `default`.
+  const unattributed = campaign ?? 'default';
+  // Looked up read-only first: nothing to retry needs no credentials and creates no state file.
+  const peek = openSqliteStateReadOnly(common.statePath);
+  let programs: string[];
   try {
-    state.acquireLock(programId, `retry on ${hostname()}`, now);
-    locked = true;
-    const runId = state.startRun('retry', programId, now);
-    const queue = state.queue(programId);
-    const { resend, superseded } = requeueRetries(state, queue, [...state.retryable(common.destinations)], runId, now);
-    const engine = createEngine({ queue, runId, clients, rates, stallTimeoutMs, ratesGiven: ratesGiven(flags.rate), rateMode });
-    const stop = (): void => engine.stop();
-    interrupt?.addEventListener('abort', stop, { once: true });
-    engine.start();
-    engine.endOfPlan();
-    let reports;
-    try {
-      reports = await engine.finish();
-    } catch (error) {
-      state.finishRun(runId, 'failed', { retried: resend.length }, new Date());
-      throw error;
-    } finally {
-      interrupt?.removeEventListener('abort', stop);
-    }
-    const totals = { retried: resend.length, superseded: superseded.length, sent: 0, failed: 0, dead: 0 };
-
-    for (const report of reports.values()) {
-      totals.sent += report.sent;
-      totals.failed += report.failed;
-      totals.dead += report.dead;
-    }
-    if (interrupt?.aborted) {
-      state.finishRun(runId, 'interrupted', totals, new Date());
-      output.warn(interruptedLine(interrupt, reports, new Map(common.destinations.map((d) => [d, queue.waiting(d)]))));
-      return interruptedExitCode(interrupt);
-    }
-    // What went out: the deliveries put back now, and whatever an interrupted run had left in the queue.
-    const resent = totals.sent + totals.failed + totals.dead;
-    totals.retried = resent;
-    const lines = [`referral-sync retry: ${resent} deliver${resent === 1 ? 'y' : 'ies'} resent`];
-    if (superseded.length > 0) {
-      lines.push(`  ${superseded.length} refused identif${superseded.length === 1 ? 'y' : 'ies'} not resent: newer traits were acknowledged since (status lists them as superseded)`);
-      for (const row of superseded) lines.push(`    ${DESTINATION_LABELS[row.destination].padEnd(12)} ${row.userId}`);
-    }
-    for (const [destination, report] of reports) {
-      lines.push(`  ${DESTINATION_LABELS[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
-    }
-    state.finishRun(runId, totals.failed + totals.dead > 0 ? 'failed' : 'succeeded', totals, new Date());
-    if (resent === 0 && superseded.length === 0) lines.push('  nothing to retry: no failed or dead deliveries in the state.');
-    output.result(`${lines.join('\n')}\n`);
-    for (const line of stalledLines(reports)) output.warn(line);
-    return totals.failed + totals.dead > 0 ? ExitCode.failedDeliveries : ExitCode.ok;
+    programs = peek.retryPrograms(common.destinations, unattributed).filter((program) => campaign === undefined || program === campaign);
   } finally {
-    if (locked) state.releaseLock(programId);
+    peek.close();
+  }
+  if (programs.length === 0) {
+    const line = `retry: nothing to retry: no failed or dead deliveries${campaign === undefined ? '' : ` of program ${campaign}`} in ${common.statePath}.`;
+    if (output.json || flags.json) output.result(`${JSON.stringify({ command: 'retry', outcome: 'done', exitCode: ExitCode.ok, sent: 0, failed: 0, dead: 0, left: 0, programs: [], message: line }, null, output.jsonIndent(flags.json))}\n`);
+    else output.result(`${line}\n`);
+    return ExitCode.ok;
+  }
+  const clients = createDestinationClients(common.destinations, flags, env);
+  const state = openSqliteStateForWriting(common.statePath);
+  const locked: string[] = [];
+  try {
+    for (const program of programs) {
+      state.acquireLock(program, 'retry', now);
+      locked.push(program);
+    }
+    const started = performance.now();
+    const reports = new Map<Destination, DestinationReport>();
+    const superseded: StoredDelivery[] = [];
+    let left = 0;
+    for (const program of programs) {
+      if (interrupt?.aborted) break;
+      const result = await retryProgram({ state, program, unattributed, destinations: common.destinations, clients, rates, rateMode, rateFlag: flags.rate, stallTimeoutMs, now, interrupt });
+      superseded.push(...result.superseded);
+      left += result.left;
+      for (const [destination, report] of result.reports) reports.set(destination, mergeReports(reports.get(destination), report));
+    }
+    const outcome = runOutcome(reports, (performance.now() - started) / 1000, interrupt, left);
+    for (const line of stalledLines(reports)) output.warn(line);
+    if (output.json || flags.json) {
+      const json = {
+        command: 'retry',
+        ...outcomeJson(outcome),
+        programs,
+        state: state.location,
+        elapsedSeconds: outcome.elapsedSeconds,
+        superseded: superseded.map(({ destination, key, kind, userId }) => ({ destination, key, kind, userId })),
+        delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
+      };
+      output.result(`${JSON.stringify(json, null, output.jsonIndent(flags.json))}\n`);
+    } else {
+      output.result(renderRetry(programs, reports, superseded));
+    }
+    reportOutcome(output, 'retry', outcome, output.json || flags.json === true);
+    return outcome.exitCode;
+  } finally {
+    for (const program of locked) state.releaseLock(program);
     state.close();
   }
+}
+
+interface ProgramRetry {
+  state: SqliteState;
+  program: string;
+  unattributed: string;
+  destinations: Destination[];
+  clients: Map<Destination, DestinationClient>;
+  rates: ReturnType<typeof parseRates>;
+  rateMode: RateMode;
+  rateFlag: string | undefined;
+  stallTimeoutMs: number;
+  now: Date;
+  interrupt: AbortSignal | undefined;
+}
+
+/** One program: its failures and its queue's leftovers, sent as one run of that program. */
+async function retryProgram(ctx: ProgramRetry): Promise<{ reports: Map<Destination, DestinationReport>; superseded: StoredDelivery[]; left: number }> {
+  const { state, interrupt } = ctx;
+  const runId = state.startRun('retry', ctx.program, ctx.now);
+  const queue = state.queue(ctx.program);
+  const { resend, superseded } = requeueRetries(state, queue, [...state.retryable(ctx.destinations, ctx.program, ctx.unattributed)], runId, ctx.now);
+  const engine = createEngine({ queue, runId, clients: ctx.clients, rates: ctx.rates, stallTimeoutMs: ctx.stallTimeoutMs, ratesGiven: ratesGiven(ctx.rateFlag), rateMode: ctx.rateMode });
+  const stop = (): void => engine.stop();
+  interrupt?.addEventListener('abort', stop, { once: true });
+  engine.start();
+  engine.endOfPlan();
+  let reports: Map<Destination, DestinationReport>;
+  try {
+    reports = await engine.finish();
+  } catch (error) {
+    state.finishRun(runId, 'failed', { retried: resend.length }, new Date());
+    throw error;
+  } finally {
+    interrupt?.removeEventListener('abort', stop);
+  }
+  const counts = { retried: 0, superseded: superseded.length, sent: 0, failed: 0, dead: 0 };
+  for (const report of reports.values()) {
+    counts.sent += report.sent;
+    counts.failed += report.failed;
+    counts.dead += report.dead;
+  }
+  // What went out: the deliveries put back now, and whatever an interrupted run had left in the queue.
+  counts.retried = counts.sent + counts.failed + counts.dead;
+  const left = interrupt?.aborted ? ctx.destinations.reduce((sum, d) => sum + queue.waiting(d), 0) : 0;
+  const status = interrupt?.aborted ? 'interrupted' : counts.failed + counts.dead > 0 ? 'failed' : 'succeeded';
+  state.finishRun(runId, status, counts, new Date());
+  return { reports, superseded, left };
+}
+
+function mergeReports(a: DestinationReport | undefined, b: DestinationReport): DestinationReport {
+  if (!a) return b;
+  return {
+    ...b,
+    sent: a.sent + b.sent,
+    failed: a.failed + b.failed,
+    dead: a.dead + b.dead,
+    retries: a.retries + b.retries,
+    startedAt: a.startedAt,
+    ...(a.stalled || b.stalled ? { stalled: [a.stalled, b.stalled].filter(Boolean).join('; ') } : {}),
+  };
+}
+
+function renderRetry(programs: readonly string[], reports: Map<Destination, DestinationReport>, superseded: readonly StoredDelivery[]): string {
+  let resent = 0;
+  for (const report of reports.values()) resent += report.sent + report.failed + report.dead;
+  const lines = [`referral-sync retry: ${plural(resent, 'delivery', 'deliveries')} resent (program${programs.length === 1 ? '' : 's'} ${programs.join(', ')})`];
+  if (superseded.length > 0) {
+    lines.push(`  ${plural(superseded.length, 'refused identify', 'refused identifies')} not resent: newer traits were acknowledged since (status lists them as superseded)`);
+    for (const row of superseded) lines.push(`    ${DESTINATION_LABELS[row.destination].padEnd(12)} ${row.userId}`);
+  }
+  for (const [destination, report] of reports) {
+    lines.push(`  ${DESTINATION_LABELS[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
+  }
+  lines.push('');
+  return `${lines.join('\n')}\n`;
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { ExitCode } from '../errors.js';
-import { openSqliteStateReadOnly } from '../state/sqlite.js';
-import type { StateSummary, StoredDelivery } from '../state/store.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { describeHolder, lockHolderState, openSqliteStateReadOnly } from '../state/sqlite.js';
+import type { LockRecord, StateSummary, StoredDelivery } from '../state/store.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
@@ -14,20 +14,21 @@ export interface StatusFlags extends CommonFlags {
 /** `referral-sync status`: where the state is, the last runs, and the ledger's counts. Read-only. */
 export async function runStatus(flags: StatusFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
-  const limit = Number(flags.runs ?? '10');
+  const limit = parseRunLimit(flags.runs);
   const state = openSqliteStateReadOnly(common.statePath);
   try {
-    const summary = state.summary(Number.isInteger(limit) && limit > 0 ? limit : 10);
+    const summary = state.summary(limit);
     const exists = existsSync(common.statePath);
-    if (flags.json || common.logFormat === 'json') {
+    const locks = state.locks().map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
+    if (flags.json || output.json) {
       // Every failed and dead delivery, however many: streamed from the state, never capped.
       const problems = new StreamedArray(async function* () {
         yield* state.allProblems();
       });
-      await output.resultStream(jsonChunks({ exists, ...summary, problems }, flags.json ? 2 : undefined));
+      await output.resultStream(jsonChunks({ command: 'status', exitCode: ExitCode.ok, exists, ...summary, locks, problems }, output.jsonIndent(flags.json)));
       output.result('\n');
     } else {
-      output.result(renderStatus(summary, exists, state.problems(PROBLEMS_SHOWN)));
+      output.result(renderStatus(summary, exists, state.problems(PROBLEMS_SHOWN), locks));
     }
     return ExitCode.ok;
   } finally {
@@ -37,7 +38,17 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
 
 const PROBLEMS_SHOWN = 20;
 
-function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[]): string {
+/** `--runs <n>`: a whole number of runs, at least 1 (default 10). */
+function parseRunLimit(value: string | undefined): number {
+  if (value === undefined) return 10;
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError(`--runs takes a whole number of runs, 1 or more, not "${value}" (e.g. --runs 50).`);
+  }
+  return n;
+}
+
+function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[], locks: readonly (LockRecord & { holderState: string })[]): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `referral-sync diff` shows what the first sync would send.');
@@ -51,6 +62,13 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
   if (summary.deliveries.length === 0) lines.push('  none');
   for (const row of summary.deliveries) {
     lines.push(`  ${row.destination.padEnd(12)}${row.status.padEnd(9)}${String(row.count).padStart(10)}`);
+  }
+  if (locks.length > 0) {
+    lines.push('', 'Locks');
+    for (const lock of locks) {
+      const state = lock.holderState === 'alive' ? 'running' : lock.holderState === 'gone' ? 'gone: the next run takes it over, or `npx referral-sync unlock` frees it' : 'on another machine: `npx referral-sync unlock --force` frees it if that run is gone';
+      lines.push(`  program ${lock.programId}: ${describeHolder(lock)} (${state})`);
+    }
   }
   lines.push('', 'Last runs');
   if (summary.runs.length === 0) lines.push('  none');

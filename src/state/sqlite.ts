@@ -8,7 +8,7 @@ import type { TraitMap } from '../model/traits.js';
 import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus } from '../plan/types.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
 import { SqliteDeliveryQueue } from './sqlite-queue.js';
-import type { DeliveryCounts, DeliveryRow, IdentityWrite, ReadableState, RunRecord, StateSummary, StoredDelivery } from './store.js';
+import type { DeliveryCounts, DeliveryRow, IdentityWrite, LockRecord, ReadableState, RunRecord, StateSummary, StoredDelivery } from './store.js';
 
 type Db = Database.Database;
 
@@ -18,6 +18,7 @@ type Db = Database.Database;
  */
 export function openSqliteStateReadOnly(path: string): ReadableState {
   if (!existsSync(path)) return emptyState(path);
+  if (statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
   let db: Db;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true });
@@ -144,6 +145,8 @@ function emptyState(path: string): ReadableState {
     watermark: () => undefined,
     deliveredPrograms: () => [],
     cachedLookup: () => undefined,
+    retryPrograms: () => [],
+    locks: () => [],
     close: () => undefined,
   };
 }
@@ -342,15 +345,42 @@ export class SqliteState implements ReadableState {
     return new SqliteDeliveryQueue(this.db, programId, this);
   }
 
-  /** Deliveries that `retry` sends again: failed and dead, with the payload they were sent with. */
-  *retryable(destinations: readonly Destination[]): Generator<StoredDelivery> {
-    const statement = this.db.prepare<[], StoredDelivery & { destination: Destination }>(
+  /**
+   * One program's deliveries that `retry` sends again: failed and dead, with the payload they were sent with.
+   * Rows from before deliveries carried their program belong to `unattributed`.
+   */
+  *retryable(destinations: readonly Destination[], programId: string, unattributed: string): Generator<StoredDelivery> {
+    const statement = this.db.prepare<[string, string], StoredDelivery & { destination: Destination }>(
       `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt
-       FROM deliveries WHERE status IN ('failed', 'dead') AND payload IS NOT NULL ORDER BY destination, created_at, key`,
+       FROM deliveries WHERE status IN ('failed', 'dead') AND payload IS NOT NULL AND COALESCE(program_id, ?) = ?
+       ORDER BY destination, created_at, key`,
     );
-    for (const row of statement.iterate()) {
+    for (const row of statement.iterate(unattributed, programId)) {
       if (destinations.includes(row.destination)) yield row;
     }
+  }
+
+  retryPrograms(destinations: readonly Destination[], unattributed: string): string[] {
+    const placeholders = destinations.map(() => '?').join(', ');
+    if (destinations.length === 0) return [];
+    const hasQueue = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue'`).get() !== undefined;
+    const hasProgram = (this.db.prepare(`SELECT name FROM pragma_table_info('deliveries')`).all() as { name: string }[]).some((c) => c.name === 'program_id');
+    const program = hasProgram ? 'COALESCE(program_id, ?)' : '?';
+    const rows = this.db
+      .prepare<unknown[], { program: string }>(
+        `SELECT DISTINCT ${program} AS program FROM deliveries
+         WHERE status IN ('failed', 'dead') AND payload IS NOT NULL AND destination IN (${placeholders})
+         ${hasQueue ? `UNION SELECT DISTINCT program_id AS program FROM queue WHERE destination IN (${placeholders})` : ''}
+         ORDER BY program`,
+      )
+      .all(unattributed, ...destinations, ...(hasQueue ? destinations : []));
+    return rows.map((row) => row.program);
+  }
+
+  locks(): LockRecord[] {
+    return this.db
+      .prepare<[], LockRecord>('SELECT program_id AS programId, holder, pid, host, acquired_at AS acquiredAt FROM lock ORDER BY program_id')
+      .all();
   }
 
   /** This program's failed deliveries (retries used up) with their operations, oldest first. */
@@ -488,15 +518,8 @@ export class SqliteState implements ReadableState {
   acquireLock(programId: string, holder: string, now: Date): void {
     const host = hostname();
     this.db.transaction(() => {
-      const row = this.db
-        .prepare<[string], { holder: string; pid: number; host: string; acquired_at: string }>('SELECT * FROM lock WHERE program_id = ?')
-        .get(programId);
-      if (row && !(row.host === host && !processAlive(row.pid))) {
-        throw new LockedError(
-          `Another run (${row.holder}, pid ${row.pid} on ${row.host}, since ${row.acquired_at}) holds the lock on program ${programId} in ${this.location}.`,
-          { hint: 'Wait for it to finish. If that run is gone for good, delete its row: referral-sync releases a dead local run\'s lock by itself.' },
-        );
-      }
+      const row = this.lockOf(programId);
+      if (row && lockHolderState(row) !== 'gone') throw lockedError(row, this.location);
       this.db
         .prepare('INSERT OR REPLACE INTO lock (program_id, holder, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)')
         .run(programId, holder, process.pid, host, now.toISOString());
@@ -505,6 +528,36 @@ export class SqliteState implements ReadableState {
 
   releaseLock(programId: string): void {
     this.db.prepare('DELETE FROM lock WHERE program_id = ? AND pid = ? AND host = ?').run(programId, process.pid, hostname());
+  }
+
+  /**
+   * Frees a lock whose run is gone (`referral-sync unlock`). A live local holder is never freed; a holder on
+   * another machine cannot be checked from here, so it is freed only when the user says it is gone (`force`).
+   */
+  freeLock(programId: string, force: boolean): LockRecord | undefined {
+    return this.db.transaction(() => {
+      const row = this.lockOf(programId);
+      if (!row) return undefined;
+      const holder = lockHolderState(row);
+      if (holder === 'alive') {
+        throw new LockedError(`Program ${row.programId} is locked by a run that is still going (${describeHolder(row)}).`, {
+          hint: `Wait for it to finish, or stop it first (kill ${row.pid}); unlock only frees the lock of a run that is gone.`,
+        });
+      }
+      if (holder === 'unknown' && !force) {
+        throw new LockedError(`Program ${row.programId} is locked by a run on another machine (${describeHolder(row)}), which cannot be checked from here.`, {
+          hint: `If that run is gone for good, free its lock with: npx referral-sync unlock --campaign ${row.programId} --force`,
+        });
+      }
+      this.db.prepare('DELETE FROM lock WHERE program_id = ?').run(programId);
+      return row;
+    }).immediate();
+  }
+
+  private lockOf(programId: string): LockRecord | undefined {
+    return this.db
+      .prepare<[string], LockRecord>('SELECT program_id AS programId, holder, pid, host, acquired_at AS acquiredAt FROM lock WHERE program_id = ?')
+      .get(programId);
   }
 
   close(): void {
@@ -520,6 +573,25 @@ export class SqliteState implements ReadableState {
     }
     this.db.close();
   }
+}
+
+/** Whether a lock's run still lives: known on this machine, unknowable for another one. */
+export function lockHolderState(lock: LockRecord): 'alive' | 'gone' | 'unknown' {
+  if (lock.host !== hostname()) return 'unknown';
+  return processAlive(lock.pid) ? 'alive' : 'gone';
+}
+
+export function describeHolder(lock: LockRecord): string {
+  // Holders written by older versions read "sync on <host>": the host is named once, after the pid.
+  const command = lock.holder.replace(/ on \S+$/, '');
+  return `${command}, pid ${lock.pid} on ${lock.host}, since ${lock.acquiredAt}`;
+}
+
+function lockedError(lock: LockRecord, location: string): LockedError {
+  const free = lockHolderState(lock) === 'unknown' ? `npx referral-sync unlock --campaign ${lock.programId} --force` : `npx referral-sync unlock --campaign ${lock.programId}`;
+  return new LockedError(`Another run holds the lock on program ${lock.programId} in ${location} (${describeHolder(lock)}).`, {
+    hint: `Wait for it to finish; if that run is gone for good, free its lock with: ${free}`,
+  });
 }
 
 function processAlive(pid: number): boolean {

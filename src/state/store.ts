@@ -43,7 +43,25 @@ export interface ReadableState {
   deliveredPrograms(source: string, destination: Destination, namespace: string): string[];
   /** A cached lookup answer no older than `maxAgeMs`. */
   cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown;
+  /**
+   * Programs that `retry` has work for in these destinations: failed or dead deliveries with their payload, or
+   * operations an interrupted run left in the queue. Rows recorded before deliveries carried a program count
+   * as `unattributed`.
+   */
+  retryPrograms(destinations: readonly Destination[], unattributed: string): string[];
+  /** The locks held on this state, one per program. */
+  locks(): LockRecord[];
   close(): void;
+}
+
+/** A run's hold on one program of the state (DESIGN.md §7). */
+export interface LockRecord {
+  programId: string;
+  /** The command holding it: sync, backfill, retry. */
+  holder: string;
+  pid: number;
+  host: string;
+  acquiredAt: string;
 }
 
 export interface IdentityWrite {

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, runCli, tempDir } from '../support/cli.js';
+import { runCli, startCli, tempDir } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
@@ -14,16 +13,6 @@ afterEach(async () => {
   await services?.stop();
   services = undefined;
 });
-
-/** The built CLI as a background process, to signal mid-run; stderr is collected as it comes. */
-function startCli(args: string[], cwd: string, env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; stderr: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '', CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  child.stdout!.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, stderr: () => stderr };
-}
 
 function lastArrival(log: { arrivals: { at: number; path: string }[] }, path: RegExp): number {
   return Math.max(...log.arrivals.filter((a) => path.test(a.path)).map((a) => a.at));
@@ -200,7 +189,12 @@ describe('graceful stop', () => {
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     const lines = stderr().trim().split('\n').map((line) => JSON.parse(line) as { level: string; message: string });
-    expect(lines.at(-1)).toMatchObject({ level: 'warn', message: expect.stringMatching(/^Interrupted by SIGINT: sent Segment \d+/) as unknown });
+    expect(lines.at(-1)).toMatchObject({
+      level: 'warn',
+      outcome: 'interrupted',
+      exitCode: 130,
+      message: expect.stringMatching(/^sync: interrupted by SIGINT after [\d.]+s: \d+ sent, 0 failed, 0 dead; [\d,]+ operations? left in the queue for the next run/) as unknown,
+    });
     expect(lines.some((l) => l.message.startsWith('SIGINT: stopping after the requests in flight'))).toBe(true);
   }, 60_000);
 
@@ -217,7 +211,7 @@ describe('graceful stop', () => {
     expect(performance.now() - signalled).toBeLessThan(15_000);
     expect(code).toBe(143);
     const lines = stderr().trim().split('\n');
-    expect(lines.at(-1)).toMatch(/^warning: Interrupted by SIGTERM: sent Segment \d+, Customer\.io \d+; \d+ operations left in the queue for the next run/);
+    expect(lines.at(-1)).toMatch(/^warning: backfill: interrupted by SIGTERM after [\d.]+s: \d+ sent, 0 failed, 0 dead; [\d,]+ operations left in the queue for the next run, same ids \(exit 143\)\.$/);
     expect(services.segment.arrivals.length).toBeLessThan(planned.segment.length);
 
     const db = new Database(join(cwd, '.referral-sync', 'state.db'), { readonly: true });

@@ -35,7 +35,10 @@ describe('permanent errors', () => {
 
     const sync = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(sync.code).toBe(1);
-    expect(sync.stderr).toContain('`referral-sync retry` sends them again');
+    // The run's verdict is its last line, on stderr, with the exit code and the commands that help.
+    expect(sync.stderr.trim().split('\n').at(-1)).toMatch(
+      /^error: sync: finished in [\d.]+s with \d+ deliveries not through: \d+ sent, 0 failed, \d+ dead \(exit 1\); `npx referral-sync status` lists them, `npx referral-sync retry` resends them\.$/,
+    );
     const dead = stateRows(join(cwd, '.referral-sync', 'state.db'), `SELECT destination, user_id, last_error FROM deliveries WHERE status = 'dead'`);
     const cioDead = dead.filter((r) => r.destination === 'customerio');
     expect(new Set(cioDead.map((r) => r.user_id))).toEqual(refused);
@@ -131,7 +134,7 @@ describe('lock', () => {
     const started = Date.now();
     const second = await runCli(['sync', '--file', file], { cwd, env: services.env });
     expect(second.code).toBe(75);
-    expect(second.stderr).toMatch(/^error: Another run \(sync on .+, pid \d+ on .+\) holds the lock on program default/);
+    expect(second.stderr).toMatch(/^error: Another run holds the lock on program default in .+ \(sync, pid \d+ on [^,]+, since [^)]+\)\.\nWait for it to finish; if that run is gone for good, free its lock with: npx referral-sync unlock --campaign default\n$/);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await firstDone).toBe(0);
   });

@@ -118,13 +118,15 @@ describe('credentials in URLs are never printed or stored', () => {
 
 describe('a state that cannot be created or written', () => {
   it.each([
-    ['under a regular file', (dir: string) => join(writeFileAt(dir, 'not-a-dir'), 'state.db'), 'a part of the path is a file, not a directory (ENOTDIR)'],
-    ['a directory', (dir: string) => mkdirAt(dir, 'a-dir'), 'it is a directory (EISDIR)'],
-  ])('%s: exit 73 with one sentence naming the path and the fix, nothing sent', async (_name, makePath, reason) => {
+    ['under a regular file', (dir: string) => join(writeFileAt(dir, 'not-a-dir'), 'state.db'), 'a part of the path is a file, not a directory (ENOTDIR)', ['sync']],
+    // A directory cannot even be read: retry, which only reads when there is nothing to resend, says so too.
+    ['a directory', (dir: string) => mkdirAt(dir, 'a-dir'), 'it is a directory (EISDIR)', ['sync', 'retry', 'status', 'diff']],
+  ])('%s: exit 73 with one sentence naming the path and the fix, nothing sent', async (_name, makePath, reason, commands) => {
     services = await startServices();
     const cwd = tempDir();
     const statePath = makePath(cwd);
-    for (const command of [['sync', '--file', onePerson(cwd)], ['retry']]) {
+    const args: Record<string, string[]> = { sync: ['sync', '--file', onePerson(cwd)], retry: ['retry'], status: ['status'], diff: ['diff', '--file', onePerson(cwd)] };
+    for (const command of commands.map((name) => args[name]!)) {
       const result = await runCli([...command, '--state', statePath], { cwd, env: services.env });
       expect(result.code).toBe(73);
       expect(result.stderr).toBe(

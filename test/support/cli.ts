@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +29,21 @@ export function runCli(args: string[], options: { cwd: string; env?: Record<stri
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** The built CLI as a background process, to signal or race mid-run; its output is collected as it comes. */
+export function startCli(
+  args: string[],
+  cwd: string,
+  env: Record<string, string>,
+): { child: ChildProcess; exited: Promise<number | null>; stdout: () => string; stderr: () => string } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH ?? '', CI: 'true', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }
 
 export function tempDir(prefix = 'referral-sync-test-'): string {
