@@ -231,8 +231,13 @@ export async function run(argv: string[], environment: RunEnvironment): Promise<
       }
       return error.exitCode;
     }
-    stderr.write(`internal error: ${redactUrls(error instanceof Error ? (error.stack ?? error.message) : String(error))}\n`);
-    stderr.write('This is a bug in referral-sync; please report it with the command you ran.\n');
+    const detail = redactUrls(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    const hint = 'This is a bug in referral-sync; please report it with the command you ran.';
+    if (jsonLogsRequested(argv)) {
+      stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: `internal error: ${detail}`, hint, exitCode: INTERNAL_ERROR })}\n`);
+    } else {
+      stderr.write(`internal error: ${detail}\n${hint}\n`);
+    }
     return INTERNAL_ERROR;
   }
 }
