@@ -1,20 +1,31 @@
 import type { CheckResult, DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
-import { createDestinationClients, type DestinationFlags } from './destinations.js';
+import { createDestinationClients, parseRates, type DestinationFlags } from './destinations.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
 
 /** `referral-sync check`: credentials and reachability of every destination, sending no data. */
 export async function runCheck(flags: CommonFlags & DestinationFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
+  parseRates(flags.rate);
   const clients = createDestinationClients(common.destinations, flags, env);
   let ok = true;
   const lines: string[] = [];
-  for (const client of clients.values()) {
-    const result = await checkWithRetries(client);
-    await client.close();
+  // Checked at once: a destination that does not answer is retried for a few seconds, and need not hold up the other.
+  const results = await Promise.all(
+    [...clients.values()].map(async (client) => {
+      try {
+        return await checkWithRetries(client);
+      } finally {
+        await client.close();
+      }
+    }),
+  );
+  for (const result of results) {
     ok &&= result.ok;
     lines.push(`${result.ok ? 'ok  ' : 'FAIL'} ${result.message}`);
+    // The fix, under the failure it is about.
+    if (!result.ok && result.hint) lines.push(`     ${result.hint}`);
   }
   output.result(`${lines.join('\n')}\n`);
   return ok ? ExitCode.ok : ExitCode.unavailable;

@@ -116,7 +116,7 @@ describe('HttpClient (undici Pool)', () => {
     const started = performance.now();
     const error = await http.postJson('/token', {}).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(HttpError);
-    expect((error as HttpError).message).toBe('Test is unreachable (no answer within 0.3 s)');
+    expect((error as HttpError).message).toBe(`Test is unreachable at ${url}: no answer within 0.3 s`);
     expect(service.log.total).toBe(2);
     // Generous: two 0.3 s timeouts, far from the 30 s default.
     expect(performance.now() - started).toBeLessThan(5_000);
