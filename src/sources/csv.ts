@@ -277,12 +277,15 @@ export function describeColumns(csv: Pick<CsvFile, 'header' | 'delimiter'>): str
 }
 
 /**
- * When a header split by one delimiter still holds another (`Email;Name` read as comma-separated), the file
- * is probably split by that other one: the hint naming the flag that reads it so; undefined otherwise.
+ * When a header split by one delimiter holds another at least as often (`Email;Name,Company` read as
+ * comma-separated, a tie the header line cannot settle; or a wrong --delimiter), the file is probably split by
+ * that other one: the hint naming the flag that reads it so; undefined otherwise (a comma inside one header of a
+ * tab-separated file is not a sign).
  */
 export function otherDelimiterHint(csv: Pick<CsvFile, 'header' | 'delimiter'>): string | undefined {
   for (const other of [',', ';', '\t'] as const) {
-    if (other === csv.delimiter || !csv.header.some((name) => name.includes(other))) continue;
+    const count = csv.header.reduce((sum, name) => sum + name.split(other).length - 1, 0);
+    if (other === csv.delimiter || count === 0 || count < csv.header.length - 1) continue;
     const name = delimiterName(other);
     return `Its header also holds ${other === '\t' ? 'tabs' : `"${other}"`}: if the file is ${name}-separated, pass --delimiter ${name}.`;
   }
