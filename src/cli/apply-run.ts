@@ -88,7 +88,7 @@ export async function runApply(
 async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output): Promise<void> {
   for (const client of clients.values()) {
     const result = await checkWithRetries(client);
-    if (!result.ok) throw new UnavailableError(result.message, { hint: 'Nothing was sent. `referral-sync check` tests the credentials and endpoints on their own.' });
+    if (!result.ok) throw new UnavailableError(result.message, { hint: `Nothing was sent. ${result.hint ?? '`referral-sync check` tests the credentials and endpoints on their own.'}` });
     output.verbose(result.message);
   }
 }

@@ -6,6 +6,7 @@ import { formatDuration, HttpClient } from '../http/client.js';
 import { rateWindow, SlidingWindowLimiter } from '../http/window-limiter.js';
 import { CELLO_API_URL, CelloApi } from '../sources/cello-api.js';
 import { celloCsvSource } from '../sources/cello-csv.js';
+import type { Delimiter } from '../sources/csv.js';
 import type { EncodingName } from '../sources/encoding.js';
 import type { LookupReport, Source } from '../sources/source.js';
 import type { LookupCache } from '../state/store.js';
@@ -42,6 +43,7 @@ export function createCelloSource(options: {
   rateMode?: string;
   enrich: boolean;
   encoding?: EncodingName;
+  delimiter?: Delimiter;
 }): Source {
   const { env } = options;
   let api: CelloApi | undefined;
@@ -52,7 +54,7 @@ export function createCelloSource(options: {
     const accessKeyId = env.CELLO_ACCESS_KEY_ID;
     const secretAccessKey = env.CELLO_SECRET_ACCESS_KEY;
     if (!accessKeyId || !secretAccessKey) {
-      throw new UsageError('--enrich needs CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY (Cello Portal → Integrations → Access Keys).');
+      throw new UsageError('--enrich needs CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY: set them (Cello Portal → Integrations → Access Keys), or run without --enrich.');
     }
     const rate = celloRate(options.rateFlag, options.rateMode);
     pace = new AdaptiveRate({ ...rate, floor: Math.min(1, rate.initial) });
@@ -93,6 +95,7 @@ export function createCelloSource(options: {
     tierBasis: options.config.cello.tierBasis,
     ...(api ? { api, lookupConcurrency: CELLO_LOOKUPS_IN_FLIGHT } : {}),
     ...(options.encoding ? { encoding: options.encoding } : {}),
+    ...(options.delimiter ? { delimiter: options.delimiter } : {}),
     onEnriched: () => {
       // Taken once the lookups are done: planning afterwards must not stretch the rate's average.
       settled = report();

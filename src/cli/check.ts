@@ -1,4 +1,3 @@
-import type { Destination } from '../config/defaults.js';
 import type { CheckResult, DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
 import { createDestinationClients, type DestinationFlags } from './destinations.js';
@@ -13,19 +12,25 @@ export interface CheckFlags extends CommonFlags, DestinationFlags {
 export async function runCheck(flags: CheckFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const clients = createDestinationClients(common.destinations, flags, env);
-  const results: { destination: Destination; ok: boolean; message: string }[] = [];
-  for (const [destination, client] of clients) {
-    const result = await checkWithRetries(client);
-    await client.close();
-    results.push({ destination, ok: result.ok, message: result.message });
-  }
+  // Checked at once: a destination that does not answer is retried for a few seconds, and need not hold up the other.
+  const results = await Promise.all(
+    [...clients].map(async ([destination, client]) => {
+      try {
+        const result = await checkWithRetries(client);
+        return { destination, ok: result.ok, message: result.message, ...(!result.ok && result.hint ? { hint: result.hint } : {}) };
+      } finally {
+        await client.close();
+      }
+    }),
+  );
   const failed = results.filter((r) => !r.ok).length;
   const exitCode = failed > 0 ? ExitCode.unavailable : ExitCode.ok;
   const verdict = failed > 0 ? `check: ${failed} of ${results.length} destinations failed (exit ${exitCode}); nothing was sent.` : `check: ${results.length} of ${results.length} destinations ok; nothing was sent.`;
   if (flags.json === true || output.json) {
     output.result(`${JSON.stringify({ command: 'check', outcome: failed > 0 ? 'failed' : 'done', exitCode, destinations: results }, null, output.jsonIndent(flags.json))}\n`);
   } else {
-    output.result(`${results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.message}`).join('\n')}\n`);
+    // The fix, under the failure it is about.
+    output.result(`${results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.message}${r.hint ? `\n     ${r.hint}` : ''}`).join('\n')}\n`);
     if (failed === 0) output.result(`${verdict}\n`);
   }
   // A failure is said on stderr too, last: a cron job that keeps only stderr hears of it.

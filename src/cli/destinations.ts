@@ -39,17 +39,28 @@ export function ratesGiven(value: string | undefined): Set<string> {
   return new Set((value ?? '').split(',').map((part) => part.split('=')[0]!.trim().toLowerCase()).filter(Boolean));
 }
 
+const RATE_SERVICES = ['segment', 'customerio', 'growsurf', 'cello'] as const;
+const RATE_EXAMPLE = 'e.g. --rate segment=200,customerio=50';
+
 /** `--rate segment=500,customerio=100,growsurf=5` → a rate for each service, defaults for the rest. */
 export function parseRates(value: string | undefined): Record<Destination | 'growsurf' | 'cello', number> {
   const rates = { ...DEFAULT_RATES };
   if (value === undefined) return rates;
   for (const part of value.split(',')) {
-    const match = /^\s*([a-z.]+)\s*=\s*(\d+(?:\.\d+)?)\s*$/i.exec(part);
-    const name = match?.[1]?.toLowerCase();
-    const rate = Number(match?.[2]);
-    if (!match || !(rate > 0)) throw new UsageError(`--rate takes name=number pairs such as segment=500,customerio=100, not "${part.trim()}".`);
-    if (name === 'segment' || name === 'customerio' || name === 'growsurf' || name === 'cello') rates[name] = rate;
-    else throw new UsageError(`--rate names an unknown service "${name}" (use segment, customerio, growsurf, cello).`);
+    if (part.trim() === '') continue;
+    const pair = /^\s*([^=\s]+)\s*=\s*(.*?)\s*$/.exec(part);
+    if (!pair) {
+      throw new UsageError(`--rate takes service=rate pairs separated by commas, not "${part.trim()}": ${RATE_EXAMPLE} (Segment in events/s, the others in requests/s).`);
+    }
+    const name = pair[1]!.toLowerCase();
+    const rate = /^\d+(?:\.\d+)?$/.test(pair[2]!) ? Number(pair[2]) : Number.NaN;
+    if (!(RATE_SERVICES as readonly string[]).includes(name)) {
+      throw new UsageError(`--rate names an unknown service "${pair[1]}": use segment, customerio, growsurf or cello, ${RATE_EXAMPLE}.`);
+    }
+    if (!(rate > 0)) {
+      throw new UsageError(`--rate ${name}=${pair[2]} is not a rate: give a number above 0 per second, ${RATE_EXAMPLE}.`);
+    }
+    rates[name as (typeof RATE_SERVICES)[number]] = rate;
   }
   return rates;
 }
@@ -101,10 +112,14 @@ export function createDestinationClients(
   if (destinations.includes('segment') && !writeKey) missing.push('SEGMENT_WRITE_KEY (for Segment)');
   if (destinations.includes('customerio') && (!siteId || !apiKey)) missing.push('CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (for Customer.io)');
   if (missing.length > 0) {
-    // Suggest only a destination whose credentials are there; with none, there is nothing to choose.
-    const ready = destinations.filter((d) => (d === 'segment' ? Boolean(writeKey) : Boolean(siteId && apiKey)));
+    // Suggest the destinations whose credentials are there, asked for or not (--to segment without its key, but
+    // with Customer.io's, suggests --to customerio); with none, diff is what runs without credentials.
+    const ready = (['segment', 'customerio'] as const).filter((d) => (d === 'segment' ? Boolean(writeKey) : Boolean(siteId && apiKey)));
     throw new UsageError(`Missing credentials: set ${missing.join(' and ')}.`, {
-      ...(ready.length > 0 ? { hint: `Or send to the destination that has them: --to ${ready.join(',')}.` } : {}),
+      hint:
+        ready.length > 0
+          ? `Or send only to the destination that has them: --to ${ready.join(',')}.`
+          : '`referral-sync diff` shows what would be sent without any credentials.',
     });
   }
   const clients = new Map<Destination, DestinationClient>();

@@ -22,7 +22,11 @@ export function createGrowsurfSource(
   options: { rate: number; maxWait?: string; changedSince?: number; env: Env; output: Output },
 ): Source {
   const apiKey = options.env.GROWSURF_API_KEY;
-  if (!apiKey) throw new UsageError('--source growsurf needs GROWSURF_API_KEY (GrowSurf → Settings → API Keys).');
+  if (!apiKey) {
+    throw new UsageError('--source growsurf needs GROWSURF_API_KEY: set it (GrowSurf → Settings → API Keys).', {
+      hint: 'Or export the participants to CSV and pass --file instead of --source growsurf.',
+    });
+  }
   if (!campaignId) throw new UsageError('--source growsurf needs the campaign id: --campaign <id> or GROWSURF_CAMPAIGN_ID.');
   const baseUrl = options.env.GROWSURF_API_URL ? validUrl(options.env.GROWSURF_API_URL, 'GROWSURF_API_URL') : GROWSURF_API_URL;
   const rate = options.rate;

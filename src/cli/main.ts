@@ -66,6 +66,7 @@ function addSourceOptions(command: Command): Command {
     .option('--campaign <id>', 'program id (GrowSurf campaign id); env GROWSURF_CAMPAIGN_ID; part of every idempotency key')
     .option('--file <path...>', 'CSV export(s) to read: a GrowSurf export, or Cello exports (files or their folder)')
     .option('--encoding <name>', 'encoding of the --file exports: utf-8, utf-16le, utf-16be, windows-1252 or latin1 (default: detected per file)')
+    .option('--delimiter <name>', 'field delimiter of the --file exports: comma, semicolon or tab (default: detected from each header line)')
     .addOption(new Option('--format <format>', 'layout of the --file exports (default growsurf; cello with --source cello)').choices(['growsurf', 'cello']))
     .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
     .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')

@@ -107,7 +107,9 @@ function openPlanFile(path: string): WriteStream {
   try {
     fd = openSync(path, 'w');
   } catch (error) {
-    throw new UsageError(`Cannot write the plan file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}.`);
+    throw new UsageError(`Cannot write the plan file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}.`, {
+      hint: 'Pass --out a file in a directory you can write.',
+    });
   }
   return createWriteStream(path, { fd, encoding: 'utf8' });
 }

@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../co
 import { loadConfigFile } from '../config/load.js';
 import { UsageError } from '../errors.js';
 import { secretFingerprint } from '../model/ids.js';
+import { delimiterFromFlag, type Delimiter } from '../sources/csv.js';
 import { ENCODING_CHOICES, encodingFromFlag, type EncodingName } from '../sources/encoding.js';
 import { growsurfCsvSource } from '../sources/growsurf-csv.js';
 import type { Source } from '../sources/source.js';
@@ -32,6 +33,8 @@ export interface SourceFlags {
   file?: string[];
   /** --encoding: how to decode the files, instead of detecting it per file. */
   encoding?: string;
+  /** --delimiter: how the files' fields are separated, instead of detecting it from each header line. */
+  delimiter?: string;
   format?: string;
   maxWait?: string;
   rate?: string;
@@ -111,11 +114,15 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
   }
   const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
   const campaign = given?.trim() || undefined;
-  if (flags.quick && kind !== 'growsurf') throw new UsageError('--quick works with --source growsurf (the API); a file is always read whole.');
+  if (flags.quick && kind !== 'growsurf') throw new UsageError('--quick works only with --source growsurf (the API): drop it, since a file is always read whole.');
   const encoding = resolveEncoding(flags.encoding);
+  const delimiter = resolveDelimiter(flags.delimiter);
+  // Checked for every command that takes it, diff included, although a file source never uses it.
+  parseRates(flags.rate);
   if (kind === 'growsurf') {
     if (files.length > 0) throw new UsageError('--source growsurf reads the API; drop --file (or use --source csv for an export).');
-    if (encoding) throw new UsageError('--encoding applies to --file exports; the GrowSurf API always answers in UTF-8.');
+    if (encoding) throw new UsageError('--encoding applies to --file exports; the GrowSurf API always answers in UTF-8, so drop --encoding.');
+    if (delimiter) throw new UsageError('--delimiter applies to --file exports; the GrowSurf API answers in JSON, so drop --delimiter.');
     let changedSince: number | undefined;
     if (flags.quick && campaign && statePath) {
       const state = openSqliteStateReadOnly(statePath);
@@ -136,23 +143,30 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
   if (kind !== 'csv' && kind !== 'cello') throw new UsageError(`--source must be csv, growsurf or cello, not "${flags.source}".`);
   const format = (flags.format ?? (kind === 'cello' ? 'cello' : 'growsurf')).toLowerCase();
   if (format !== 'growsurf' && format !== 'cello') throw new UsageError(`--format must be growsurf or cello, not "${flags.format}".`);
-  if (flags.enrich && format !== 'cello') throw new UsageError('--enrich works with Cello exports (--source cello).');
+  if (flags.enrich && format !== 'cello') throw new UsageError('--enrich works only with Cello exports: add --source cello, or drop --enrich.');
   if (format === 'cello') {
     if (files.length === 0) throw new UsageError('--source cello needs --file with the Cello exports (conv_signups, event_details_aggregates-all/-daily) or their folder.');
     // Cello's productUserId is already the customer's own user id (DESIGN.md §4); exports carry no email.
     if (!config.identityExplicit) config.identity = { kind: 'id' };
     const programId = campaign ?? 'default';
-    const source = createCelloSource({ files, programId, config, env, output, rateFlag: flags.rate, rateMode: flags.rateMode, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}) });
+    const source = createCelloSource({ files, programId, config, env, output, rateFlag: flags.rate, rateMode: flags.rateMode, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}), ...(delimiter ? { delimiter } : {}) });
     return { source, sourceKind: 'cello', programId, programIdDefaulted: campaign === undefined };
   }
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
   const programId = campaign ?? 'default';
   return {
-    source: growsurfCsvSource({ files, programId, config, ...(encoding ? { encoding } : {}) }),
+    source: growsurfCsvSource({ files, programId, config, ...(encoding ? { encoding } : {}), ...(delimiter ? { delimiter } : {}) }),
     sourceKind: 'growsurf',
     programId,
     programIdDefaulted: campaign === undefined,
   };
+}
+
+function resolveDelimiter(flag: string | undefined): Delimiter | undefined {
+  if (flag === undefined) return undefined;
+  const delimiter = delimiterFromFlag(flag);
+  if (!delimiter) throw new UsageError(`--delimiter must be comma, semicolon or tab, not "${flag}".`, { hint: 'Leave it out to have it detected from each file\'s header line.' });
+  return delimiter;
 }
 
 function resolveEncoding(flag: string | undefined): EncodingName | undefined {

@@ -34,6 +34,7 @@ export function loadConfigFile(path: string): Config {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     throw new UsageError(`Config file ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}.`, {
+      hint: 'Make it readable, or point --config (or REFERRAL_SYNC_CONFIG) at another file.',
       cause: error,
     });
   }
@@ -41,7 +42,9 @@ export function loadConfigFile(path: string): Config {
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`Config file ${path} is not valid JSON: ${(error as Error).message}.`);
+    throw new UsageError(`Config file ${path} is not valid JSON: ${(error as Error).message}.`, {
+      hint: 'Fix it there: JSON allows no comments and no trailing commas (a "//" key can hold a note).',
+    });
   }
   return parseConfig(raw, path);
 }
@@ -50,7 +53,7 @@ export function parseConfig(raw: unknown, origin: string): Config {
   const config = defaultConfig();
   const problems: string[] = [];
   if (!isPlainObject(raw)) {
-    throw new UsageError(`Config file ${origin} must hold a JSON object.`);
+    throw new UsageError(`Config file ${origin} must hold a JSON object, such as {"userId": "id"}, not ${Array.isArray(raw) ? 'a list' : 'a single value'}.`);
   }
   for (const [key, value] of Object.entries(raw)) {
     if (key === '$schema' || key.startsWith('//')) continue;

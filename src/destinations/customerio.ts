@@ -1,10 +1,10 @@
 import { TrackClient } from 'customerio-node';
 import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
+import { ENDPOINT_SETTINGS, describeNetworkError, unreachableHint, unreachableMessage } from '../http/errors.js';
 import { redactUrl, redactUrls } from '../redact.js';
 import { CUSTOMERIO_LIMITS } from './limits.js';
 import type { Operation } from '../plan/types.js';
-import { describeNetworkError } from './segment.js';
 import type { CheckResult, DeliveryOutcome, DestinationClient } from './types.js';
 
 export const CUSTOMERIO_TRACK_URLS = { us: 'https://track.customer.io', eu: 'https://track-eu.customer.io' } as const;
@@ -14,6 +14,10 @@ const CUSTOMERIO_SAFE_BATCH_BYTES = CUSTOMERIO_LIMITS.requestBytes - 50 * 1024;
 const CUSTOMERIO_BATCH_OPERATIONS = 200;
 
 export type CustomerioApi = 'v1' | 'v2';
+
+/** What to do when Customer.io refuses the credentials (README, Troubleshooting): the Track API keys, not an App API key. */
+export const CUSTOMERIO_CREDENTIALS_HINT =
+  'Use a Track API key and its site id (Account Settings → API Credentials → Track API Keys), not an App API key, and check CUSTOMERIO_REGION.';
 
 export interface CustomerioOptions {
   siteId: string;
@@ -110,30 +114,49 @@ export class CustomerioDestination implements DestinationClient {
     try {
       const region = (await this.client.getAccountRegion()) as { region?: string; url?: string };
       const expected = region.region === 'eu' ? CUSTOMERIO_TRACK_URLS.eu : CUSTOMERIO_TRACK_URLS.us;
-      const mismatch =
-        this.options.trackUrl.startsWith('https://track') && region.region !== undefined && !this.options.trackUrl.startsWith(expected)
-          ? ` Your account is in the ${region.region.toUpperCase()} region: set CUSTOMERIO_REGION=${region.region}.`
-          : '';
-      return { destination: 'customerio', ok: mismatch === '', message: `Customer.io accepted the site id and API key (account region: ${region.region ?? 'unknown'}).${mismatch}` };
+      const mismatch = this.options.trackUrl.startsWith('https://track') && region.region !== undefined && !this.options.trackUrl.startsWith(expected);
+      if (mismatch) {
+        return {
+          destination: 'customerio',
+          ok: false,
+          message: `Customer.io accepted the site id and API key, but the account is in the ${region.region!.toUpperCase()} region and ${redactUrl(this.options.trackUrl)} is not its endpoint.`,
+          hint: `Set CUSTOMERIO_REGION=${region.region}.`,
+        };
+      }
+      return { destination: 'customerio', ok: true, message: `Customer.io accepted the site id and API key (account region: ${region.region ?? 'unknown'}).` };
     } catch (error) {
-      const verdict = this.safeVerdict(error);
-      if (verdict instanceof UnavailableError) return { destination: 'customerio', ok: false, message: verdict.message };
-      return { destination: 'customerio', ok: false, transient: true, message: `Customer.io at ${redactUrl(this.options.trackUrl)} did not answer the check: ${verdict.reason}.` };
+      const e = error as RequestErrorLike;
+      if (e.statusCode === 401 || e.statusCode === 403) {
+        return { destination: 'customerio', ok: false, message: `Customer.io refused the site id and API key (${e.statusCode}).`, hint: CUSTOMERIO_CREDENTIALS_HINT };
+      }
+      if (typeof e.statusCode !== 'number') {
+        return { destination: 'customerio', ok: false, transient: true, message: `${this.networkReason(error)}.`, hint: unreachableHint(ENDPOINT_SETTINGS.customerio) };
+      }
+      const reason = refusalReason(e.body) ?? oneLine(e.message ?? '');
+      return {
+        destination: 'customerio',
+        ok: false,
+        transient: e.statusCode === 408 || e.statusCode === 429 || e.statusCode >= 500,
+        message: `Customer.io at ${redactUrl(this.options.trackUrl)} answered the check with ${e.statusCode}${reason ? `: ${reason}` : ''}.`,
+        hint: `Run again later; if it persists, check ${ENDPOINT_SETTINGS.customerio}.`,
+      };
     }
+  }
+
+  /**
+   * A failure without a status: the connection (in the words every service uses), or a body customerio-node
+   * could not parse as JSON (a proxy's HTML page, a wrong CUSTOMERIO_TRACK_URL).
+   */
+  private networkReason(error: unknown): string {
+    const message = (error as RequestErrorLike).message ?? '';
+    if (/^Unable to parse JSON/i.test(message)) {
+      return `Customer.io at ${redactUrl(this.options.trackUrl)} answered with something other than JSON (a proxy, or a wrong CUSTOMERIO_TRACK_URL?)`;
+    }
+    return unreachableMessage('Customer.io', this.options.trackUrl, describeNetworkError(error, this.options.timeoutMs ?? 15_000));
   }
 
   async close(): Promise<DeliveryOutcome[]> {
     return [];
-  }
-
-  private safeVerdict(error: unknown): UnavailableError | { reason: string } {
-    try {
-      const verdict = this.verdictFromError(error);
-      return { reason: verdict.kind === 'sent' ? 'ok' : verdict.reason };
-    } catch (fatal) {
-      if (fatal instanceof UnavailableError) return fatal;
-      throw fatal;
-    }
   }
 
   /** Bad credentials stop the run (exit 69); everything else is an outcome for the operation. */
@@ -141,16 +164,14 @@ export class CustomerioDestination implements DestinationClient {
     const e = error as RequestErrorLike;
     if (typeof e.statusCode === 'number') {
       if (e.statusCode === 401 || e.statusCode === 403) {
-        throw new UnavailableError(`Customer.io refused the site id and API key (${e.statusCode}).`, {
-          hint: 'Check CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (Track API credentials, Settings → API Credentials) and CUSTOMERIO_REGION.',
-        });
+        throw new UnavailableError(`Customer.io refused the site id and API key (${e.statusCode}).`, { hint: CUSTOMERIO_CREDENTIALS_HINT });
       }
       const retryAfter = parseRetryAfter(e.response?.headers?.['retry-after']);
       const reason = refusalReason(e.body) ?? oneLine(e.message ?? '');
       return verdictForStatus(e.statusCode, `Customer.io answered ${e.statusCode}: ${reason}`.trim(), retryAfter);
     }
     // Network errors, timeouts, and bodies that are not JSON (a proxy's HTML 502) carry no status: retry.
-    return { kind: 'retry', reason: `Customer.io: ${describeNetworkError(error)}` };
+    return { kind: 'retry', reason: this.networkReason(error) };
   }
 }
 

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
 import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
+import { ENDPOINT_SETTINGS, describeNetworkError, isNetworkError, unreachableHint, unreachableMessage } from '../http/errors.js';
 import { redactUrl, redactUrls } from '../redact.js';
 import { UndiciSegmentHttpClient } from '../http/segment-http.js';
 import { SEGMENT_LIMITS } from './limits.js';
@@ -13,6 +14,8 @@ export const SEGMENT_MAX_BATCH_BYTES = SEGMENT_LIMITS.requestBytes;
 /** Margin under the 500 KB limit for the envelope (writeKey, sentAt) and the commas between events. */
 const SEGMENT_SAFE_BATCH_BYTES = 440 * 1024;
 export const SEGMENT_MAX_BATCH_EVENTS = SEGMENT_LIMITS.eventsPerRequest;
+/** How long `check` waits for Segment to answer. */
+const CHECK_TIMEOUT_MS = 10_000;
 /** How much of a refusal's body is read for its reason. */
 const REASON_BODY_BYTES = 16 * 1024;
 
@@ -126,7 +129,7 @@ export class SegmentDestination implements DestinationClient {
       this.unresolved.set(key, resolve);
       const callback = (error?: unknown): void => {
         if (!this.unresolved.delete(key)) return;
-        resolve({ key, verdict: error === undefined ? { kind: 'sent' } : verdictFromSdkError(error, this.retryAfterMs) });
+        resolve({ key, verdict: error === undefined ? { kind: 'sent' } : verdictFromSdkError(error, this.retryAfterMs, this.options.host) });
       };
       const payload = operation.payload;
       try {
@@ -157,7 +160,7 @@ export class SegmentDestination implements DestinationClient {
 
   async check(): Promise<CheckResult> {
     try {
-      const response = await fetch(new URL('/v1/batch', this.options.host), { method: 'GET', signal: AbortSignal.timeout(10_000) });
+      const response = await fetch(new URL('/v1/batch', this.options.host), { method: 'GET', signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
       await response.body?.cancel();
       return {
         destination: 'segment',
@@ -165,7 +168,13 @@ export class SegmentDestination implements DestinationClient {
         message: `Segment at ${redactUrl(this.options.host)} is reachable. Segment accepts any write key with 200, so the key itself cannot be checked: after the first sync, look for the events in the source's Debugger.`,
       };
     } catch (error) {
-      return { destination: 'segment', ok: false, transient: true, message: `Segment at ${redactUrl(this.options.host)} is unreachable: ${describeNetworkError(error)}.` };
+      return {
+        destination: 'segment',
+        ok: false,
+        transient: true,
+        message: `${unreachableMessage('Segment', this.options.host, describeNetworkError(error, CHECK_TIMEOUT_MS))}.`,
+        hint: unreachableHint(ENDPOINT_SETTINGS.segment),
+      };
     }
   }
 
@@ -200,7 +209,7 @@ export class SegmentDestination implements DestinationClient {
  * errors → retry. The SDK builds its error from the status text only; our HTTP client appends Segment's own
  * reason from the response body to that text (see SplittingHttpClient), so it reaches the ledger.
  */
-export function verdictFromSdkError(error: unknown, retryAfterMs?: number): Verdict {
+export function verdictFromSdkError(error: unknown, retryAfterMs?: number, host: string = SEGMENT_HOSTS.us): Verdict {
   const message = error instanceof Error ? error.message : String(error);
   const match = /^\[(\d{3})\]/.exec(message);
   if (match) {
@@ -209,6 +218,7 @@ export function verdictFromSdkError(error: unknown, retryAfterMs?: number): Verd
     // Segment refuses a batch as a whole (400): the engine bisects it to find the operations it refused.
     return verdict.kind === 'dead' ? { ...verdict, wholeBatch: true } : verdict;
   }
+  if (isNetworkError(error)) return { kind: 'retry', reason: unreachableMessage('Segment', host, describeNetworkError(error)) };
   return { kind: 'retry', reason: `Segment: ${redactUrls(message)}` };
 }
 
@@ -275,15 +285,4 @@ function refusalReason(body: string): string | undefined {
   if (typeof reason !== 'string') return undefined;
   const line = reason.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 300);
   return line === '' ? undefined : redactUrls(line);
-}
-
-export function describeNetworkError(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code) return cause.code;
-    if (error.name === 'TimeoutError') return 'timed out';
-    // fetch names the URL in some errors ("…cannot be constructed from a URL that includes credentials: …").
-    return redactUrls(error.message);
-  }
-  return redactUrls(String(error));
 }

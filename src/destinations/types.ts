@@ -13,6 +13,8 @@ export interface CheckResult {
   ok: boolean;
   /** One sentence for people. */
   message: string;
+  /** What to do about a failure, one line (printed under the message, and as the run's preflight hint). */
+  hint?: string;
   /** A failure that may pass (network error, 5xx, 429), as opposed to refused credentials. */
   transient?: boolean;
 }

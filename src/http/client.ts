@@ -1,7 +1,7 @@
 import { realClock, type Clock } from '../apply/limiter.js';
 import { backoffDelay, parseRetryAfter, type RetryOptions } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
-import { HttpError } from './errors.js';
+import { describeNetworkError, HttpError, unreachableMessage } from './errors.js';
 import { Pool } from './undici.js';
 import type { SlidingWindowLimiter } from './window-limiter.js';
 
@@ -190,7 +190,8 @@ export class HttpClient {
   private failure(status: number | undefined, body: unknown, networkError: unknown, path: string): HttpError {
     const shown = path.split('?')[0] ?? path;
     if (status === undefined) {
-      return new HttpError(this.options.service, undefined, `${this.options.service} is unreachable (${this.describeNetworkError(networkError)})`, { path: shown });
+      const reason = describeNetworkError(networkError, this.timeoutMs);
+      return new HttpError(this.options.service, undefined, unreachableMessage(this.options.service, this.options.baseUrl, reason), { path: shown });
     }
     const error = (typeof body === 'object' && body !== null ? body : {}) as { message?: string; code?: string; requestId?: string };
     const message = error.message ?? `HTTP ${status}`;
@@ -198,23 +199,6 @@ export class HttpClient {
     if (error.code) details.code = error.code;
     if (error.requestId) details.requestId = error.requestId;
     return new HttpError(this.options.service, status, message, details);
-  }
-
-  /** undici's codes in words where they are not self-explanatory; never the request's headers. */
-  private describeNetworkError(error: unknown): string {
-    const cause = error as { code?: string; message?: string } | undefined;
-    const seconds = this.timeoutMs / 1000;
-    switch (cause?.code) {
-      case 'UND_ERR_HEADERS_TIMEOUT':
-      case 'UND_ERR_BODY_TIMEOUT':
-        return `no answer within ${seconds} s`;
-      case 'UND_ERR_CONNECT_TIMEOUT':
-        return 'connection timed out';
-      case 'UND_ERR_SOCKET':
-        return 'connection closed by the other side';
-      default:
-        return cause?.code ?? cause?.message ?? 'network error';
-    }
   }
 }
 

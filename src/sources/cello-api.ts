@@ -1,6 +1,6 @@
 import { UnavailableError } from '../errors.js';
-import { HttpError } from '../http/errors.js';
-import type { HttpClient } from '../http/client.js';
+import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
+import { NOT_JSON, type HttpClient } from '../http/client.js';
 import type { LookupCache } from '../state/store.js';
 
 /** A code's owner never changes; a referrer's active link may, so it is asked again after a day. */
@@ -138,8 +138,24 @@ export class CelloApi {
           hint: 'Check CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY (Cello Portal → Integrations → Access Keys; sandbox and production keys differ, see CELLO_API_URL).',
         });
       }
-      if (error instanceof HttpError) throw new UnavailableError(`Cello token request failed: ${error.message}.`, { hint: 'Check CELLO_API_URL and the network.' });
+      if (error instanceof HttpError) throw celloFailure(error, 'token request');
       throw error;
     }
   }
+}
+
+/**
+ * A Cello request that failed for good, as one sentence: an unreachable Cello in the words every service uses,
+ * else what Cello answered; the hint says what to change, or to run without the lookups.
+ */
+export function celloFailure(error: HttpError, what: string): UnavailableError {
+  if (error.status === undefined) {
+    return new UnavailableError(`${error.message}.`, { hint: `${unreachableHint(ENDPOINT_SETTINGS.cello)} Or run without --enrich.` });
+  }
+  if (error.details.code === NOT_JSON) {
+    return new UnavailableError(`${error.message.replace(/\.$/, '')} (${what}).`, { hint: 'Something other than the Cello API answered: check CELLO_API_URL and any proxy on the way, or run without --enrich.' });
+  }
+  return new UnavailableError(`Cello answered a ${what} with ${error.status}: ${error.message.replace(/\.$/, '')}.`, {
+    hint: 'Run again later, or without --enrich; check CELLO_API_URL if it persists.',
+  });
 }

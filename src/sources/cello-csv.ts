@@ -1,11 +1,12 @@
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DataError, UnavailableError, UsageError } from '../errors.js';
+import { DataError, UsageError } from '../errors.js';
 import { HttpError } from '../http/errors.js';
 import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../model/dates.js';
 import type { Participant, RecordLocation, SourceRecord } from '../model/participant.js';
-import type { CelloApi } from './cello-api.js';
-import { InputFiles, normalizeHeader, openCsv, type CsvFile } from './csv.js';
+import { celloFailure, type CelloApi } from './cello-api.js';
+import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from './csv.js';
+import { celloExportOf, looksLikeGrowsurfExport } from './known-exports.js';
 import { mapConcurrent } from './map-concurrent.js';
 import type { EncodingName } from './encoding.js';
 import type { Source } from './source.js';
@@ -33,6 +34,8 @@ export interface CelloCsvOptions {
   onEnriched?: () => void;
   /** `--encoding`: overrides detection for every file. */
   encoding?: EncodingName;
+  /** `--delimiter`: overrides detection for every file. */
+  delimiter?: Delimiter;
   /** For the plausible-year check of dates (default: now). */
   now?: Date;
 }
@@ -52,7 +55,7 @@ const AGGREGATES: Record<string, string> = {
 
 export function celloCsvSource(options: CelloCsvOptions): Source {
   let loaded: Promise<SourceRecord[]> | undefined;
-  const inputs = new InputFiles(options.encoding);
+  const inputs = new InputFiles(options.encoding, options.delimiter);
   return {
     description: `Cello exports ${options.paths.join(', ')}${options.api ? ' (enriched through the Cello API)' : ''}`,
     // Read once into memory (a program's referrers and signups), then replayed for both planner passes.
@@ -73,7 +76,7 @@ export function celloFiles(paths: string[]): string[] {
     try {
       isDirectory = statSync(path).isDirectory();
     } catch {
-      throw new UsageError(`File not found: ${path}`, { hint: 'Give --file the Cello export files, or the folder they are in.' });
+      throw new UsageError(`File not found: ${path}`, { hint: 'Check the path: give --file the Cello export files, or the folder they are in.' });
     }
     if (!isDirectory) files.push(path);
     else {
@@ -88,16 +91,27 @@ export function celloFiles(paths: string[]): string[] {
 /** conv_signups or the aggregates, by the columns (the all-time/daily question is `aggregatesKind`'s). */
 function kindOf(csv: CsvFile): 'signups' | 'aggregates' {
   const columns = csv.header.map(normalizeHeader);
-  if (columns.includes('newuserproductuserid')) {
+  const kind = celloExportOf(csv.header);
+  if (kind === 'conv_signups') {
     for (const required of ['productuserid', 'datetime']) {
-      if (!columns.includes(required)) throw new DataError(`${csv.path} looks like conv_signups but has no "${required}" column.`);
+      if (!columns.includes(required)) {
+        throw new DataError(`${csv.path} looks like Cello's conv_signups but has no "${required}" column; ${describeColumns(csv)}.`, {
+          hint: otherDelimiterHint(csv) ?? 'Download conv_signups again from the Cello Portal (Download, top right) or the S3 bucket, without removing columns.',
+        });
+      }
     }
     return 'signups';
   }
-  if (columns.includes('productuserid') && columns.includes('nusignups')) return 'aggregates';
+  if (kind === 'event_details_aggregates') return 'aggregates';
+  if (looksLikeGrowsurfExport(csv.header)) {
+    throw new UsageError(`${csv.path} is a GrowSurf participant export, not a Cello export: read it without --source cello (and without --format cello).`, {
+      hint: `For example: referral-sync diff --file ${csv.path}`,
+    });
+  }
   throw new DataError(
-    `${csv.path} is not a Cello export: expected conv_signups (datetime, productuserid, campaign_ucc, newuserproductuserid, status) ` +
-      `or event_details_aggregates (productuserid, R_Active, R_Sharing, NU_Signups, NU_Purchases…); its columns are ${csv.header.join(', ')}.`,
+    `${csv.path} is not a Cello export (conv_signups: datetime, productuserid, campaign_ucc, newuserproductuserid, status; ` +
+      `or event_details_aggregates: productuserid, R_Active, R_Sharing, NU_Signups, NU_Purchases…); ${describeColumns(csv)}.`,
+    { hint: otherDelimiterHint(csv) ?? 'Give --file the files Cello exports (conv_signups, event_details_aggregates-all, -daily) as downloaded, or their folder.' },
   );
 }
 
@@ -371,7 +385,7 @@ async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: nu
     }
   } catch (error) {
     if (error instanceof HttpError) {
-      throw new UnavailableError(`Cello lookup failed (${error.status ?? 'network'}: ${error.message}).`, { hint: 'Run without --enrich, or check CELLO_API_URL and the access keys.' });
+      throw celloFailure(error, 'lookup');
     }
     throw error;
   }

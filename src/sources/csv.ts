@@ -15,6 +15,8 @@ export interface CsvFile {
   path: string;
   header: string[];
   encoding: FileEncoding;
+  /** The field delimiter the header was read with: `,`, `;` or a tab. */
+  delimiter: string;
   rows: AsyncIterable<CsvRow>;
 }
 
@@ -37,8 +39,14 @@ export class InputFiles {
   private readonly encodings = new Map<string, Promise<FileEncoding>>();
   private readonly read = new Map<string, InputFile>();
 
-  /** `encoding`: what `--encoding` asked for, if anything: it overrides detection for every file. */
-  constructor(private readonly encoding?: EncodingName) {}
+  /**
+   * `encoding`: what `--encoding` asked for, if anything: it overrides detection for every file. `delimiter`:
+   * what `--delimiter` asked for, else each file's header line decides.
+   */
+  constructor(
+    private readonly encoding?: EncodingName,
+    readonly delimiter?: Delimiter,
+  ) {}
 
   encodingOf(path: string): Promise<FileEncoding> {
     let decided = this.encodings.get(path);
@@ -68,9 +76,11 @@ export function assertReadableFile(path: string): void {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UsageError(`File not found: ${path}`, { hint: 'Check the path given to --file.' });
-    throw new UsageError(`Cannot read ${path}: ${code ?? String(error)}`);
+    throw new UsageError(`Cannot read ${path}: ${code ?? String(error)}.`, { hint: 'Check that you may read it (its permissions and its folder\'s), or copy it somewhere you can.' });
   }
-  if (!isFile) throw new UsageError(`Not a file: ${path}`, { hint: 'Give --file the path of a CSV export.' });
+  if (!isFile) {
+    throw new UsageError(`Not a file: ${path}`, { hint: 'Give --file the path of a CSV export; a folder is read only as Cello exports, with --source cello.' });
+  }
 }
 
 const READ_CHUNK_BYTES = 1 << 18;
@@ -107,7 +117,7 @@ export async function openCsv(path: string, inputs: InputFiles = new InputFiles(
   assertReadableFile(path);
   assertNotWorkbook(path);
   const encoding = await inputs.encodingOf(path);
-  const tokens = tokenize(path, encoding.encoding);
+  const tokens = tokenize(path, encoding.encoding, inputs.delimiter);
   const first = await firstRecord(tokens, path);
   const header = first.fields.map((h) => h.trim());
   if (header.some((name) => UNREADABLE.test(name))) {
@@ -116,7 +126,8 @@ export async function openCsv(path: string, inputs: InputFiles = new InputFiles(
       hint: 'Pass --encoding with the file\'s encoding: utf-8, utf-16le, utf-16be or windows-1252.',
     });
   }
-  inputs.noteRead({ file: path, encoding: encoding.encoding, detected: encoding.detected, reason: encoding.reason, delimiter: first.tokenizer.delimiter ?? ',' });
+  const delimiter = first.tokenizer.delimiter ?? ',';
+  inputs.noteRead({ file: path, encoding: encoding.encoding, detected: encoding.detected, reason: encoding.reason, delimiter });
 
   async function* rows(): AsyncGenerator<CsvRow> {
     try {
@@ -144,7 +155,7 @@ export async function openCsv(path: string, inputs: InputFiles = new InputFiles(
       await tokens.return(undefined);
     }
   }
-  return { path, header, encoding, rows: rows() };
+  return { path, header, encoding, delimiter, rows: rows() };
 }
 
 type Token = CsvToken & { suspect: boolean };
@@ -154,8 +165,8 @@ interface Tokens extends AsyncGenerator<Token, void, undefined> {
   tokenizer: CsvTokenizer;
 }
 
-function tokenize(path: string, encoding: EncodingName): Tokens {
-  const tokenizer = new CsvTokenizer();
+function tokenize(path: string, encoding: EncodingName, delimiter: Delimiter | undefined): Tokens {
+  const tokenizer = new CsvTokenizer(delimiter === undefined ? {} : { delimiter });
   async function* generate(): AsyncGenerator<Token, void, undefined> {
     const decoder = decoderFor(encoding);
     const stream = createReadStream(path, { highWaterMark: READ_CHUNK_BYTES });
@@ -180,10 +191,12 @@ function tokenize(path: string, encoding: EncodingName): Tokens {
 
 async function firstRecord(tokens: Tokens, path: string): Promise<{ fields: string[]; tokenizer: CsvTokenizer }> {
   const first = await tokens.next();
-  if (first.done) throw new DataError(`${path} is empty: expected a header row.`);
+  if (first.done) throw new DataError(`${path} is empty: expected a header row.`, { hint: 'Give the export with its header row: its first line must name the columns.' });
   if (first.value.kind === 'malformed') {
     await tokens.return(undefined);
-    throw new DataError(`The header row of ${path} (line ${first.value.line}) cannot be read: ${describeMalformation(first.value.malformation, [])}.`);
+    throw new DataError(`The header row of ${path} (line ${first.value.line}) cannot be read: ${describeMalformation(first.value.malformation, [])}.`, {
+      hint: 'Fix the quotes in the first line of the file (or export it again), then run again.',
+    });
   }
   return { fields: first.value.fields, tokenizer: tokens.tokenizer };
 }
@@ -224,6 +237,59 @@ function describeUnreadable(value: string, column: string, encoding: FileEncodin
     `the file was read as ${encoding.encoding}, ${describeEncoding(encoding)}): pass --encoding with the file's encoding ` +
     `(utf-8, utf-16le, utf-16be or windows-1252); the row is not sent`
   );
+}
+
+/** The field delimiters a file can have: `--delimiter` names them, the header line picks one when it is not given. */
+export type Delimiter = ',' | ';' | '\t';
+
+const DELIMITERS: Record<string, { delimiter: Delimiter; name: string }> = {
+  ',': { delimiter: ',', name: 'comma' },
+  comma: { delimiter: ',', name: 'comma' },
+  ';': { delimiter: ';', name: 'semicolon' },
+  semicolon: { delimiter: ';', name: 'semicolon' },
+  '\t': { delimiter: '\t', name: 'tab' },
+  '\\t': { delimiter: '\t', name: 'tab' },
+  tab: { delimiter: '\t', name: 'tab' },
+};
+
+/** `--delimiter`: `comma` or `,`, `semicolon` or `;`, `tab` (or `\t`); undefined for anything else. */
+export function delimiterFromFlag(value: string): Delimiter | undefined {
+  return DELIMITERS[value.toLowerCase()]?.delimiter;
+}
+
+/** `comma`, `semicolon`, `tab`: the word `--delimiter` takes, for messages. */
+export function delimiterName(delimiter: string): string {
+  return DELIMITERS[delimiter]?.name ?? JSON.stringify(delimiter);
+}
+
+const COLUMNS_LISTED = 40;
+
+/**
+ * `its 3 columns, read as semicolon-separated, are: ID, Name, Mail`: what a message about a missing column
+ * shows, so a person sees the headers the file really has and how it was split.
+ */
+export function describeColumns(csv: Pick<CsvFile, 'header' | 'delimiter'>): string {
+  const { header } = csv;
+  const shown = header.slice(0, COLUMNS_LISTED).map((name) => (name === '' ? '(blank)' : name));
+  const more = header.length > COLUMNS_LISTED ? ` and ${header.length - COLUMNS_LISTED} more` : '';
+  const count = header.length === 1 ? 'its one column' : `its ${header.length} columns`;
+  return `${count}, read as ${delimiterName(csv.delimiter)}-separated, ${header.length === 1 ? 'is' : 'are'}: ${shown.join(', ')}${more}`;
+}
+
+/**
+ * When a header split by one delimiter holds another at least as often (`Email;Name,Company` read as
+ * comma-separated, a tie the header line cannot settle; or a wrong --delimiter), the file is probably split by
+ * that other one: the hint naming the flag that reads it so; undefined otherwise (a comma inside one header of a
+ * tab-separated file is not a sign).
+ */
+export function otherDelimiterHint(csv: Pick<CsvFile, 'header' | 'delimiter'>): string | undefined {
+  for (const other of [',', ';', '\t'] as const) {
+    const count = csv.header.reduce((sum, name) => sum + name.split(other).length - 1, 0);
+    if (other === csv.delimiter || count === 0 || count < csv.header.length - 1) continue;
+    const name = delimiterName(other);
+    return `Its header also holds ${other === '\t' ? 'tabs' : `"${other}"`}: if the file is ${name}-separated, pass --delimiter ${name}.`;
+  }
+  return undefined;
 }
 
 /** Header comparison ignores case, spaces and punctuation: `Referred By`, `referred_by` and `ReferredBy` match. */

@@ -1,5 +1,5 @@
 import { UnavailableError, UsageError } from '../errors.js';
-import { HttpError } from '../http/errors.js';
+import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
 import { header, NOT_JSON, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../http/client.js';
 import type { SlidingWindowLimiter } from '../http/window-limiter.js';
 import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, readEpochMs, type DateReading, type YearRange } from '../model/dates.js';
@@ -261,7 +261,7 @@ function explain(error: unknown, campaignId: string): unknown {
     });
   }
   if (error.status === undefined) {
-    return new UnavailableError(`${said}.`, { hint: 'Check GROWSURF_API_URL and the network. Nothing was sent.' });
+    return new UnavailableError(`${said}.`, { hint: `Nothing was sent. ${unreachableHint(ENDPOINT_SETTINGS.growsurf)}` });
   }
   return new UnavailableError(`GrowSurf answered ${error.status}: ${said}.`, { hint: 'Nothing was sent; run again later.' });
 }

@@ -8,8 +8,9 @@ import {
   type Participant,
   type SourceRecord,
 } from '../model/participant.js';
-import { InputFiles, normalizeHeader, openCsv } from './csv.js';
+import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from './csv.js';
 import type { EncodingName } from './encoding.js';
+import { celloExportOf } from './known-exports.js';
 import type { Source } from './source.js';
 
 /**
@@ -51,13 +52,15 @@ export interface GrowsurfCsvOptions {
   config: Pick<Config, 'columns' | 'identity'>;
   /** `--encoding`: overrides detection for every file. */
   encoding?: EncodingName;
+  /** `--delimiter`: overrides detection for every file. */
+  delimiter?: Delimiter;
   /** For the plausible-year check of dates (default: now). */
   now?: Date;
 }
 
 export function growsurfCsvSource(options: GrowsurfCsvOptions): Source {
   // One per run: each file's encoding is detected once, although the file is read twice.
-  const inputs = new InputFiles(options.encoding);
+  const inputs = new InputFiles(options.encoding, options.delimiter);
   return {
     description: `GrowSurf export ${options.files.join(', ')}`,
     rereadable: true,
@@ -66,12 +69,12 @@ export function growsurfCsvSource(options: GrowsurfCsvOptions): Source {
   };
 }
 
-export async function* readGrowsurfCsv(options: GrowsurfCsvOptions, inputs = new InputFiles(options.encoding)): AsyncGenerator<SourceRecord> {
+export async function* readGrowsurfCsv(options: GrowsurfCsvOptions, inputs = new InputFiles(options.encoding, options.delimiter)): AsyncGenerator<SourceRecord> {
   const years = plausibleYears(options.now ?? new Date());
   for (const path of options.files) {
     const csv = await openCsv(path, inputs);
     if (csv.encoding.warning) yield { kind: 'warning', message: `${path}: ${csv.encoding.warning}` };
-    const layout = resolveLayout(csv.header, path, options.config);
+    const layout = resolveLayout(csv, options.config);
     for await (const row of csv.rows) {
       const location = { file: path, line: row.line };
       if (row.kind === 'error') {
@@ -90,18 +93,27 @@ export async function* readGrowsurfCsv(options: GrowsurfCsvOptions, inputs = new
   }
 }
 
-function resolveLayout(header: string[], path: string, config: GrowsurfCsvOptions['config']): ColumnLayout {
+function resolveLayout(csv: CsvFile, config: GrowsurfCsvOptions['config']): ColumnLayout {
+  const { header, path } = csv;
+  const cello = celloExportOf(header);
+  if (cello) {
+    throw new UsageError(`${path} is Cello's ${cello} export, not a GrowSurf participant export: read it with --source cello.`, {
+      hint: 'Give the Cello exports together, e.g. --source cello --file conv_signups.csv event_details_aggregates-all.csv, or their folder.',
+    });
+  }
   const normalized = header.map(normalizeHeader);
   const claimed = new Set<number>();
   const layout: ColumnLayout = { fields: {}, metadata: [] };
   const metadataRenames = new Map<number, string>();
+  // A missing column is most often a file split on the wrong delimiter: say so first, else how to map one.
+  const hint = (fix: string): string => otherDelimiterHint(csv) ?? fix;
 
   // The config's column map comes first: it is the user telling us what a column is.
   for (const [field, headerName] of Object.entries(config.columns)) {
     const index = normalized.indexOf(normalizeHeader(headerName));
     if (index === -1) {
-      throw new UsageError(`The config maps "${field}" to column "${headerName}", which ${path} does not have.`, {
-        hint: `Its columns are: ${header.join(', ')}.`,
+      throw new UsageError(`The config maps "${field}" to column "${headerName}", which ${path} does not have; ${describeColumns(csv)}.`, {
+        hint: hint(`Change "${field}" in the config's "columns" to one of those headers.`),
       });
     }
     if (field.startsWith('metadata.')) {
@@ -110,7 +122,7 @@ function resolveLayout(header: string[], path: string, config: GrowsurfCsvOption
       layout.fields[field as GrowsurfCsvField] = [{ index, header: header[index]! }];
     } else {
       throw new UsageError(
-        `The config's "columns" names an unknown field "${field}" (known: ${Object.keys(GROWSURF_CSV_FIELDS).join(', ')}, or metadata.<key>).`,
+        `The config's "columns" names an unknown field "${field}": use one of ${Object.keys(GROWSURF_CSV_FIELDS).join(', ')}, or metadata.<key> for any other column.`,
       );
     }
     claimed.add(index);
@@ -130,14 +142,17 @@ function resolveLayout(header: string[], path: string, config: GrowsurfCsvOption
   for (const field of requiredFields(config.identity)) {
     if (!layout.fields[field]) {
       const aliases = GROWSURF_CSV_FIELDS[field].map((a) => `"${a}"`).join(', ');
-      throw new DataError(
-        `${path} has no ${field === 'email' ? 'email' : 'participant id'} column (looked for ${aliases}); ` +
-          `map yours with "columns": {"${field}": "<header>"} in referral-sync.config.json.`,
-      );
+      const other = field === 'email' ? 'id' : 'email';
+      throw new DataError(`${path} has no ${field === 'email' ? 'email' : 'participant id'} column (looked for ${aliases}); ${describeColumns(csv)}.`, {
+        hint: hint(`Map yours with "columns": {"${field}": "<header>"} in referral-sync.config.json, or use --user-id ${other}.`),
+      });
     }
   }
   if (!layout.fields.id && !layout.fields.email) {
-    throw new DataError(`${path} has neither an id nor an email column; looked for ${[...GROWSURF_CSV_FIELDS.id, ...GROWSURF_CSV_FIELDS.email].join(', ')}.`);
+    const aliases = [...GROWSURF_CSV_FIELDS.id, ...GROWSURF_CSV_FIELDS.email].map((a) => `"${a}"`).join(', ');
+    throw new DataError(`${path} has neither an id nor an email column (looked for ${aliases}); ${describeColumns(csv)}.`, {
+      hint: hint('Map one with "columns": {"id": "<header>"} (or "email") in referral-sync.config.json.'),
+    });
   }
   header.forEach((name, index) => {
     if (claimed.has(index) && !metadataRenames.has(index)) return;
@@ -147,10 +162,9 @@ function resolveLayout(header: string[], path: string, config: GrowsurfCsvOption
   if (config.identity.kind === 'metadata') {
     const key = config.identity.key;
     if (!layout.metadata.some((m) => m.key === key)) {
-      throw new DataError(
-        `${path} has no column for metadata "${key}", which is the user id (--user-id metadata.${key}); ` +
-          `map it with "columns": {"metadata.${key}": "<header>"}.`,
-      );
+      throw new DataError(`${path} has no column for metadata "${key}", which is the user id (--user-id metadata.${key}); ${describeColumns(csv)}.`, {
+        hint: hint(`Map it with "columns": {"metadata.${key}": "<header>"} in referral-sync.config.json, or choose another --user-id.`),
+      });
     }
   }
   return layout;

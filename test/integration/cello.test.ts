@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeCello } from '../fakes/cello.js';
-import { FIXTURES, runCli, tempDir } from '../support/cli.js';
+import { FIXTURES, runCli, tempDir, writeCsv } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -83,8 +83,13 @@ describe('Cello exports', () => {
     expect(missing.stderr).toContain('error: File not found: exports/conv_signups.csv');
     const growsurf = join(FIXTURES, 'growsurf', 'participants.csv');
     const wrong = await runCli(['diff', '--source', 'cello', '--file', growsurf], { cwd });
-    expect(wrong.code).toBe(65);
-    expect(wrong.stderr).toContain(`error: ${growsurf} is not a Cello export: expected conv_signups`);
+    expect(wrong.code).toBe(64);
+    expect(wrong.stderr).toContain(`error: ${growsurf} is a GrowSurf participant export, not a Cello export: read it without --source cello`);
+    const other = writeCsv(cwd, 'other.csv', [{ id: 'u1', name: 'Ann' }]);
+    const unknown = await runCli(['diff', '--source', 'cello', '--file', other], { cwd });
+    expect(unknown.code).toBe(65);
+    expect(unknown.stderr).toContain(`error: ${other} is not a Cello export (conv_signups: datetime, productuserid, campaign_ucc, newuserproductuserid, status;`);
+    expect(unknown.stderr).toContain('its 2 columns, read as comma-separated, are: id, name.');
   });
 });
 

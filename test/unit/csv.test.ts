@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataError } from '../../src/errors.js';
-import { openCsv, type CsvRow } from '../../src/sources/csv.js';
+import { delimiterFromFlag, describeColumns, openCsv, otherDelimiterHint, type CsvRow } from '../../src/sources/csv.js';
 import { CsvTokenizer, type CsvToken } from '../../src/sources/csv-tokenizer.js';
 import { tempDir } from '../support/cli.js';
 
@@ -155,5 +155,28 @@ describe('openCsv', () => {
     expect((error as DataError).message).toBe(
       `The header row of ${path} (line 1) cannot be read: text after the closing quote in field 2 (a quote inside a quoted field must be doubled).`,
     );
+  });
+});
+
+describe('columns and delimiters in messages', () => {
+  it('lists the columns found and how the header was split', () => {
+    expect(describeColumns({ header: ['ID', '', 'Mail'], delimiter: ';' })).toBe('its 3 columns, read as semicolon-separated, are: ID, (blank), Mail');
+    expect(describeColumns({ header: ['ID\tMail'], delimiter: ',' })).toBe('its one column, read as comma-separated, is: ID\tMail');
+    const many = Array.from({ length: 45 }, (_, i) => `c${i}`);
+    expect(describeColumns({ header: many, delimiter: '\t' })).toMatch(/^its 45 columns, read as tab-separated, are: c0, c1, .*, c39 and 5 more$/);
+  });
+
+  it('names --delimiter only when the header holds another delimiter at least as often as the one it was split by', () => {
+    expect(otherDelimiterHint({ header: ['Email;Company', 'Inc'], delimiter: ',' })).toBe(
+      'Its header also holds ";": if the file is semicolon-separated, pass --delimiter semicolon.',
+    );
+    expect(otherDelimiterHint({ header: ['ID,Email,Name'], delimiter: '\t' })).toBe('Its header also holds ",": if the file is comma-separated, pass --delimiter comma.');
+    expect(otherDelimiterHint({ header: ['ID', 'Email', 'Name, First'], delimiter: '\t' })).toBeUndefined();
+    expect(otherDelimiterHint({ header: ['ID', 'Email'], delimiter: ',' })).toBeUndefined();
+  });
+
+  it('--delimiter takes comma, semicolon, tab or the character itself', () => {
+    expect(['comma', ',', 'Semicolon', ';', 'tab', '\\t', '\t'].map(delimiterFromFlag)).toEqual([',', ',', ';', ';', '\t', '\t', '\t']);
+    expect(delimiterFromFlag('|')).toBeUndefined();
   });
 });

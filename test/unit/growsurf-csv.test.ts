@@ -83,16 +83,16 @@ describe('GrowSurf CSV columns', () => {
     expect(record).toMatchObject({ participant: { id: 'm1', email: 'm@example.com', metadata: { plan: 'pro' } } });
   });
 
-  it('stops on a missing required column with one sentence naming the column and the aliases tried', async () => {
+  it('stops on a missing required column with one sentence naming the column, the aliases tried and the columns found', async () => {
     const dir = tempDir();
     const file = writeCsv(dir, 'x.csv', [{ ID: 'p1', Name: 'Ann' }]);
     const error = await read(file).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DataError);
     expect((error as DataError).exitCode).toBe(65);
     expect((error as DataError).message).toBe(
-      `${file} has no email column (looked for "Email", "Email Address", "E-mail", "Participant Email"); ` +
-        'map yours with "columns": {"email": "<header>"} in referral-sync.config.json.',
+      `${file} has no email column (looked for "Email", "Email Address", "E-mail", "Participant Email"); its 2 columns, read as comma-separated, are: ID, Name.`,
     );
+    expect((error as DataError).hint).toBe('Map yours with "columns": {"email": "<header>"} in referral-sync.config.json, or use --user-id id.');
   });
 
   it('rejects a column map naming a header the file lacks', async () => {

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY } from '../../src/apply/retry.js';
 import { HttpClient, NOT_JSON } from '../../src/http/client.js';
-import { HttpError } from '../../src/http/errors.js';
+import { describeNetworkError, HttpError, isNetworkError, unreachableMessage } from '../../src/http/errors.js';
 import { UndiciSegmentHttpClient } from '../../src/http/segment-http.js';
 import { rateWindow, SlidingWindowLimiter } from '../../src/http/window-limiter.js';
 import { FakeService, type FaultOptions } from '../fakes/http.js';
@@ -116,7 +116,7 @@ describe('HttpClient (undici Pool)', () => {
     const started = performance.now();
     const error = await http.postJson('/token', {}).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(HttpError);
-    expect((error as HttpError).message).toBe('Test is unreachable (no answer within 0.3 s)');
+    expect((error as HttpError).message).toBe(`Test is unreachable at ${url}: no answer within 0.3 s`);
     expect(service.log.total).toBe(2);
     // Generous: two 0.3 s timeouts, far from the 30 s default.
     expect(performance.now() - started).toBeLessThan(5_000);
@@ -188,5 +188,22 @@ describe('UndiciSegmentHttpClient', () => {
     stop.abort(new Error('stopping: SIGTERM'));
     const errors = await pending;
     expect(errors.map((e) => (e as Error).message)).toEqual(['stopping: SIGTERM', 'stopping: SIGTERM', 'stopping: SIGTERM']);
+  });
+});
+
+describe('network errors in words (issue 10)', () => {
+  it('names the code in words, looks through fetch\'s causes, and redacts what it quotes', () => {
+    const fetchFailed = (cause: unknown): Error => Object.assign(new TypeError('fetch failed'), { cause });
+    expect(describeNetworkError(fetchFailed(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' })))).toBe('connection refused (ECONNREFUSED)');
+    const aggregate = new AggregateError([Object.assign(new Error('x'), { code: 'ENOTFOUND' })]);
+    expect(describeNetworkError(fetchFailed(aggregate))).toBe('host not found (ENOTFOUND)');
+    expect(describeNetworkError(Object.assign(new Error('t'), { code: 'UND_ERR_HEADERS_TIMEOUT' }), 15_000)).toBe('no answer within 15 s');
+    expect(describeNetworkError(new DOMException('The operation was aborted due to timeout', 'TimeoutError'), 10_000)).toBe('no answer within 10 s');
+    expect(describeNetworkError(fetchFailed(new Error('bad port')))).toBe('bad port');
+    expect(describeNetworkError(new Error('cannot reach http://u:pw@proxy:8080/'))).toBe('cannot reach http://***@proxy:8080/');
+    expect(isNetworkError(Object.assign(new Error('aborted'), { code: 'UND_ERR_ABORTED' }))).toBe(false);
+    expect(unreachableMessage('Segment', 'https://x.example/?write_key=abc', 'connection reset (ECONNRESET)')).toBe(
+      'Segment is unreachable at https://x.example/?write_key=***: connection reset (ECONNRESET)',
+    );
   });
 });
