@@ -194,8 +194,8 @@ describe('--rate', () => {
     ],
   ])('--rate %s exits 64 with the accepted form and an example', async (rate, message) => {
     const cwd = tempDir();
-    // diff checks it too, although reading a file uses no rate.
-    for (const command of ['diff', 'check']) {
+    // diff checks it too, although reading a file uses no rate; retry checks it before looking for work.
+    for (const command of ['diff', 'retry']) {
       const result = await runCli([command, ...(command === 'diff' ? ['--file', GROWSURF] : []), '--rate', rate], { cwd, env: { SEGMENT_WRITE_KEY: SEGMENT_KEY, CUSTOMERIO_SITE_ID: CIO_SITE, CUSTOMERIO_API_KEY: CIO_KEY } });
       expect(result.code).toBe(64);
       expect(errorLines(result.stderr)).toEqual([`error: ${message}`]);
