@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/main.js';
+
+/** Issue 10: each command's help lists only its flags, with an example, and every flag is in the README. */
+
+const COMMANDS = ['diff', 'sync', 'backfill', 'retry', 'check', 'status', 'unlock'] as const;
+const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+async function help(command: string): Promise<string> {
+  const stdout = new PassThrough();
+  let text = '';
+  stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+  const code = await run(['node', 'referral-sync', command, '--help'], { env: {}, cwd: process.cwd(), streams: { stdout, stderr: new PassThrough() }, now: () => new Date() });
+  expect(code).toBe(0);
+  return text;
+}
+
+function flagsOf(text: string): string[] {
+  return [...text.matchAll(/^\s+(?:-[a-zA-Z], )?(--[a-z-]+)/gm)].map((m) => m[1]!).filter((flag) => flag !== '--help');
+}
+
+describe('help and README', () => {
+  it.each(COMMANDS)('%s --help has an example and every flag it lists is in the README', async (command) => {
+    const text = await help(command);
+    expect(text).toMatch(/Examples:\n\s+\$ npx referral-sync /);
+    const flags = flagsOf(text);
+    expect(flags.length).toBeGreaterThan(3);
+    for (const flag of flags) expect(README, `${command} ${flag}`).toContain(`\`${flag}`);
+  });
+
+  it('lists no flag where it does nothing', async () => {
+    for (const command of ['retry', 'check', 'status', 'unlock']) {
+      const flags = flagsOf(await help(command));
+      expect(flags, command).not.toContain('--sync-nulls');
+      expect(flags, command).not.toContain('--user-id');
+      expect(flags, command).not.toContain('--file');
+    }
+    expect(flagsOf(await help('check'))).not.toContain('--state');
+    expect(flagsOf(await help('status'))).not.toContain('--to');
+  });
+});
