@@ -21,6 +21,8 @@ export interface Streams {
 
 export class Output {
   private progressShown = false;
+  /** While progress bars are drawn on stderr, log lines go through them (printed above the bars, which are redrawn). */
+  private above: ((line: string) => void) | undefined;
 
   constructor(
     readonly streams: Streams,
@@ -71,6 +73,11 @@ export class Output {
     this.progressShown = false;
   }
 
+  /** Progress bars now own the bottom of stderr (`print` writes a line above them), or no longer (undefined). */
+  drawing(print: ((line: string) => void) | undefined): void {
+    this.above = print;
+  }
+
   get showsProgress(): boolean {
     return this.options.progress && this.options.logFormat === 'text' && this.streams.stderr.isTTY === true && !this.options.quiet;
   }
@@ -81,7 +88,9 @@ export class Output {
       this.streams.stderr.write(`${redactUrls(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }))}\n`);
     } else {
       const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
-      this.streams.stderr.write(`${prefix}${redactUrls(message)}\n`);
+      const line = `${prefix}${redactUrls(message)}\n`;
+      if (this.above) this.above(line);
+      else this.streams.stderr.write(line);
     }
   }
 }
