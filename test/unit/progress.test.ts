@@ -156,4 +156,21 @@ describe('RunProgress without a terminal', () => {
     expect(line).toMatchObject({ level: 'info', progress: { pass: 'read', participants: 1234, source: { done: 5_000_000, total: 20_000_000, unit: 'bytes' } } });
     expect(quiet).toBe('');
   });
+
+  it('counts a killed run\'s leftovers once: once the plan is queued, a total is what was done plus what waits', async () => {
+    vi.useFakeTimers();
+    const clock = manualClock();
+    const { output, stderr } = outputOf({});
+    const progress = new RunProgress(output, {}, ['segment'], clock.now);
+    // 300 left in the queue by a killed run; planning again plans 1,000, 300 of them those same operations.
+    progress.alreadyQueued('segment', 300);
+    for (let i = 0; i < 1000; i += 1) progress.operationPlanned('segment');
+    progress.delivered('segment', { sent: 400, failed: 0, dead: 0, retries: 0, startedAt: 0, finishedAt: undefined });
+    progress.readDone();
+    progress.planQueued(() => 600);
+    clock.advance(10_000);
+    await vi.advanceTimersByTimeAsync(10_000);
+    progress.stop();
+    expect(stderr()).toContain('Segment 40%, 400/1,000,');
+  });
 });
