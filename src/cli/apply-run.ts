@@ -117,7 +117,7 @@ interface DeliverContext {
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const { output, state, clients, interrupt } = ctx;
-  const progress = new RunProgress(output, ctx.common.destinations);
+  const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
   const engine = createEngine({
     queue,
@@ -132,6 +132,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
   const requeued = requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
   if (requeued > 0) output.info(`Resending ${requeued} operation${requeued === 1 ? '' : 's'} an earlier run could not deliver.`);
+  for (const d of ctx.common.destinations) progress.alreadyQueued(d, queue.waiting(d));
   const stop = (): void => engine.stop();
   interrupt?.addEventListener('abort', stop, { once: true });
   engine.start();
@@ -155,13 +156,15 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       ...(interrupt ? { signal: interrupt } : {}),
       ...(problems ? { problems } : {}),
       ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
+      progress,
       onItem: (item) => {
-        if (item.type === 'participant') progress.participantRead();
         if (item.type !== 'operation') return;
         progress.operationPlanned(item.operation.destination);
         engine.enqueue(item.operation);
       },
     });
+    engine.endOfPlan();
+    progress.planQueued((d) => queue.waiting(d));
     reports = await engine.finish();
   } catch (error) {
     progress.stop();

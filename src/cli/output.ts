@@ -20,7 +20,8 @@ export interface Streams {
 }
 
 export class Output {
-  private progressShown = false;
+  /** While progress bars are drawn on stderr, log lines go through them (printed above the bars, which are redrawn). */
+  private above: ((line: string) => void) | undefined;
 
   constructor(
     readonly streams: Streams,
@@ -79,16 +80,9 @@ export class Output {
     this.log('error', message, fields);
   }
 
-  /** A one-line counter redrawn in place; only on a TTY and only in text mode. */
-  progress(text: string): void {
-    if (!this.showsProgress) return;
-    this.streams.stderr.write(`\r\x1b[2K${text}`);
-    this.progressShown = true;
-  }
-
-  endProgress(): void {
-    if (this.progressShown) this.streams.stderr.write('\r\x1b[2K');
-    this.progressShown = false;
+  /** Progress bars now own the bottom of stderr (`print` writes a line above them), or no longer (undefined). */
+  drawing(print: ((line: string) => void) | undefined): void {
+    this.above = print;
   }
 
   get showsProgress(): boolean {
@@ -96,12 +90,13 @@ export class Output {
   }
 
   private log(level: string, message: string, fields: Record<string, unknown>): void {
-    this.endProgress();
     if (this.options.logFormat === 'json') {
       this.streams.stderr.write(`${redactUrls(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }))}\n`);
     } else {
       const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
-      this.streams.stderr.write(`${prefix}${redactUrls(message)}\n`);
+      const line = `${prefix}${redactUrls(message)}\n`;
+      if (this.above) this.above(line);
+      else this.streams.stderr.write(line);
     }
   }
 }

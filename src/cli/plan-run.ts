@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
+import type { SourceRecord } from '../model/participant.js';
 import { ReferrerDirectory, scanDirectory } from '../model/referrer-directory.js';
 import { planFileLine, planFileProblemLine, problemEntry } from '../plan/plan-file.js';
 import { planOperations } from '../plan/planner.js';
@@ -11,6 +12,7 @@ import type { BaselineView, PlanItem, PlanMode } from '../plan/types.js';
 import type { Source } from '../sources/source.js';
 import type { Output } from './output.js';
 import type { ProblemLog } from './problem-log.js';
+import { RunProgress, type ReadListener } from './progress.js';
 
 export interface PlanRunOptions {
   source: Source;
@@ -33,29 +35,41 @@ export interface PlanRunOptions {
   problems?: { invalid: ProblemLog; warnings: ProblemLog };
   /** Called for every item after the summary has counted it (apply hooks in here). */
   onItem?: (item: PlanItem) => void | Promise<void>;
+  /** The run's progress display (sync's, with its destinations); without one, runPlan shows reading on its own. */
+  progress?: ReadListener;
 }
-
-const PROGRESS_EVERY = 5000;
 
 /** read → enrich → plan: the steps `diff`, `sync` and `backfill` share, over one planner. */
 export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
   const { output } = options;
-  let scanned = 0;
-  const counted = async function* <T>(items: AsyncIterable<T>, label: string): AsyncGenerator<T> {
-    for await (const item of items) {
+  const own = options.progress === undefined ? new RunProgress(output, options.source, []) : undefined;
+  const progress = options.progress ?? own!;
+  try {
+    const summary = await readAndPlan(options, progress);
+    // Not on a failure: the bars then stay as they stood, not marked done.
+    progress.readDone();
+    return summary;
+  } finally {
+    own?.stop();
+  }
+}
+
+async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Promise<PlanSummary> {
+  const { output } = options;
+  const counted = async function* (records: AsyncIterable<SourceRecord>): AsyncGenerator<SourceRecord> {
+    for await (const record of records) {
       if (options.signal?.aborted) return;
-      scanned += 1;
-      if (scanned % PROGRESS_EVERY === 0) output.progress(`${label}: ${scanned.toLocaleString('en-US')} rows`);
-      yield item;
+      if (record.kind === 'participant') progress.participantRead();
+      yield record;
     }
   };
   // A file is read twice: once to index referrers, once to plan. An API source is read once: it carries each
   // referrer's identity with the participant (GrowSurf embeds a referrer summary), and a second scan would
   // cost another full round of requests.
+  if (options.source.rereadable) progress.startPass('index');
   const { directory, duplicates } = options.source.rereadable
-    ? await scanDirectory(counted(options.source.records(), 'Reading'), options.config.identity)
+    ? await scanDirectory(counted(options.source.records()), options.config.identity)
     : { directory: new ReferrerDirectory(options.config.identity), duplicates: new Set<string>() };
-  output.endProgress();
   output.verbose(`Indexed ${directory.size} participants for referrer lookups.`);
 
   const summary = new PlanSummary(
@@ -65,9 +79,9 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
     options.config.tiers.map((t) => t.name),
   );
   const file = options.outFile === undefined ? undefined : openPlanFile(options.outFile);
-  scanned = 0;
+  progress.startPass('read');
   try {
-    const items = planOperations(counted(options.source.records(), 'Planning'), {
+    const items = planOperations(counted(options.source.records()), {
       config: options.config,
       destinations: options.destinations,
       mode: options.mode,
@@ -90,7 +104,6 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
       if (options.onItem) await options.onItem(item);
     }
   } finally {
-    output.endProgress();
     directory.close();
     await options.source.close?.();
     if (file) {

@@ -8,6 +8,7 @@ import { celloFailure, type CelloApi } from './cello-api.js';
 import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from './csv.js';
 import { celloExportOf, looksLikeGrowsurfExport } from './known-exports.js';
 import { mapConcurrent } from './map-concurrent.js';
+import { ReadMeter, totalBytes } from './read-meter.js';
 import type { EncodingName } from './encoding.js';
 import type { Source } from './source.js';
 
@@ -56,16 +57,38 @@ const AGGREGATES: Record<string, string> = {
 export function celloCsvSource(options: CelloCsvOptions): Source {
   let loaded: Promise<SourceRecord[]> | undefined;
   const inputs = new InputFiles(options.encoding, options.delimiter);
+  const meter = new ReadMeter('bytes');
   return {
     description: `Cello exports ${options.paths.join(', ')}${options.api ? ' (enriched through the Cello API)' : ''}`,
     // Read once into memory (a program's referrers and signups), then replayed for both planner passes.
     rereadable: true,
-    records: async function* () {
-      loaded ??= loadCello(options, inputs);
-      yield* await loaded;
+    records: () => {
+      // The first read loads the files (bytes, then any lookups); every read then replays what was loaded.
+      if (!loaded) meter.start('bytes', totalBytes(filesOrNone(options.paths)));
+      loaded ??= loadCello(options, inputs, meter);
+      return replay(loaded, meter);
     },
     inputs: () => inputs.list(),
+    readProgress: () => meter.progress(),
   };
+}
+
+async function* replay(loaded: Promise<SourceRecord[]>, meter: ReadMeter): AsyncGenerator<SourceRecord> {
+  const records = await loaded;
+  meter.start('records', records.length);
+  for (const record of records) {
+    meter.add(1);
+    yield record;
+  }
+}
+
+/** The files for the progress total; a bad path is left to the read, which stops with its own message. */
+function filesOrNone(paths: string[]): string[] {
+  try {
+    return celloFiles(paths);
+  } catch {
+    return [];
+  }
 }
 
 /** Expands folders to the CSV files in them; a path that does not exist stops the run with exit 64. */
@@ -185,7 +208,7 @@ async function firstRepeatedReferrer(path: string, inputs: InputFiles): Promise<
   return undefined;
 }
 
-async function loadCello(options: CelloCsvOptions, inputs: InputFiles): Promise<SourceRecord[]> {
+async function loadCello(options: CelloCsvOptions, inputs: InputFiles, meter: ReadMeter): Promise<SourceRecord[]> {
   const years = plausibleYears(options.now ?? new Date());
   const out: SourceRecord[] = [];
   const people = new Map<string, Draft>();
@@ -202,7 +225,7 @@ async function loadCello(options: CelloCsvOptions, inputs: InputFiles): Promise<
   };
 
   for (const path of celloFiles(options.paths)) {
-    const csv = await openCsv(path, inputs);
+    const csv = await openCsv(path, inputs, (bytes) => meter.add(bytes));
     if (csv.encoding.warning) out.push({ kind: 'warning', message: `${path}: ${csv.encoding.warning}` });
     const kind = kindOf(csv) === 'signups' ? 'signups' : await aggregatesKind(csv, inputs);
     kinds.add(kind);
@@ -304,7 +327,7 @@ async function loadCello(options: CelloCsvOptions, inputs: InputFiles): Promise<
 
   finishDrafts(people, options.tierBasis);
   if (options.api) {
-    out.push(...(await enrich(people, options.api, options.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY)));
+    out.push(...(await enrich(people, options.api, options.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY, meter)));
     options.onEnriched?.();
   }
   for (const { participant, location } of people.values()) out.push({ kind: 'participant', participant, location });
@@ -348,14 +371,19 @@ const DEFAULT_LOOKUP_CONCURRENCY = 16;
  * Many lookups are in flight at once (the rate is the API client's); answers are applied in the export's order,
  * so the notes and the participants come out as they would one lookup at a time.
  */
-async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: number): Promise<SourceRecord[]> {
+async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: number, meter: ReadMeter): Promise<SourceRecord[]> {
   const notes: SourceRecord[] = [];
   try {
     // Codes first: Cello may name another referrer than the export, and links are asked for the referrers it names.
     const referred = [...people.values()].filter(({ participant: p }) => typeof p.metadata.cello_referral_ucc === 'string' && p.referrerId !== undefined);
     // Distinct codes, so no lookup slot waits on an answer another slot is already getting.
     const codes = [...new Set(referred.map(({ participant: p }) => p.metadata.cello_referral_ucc as string))];
-    const answers = await mapConcurrent(codes, concurrency, (ucc) => api.codeInfo(ucc));
+    // Lookups can take minutes at Cello's pace: counted for progress. The referrers' count is the export's until
+    // the codes' answers say which referrers Cello names (usually the same).
+    const exportReferrers = new Set(referred.map(({ participant: p }) => p.referrerId).filter((id) => id !== undefined && people.has(id)));
+    meter.start('lookups', codes.length + exportReferrers.size);
+    const counted = <T>(lookup: Promise<T>): Promise<T> => lookup.finally(() => meter.add(1));
+    const answers = await mapConcurrent(codes, concurrency, (ucc) => counted(api.codeInfo(ucc)));
     const infos = new Map(codes.map((ucc, i) => [ucc, answers[i]!]));
     for (const { participant: p, location } of referred) {
       const ucc = p.metadata.cello_referral_ucc as string;
@@ -374,7 +402,8 @@ async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: nu
     const referrers = [...new Set([...people.values()].map((d) => d.participant.referrerId).filter((id): id is string => id !== undefined))].filter((id) =>
       people.has(id),
     );
-    const links = await mapConcurrent(referrers, concurrency, (id) => api.activeLink(id));
+    meter.setTotal(codes.length + referrers.length);
+    const links = await mapConcurrent(referrers, concurrency, (id) => counted(api.activeLink(id)));
     for (const [i, id] of referrers.entries()) {
       const link = links[i];
       if (link) {

@@ -112,12 +112,15 @@ function assertNotWorkbook(path: string): void {
   }
 }
 
-/** Opens a CSV file and reads its header row; the remaining rows are read lazily from `rows`. */
-export async function openCsv(path: string, inputs: InputFiles = new InputFiles()): Promise<CsvFile> {
+/**
+ * Opens a CSV file and reads its header row; the remaining rows are read lazily from `rows`. `onBytes` is told
+ * of each chunk of the file as it is read (progress by bytes: a file's size is known before its row count).
+ */
+export async function openCsv(path: string, inputs: InputFiles = new InputFiles(), onBytes?: (bytes: number) => void): Promise<CsvFile> {
   assertReadableFile(path);
   assertNotWorkbook(path);
   const encoding = await inputs.encodingOf(path);
-  const tokens = tokenize(path, encoding.encoding, inputs.delimiter);
+  const tokens = tokenize(path, encoding.encoding, inputs.delimiter, onBytes);
   const first = await firstRecord(tokens, path);
   const header = first.fields.map((h) => h.trim());
   if (header.some((name) => UNREADABLE.test(name))) {
@@ -165,7 +168,7 @@ interface Tokens extends AsyncGenerator<Token, void, undefined> {
   tokenizer: CsvTokenizer;
 }
 
-function tokenize(path: string, encoding: EncodingName, delimiter: Delimiter | undefined): Tokens {
+function tokenize(path: string, encoding: EncodingName, delimiter: Delimiter | undefined, onBytes: ((bytes: number) => void) | undefined): Tokens {
   const tokenizer = new CsvTokenizer(delimiter === undefined ? {} : { delimiter });
   async function* generate(): AsyncGenerator<Token, void, undefined> {
     const decoder = decoderFor(encoding);
@@ -174,6 +177,7 @@ function tokenize(path: string, encoding: EncodingName, delimiter: Delimiter | u
     let suspect = false;
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
+        onBytes?.(chunk.length);
         const text = decoder.decode(chunk, { stream: true });
         if (!suspect && UNREADABLE.test(text)) suspect = true;
         for (const token of tokenizer.push(text)) yield Object.assign(token, { suspect });

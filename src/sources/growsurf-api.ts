@@ -5,6 +5,7 @@ import type { SlidingWindowLimiter } from '../http/window-limiter.js';
 import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, readEpochMs, type DateReading, type YearRange } from '../model/dates.js';
 import { normalizeEmail } from '../model/identity.js';
 import { normalizeReferralStatus, type MetadataValue, type Participant, type Reward, type SourceRecord } from '../model/participant.js';
+import { ReadMeter } from './read-meter.js';
 import type { Source } from './source.js';
 
 /** GrowSurf REST API v2 shapes (research/growsurf.md §2–§4), as tolerant as the research says to be. */
@@ -84,8 +85,6 @@ export interface GrowsurfApiOptions {
    * already taken off), and the participants and referrers they name.
    */
   changedSince?: number;
-  /** Told how many participants GrowSurf says there are, once known (progress total). */
-  onTotal?: (total: number) => void;
   /** For the plausible-year check of dates (default: now). */
   now?: Date;
 }
@@ -97,6 +96,7 @@ export interface GrowsurfApiOptions {
  * this scan is the source of truth (research/growsurf.md §8).
  */
 export function growsurfApiSource(options: GrowsurfApiOptions): Source & { readonly requests: number } {
+  const meter = new ReadMeter('participants');
   return {
     description:
       options.changedSince === undefined
@@ -106,15 +106,20 @@ export function growsurfApiSource(options: GrowsurfApiOptions): Source & { reado
     get requests() {
       return options.client.requests;
     },
-    records: () => (options.changedSince === undefined ? readCampaign(options) : readChanges(options, options.changedSince)),
+    records: () => {
+      meter.start('participants');
+      return options.changedSince === undefined ? readCampaign(options, meter) : readChanges(options, options.changedSince, meter);
+    },
+    readProgress: () => meter.progress(),
   };
 }
 
-async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<SourceRecord> {
+async function* readCampaign(options: GrowsurfApiOptions, meter: ReadMeter): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;
   const campaign = expectObject(await call(() => client.getJson<GsCampaign>(base), campaignId), base);
-  if (campaign.participantCount !== undefined) options.onTotal?.(campaign.participantCount);
+  // The campaign says how many participants there are: the progress total (research/growsurf.md §2.5).
+  if (typeof campaign.participantCount === 'number') meter.setTotal(campaign.participantCount);
   const conversions = await conversionTimes(client, base, campaignId);
   const years = plausibleYears(options.now ?? new Date());
 
@@ -132,6 +137,7 @@ async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<Source
       // The order is undocumented and a cursor may repeat a row: each participant counts once.
       if (!raw?.id || seen.has(raw.id)) continue;
       seen.add(raw.id);
+      meter.add(1);
       yield* participantRecords(raw, campaignId, conversions.get(raw.id), years);
     }
     if (!page.nextId || participants.length === 0) break;
@@ -150,7 +156,7 @@ async function* readCampaign(options: GrowsurfApiOptions): AsyncGenerator<Source
  * referred friend and the referrer, whose counts moved). Direct signups and counter changes without a
  * referral event wait for the next full scan (research/growsurf.md §8).
  */
-async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGenerator<SourceRecord> {
+async function* readChanges(options: GrowsurfApiOptions, since: number, meter: ReadMeter): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;
   expectObject(await call(() => client.getJson<GsCampaign>(base), campaignId), base);
@@ -175,13 +181,17 @@ async function* readChanges(options: GrowsurfApiOptions, since: number): AsyncGe
     if (!page.nextId || referrals.length === 0 || page.more === false) break;
     nextId = page.nextId;
   }
+  // Only now is it known how many participants there are to fetch.
+  meter.setTotal(touched.size);
   for (const id of touched) {
     let raw: GsParticipant;
     try {
       raw = await client.getJson<GsParticipant>(`${base}/participant/${encodeURIComponent(id)}`);
+      meter.add(1);
     } catch (error) {
       // A participant deleted since its referral row was written: nothing to sync for it.
       if (error instanceof HttpError && error.status === 404) {
+        meter.add(1);
         yield { kind: 'warning', message: `participant ${id} named by a referral row no longer exists in GrowSurf` };
         continue;
       }

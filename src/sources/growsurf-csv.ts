@@ -11,6 +11,7 @@ import {
 import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from './csv.js';
 import type { EncodingName } from './encoding.js';
 import { celloExportOf } from './known-exports.js';
+import { ReadMeter, totalBytes } from './read-meter.js';
 import type { Source } from './source.js';
 
 /**
@@ -61,18 +62,28 @@ export interface GrowsurfCsvOptions {
 export function growsurfCsvSource(options: GrowsurfCsvOptions): Source {
   // One per run: each file's encoding is detected once, although the file is read twice.
   const inputs = new InputFiles(options.encoding, options.delimiter);
+  const meter = new ReadMeter('bytes');
   return {
     description: `GrowSurf export ${options.files.join(', ')}`,
     rereadable: true,
-    records: () => readGrowsurfCsv(options, inputs),
+    records: () => {
+      // Started here, not in the generator: the display asks before the first row is pulled.
+      meter.start('bytes', totalBytes(options.files));
+      return readGrowsurfCsv(options, inputs, (bytes) => meter.add(bytes));
+    },
     inputs: () => inputs.list(),
+    readProgress: () => meter.progress(),
   };
 }
 
-export async function* readGrowsurfCsv(options: GrowsurfCsvOptions, inputs = new InputFiles(options.encoding, options.delimiter)): AsyncGenerator<SourceRecord> {
+export async function* readGrowsurfCsv(
+  options: GrowsurfCsvOptions,
+  inputs = new InputFiles(options.encoding, options.delimiter),
+  onBytes?: (bytes: number) => void,
+): AsyncGenerator<SourceRecord> {
   const years = plausibleYears(options.now ?? new Date());
   for (const path of options.files) {
-    const csv = await openCsv(path, inputs);
+    const csv = await openCsv(path, inputs, onBytes);
     if (csv.encoding.warning) yield { kind: 'warning', message: `${path}: ${csv.encoding.warning}` };
     const layout = resolveLayout(csv, options.config);
     for await (const row of csv.rows) {

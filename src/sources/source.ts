@@ -17,6 +17,25 @@ export interface Source {
   inputs?(): readonly InputFile[];
   /** Sources that look things up (Cello --enrich): how many lookups, how long, at what rate; for the summary. */
   lookups?(): LookupReport | undefined;
+  /**
+   * How far the read under way (the latest `records()`) has come, in whatever the source can measure; polled by
+   * the progress display, so it must be cheap. Each `records()` starts it over.
+   */
+  readProgress?(): ReadProgress;
+}
+
+/**
+ * What a source can measure of its own reading: bytes of its files, participants of an API that says how many
+ * there are, records replayed from memory, lookups in flight. Not always participants: a file's participant
+ * count is only known once it has been read, its size is known before.
+ */
+export type ReadUnit = 'bytes' | 'participants' | 'records' | 'lookups';
+
+export interface ReadProgress {
+  done: number;
+  /** Undefined while the source does not know (an API before its first answer). */
+  total: number | undefined;
+  unit: ReadUnit;
 }
 
 export interface LookupReport {
