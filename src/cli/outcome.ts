@@ -45,7 +45,8 @@ export function runOutcome(
 
 /** The last line of a run's text output. */
 export function outcomeLine(command: string, o: RunOutcome): string {
-  const counts = `${o.sent} sent, ${o.failed} failed, ${o.dead} dead`;
+  const n = (value: number): string => value.toLocaleString('en-US');
+  const counts = `${n(o.sent)} sent, ${n(o.failed)} failed, ${n(o.dead)} dead`;
   const elapsed = `${o.elapsedSeconds.toFixed(1)}s`;
   switch (o.outcome) {
     case 'done':

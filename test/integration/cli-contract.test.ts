@@ -123,7 +123,7 @@ describe('--quiet', () => {
     expect(result.stdout).toMatch(/^referral-sync sync: 48 participants/);
     expect(result.stdout).toMatch(/Segment\s+\d+\s+\d+\s+0\s+0\s/);
     expect(result.stdout).toMatch(/Customer\.io\s+\d+\s+\d+\s+0\s+0\s/);
-    expect(result.stdout.trim().split('\n').at(-1)).toMatch(/^sync: done in [\d.]+s: \d+ sent, 0 failed, 0 dead\.$/);
+    expect(result.stdout.trim().split('\n').at(-1)).toMatch(/^sync: done in [\d.]+s: [\d,]+ sent, 0 failed, 0 dead\.$/);
     expect(result.stderr).toBe('');
   }, 60_000);
 

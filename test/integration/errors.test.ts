@@ -37,7 +37,7 @@ describe('permanent errors', () => {
     expect(sync.code).toBe(1);
     // The run's verdict is its last line, on stderr, with the exit code and the commands that help.
     expect(sync.stderr.trim().split('\n').at(-1)).toMatch(
-      /^error: sync: finished in [\d.]+s with \d+ deliveries not through: \d+ sent, 0 failed, \d+ dead \(exit 1\); `npx referral-sync status` lists them, `npx referral-sync retry` resends them\.$/,
+      /^error: sync: finished in [\d.]+s with \d+ deliveries not through: [\d,]+ sent, 0 failed, [\d,]+ dead \(exit 1\); `npx referral-sync status` lists them, `npx referral-sync retry` resends them\.$/,
     );
     const dead = stateRows(join(cwd, '.referral-sync', 'state.db'), `SELECT destination, user_id, last_error FROM deliveries WHERE status = 'dead'`);
     const cioDead = dead.filter((r) => r.destination === 'customerio');

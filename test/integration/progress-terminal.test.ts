@@ -57,7 +57,7 @@ describe('progress at a terminal', () => {
     expect(screen[1]).toMatch(new RegExp(`^ Segment +\\[bar\\] 100% {2}${count(sent)}/${count(sent)} {2}in \\d+\\.\\ds$`));
     expect(screen[2]).toMatch(/^ Customer\.io +\[bar\] 100% {2}([\d,]+)\/\1 {2}in \d+\.\ds$/);
     expect(screen[3]).toBe('referral-sync sync: 2000 participants, 0 invalid (state ' + join(cwd, 'state.db') + ')');
-    expect(screen.at(-1)).toMatch(/^Done in \d+\.\ds\.$/);
+    expect(screen.at(-1)).toMatch(/^sync: done in \d+\.\ds: [\d,]+ sent, 0 failed, 0 dead\.$/);
     expect(screen.filter((line) => /^ (index|read|Segment|Customer\.io) /.test(line))).toHaveLength(3);
     expect(everyFrame(run.raw)).not.toMatch(/\b0\/0\b/);
   });
