@@ -65,6 +65,13 @@ export class LockedError extends ReferralSyncError {
   }
 }
 
+/** Stopped by SIGINT/SIGTERM before anything was sent (during the checks a run makes first). Exit 130/143. */
+export class InterruptedError extends ReferralSyncError {
+  constructor(signal: string, options: { hint?: string } = {}) {
+    super(`Interrupted by ${signal} before anything was sent.`, signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt, options);
+  }
+}
+
 export function isReferralSyncError(error: unknown): error is ReferralSyncError {
   return error instanceof ReferralSyncError;
 }

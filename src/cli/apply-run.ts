@@ -2,7 +2,7 @@ import type { DestinationReport } from '../apply/engine.js';
 import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
-import { ExitCode, UnavailableError, UsageError } from '../errors.js';
+import { ExitCode, InterruptedError, UnavailableError, UsageError } from '../errors.js';
 import { describeInput, renderProblems, type InputSummary } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
@@ -67,7 +67,7 @@ export async function runApply(
       get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
     });
-    await preflight(clients, output);
+    await preflight(clients, output, interrupt);
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
     state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
@@ -85,11 +85,28 @@ export async function runApply(
 }
 
 /** Bad credentials or an unreachable service stop the run before anything is read or marked (exit 69). */
-async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output): Promise<void> {
-  for (const client of clients.values()) {
-    const result = await checkWithRetries(client);
-    if (!result.ok) throw new UnavailableError(result.message, { hint: `Nothing was sent. ${result.hint ?? '`referral-sync check` tests the credentials and endpoints on their own.'}` });
+export async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output, interrupt: AbortSignal | undefined): Promise<void> {
+  // Both at once: a destination that does not answer is retried for a while and need not hold up the other.
+  const results = await untilInterrupted(Promise.all([...clients.values()].map((client) => checkWithRetries(client))), interrupt);
+  for (const result of results) {
+    if (!result.ok) throw new UnavailableError(result.message, { hint: `Nothing was sent. ${result.hint ?? '`npx referral-sync check` tests the credentials and endpoints on their own.'}` });
     output.verbose(result.message);
+  }
+}
+
+/** A check that hangs must not outlive Ctrl-C: the first signal ends the wait (exit 130/143, nothing sent). */
+async function untilInterrupted<T>(work: Promise<T>, interrupt: AbortSignal | undefined): Promise<T> {
+  if (!interrupt) return work;
+  if (interrupt.aborted) throw new InterruptedError(String(interrupt.reason));
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new InterruptedError(String(interrupt.reason)));
+    interrupt.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    if (onAbort) interrupt.removeEventListener('abort', onAbort);
   }
 }
 
@@ -196,7 +213,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       ...(inputs ? { inputs } : {}),
       ...(lookups ? { lookups } : {}),
       state: state.location,
-      elapsedSeconds: elapsed,
+      elapsedSeconds: Math.round(elapsed * 1000) / 1000,
       plan: summary.toJSON(lists),
       delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
     };
@@ -205,8 +222,26 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   } else {
     output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? []));
   }
+  reportDataProblems(output, summary);
   reportOutcome(output, ctx.command, outcome, problems !== undefined);
   return outcome.exitCode;
+}
+
+/**
+ * Rows not sent and warnings are listed in the result (stdout); they are also counted on stderr, so a cron job
+ * that keeps only stderr hears of them.
+ */
+function reportDataProblems(output: Output, summary: PlanSummary): void {
+  if (summary.invalid + summary.warnings > 0) {
+    const parts = [summary.invalid > 0 ? `${plural(summary.invalid, 'invalid row was', 'invalid rows were')} not sent` : '', summary.warnings > 0 ? plural(summary.warnings, 'warning', 'warnings') : ''].filter(Boolean);
+    output.warn(`${parts.join(' and ')}: the summary lists them with file, line and reason (--json lists every one).`, { invalid: summary.invalid, warnings: summary.warnings });
+  }
+  if (summary.customerioRecentEvents > 0) {
+    output.warn(
+      `${plural(summary.customerioRecentEvents, 'Customer.io event was', 'Customer.io events were')} timestamped within the last 72 hours: Customer.io can trigger campaigns from them.`,
+      { customerioRecentEvents: summary.customerioRecentEvents },
+    );
+  }
 }
 
 function countsOf(

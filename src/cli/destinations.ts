@@ -119,7 +119,7 @@ export function createDestinationClients(
       hint:
         ready.length > 0
           ? `Or send only to the destination that has them: --to ${ready.join(',')}.`
-          : '`referral-sync diff` shows what would be sent without any credentials.',
+          : '`npx referral-sync diff` shows what would be sent without any credentials.',
     });
   }
   const clients = new Map<Destination, DestinationClient>();

@@ -105,16 +105,16 @@ function examples(...lines: string[]): string {
 }
 
 /** Builds the program; each action resolves to an exit code stored in `result`. */
-function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, jsonErrors = false): Command {
+function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, usageErrors?: string[]): Command {
   const program = new Command('referral-sync')
     .description('Sync a GrowSurf or Cello referral program into Segment and Customer.io: traits, tiers and history events.')
     .version(version(), '-V, --version')
-    .showHelpAfterError('(run with --help for usage)')
+    .showHelpAfterError('(`npx referral-sync <command> --help` lists the flags of each command)')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => run.streams.stdout.write(text),
-      // With --log-format json, commander's usage errors are one JSON object per line like every other message.
-      writeErr: (text) => run.streams.stderr.write(jsonErrors ? usageAsJson(text) : text),
+      // With --log-format json, commander's usage error is collected and written as one JSON object (see run).
+      writeErr: (text) => (usageErrors ? usageErrors.push(text) : run.streams.stderr.write(text)),
     });
 
   const output = (flags: CommonFlags): Output =>
@@ -163,7 +163,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
   const retry = addSendingOptions(addRateOptions(addOutputOptions(addToOption(addStateOption(program.command('retry'))), { progress: true })))
     .description('Resend failed and dead deliveries with their original ids, taking the lock of each program they belong to.')
     .optionsGroup('Options:')
-    .option('--campaign <id>', 'only this program\'s deliveries (env GROWSURF_CAMPAIGN_ID); default: every program with failures')
+    .option('--campaign <id>', 'only this program\'s deliveries (default: every program that has failed deliveries or queued leftovers)')
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', examples('npx referral-sync retry', 'npx referral-sync retry --campaign abc123 --to customerio'));
   retry.action(async (flags: RetryFlags) => {
@@ -212,13 +212,15 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
 /** Runs the CLI and returns its exit code; never exits the process (tests call this directly). */
 export async function run(argv: string[], environment: RunEnvironment): Promise<number> {
   const result: { code: number } = { code: ExitCode.ok };
-  const program = buildProgram(environment, result, jsonLogsRequested(argv));
+  const usageErrors: string[] | undefined = jsonLogsRequested(argv) ? [] : undefined;
+  const program = buildProgram(environment, result, usageErrors);
   const stderr = environment.streams.stderr;
   try {
     await program.parseAsync(argv);
     return result.code;
   } catch (error) {
     if (error instanceof CommanderError) {
+      if (usageErrors && usageErrors.length > 0) stderr.write(usageAsJson(usageErrors.join('')));
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
       return ExitCode.usage;
     }
@@ -243,12 +245,11 @@ export async function run(argv: string[], environment: RunEnvironment): Promise<
   }
 }
 
+/** Commander's usage error (its message, then a line or two of advice) as one JSON object, the advice as its hint. */
 function usageAsJson(text: string): string {
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => `${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: line, exitCode: ExitCode.usage })}\n`)
-    .join('');
+  const [first = '', ...rest] = text.split('\n').filter((line) => line.trim() !== '');
+  const hint = rest.map((line) => line.trim().replace(/^\((.*)\)$/, '$1')).join(' ');
+  return `${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: first.replace(/^error: /, ''), ...(hint ? { hint } : {}), exitCode: ExitCode.usage })}\n`;
 }
 
 function jsonLogsRequested(argv: string[]): boolean {
@@ -268,12 +269,23 @@ export async function main(argv: string[]): Promise<void> {
   const sends = SENDING_COMMANDS.has(argv.slice(2).find((arg) => !arg.startsWith('-')) ?? '') && !argv.includes('--dry-run');
   // A command that sends stops gracefully on the first signal (in-flight requests finish, outcomes are
   // recorded); a second signal, or any signal to a command that sends nothing, exits at once.
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (interrupt.signal.aborted || !sends) process.exit(signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt);
-    const notice = `${signal}: stopping after the requests in flight (at most 10 s); press Ctrl-C again to quit at once.`;
+  const say = (message: string, fields: Record<string, unknown>): void => {
     process.stderr.write(
-      jsonLogsRequested(argv) ? `${JSON.stringify({ time: new Date().toISOString(), level: 'info', message: notice, signal })}\n` : `\n${notice}\n`,
+      jsonLogsRequested(argv)
+        ? `${JSON.stringify({ time: new Date().toISOString(), level: 'warn', message, ...fields })}\n`
+        : `${process.stderr.isTTY ? '\n' : ''}${message}\n`,
     );
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    const code = signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt;
+    if (interrupt.signal.aborted) process.exit(code);
+    if (!sends) {
+      // Nothing is being sent: stop at once, and say so (the run's last line, as for every run).
+      say(`Interrupted by ${signal}; nothing was sent.`, { signal, exitCode: code });
+      process.exit(code);
+    }
+    const again = signal === 'SIGINT' ? 'press Ctrl-C again' : 'send the signal again';
+    say(`${signal}: stopping after the requests in flight (at most 10 s); ${again} to quit at once.`, { signal });
     interrupt.abort(signal);
   };
   process.on('SIGINT', onSignal);

@@ -7,6 +7,7 @@ import { openSqliteStateForWriting, openSqliteStateReadOnly, type SqliteState } 
 import type { StoredDelivery } from '../state/store.js';
 import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags, type RateMode } from './destinations.js';
+import { preflight } from './apply-run.js';
 import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
@@ -27,9 +28,11 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
   const rateMode = parseRateMode(flags.rateMode);
-  const campaign = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
-  // Deliveries recorded before they carried their program belong to the one named, else to `default`.
-  const unattributed = campaign ?? 'default';
+  // Only the flag narrows retry down: GROWSURF_CAMPAIGN_ID is often exported for sync, and retry should then
+  // still resend every program's failures. Deliveries recorded before they carried their program belong to the
+  // program named (flag, else that variable), else to `default`.
+  const campaign = flags.campaign;
+  const unattributed = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID ?? 'default';
   // Looked up read-only first: nothing to retry needs no credentials and creates no state file.
   const peek = openSqliteStateReadOnly(common.statePath);
   let programs: string[];
@@ -51,7 +54,10 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     for (const program of programs) {
       state.acquireLock(program, 'retry', now);
       locked.push(program);
+      state.markCrashedRuns(program, now);
     }
+    // As sync does: an unreachable destination or refused credentials stop here, with nothing sent (exit 69).
+    await preflight(clients, output, interrupt);
     const started = performance.now();
     const reports = new Map<Destination, DestinationReport>();
     const superseded: StoredDelivery[] = [];
@@ -71,7 +77,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
         ...outcomeJson(outcome),
         programs,
         state: state.location,
-        elapsedSeconds: outcome.elapsedSeconds,
+        elapsedSeconds: Math.round(outcome.elapsedSeconds * 1000) / 1000,
         superseded: superseded.map(({ destination, key, kind, userId }) => ({ destination, key, kind, userId })),
         delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
       };
@@ -151,7 +157,9 @@ function mergeReports(a: DestinationReport | undefined, b: DestinationReport): D
 function renderRetry(programs: readonly string[], reports: Map<Destination, DestinationReport>, superseded: readonly StoredDelivery[]): string {
   let resent = 0;
   for (const report of reports.values()) resent += report.sent + report.failed + report.dead;
-  const lines = [`referral-sync retry: ${plural(resent, 'delivery', 'deliveries')} resent (program${programs.length === 1 ? '' : 's'} ${programs.join(', ')})`];
+  let sent = 0;
+  for (const report of reports.values()) sent += report.sent;
+  const lines = [`referral-sync retry: ${plural(resent, 'delivery', 'deliveries')} retried, ${sent.toLocaleString('en-US')} went through (program${programs.length === 1 ? '' : 's'} ${programs.join(', ')})`];
   if (superseded.length > 0) {
     lines.push(`  ${plural(superseded.length, 'refused identify', 'refused identifies')} not resent: newer traits were acknowledged since (status lists them as superseded)`);
     for (const row of superseded) lines.push(`    ${DESTINATION_LABELS[row.destination].padEnd(12)} ${row.userId}`);

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
 import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../config/defaults.js';
 import { loadConfigFile } from '../config/load.js';
+import { parseDuration } from './duration.js';
 import { UsageError } from '../errors.js';
 import { secretFingerprint } from '../model/ids.js';
 import { delimiterFromFlag, type Delimiter } from '../sources/csv.js';
@@ -109,13 +110,15 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
   const kind = (flags.source ?? (files.length > 0 ? 'csv' : env.GROWSURF_API_KEY ? 'growsurf' : undefined))?.toLowerCase();
   if (kind === undefined) {
     throw new UsageError('No source given: pass --file <export.csv> (a GrowSurf participant export) or --source growsurf --campaign <id>.', {
-      hint: 'Try: referral-sync diff --file fixtures/growsurf/participants.csv',
+      hint: 'For example: npx referral-sync diff --file export.csv --campaign <id>',
     });
   }
   const given = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID;
   const campaign = given?.trim() || undefined;
   if (flags.quick && kind !== 'growsurf') throw new UsageError('--quick works only with --source growsurf (the API): drop it, since a file is always read whole.');
   const encoding = resolveEncoding(flags.encoding);
+  // Checked whatever the source: a bad value is a usage error even where no source would wait.
+  parseDuration(flags.maxWait, 0, '--max-wait');
   const delimiter = resolveDelimiter(flags.delimiter);
   // Checked for every command that takes it, diff included, although a file source never uses it.
   parseRates(flags.rate);

@@ -51,7 +51,7 @@ function parseRunLimit(value: string | undefined): number {
 function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[], locks: readonly (LockRecord & { holderState: string })[]): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
-    lines.push('  No state yet: nothing has been synced. `referral-sync diff` shows what the first sync would send.');
+    lines.push('  No state yet: nothing has been synced. `npx referral-sync diff` shows what the first sync would send.');
     return `${lines.join('\n')}\n`;
   }
   lines.push(`  schema version ${summary.schemaVersion}`);
@@ -79,13 +79,13 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
     lines.push(`  #${run.id} ${run.command.padEnd(9)} ${run.status.padEnd(9)} ${run.startedAt} → ${run.finishedAt ?? '…'}  program ${run.programId}  ${counts}`);
   }
   if (problems.length > 0) {
-    lines.push('', `Failed and dead deliveries (newest ${PROBLEMS_SHOWN} per destination; \`referral-sync retry\` resends them)`);
+    lines.push('', `Failed and dead deliveries (newest ${PROBLEMS_SHOWN} per destination; \`npx referral-sync retry\` resends them)`);
     for (const p of problems) {
       lines.push(`  ${p.destination.padEnd(11)} ${p.status.padEnd(7)} ${p.kind.padEnd(13)} ${p.userId}  ${p.lastError ?? ''}`);
     }
     const total = summary.deliveries.filter((d) => d.status === 'failed' || d.status === 'dead').reduce((sum, d) => sum + d.count, 0);
     if (total > problems.length) {
-      lines.push(`  … and ${(total - problems.length).toLocaleString('en-US')} more: \`referral-sync status --json\` lists every one`);
+      lines.push(`  … and ${(total - problems.length).toLocaleString('en-US')} more: \`npx referral-sync status --json\` lists every one`);
     }
   }
   return `${lines.join('\n')}\n`;

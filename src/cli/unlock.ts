@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { ExitCode, LockedError } from '../errors.js';
-import { openSqliteStateForWriting } from '../state/sqlite.js';
+import { openSqliteStateForWriting, openSqliteStateReadOnly } from '../state/sqlite.js';
 import type { LockRecord } from '../state/store.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
@@ -21,6 +21,15 @@ export async function runUnlock(flags: UnlockFlags, env: Env, cwd: string, outpu
     report(output, [], `unlock: no state at ${common.statePath}, so nothing is locked.`);
     return ExitCode.ok;
   }
+  // Looked at read-only first: with no lock to free, the state file is left exactly as it was.
+  const peek = openSqliteStateReadOnly(common.statePath);
+  const anyHeld = peek.locks().some((lock) => campaign === undefined || lock.programId === campaign);
+  const location = peek.location;
+  peek.close();
+  if (!anyHeld) {
+    report(output, [], `unlock: no lock${campaign === undefined ? '' : ` on program ${campaign}`} in ${location}; nothing to free.`);
+    return ExitCode.ok;
+  }
   const state = openSqliteStateForWriting(common.statePath);
   try {
     const held = state.locks().filter((lock) => campaign === undefined || lock.programId === campaign);
@@ -29,7 +38,11 @@ export async function runUnlock(flags: UnlockFlags, env: Env, cwd: string, outpu
     for (const lock of held) {
       try {
         const row = state.freeLock(lock.programId, flags.force === true);
-        if (row) freed.push(row);
+        if (row) {
+          freed.push(row);
+          // Its run is gone: `status` should not show it running forever.
+          state.markCrashedRuns(row.programId, new Date());
+        }
       } catch (error) {
         if (!(error instanceof LockedError)) throw error;
         refusals.push(error);

@@ -128,7 +128,7 @@ function kindOf(csv: CsvFile): 'signups' | 'aggregates' {
   if (kind === 'event_details_aggregates') return 'aggregates';
   if (looksLikeGrowsurfExport(csv.header)) {
     throw new UsageError(`${csv.path} is a GrowSurf participant export, not a Cello export: read it without --source cello (and without --format cello).`, {
-      hint: `For example: referral-sync diff --file ${csv.path}`,
+      hint: `For example: npx referral-sync diff --file ${csv.path}`,
     });
   }
   throw new DataError(

@@ -270,3 +270,66 @@ describe('bad flag values', () => {
     expect(existsSync(stateFile(cwd))).toBe(false);
   }, 120_000);
 });
+
+describe('what the new-user trial found', () => {
+  it('Ctrl-C while the destinations are being checked exits 130 at once, saying nothing was sent', async () => {
+    services = await startServices({ customerio: { delayMs: 60_000 } });
+    const cwd = tempDir();
+    const run = startCli(['sync', '--file', FIXTURE], cwd, services.env);
+    while (services.customerio.log.total < 1) await new Promise((r) => setTimeout(r, 20));
+    const signalled = performance.now();
+    run.child.kill('SIGINT');
+    expect(await run.exited).toBe(130);
+    expect(performance.now() - signalled).toBeLessThan(5_000);
+    expect(run.stderr().trim().split('\n').at(-1)).toBe('error: Interrupted by SIGINT before anything was sent.');
+    expect(services.segment.arrivals).toEqual([]);
+  }, 60_000);
+
+  it('retry stops before sending when a destination is unreachable, and resends every program although GROWSURF_CAMPAIGN_ID is set', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    services.segment.rejectMessage = (m) => (m.type === 'track' ? 400 : undefined);
+    expect((await runCli(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    services.segment.rejectMessage = undefined;
+    const unreachable = await runCli(['retry'], { cwd, env: { ...services.env, SEGMENT_HOST: 'http://127.0.0.1:9' } });
+    expect(unreachable.code).toBe(69);
+    expect(unreachable.stderr).toMatch(/^error: Segment is unreachable at http:\/\/127\.0\.0\.1:9/);
+    expect(unreachable.stderr).toContain('Nothing was sent.');
+    const retry = await runCli(['retry'], { cwd, env: { ...services.env, GROWSURF_CAMPAIGN_ID: 'another' } });
+    expect(retry.code).toBe(0);
+    expect(retry.stdout).toMatch(/^referral-sync retry: \d+ deliveries retried, \d+ went through \(program default\)/);
+  }, 60_000);
+
+  it('rows not sent are counted on stderr too; a bad --max-wait is refused with a file source; a usage error is one JSON object', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    const file = writeCsv(cwd, 'bad.csv', [
+      { ID: 'p1', Email: 'ann@example.com', 'Referral Count': 0, 'Created At': '2024-02-30' },
+      { ID: 'p2', Email: 'bob@example.com', 'Referral Count': 0, 'Created At': '3/2/2025 9:15 AM' },
+    ]);
+    const sync = await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
+    expect(sync.code).toBe(0);
+    expect(sync.stderr).toBe('warning: 1 invalid row was not sent: the summary lists them with file, line and reason (--json lists every one).\n');
+
+    const maxWait = await runCli(['diff', '--file', file, '--max-wait', 'forever'], { cwd });
+    expect(maxWait.code).toBe(64);
+    expect(maxWait.stderr).toBe('error: --max-wait takes a duration such as 90s, 15m or 1h, not "forever".\n');
+
+    const usage = await runCli(['diff', '--file', file, '--format', 'xls', '--log-format', 'json'], { cwd });
+    expect(usage.code).toBe(64);
+    const lines = jsonLines(usage).stderr;
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 'error', exitCode: 64, message: expect.stringContaining("argument 'xls' is invalid") as unknown, hint: expect.stringContaining('--help') as unknown });
+  }, 60_000);
+
+  it('unlock with no lock to free leaves the state file byte for byte', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    expect((await runCli(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    const before = readFileSync(stateFile(cwd));
+    const unlock = await runCli(['unlock'], { cwd });
+    expect(unlock.code).toBe(0);
+    expect(unlock.stdout).toBe('unlock: no lock in .referral-sync/state.db; nothing to free.\n');
+    expect(readFileSync(stateFile(cwd)).equals(before)).toBe(true);
+  }, 60_000);
+});

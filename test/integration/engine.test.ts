@@ -174,7 +174,7 @@ describe('graceful stop', () => {
     expect(retry.code).toBe(0);
     const tracks = services.segment.tracks().length;
     expect(tracks).toBeGreaterThan(0);
-    expect(retry.stdout).toContain(`referral-sync retry: ${tracks} deliveries resent`);
+    expect(retry.stdout).toContain(`referral-sync retry: ${tracks} deliveries retried, ${tracks} went through (program default)`);
     const usage = await runCli(['diff', '--file', file, '--bogus', '--log-format', 'json'], { cwd });
     expect(usage.code).toBe(64);
     for (const line of usage.stderr.trim().split('\n')) expect(JSON.parse(line)).toMatchObject({ level: 'error', exitCode: 64 });

@@ -62,7 +62,7 @@ describe('permanent errors', () => {
     services.segment.rejectMessage = undefined;
     const retry = await runCli(['retry', '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(retry.code).toBe(0);
-    expect(retry.stdout).toContain(`referral-sync retry: ${dead.length} deliveries resent`);
+    expect(retry.stdout).toContain(`referral-sync retry: ${dead.length} deliveries retried, ${dead.length} went through (program grsf_demo)`);
     expect(services.customerio.people.get('email:jian.yang@example.com')).toMatchObject({ referral_tier: 'new_participant' });
     expect(stateRows(join(cwd, '.referral-sync', 'state.db'), `SELECT * FROM deliveries WHERE status != 'sent'`)).toEqual([]);
     const final = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });

@@ -58,7 +58,7 @@ describe('a known other export names the flag that reads it', () => {
     expect(result.code).toBe(64);
     expect(errorLines(result.stderr)).toEqual([
       `error: ${GROWSURF} is a GrowSurf participant export, not a Cello export: read it without --source cello (and without --format cello).`,
-      `For example: referral-sync diff --file ${GROWSURF}`,
+      `For example: npx referral-sync diff --file ${GROWSURF}`,
     ]);
   });
 
@@ -173,7 +173,7 @@ describe('destinations', () => {
   it.each([
     ['segment', { CUSTOMERIO_SITE_ID: CIO_SITE, CUSTOMERIO_API_KEY: CIO_KEY }, 'SEGMENT_WRITE_KEY (for Segment)', 'Or send only to the destination that has them: --to customerio.'],
     ['customerio', { SEGMENT_WRITE_KEY: SEGMENT_KEY }, 'CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (for Customer.io)', 'Or send only to the destination that has them: --to segment.'],
-    ['segment', {}, 'SEGMENT_WRITE_KEY (for Segment)', '`referral-sync diff` shows what would be sent without any credentials.'],
+    ['segment', {}, 'SEGMENT_WRITE_KEY (for Segment)', '`npx referral-sync diff` shows what would be sent without any credentials.'],
   ])('--to %s without its credentials names them and suggests the other destination if it has its own (exit 64)', async (to, env, missing, hint) => {
     const cwd = tempDir();
     const result = await runCli(['sync', '--file', GROWSURF, '--to', to], { cwd, env });

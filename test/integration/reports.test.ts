@@ -81,7 +81,7 @@ describe('reports are never capped where machines read them', () => {
 
     const text = await runCli(['status'], { cwd });
     expect(text.stdout.split('\n').filter((l) => l.includes('attribute refused for the test'))).toHaveLength(20);
-    expect(text.stdout).toContain('  … and 230 more: `referral-sync status --json` lists every one');
+    expect(text.stdout).toContain('  … and 230 more: `npx referral-sync status --json` lists every one');
     const json = JSON.parse((await runCli(['status', '--json'], { cwd })).stdout) as { problems: { userId: string; status: string; lastError: string }[] };
     expect(json.problems).toHaveLength(250);
     expect(new Set(json.problems.map((p) => p.userId)).size).toBe(250);
