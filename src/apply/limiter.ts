@@ -3,7 +3,13 @@
  * `burst` saved up. A 429's Retry-After pauses the whole bucket, so no worker keeps hammering a service that
  * asked everyone to wait.
  */
+/**
+ * What every wait of the limiters, the backoffs and the Retry-After pauses goes through, so that it can be
+ * replaced: the real clock in production; in tests a fake one, driven by hand in unit tests, or shared by an
+ * in-process CLI run (RunEnvironment.clock) and its fake services, so a rate window passes without waiting it out.
+ */
 export interface Clock {
+  /** Milliseconds on a monotonic scale (only differences matter). */
   now(): number;
   sleep(ms: number): Promise<void>;
 }

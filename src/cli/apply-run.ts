@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import type { DestinationReport } from '../apply/engine.js';
+import type { Clock } from '../apply/limiter.js';
 import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
@@ -37,14 +38,15 @@ export async function runApply(
   output: Output,
   now: Date,
   interrupt?: AbortSignal,
+  clock?: Clock,
 ): Promise<ExitCode> {
   const mode: PlanMode = command;
   if (flags.dryRun) {
     // Exactly what diff prints: the same planner, the state opened read-only, nothing sent.
-    return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now);
+    return runDiff({ ...(flags as DiffFlags), mode, resend: flags.resend === true }, env, cwd, output, now, clock);
   }
   const common = resolveCommon(flags, env, cwd);
-  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
+  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath, clock);
   const namespaces = destinationNamespaces(common.config, env);
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
@@ -62,12 +64,12 @@ export async function runApply(
       get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
     });
-    await preflight(clients, output);
+    await preflight(clients, output, clock);
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
     state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
@@ -80,9 +82,9 @@ export async function runApply(
 }
 
 /** Bad credentials or an unreachable service stop the run before anything is read or marked (exit 69). */
-async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output): Promise<void> {
+async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output, clock: Clock | undefined): Promise<void> {
   for (const client of clients.values()) {
-    const result = await checkWithRetries(client);
+    const result = await checkWithRetries(client, clock ? (ms) => clock.sleep(ms) : undefined);
     if (!result.ok) throw new UnavailableError(result.message, { hint: 'Nothing was sent. `referral-sync check` tests the credentials and endpoints on their own.' });
     output.verbose(result.message);
   }
@@ -108,6 +110,7 @@ interface DeliverContext {
   stallTimeoutMs: number;
   /** With --json: every invalid row and warning, kept off the heap until written. */
   problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined;
+  clock: Clock | undefined;
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
@@ -123,6 +126,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     ratesGiven: ratesGiven(ctx.flags.rate),
     rateMode: parseRateMode(ctx.flags.rateMode),
     onProgress: (destination, report) => progress.delivered(destination, report),
+    clock: ctx.clock,
   });
   // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
   const requeued = requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import type { Clock } from '../apply/limiter.js';
 import { ExitCode, isReferralSyncError } from '../errors.js';
 import { redactUrls } from '../redact.js';
 import { runApply, type ApplyFlags } from './apply-run.js';
@@ -20,6 +21,12 @@ export interface RunEnvironment {
   now: () => Date;
   /** Aborted by the first SIGINT/SIGTERM, with the signal's name as reason: sending commands stop gracefully. */
   interrupt?: AbortSignal;
+  /**
+   * What rate limiters, Retry-After pauses and backoffs wait on (default: the real clock; `main` never sets it).
+   * Tests that run the CLI in-process pass a fake one shared with their fake services, so that a GrowSurf
+   * window or a 429's Retry-After is honoured in the fake's time instead of being waited out for real.
+   */
+  clock?: Clock;
 }
 
 function version(): string {
@@ -88,7 +95,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       '\nExamples:\n  referral-sync diff --file export.csv --campaign abc123\n  referral-sync diff --file export.csv --out plan.jsonl --detailed-exitcode',
     );
   diff.action(async (flags: DiffFlags) => {
-    result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now());
+    result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now(), run.clock);
   });
 
   const addDestinationOptions = (command: Command, withRate = false): Command =>
@@ -106,7 +113,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
     .option('--json', 'print the summary as JSON');
   sync.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
+    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
   const backfill = addDestinationOptions(addCommonOptions(addSourceOptions(program.command('backfill'))))
@@ -115,14 +122,14 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
     .option('--json', 'print the summary as JSON');
   backfill.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
+    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
   const retry = addDestinationOptions(addCommonOptions(program.command('retry')), true)
     .description('Resend failed and dead deliveries with their original ids.')
     .option('--campaign <id>', 'program whose lock to take (env GROWSURF_CAMPAIGN_ID)');
   retry.action(async (flags: RetryFlags) => {
-    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
+    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
   const check = addDestinationOptions(addCommonOptions(program.command('check')), true)

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type { Clock } from '../apply/limiter.js';
 import { requeueRetries } from '../apply/retry-selection.js';
 import { DESTINATION_LABELS } from '../config/defaults.js';
 import { ExitCode } from '../errors.js';
@@ -17,7 +18,7 @@ export interface RetryFlags extends CommonFlags, DestinationFlags {
  * `referral-sync retry`: failed and dead deliveries go back into the durable queue (a refused identify that
  * newer acknowledged traits replaced is dropped as superseded) and are sent exactly as they were planned, same ids.
  */
-export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output: Output, now: Date, interrupt?: AbortSignal): Promise<ExitCode> {
+export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output: Output, now: Date, interrupt?: AbortSignal, clock?: Clock): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
@@ -32,7 +33,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     const runId = state.startRun('retry', programId, now);
     const queue = state.queue(programId);
     const { resend, superseded } = requeueRetries(state, queue, [...state.retryable(common.destinations)], runId, now);
-    const engine = createEngine({ queue, runId, clients, rates, stallTimeoutMs, ratesGiven: ratesGiven(flags.rate), rateMode });
+    const engine = createEngine({ queue, runId, clients, rates, stallTimeoutMs, ratesGiven: ratesGiven(flags.rate), rateMode, clock });
     const stop = (): void => engine.stop();
     interrupt?.addEventListener('abort', stop, { once: true });
     engine.start();
