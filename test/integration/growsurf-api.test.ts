@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeGrowsurf, generateGrowsurfProgram, type GrowsurfProgram } from '../fakes/growsurf.js';
-import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { runCli, runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
+import { SkipClock } from '../support/clock.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -80,7 +81,11 @@ describe('GrowSurf API source', () => {
 
   it('pages 20,000 participants within 30 requests / 5 s and 3 connections: no 429, each participant once', async () => {
     const program = generateGrowsurfProgram(20_000, 9);
+    // The CLI's limiter and the fake's policy windows on one clock whose waits are skipped: the ~70 s of windows
+    // this scan must sit out pass at once, and the fake still refuses any request a window has no room for.
+    const clock = new SkipClock();
     const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.clock = clock;
       // GrowSurf's tighter documented second policy, and the minute limit of its newer docs (announced in headers).
       fake.policies = [
         { name: 'SECOND', limit: 30, windowMs: 5_000 },
@@ -89,7 +94,7 @@ describe('GrowSurf API source', () => {
     });
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment'], { cwd, env: gsEnv, clock });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { participants: number; warnings: number };
     expect(summary.participants).toBe(20_000);
@@ -100,17 +105,24 @@ describe('GrowSurf API source', () => {
     expect(growsurf!.log.rateLimited).toBe(0);
     expect(growsurf!.log.maxConnections).toBeLessThanOrEqual(2);
     expect(growsurf!.requestsByKind.get('participants')).toBe(200);
-    console.log(`growsurf: 20,000 participants in ${growsurf!.log.total} requests (${growsurf!.requestsByKind.get('participants')} participant pages, ${growsurf!.requestsByKind.get('referrals')} referral pages)`);
+    const arrivals = growsurf!.log.arrivals;
+    const span = (arrivals.at(-1)!.at - arrivals[0]!.at) / 1000;
+    console.log(
+      `growsurf: 20,000 participants in ${growsurf!.log.total} requests (${growsurf!.requestsByKind.get('participants')} participant pages, ${growsurf!.requestsByKind.get('referrals')} referral pages) over ${span.toFixed(0)} s of the fake clock, ${(clock.slept.ms / 1000).toFixed(0)} s of it waited out by skipping`,
+    );
   }, 180_000);
 
   it('still reads every participant exactly once through 429s, 5xx and dropped connections', async () => {
     const program = generateGrowsurfProgram(2_500, 5);
+    // Retry-After and the backoffs after 5xx and drops are honoured on a clock that skips them (see above).
+    const clock = new SkipClock();
     const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.clock = clock;
       fake.setFaults({ error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRate: 0.05, seed: 8 });
     });
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment', '--rate', 'growsurf=50'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment', '--rate', 'growsurf=50'], { cwd, env: gsEnv, clock });
     expect(result.code).toBe(0);
     expect((growsurf!.log.byStatus.get(503) ?? 0) + (growsurf!.log.byStatus.get(500) ?? 0) + (growsurf!.log.byStatus.get(502) ?? 0)).toBeGreaterThan(0);
     expect(growsurf!.log.byStatus.get('dropped') ?? 0).toBeGreaterThan(0);

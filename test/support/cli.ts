@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../src/apply/limiter.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'referral-sync.js');
@@ -29,6 +31,52 @@ export function runCli(args: string[], options: { cwd: string; env?: Record<stri
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * Runs the CLI in this process through `run(argv, environment)` (src/cli/main.ts), the function the built CLI's
+ * `main` calls, with the same minimal environment as `runCli` and its output captured. For tests about what the
+ * CLI sends and records, not about the process around it (signals, exit, the launcher: those use `runCli` or a
+ * spawned child): it saves starting Node and loading every module for each run, and takes a `clock`, shared
+ * with the fake services (FakeService.clock), so rate windows and Retry-After pauses pass without real waiting.
+ *
+ * Relative paths (`--file exports/x.csv`, the default state `.referral-sync/state.db`) are resolved against the
+ * process's working directory, as in a real run, so the run changes it to `cwd` while it lasts; runs in one test
+ * process therefore take turns (tests in other files run in other processes).
+ */
+export function runCliInProcess(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+  const turn = inProcessTurn.then(() => runInProcessNow(args, options));
+  inProcessTurn = turn.catch(() => undefined);
+  return turn;
+}
+
+let inProcessTurn: Promise<unknown> = Promise.resolve();
+
+async function runInProcessNow(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+  const { run } = await import('../../src/cli/main.js');
+  const captured = { stdout: '', stderr: '' };
+  const sink = (name: 'stdout' | 'stderr'): Writable =>
+    new Writable({
+      decodeStrings: false,
+      write(chunk: string | Buffer, _encoding, done) {
+        captured[name] += chunk.toString();
+        done();
+      },
+    });
+  const previous = process.cwd();
+  process.chdir(options.cwd);
+  try {
+    const code = await run([process.execPath, BIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: options.cwd, CI: 'true', ...options.env },
+      cwd: options.cwd,
+      streams: { stdout: sink('stdout'), stderr: sink('stderr') },
+      now: () => new Date(),
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+    return { code, ...captured };
+  } finally {
+    process.chdir(previous);
+  }
 }
 
 export function tempDir(prefix = 'referral-sync-test-'): string {
