@@ -144,7 +144,7 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
     // Cello's productUserId is already the customer's own user id (DESIGN.md §4); exports carry no email.
     if (!config.identityExplicit) config.identity = { kind: 'id' };
     const programId = campaign ?? 'default';
-    const source = createCelloSource({ files, programId, config, env, output, rateFlag: flags.rate, rateMode: flags.rateMode, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}) });
+    const source = createCelloSource({ files, programId, config, env, output, rateFlag: flags.rate, rateMode: flags.rateMode, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}), clock });
     return { source, sourceKind: 'cello', programId, programIdDefaulted: campaign === undefined };
   }
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');
