@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeCello } from '../fakes/cello.js';
-import { FIXTURES, runCli, tempDir } from '../support/cli.js';
+import { FIXTURES, runCliInProcess, tempDir } from '../support/cli.js';
+import { SkipClock } from '../support/clock.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -39,7 +40,7 @@ describe('Cello exports', () => {
   it('identifies referrers and referred users, and sends Referral Made on referrers at the signup time', async () => {
     services = await startServices();
     const cwd = tempDir();
-    const result = await runCli(['sync', '--source', 'cello', '--file', join(CELLO, 'event_details_aggregates-daily.csv'), SIGNUPS, join(CELLO, 'event_details_aggregates-all.csv')], {
+    const result = await runCliInProcess(['sync', '--source', 'cello', '--file', join(CELLO, 'event_details_aggregates-daily.csv'), SIGNUPS, join(CELLO, 'event_details_aggregates-all.csv')], {
       cwd,
       env: services.env,
     });
@@ -71,29 +72,31 @@ describe('Cello exports', () => {
     const cwd = tempDir();
     writeFileSync(join(cwd, 'referral-sync.config.json'), JSON.stringify({ cello: { tierBasis: 'purchases' } }));
     const out = join(cwd, 'plan.jsonl');
-    expect((await runCli(['diff', '--source', 'cello', '--file', CELLO, '--out', out, '--to', 'segment'], { cwd })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--out', out, '--to', 'segment'], { cwd })).code).toBe(0);
     const champion = readPlan(out).find((l) => l.kind === 'identify' && l.userId === 'usr_1000')!;
     expect(champion.payload.traits).toMatchObject({ referral_count: 5, referral_tier: 'power_referrer' });
   });
 
   it('says clearly what is wrong with a missing file or a file of the wrong kind', async () => {
     const cwd = tempDir();
-    const missing = await runCli(['diff', '--source', 'cello', '--file', 'exports/conv_signups.csv'], { cwd });
+    const missing = await runCliInProcess(['diff', '--source', 'cello', '--file', 'exports/conv_signups.csv'], { cwd });
     expect(missing.code).toBe(64);
     expect(missing.stderr).toContain('error: File not found: exports/conv_signups.csv');
     const growsurf = join(FIXTURES, 'growsurf', 'participants.csv');
-    const wrong = await runCli(['diff', '--source', 'cello', '--file', growsurf], { cwd });
+    const wrong = await runCliInProcess(['diff', '--source', 'cello', '--file', growsurf], { cwd });
     expect(wrong.code).toBe(65);
     expect(wrong.stderr).toContain(`error: ${growsurf} is not a Cello export: expected conv_signups`);
   });
 });
 
+// Lookups start at Cello's polite 5/s and adapt from there: on a clock that skips the limiter's waits (and the
+// backoffs), a run takes no longer than its work, and the same lookups are made in the same order.
 describe('Cello --enrich', () => {
   it('looks each code and each referrer up once, and adds links and codes as traits', async () => {
     const celloEnv = await startCello();
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment'], { cwd, env: celloEnv });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment'], { cwd, env: celloEnv, clock: new SkipClock() });
     expect(result.code).toBe(0);
     const codes = new Set(included.map((r) => r.campaign_ucc));
     const referrers = new Set(included.map((r) => r.productuserid));
@@ -111,13 +114,13 @@ describe('Cello --enrich', () => {
     services = await startServices();
     const cwd = tempDir();
     const env = { ...celloEnv, ...services.env };
-    expect((await runCli(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env, clock: new SkipClock() })).code).toBe(0);
     const asked = [...cello!.lookups.values()].reduce((a, b) => a + b, 0);
     expect(asked).toBeGreaterThan(0);
-    expect((await runCli(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env, clock: new SkipClock() })).code).toBe(0);
     expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
     // diff reads the same cache and leaves the state alone.
-    expect((await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env, clock: new SkipClock() })).code).toBe(0);
     expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
   });
 
@@ -125,7 +128,7 @@ describe('Cello --enrich', () => {
     const celloEnv = await startCello();
     cello!.tokenUses = 5;
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--to', 'segment'], { cwd, env: celloEnv });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--to', 'segment'], { cwd, env: celloEnv, clock: new SkipClock() });
     expect(result.code).toBe(0);
     expect(cello!.tokensIssued).toBeGreaterThan(1);
   });
@@ -136,7 +139,7 @@ describe('Cello --enrich', () => {
     cello!.codes.delete(badCode);
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment', '--json'], { cwd, env: celloEnv });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment', '--json'], { cwd, env: celloEnv, clock: new SkipClock() });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { warningSamples: { reason: string }[] };
     const friend = included.find((r) => r.campaign_ucc === badCode)!.newuserproductuserid!;
@@ -150,7 +153,7 @@ describe('Cello --enrich', () => {
       const celloEnv = await startCello();
       cello!.tokenErrorShape = shape;
       const cwd = tempDir();
-      const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env: { ...celloEnv, CELLO_SECRET_ACCESS_KEY: 'wrong_secret_value_1' } });
+      const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env: { ...celloEnv, CELLO_SECRET_ACCESS_KEY: 'wrong_secret_value_1' } });
       expect(result.code).toBe(69);
       expect(result.stderr.split('\n')[0]).toBe(`error: Cello refused the access keys (${shape === 'nestjs' ? '401: Invalid API Credentials' : '400: Invalid credentials'}).`);
       expect(result.stderr).not.toContain('wrong_secret_value_1');

@@ -63,6 +63,9 @@ async function runInProcessNow(args: string[], options: { cwd: string; env?: Rec
         done();
       },
     });
+  // A warning Node prints (a listener leak, a deprecation) would reach a spawned CLI's stderr: here too.
+  const onWarning = (warning: Error): void => void (captured.stderr += `(node) ${warning.name}: ${warning.message}\n`);
+  process.on('warning', onWarning);
   const previous = process.cwd();
   process.chdir(options.cwd);
   try {
@@ -76,6 +79,7 @@ async function runInProcessNow(args: string[], options: { cwd: string; env?: Rec
     return { code, ...captured };
   } finally {
     process.chdir(previous);
+    process.off('warning', onWarning);
   }
 }
 
