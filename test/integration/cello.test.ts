@@ -4,7 +4,6 @@ import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeCello } from '../fakes/cello.js';
 import { FIXTURES, runCliInProcess, tempDir } from '../support/cli.js';
-import { SkipClock } from '../support/clock.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -89,14 +88,12 @@ describe('Cello exports', () => {
   });
 });
 
-// Lookups start at Cello's polite 5/s and adapt from there: on a clock that skips the limiter's waits (and the
-// backoffs), a run takes no longer than its work, and the same lookups are made in the same order.
 describe('Cello --enrich', () => {
   it('looks each code and each referrer up once, and adds links and codes as traits', async () => {
     const celloEnv = await startCello();
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment'], { cwd, env: celloEnv, clock: new SkipClock() });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment'], { cwd, env: celloEnv });
     expect(result.code).toBe(0);
     const codes = new Set(included.map((r) => r.campaign_ucc));
     const referrers = new Set(included.map((r) => r.productuserid));
@@ -114,13 +111,13 @@ describe('Cello --enrich', () => {
     services = await startServices();
     const cwd = tempDir();
     const env = { ...celloEnv, ...services.env };
-    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env, clock: new SkipClock() })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
     const asked = [...cello!.lookups.values()].reduce((a, b) => a + b, 0);
     expect(asked).toBeGreaterThan(0);
-    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env, clock: new SkipClock() })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
     expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
     // diff reads the same cache and leaves the state alone.
-    expect((await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env, clock: new SkipClock() })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env })).code).toBe(0);
     expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
   });
 
@@ -128,7 +125,7 @@ describe('Cello --enrich', () => {
     const celloEnv = await startCello();
     cello!.tokenUses = 5;
     const cwd = tempDir();
-    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--to', 'segment'], { cwd, env: celloEnv, clock: new SkipClock() });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--to', 'segment'], { cwd, env: celloEnv });
     expect(result.code).toBe(0);
     expect(cello!.tokensIssued).toBeGreaterThan(1);
   });
@@ -139,7 +136,7 @@ describe('Cello --enrich', () => {
     cello!.codes.delete(badCode);
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment', '--json'], { cwd, env: celloEnv, clock: new SkipClock() });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment', '--json'], { cwd, env: celloEnv });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { warningSamples: { reason: string }[] };
     const friend = included.find((r) => r.campaign_ucc === badCode)!.newuserproductuserid!;

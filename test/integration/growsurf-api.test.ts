@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeGrowsurf, generateGrowsurfProgram, type GrowsurfProgram } from '../fakes/growsurf.js';
-import { runCli, runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
+import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { SkipClock } from '../support/clock.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
@@ -57,10 +57,10 @@ describe('GrowSurf API source', () => {
     const file = exportOf(program, cwd);
     const fromApi = join(cwd, 'api.jsonl');
     const fromCsv = join(cwd, 'csv.jsonl');
-    const api = await runCli(['diff', '--source', 'growsurf', '--out', fromApi, '--quiet'], { cwd, env: gsEnv });
+    const api = await runCliInProcess(['diff', '--source', 'growsurf', '--out', fromApi, '--quiet'], { cwd, env: gsEnv });
     expect(api.stderr).toBe('');
     expect(api.code).toBe(0);
-    expect((await runCli(['diff', '--file', file, '--campaign', program.campaignId, '--out', fromCsv, '--quiet'], { cwd })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--file', file, '--campaign', program.campaignId, '--out', fromCsv, '--quiet'], { cwd })).code).toBe(0);
     const sortLines = (path: string): string[] => readPlan(path).map((l) => JSON.stringify(l)).sort();
     const apiPlan = sortLines(fromApi);
     expect(apiPlan.length).toBeGreaterThan(900);
@@ -70,8 +70,8 @@ describe('GrowSurf API source', () => {
     const viaApi = await startServices();
     const viaCsv = await startServices();
     services = [viaApi, viaCsv];
-    expect((await runCli(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db'), '--rate', 'growsurf=50,segment=20000'], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
-    expect((await runCli(['sync', '--file', file, '--campaign', program.campaignId, '--state', join(cwd, 'c.db')], { cwd, env: viaCsv.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db'), '--rate', 'growsurf=50,segment=20000'], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file, '--campaign', program.campaignId, '--state', join(cwd, 'c.db')], { cwd, env: viaCsv.env })).code).toBe(0);
     const content = (s: Services): string[] =>
       [...s.segment.messages.values()].map((m) => JSON.stringify([m.messageId, m.type, m.userId, m.event, m.traits, m.properties])).sort();
     expect(content(viaApi)).toEqual(content(viaCsv));
@@ -140,7 +140,7 @@ describe('GrowSurf API shapes', () => {
     for (const servesReferredBy of [false, true]) {
       const gsEnv = await startGrowsurf(program, (fake) => (fake.servesReferredBy = servesReferredBy));
       const out = join(cwd, `plan-${servesReferredBy}.jsonl`);
-      expect((await runCli(['diff', '--source', 'growsurf', '--out', out, '--quiet', '--to', 'segment'], { cwd, env: gsEnv })).code).toBe(0);
+      expect((await runCliInProcess(['diff', '--source', 'growsurf', '--out', out, '--quiet', '--to', 'segment'], { cwd, env: gsEnv })).code).toBe(0);
       plans.push(readPlan(out).map((l) => JSON.stringify(l)).sort());
       await growsurf!.stop();
       growsurf = undefined;
@@ -160,7 +160,7 @@ describe('GrowSurf API shapes', () => {
     services = [destinations];
     const cwd = tempDir();
     for (const command of ['diff', 'sync']) {
-      const result = await runCli([command, '--source', 'growsurf'], { cwd, env: { ...gsEnv, ...destinations.env } });
+      const result = await runCliInProcess([command, '--source', 'growsurf'], { cwd, env: { ...gsEnv, ...destinations.env } });
       expect(result.code, command).toBe(69);
       expect(result.stdout).toBe('');
       expect(result.stderr).toContain(
@@ -179,7 +179,7 @@ describe('GrowSurf API shapes', () => {
       fake.rawAnswer = { status: 200, contentType: 'application/json', body: '{"status":"ok"}', path: /\/participants$/ };
     });
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toContain(`error: GrowSurf's answer to GET /campaign/${program.campaignId}/participants has no "participants" list; it does not look like an answer from the GrowSurf API.`);
   });
@@ -191,7 +191,7 @@ describe('GrowSurf API errors', () => {
   it('a bad key exits 69 with GrowSurf\'s sentence and what to do, never showing the key', async () => {
     const gsEnv = await startGrowsurf(program);
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: { ...gsEnv, GROWSURF_API_KEY: 'gs_wrong_key_999888777' } });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: { ...gsEnv, GROWSURF_API_KEY: 'gs_wrong_key_999888777' } });
     expect(result.code).toBe(69);
     expect(result.stderr).toContain('error: GrowSurf refused the request (403: Invalid API key).');
     expect(result.stderr).toContain('Check GROWSURF_API_KEY');
@@ -201,7 +201,7 @@ describe('GrowSurf API errors', () => {
   it('an unknown campaign exits 64 naming it', async () => {
     const gsEnv = await startGrowsurf(program);
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf', '--campaign', 'nope123'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--campaign', 'nope123'], { cwd, env: gsEnv });
     expect(result.code).toBe(64);
     expect(result.stderr).toContain('error: GrowSurf has no campaign "nope123" (404: Campaign not found).');
   });
@@ -209,7 +209,7 @@ describe('GrowSurf API errors', () => {
   it('an account without a paid plan exits 69 and points to the CSV export', async () => {
     const gsEnv = await startGrowsurf(program, (fake) => (fake.paidPlan = false));
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toContain('A paid plan is required to use the GrowSurf REST API');
     expect(result.stderr).toContain('export the participants to CSV and use --file');
@@ -219,7 +219,7 @@ describe('GrowSurf API errors', () => {
   it('warns in the summary when the pages disagree with the participant count GrowSurf reports', async () => {
     const gsEnv = await startGrowsurf(program, (fake) => (fake.reportedParticipantCount = 23));
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`GrowSurf says campaign ${program.campaignId} has 23 participants, but 1 pages gave 20`);
   });
@@ -229,7 +229,7 @@ describe('GrowSurf API errors', () => {
       fake.policies = [{ name: 'HOUR', limit: 2, windowMs: 3_600_000 }];
     });
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf', '--max-wait', '5s'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--max-wait', '5s'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toMatch(/error: GrowSurf rate limit reached \(hour policy\); it resets in (59|60) min \d+ s, longer than --max-wait 5 s\./);
   });
@@ -244,18 +244,18 @@ describe('sync --quick', () => {
     const env = { ...gsEnv, ...destinations.env };
     const cwd = tempDir();
     const rates = ['--rate', 'growsurf=100,segment=20000,customerio=1000'];
-    expect((await runCli(['sync', '--source', 'growsurf', ...rates], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'growsurf', ...rates], { cwd, env })).code).toBe(0);
     const fullScanRequests = growsurf!.log.total;
 
     const pending = program.participants.filter((p) => p.referralStatus === 'CREDIT_PENDING').slice(0, 3);
     for (const p of pending) growsurf!.setReferralStatus(p.id, 'CREDIT_AWARDED', Date.now());
     const expected = join(cwd, 'expected.jsonl');
-    expect((await runCli(['diff', '--source', 'growsurf', '--out', expected, '--quiet', ...rates], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'growsurf', '--out', expected, '--quiet', ...rates], { cwd, env })).code).toBe(0);
     const plan = readPlan(expected);
     expect(plan.length).toBeGreaterThan(0);
 
     const before = { requests: growsurf!.log.total, segment: destinations.segment.arrivals.length, cio: destinations.customerio.eventArrivals.length, identifies: destinations.customerio.identifyArrivals.length };
-    const quick = await runCli(['sync', '--source', 'growsurf', '--quick', ...rates], { cwd, env });
+    const quick = await runCliInProcess(['sync', '--source', 'growsurf', '--quick', ...rates], { cwd, env });
     expect(quick.stderr).not.toMatch(/error|warning/i);
     expect(quick.code).toBe(0);
     const quickRequests = growsurf!.log.total - before.requests;
@@ -272,7 +272,7 @@ describe('sync --quick', () => {
     expect(quickRequests * 5).toBeLessThan(fullScanRequests);
 
     // Nothing changed since: the next quick sync sends nothing.
-    const idle = await runCli(['sync', '--source', 'growsurf', '--quick', '--json', ...rates], { cwd, env });
+    const idle = await runCliInProcess(['sync', '--source', 'growsurf', '--quick', '--json', ...rates], { cwd, env });
     expect((JSON.parse(idle.stdout) as { plan: { operations: number } }).plan.operations).toBe(0);
   });
 });

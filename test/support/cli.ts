@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Clock } from '../../src/apply/limiter.js';
+import { SkipClock } from './clock.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'referral-sync.js');
@@ -37,8 +38,10 @@ export function runCli(args: string[], options: { cwd: string; env?: Record<stri
  * Runs the CLI in this process through `run(argv, environment)` (src/cli/main.ts), the function the built CLI's
  * `main` calls, with the same minimal environment as `runCli` and its output captured. For tests about what the
  * CLI sends and records, not about the process around it (signals, exit, the launcher: those use `runCli` or a
- * spawned child): it saves starting Node and loading every module for each run, and takes a `clock`, shared
- * with the fake services (FakeService.clock), so rate windows and Retry-After pauses pass without real waiting.
+ * spawned child) nor about real timing (rates measured against a fake's limit: spawned too). It saves starting
+ * Node and loading every module for each run, and its waits (rate limiters, Retry-After pauses, backoffs) go
+ * through `clock`: by default a fresh SkipClock, so they are honoured without being sat out; a test whose fake
+ * services keep time (policy windows, arrivals) passes one clock to both (FakeService.clock).
  *
  * Relative paths (`--file exports/x.csv`, the default state `.referral-sync/state.db`) are resolved against the
  * process's working directory, as in a real run, so the run changes it to `cwd` while it lasts; runs in one test
@@ -74,7 +77,7 @@ async function runInProcessNow(args: string[], options: { cwd: string; env?: Rec
       cwd: options.cwd,
       streams: { stdout: sink('stdout'), stderr: sink('stderr') },
       now: () => new Date(),
-      ...(options.clock ? { clock: options.clock } : {}),
+      clock: options.clock ?? new SkipClock(),
     });
     return { code, ...captured };
   } finally {
