@@ -23,16 +23,19 @@ describe('crash and resume', () => {
     const cwd = tempDir();
     const file = writeProgram(cwd, 20_000, 21);
     const env = { PATH: process.env.PATH ?? '', CI: 'true', ...services.env };
-    const planPath = join(cwd, 'plan.jsonl');
-    expect((await runCliInProcess(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
+
+    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, ...RATES], { cwd, env, stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    // The plan of the same file against the same empty state, computed while the backfill runs (in a directory of
+    // its own: the backfill's state fills up meanwhile) rather than before it, in a process of its own.
+    const planDir = tempDir();
+    const planPath = join(planDir, 'plan.jsonl');
+    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd: planDir, env: services.env })).code).toBe(0);
     const plan = readFileSync(planPath, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as PlanLine);
     const segmentPlanned = plan.filter((l) => l.destination === 'segment');
-
-    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, ...RATES], { cwd, env, stdio: 'ignore' });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     // Kill it in the middle: once a third of Segment's messages have arrived.
     while (services.segment.arrivals.length < segmentPlanned.length / 3) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGKILL');
