@@ -2,11 +2,12 @@ import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * Tests that measure real time against a fake's limit (rates reached, a rate settling, CLI processes stopped by
- * the stall bound or a signal within a bound). They run after the rest, on their own, so that the CPU-heavy
- * files do not starve them: a rate missed because the machine was busy says nothing about the code.
+ * Tests that measure a rate in real time against a fake's limit and hold it to a tight bound (0.9 of the limit;
+ * a rate settling near it, with some 429s). They run after the rest, on their own, so that the CPU-heavy files
+ * do not starve them: a rate missed because the machine was busy says nothing about the code. (The engine's
+ * timing tests have bounds far from what they measure: they run with the rest.)
  */
-const TIMING = ['test/integration/rate.test.ts', 'test/integration/cello-lookups.test.ts', 'test/integration/engine.test.ts'];
+const TIMING = ['test/integration/rate.test.ts', 'test/integration/cello-lookups.test.ts'];
 
 /**
  * Started first in their group even without vitest's timing cache (a fresh clone, CI), which would otherwise
