@@ -1,4 +1,5 @@
 import type { DestinationReport } from '../apply/engine.js';
+import type { Clock } from '../apply/limiter.js';
 import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
@@ -37,6 +38,7 @@ export async function runApply(
   output: Output,
   now: Date,
   interrupt?: AbortSignal,
+  clock?: Clock,
 ): Promise<ExitCode> {
   const mode: PlanMode = command;
   // Every flag is checked before anything else, dry run or not: a dry run accepts exactly what the real run does.
@@ -45,14 +47,14 @@ export async function runApply(
   parseRateMode(flags.rateMode);
   if (flags.dryRun) {
     // A dry run is diff: the same planner, flags, output and exit codes; the state opened read-only, nothing sent.
-    return runDiff({ ...flags, mode, resend: flags.resend === true }, env, cwd, output, now);
+    return runDiff({ ...flags, mode, resend: flags.resend === true }, env, cwd, output, now, clock);
   }
   const previewFlags = [flags.full ? '--full' : '', flags.out !== undefined ? '--out' : '', flags.detailedExitcode ? '--detailed-exitcode' : ''].filter(Boolean);
   if (previewFlags.length > 0) {
     throw new UsageError(`${previewFlags.join(', ')} ${previewFlags.length === 1 ? 'belongs' : 'belong'} to a preview: add --dry-run to ${command} (or run \`npx referral-sync diff\`) to use ${previewFlags.length === 1 ? 'it' : 'them'}.`);
   }
   const common = resolveCommon(flags, env, cwd);
-  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath);
+  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath, clock);
   const namespaces = destinationNamespaces(common.config, env);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = openSqliteStateForWriting(common.statePath);
@@ -67,12 +69,12 @@ export async function runApply(
       get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
     });
-    await preflight(clients, output, interrupt);
+    await preflight(clients, output, interrupt, clock);
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
     state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
     const runId = state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
@@ -85,9 +87,9 @@ export async function runApply(
 }
 
 /** Bad credentials or an unreachable service stop the run before anything is read or marked (exit 69). */
-export async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output, interrupt: AbortSignal | undefined): Promise<void> {
+export async function preflight(clients: ReadonlyMap<Destination, DestinationClient>, output: Output, interrupt: AbortSignal | undefined, clock?: Clock): Promise<void> {
   // Both at once: a destination that does not answer is retried for a while and need not hold up the other.
-  const results = await untilInterrupted(Promise.all([...clients.values()].map((client) => checkWithRetries(client))), interrupt);
+  const results = await untilInterrupted(Promise.all([...clients.values()].map((client) => checkWithRetries(client, clock ? (ms) => clock.sleep(ms) : undefined))), interrupt);
   for (const result of results) {
     if (!result.ok) throw new UnavailableError(result.message, { hint: `Nothing was sent. ${result.hint ?? '`npx referral-sync check` tests the credentials and endpoints on their own.'}` });
     output.verbose(result.message);
@@ -130,6 +132,7 @@ interface DeliverContext {
   stallTimeoutMs: number;
   /** With --json: every invalid row and warning, kept off the heap until written. */
   problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined;
+  clock: Clock | undefined;
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
@@ -145,6 +148,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     ratesGiven: ratesGiven(ctx.flags.rate),
     rateMode: parseRateMode(ctx.flags.rateMode),
     onProgress: (destination, report) => progress.delivered(destination, report),
+    clock: ctx.clock,
   });
   // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
   const requeued = requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);

@@ -1,4 +1,5 @@
 import { AdaptiveRate, type RateMode } from '../apply/adaptive-rate.js';
+import type { Clock } from '../apply/limiter.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
 import type { Config } from '../config/config.js';
 import { UsageError } from '../errors.js';
@@ -44,6 +45,8 @@ export function createCelloSource(options: {
   enrich: boolean;
   encoding?: EncodingName;
   delimiter?: Delimiter;
+  /** What the lookups' limiter, adaptive rate and backoffs wait on (RunEnvironment.clock); the real one by default. */
+  clock?: Clock;
 }): Source {
   const { env } = options;
   let api: CelloApi | undefined;
@@ -57,8 +60,8 @@ export function createCelloSource(options: {
       throw new UsageError('--enrich needs CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY: set them (Cello Portal → Integrations → Access Keys), or run without --enrich.');
     }
     const rate = celloRate(options.rateFlag, options.rateMode);
-    pace = new AdaptiveRate({ ...rate, floor: Math.min(1, rate.initial) });
-    const limiter = new SlidingWindowLimiter([rateWindow('rate', pace.rate)]);
+    pace = new AdaptiveRate({ ...rate, floor: Math.min(1, rate.initial), clock: options.clock });
+    const limiter = new SlidingWindowLimiter([rateWindow('rate', pace.rate)], options.clock);
     pace.onChange((perSecond) => limiter.setRate('rate', perSecond));
     client = new HttpClient({
       service: 'Cello',
@@ -69,6 +72,7 @@ export function createCelloSource(options: {
       pace,
       retry: { ...DEFAULT_RETRY, maxAttempts: 5, baseDelayMs: 500 },
       maxWaitMs: 10 * 60_000,
+      clock: options.clock,
       onWait: (ms, reason) => options.output.info(`Cello ${reason}: waiting ${formatDuration(ms)}.`),
     });
     api = new CelloApi(client, { accessKeyId, secretAccessKey }, cache);

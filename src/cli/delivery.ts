@@ -1,5 +1,5 @@
 import { DeliveryEngine, type DestinationReport } from '../apply/engine.js';
-import { TokenBucket } from '../apply/limiter.js';
+import { realClock, TokenBucket, type Clock } from '../apply/limiter.js';
 import type { DeliveryQueue } from '../apply/queue.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
@@ -29,15 +29,18 @@ export function createEngine(options: {
   rateMode: RateMode;
   stallTimeoutMs: number;
   onProgress?: (destination: Destination, report: DestinationReport) => void;
+  /** What the limiters, the adaptive rate and the backoffs wait on (RunEnvironment.clock); the real one by default. */
+  clock?: Clock;
 }): DeliveryEngine {
   const { clients, rates } = options;
-  const limiters = new Map([...clients.keys()].map((d) => [d, new TokenBucket(rates[d], burstFor(rates[d]))]));
+  const clock = options.clock ?? realClock;
+  const limiters = new Map([...clients.keys()].map((d) => [d, new TokenBucket(rates[d], burstFor(rates[d]), clock)]));
   const adaptive = new Map<Destination, AdaptiveRate>();
   if (clients.has('customerio') && options.rateMode === 'adaptive') {
     // Customer.io's limit is documented three ways (research/destinations.md §3.3): start at the default and
     // find the rate it takes, up to --rate customerio=N or the documented 1,000 requests/s.
     const ceiling = options.ratesGiven.has('customerio') ? rates.customerio : DEFAULT_CEILINGS.customerio;
-    const rate = new AdaptiveRate({ initial: Math.min(DEFAULT_RATES.customerio, ceiling), ceiling, mode: 'adaptive' });
+    const rate = new AdaptiveRate({ initial: Math.min(DEFAULT_RATES.customerio, ceiling), ceiling, mode: 'adaptive', clock });
     const bucket = limiters.get('customerio')!;
     bucket.setRate(rate.rate, burstFor(rate.rate));
     rate.onChange((next) => bucket.setRate(next, burstFor(next)));
@@ -52,6 +55,7 @@ export function createEngine(options: {
     retry: DEFAULT_RETRY,
     concurrency: new Map([...clients].map(([d, c]) => [d, concurrencyFor(c)])),
     stallTimeoutMs: options.stallTimeoutMs,
+    clock,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
 }

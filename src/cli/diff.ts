@@ -1,3 +1,4 @@
+import type { Clock } from '../apply/limiter.js';
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
 import type { PlanMode } from '../plan/types.js';
@@ -26,12 +27,12 @@ export interface DiffFlags extends CommonFlags, SourceFlags {
 const CHANGES_SHOWN = 10;
 
 /** `referral-sync diff`: the plan `sync` would apply, shown and never sent; the state is opened read-only. */
-export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date): Promise<ExitCode> {
+export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date, clock?: Clock): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   // The rates of the sources it reads (GrowSurf, Cello lookups) apply here too; a bad value is a usage error.
   parseRates(flags.rate);
   parseRateMode(flags.rateMode);
-  const { source, sourceKind, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath);
+  const { source, sourceKind, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath, clock);
   const state = openSqliteStateReadOnly(common.statePath);
   const namespaces = destinationNamespaces(common.config, env);
   try {

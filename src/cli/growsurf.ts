@@ -1,3 +1,4 @@
+import type { Clock } from '../apply/limiter.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
 import { UsageError } from '../errors.js';
 import { formatDuration, HttpClient } from '../http/client.js';
@@ -19,7 +20,7 @@ const DEFAULT_MAX_WAIT_MS = 60 * 60_000;
 
 export function createGrowsurfSource(
   campaignId: string | undefined,
-  options: { rate: number; maxWait?: string; changedSince?: number; env: Env; output: Output },
+  options: { rate: number; maxWait?: string; changedSince?: number; env: Env; output: Output; clock?: Clock },
 ): Source {
   const apiKey = options.env.GROWSURF_API_KEY;
   if (!apiKey) {
@@ -35,7 +36,7 @@ export function createGrowsurfSource(
     { name: 'second', limit: Math.max(1, Math.floor(rate * 5)), windowMs: 5_000 },
     { name: 'minute', limit: MINUTE_LIMIT, windowMs: 60_000 },
     { name: 'hour', limit: HOUR_LIMIT, windowMs: 3_600_000 },
-  ]);
+  ], options.clock);
   const client = new HttpClient({
     service: 'GrowSurf',
     baseUrl,
@@ -45,6 +46,7 @@ export function createGrowsurfSource(
     retry: { ...DEFAULT_RETRY, maxAttempts: 6, baseDelayMs: 1000 },
     maxWaitMs: parseDuration(options.maxWait, DEFAULT_MAX_WAIT_MS, '--max-wait'),
     hooks: growsurfHooks,
+    clock: options.clock,
     onWait: (ms, reason) => options.output.info(`GrowSurf ${reason}: waiting ${formatDuration(ms)} before the next request (--max-wait to stop instead).`),
   });
   const source = growsurfApiSource({ client, campaignId, ...(options.changedSince !== undefined ? { changedSince: options.changedSince } : {}) });

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import type { Clock } from '../apply/limiter.js';
 import { ExitCode, isReferralSyncError } from '../errors.js';
 import { redactUrls } from '../redact.js';
 import { runApply, type ApplyFlags } from './apply-run.js';
@@ -21,6 +22,12 @@ export interface RunEnvironment {
   now: () => Date;
   /** Aborted by the first SIGINT/SIGTERM, with the signal's name as reason: sending commands stop gracefully. */
   interrupt?: AbortSignal;
+  /**
+   * What rate limiters, Retry-After pauses and backoffs wait on (default: the real clock; `main` never sets it).
+   * Tests that run the CLI in-process pass a fake one shared with their fake services, so that a GrowSurf
+   * window or a 429's Retry-After is honoured in the fake's time instead of being waited out for real.
+   */
+  clock?: Clock;
 }
 
 function version(): string {
@@ -137,7 +144,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       ),
     );
   diff.action(async (flags: DiffFlags) => {
-    result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now());
+    result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now(), run.clock);
   });
 
   const sync = addSendingOptions(addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('sync')))), { progress: true }), { dryRun: true })))
@@ -147,7 +154,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', examples('npx referral-sync sync --file export.csv --campaign abc123', 'npx referral-sync sync --source growsurf --campaign abc123 --log-format json'));
   sync.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
+    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
   const backfill = addSendingOptions(addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('backfill')))), { progress: true }), { dryRun: true })))
@@ -157,7 +164,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', examples('npx referral-sync backfill --file export.csv --campaign abc123 --dry-run', 'npx referral-sync backfill --file export.csv --campaign abc123'));
   backfill.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
+    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
   const retry = addSendingOptions(addRateOptions(addOutputOptions(addToOption(addStateOption(program.command('retry'))), { progress: true })))
@@ -167,7 +174,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--json', 'print the summary as JSON')
     .addHelpText('after', examples('npx referral-sync retry', 'npx referral-sync retry --campaign abc123 --to customerio'));
   retry.action(async (flags: RetryFlags) => {
-    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt);
+    result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
   const check = addCustomerioApiOption(addOutputOptions(addToOption(program.command('check')), { progress: false }))

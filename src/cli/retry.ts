@@ -1,4 +1,5 @@
 import type { DestinationReport } from '../apply/engine.js';
+import type { Clock } from '../apply/limiter.js';
 import { requeueRetries } from '../apply/retry-selection.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
@@ -23,7 +24,7 @@ export interface RetryFlags extends CommonFlags, DestinationFlags {
  * identify that newer acknowledged traits replaced is dropped as superseded) and are sent exactly as they were
  * planned, same ids. Each program's lock is taken first, so a sync of that program and a retry never overlap.
  */
-export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output: Output, now: Date, interrupt?: AbortSignal): Promise<ExitCode> {
+export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output: Output, now: Date, interrupt?: AbortSignal, clock?: Clock): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
@@ -57,14 +58,14 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
       state.markCrashedRuns(program, now);
     }
     // As sync does: an unreachable destination or refused credentials stop here, with nothing sent (exit 69).
-    await preflight(clients, output, interrupt);
+    await preflight(clients, output, interrupt, clock);
     const started = performance.now();
     const reports = new Map<Destination, DestinationReport>();
     const superseded: StoredDelivery[] = [];
     let left = 0;
     for (const program of programs) {
       if (interrupt?.aborted) break;
-      const result = await retryProgram({ state, program, unattributed, destinations: common.destinations, clients, rates, rateMode, rateFlag: flags.rate, stallTimeoutMs, now, interrupt });
+      const result = await retryProgram({ state, program, unattributed, destinations: common.destinations, clients, rates, rateMode, rateFlag: flags.rate, stallTimeoutMs, now, interrupt, clock });
       superseded.push(...result.superseded);
       left += result.left;
       for (const [destination, report] of result.reports) reports.set(destination, mergeReports(reports.get(destination), report));
@@ -105,6 +106,7 @@ interface ProgramRetry {
   stallTimeoutMs: number;
   now: Date;
   interrupt: AbortSignal | undefined;
+  clock: Clock | undefined;
 }
 
 /** One program: its failures and its queue's leftovers, sent as one run of that program. */
@@ -113,7 +115,7 @@ async function retryProgram(ctx: ProgramRetry): Promise<{ reports: Map<Destinati
   const runId = state.startRun('retry', ctx.program, ctx.now);
   const queue = state.queue(ctx.program);
   const { resend, superseded } = requeueRetries(state, queue, [...state.retryable(ctx.destinations, ctx.program, ctx.unattributed)], runId, ctx.now);
-  const engine = createEngine({ queue, runId, clients: ctx.clients, rates: ctx.rates, stallTimeoutMs: ctx.stallTimeoutMs, ratesGiven: ratesGiven(ctx.rateFlag), rateMode: ctx.rateMode });
+  const engine = createEngine({ queue, runId, clients: ctx.clients, rates: ctx.rates, stallTimeoutMs: ctx.stallTimeoutMs, ratesGiven: ratesGiven(ctx.rateFlag), rateMode: ctx.rateMode, ...(ctx.clock ? { clock: ctx.clock } : {}) });
   const stop = (): void => engine.stop();
   interrupt?.addEventListener('abort', stop, { once: true });
   engine.start();

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import type { Clock } from '../apply/limiter.js';
 import { defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
 import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../config/defaults.js';
 import { loadConfigFile } from '../config/load.js';
@@ -105,7 +106,7 @@ export interface SourceSettings {
 /** How far back `--quick` looks: GrowSurf caches /referrals for up to 5 minutes, so overlap by more. */
 export const QUICK_SAFETY_MARGIN_MS = 10 * 60_000;
 
-export function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output, statePath?: string): SourceSettings {
+export function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output, statePath?: string, clock?: Clock): SourceSettings {
   const files = flags.file ?? [];
   const kind = (flags.source ?? (files.length > 0 ? 'csv' : env.GROWSURF_API_KEY ? 'growsurf' : undefined))?.toLowerCase();
   if (kind === undefined) {
@@ -140,6 +141,7 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
       output,
       ...(flags.maxWait ? { maxWait: flags.maxWait } : {}),
       ...(changedSince !== undefined ? { changedSince } : {}),
+      clock,
     });
     return { source, sourceKind: 'growsurf', programId: campaign!, programIdDefaulted: false, watermarkSource: 'growsurf' };
   }
@@ -152,7 +154,7 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
     // Cello's productUserId is already the customer's own user id (DESIGN.md §4); exports carry no email.
     if (!config.identityExplicit) config.identity = { kind: 'id' };
     const programId = campaign ?? 'default';
-    const source = createCelloSource({ files, programId, config, env, output, rateFlag: flags.rate, rateMode: flags.rateMode, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}), ...(delimiter ? { delimiter } : {}) });
+    const source = createCelloSource({ files, programId, config, env, output, rateFlag: flags.rate, rateMode: flags.rateMode, enrich: flags.enrich === true, ...(encoding ? { encoding } : {}), ...(delimiter ? { delimiter } : {}), clock });
     return { source, sourceKind: 'cello', programId, programIdDefaulted: campaign === undefined };
   }
   if (files.length === 0) throw new UsageError('--source csv needs --file <path> (one or more exports).');

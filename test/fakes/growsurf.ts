@@ -237,7 +237,7 @@ export class FakeGrowsurf extends FakeService {
 
   private limitHeaders(): Record<string, string> {
     const headers: Record<string, string> = {};
-    const now = performance.now();
+    const now = this.clock.now();
     for (const policy of this.policies) {
       const used = this.accepted.filter((t) => t > now - policy.windowMs).length;
       headers[`growsurf-ratelimit-${policy.name.toLowerCase()}-limit`] = String(policy.limit);
@@ -247,7 +247,7 @@ export class FakeGrowsurf extends FakeService {
   }
 
   private checkPolicies(): { policy: GrowsurfPolicy; waitMs: number } | undefined {
-    const now = performance.now();
+    const now = this.clock.now();
     for (const policy of this.policies) {
       const inWindow = this.accepted.filter((t) => t > now - policy.windowMs);
       if (inWindow.length >= policy.limit) {

@@ -28,7 +28,7 @@ export interface RequestLog {
   byStatus: Map<number | 'dropped' | 'hung', number>;
   /** 429s answered because the rate limit was exceeded (not injected ones). */
   rateLimited: number;
-  /** Arrival time (ms, performance.now) and path of every request. */
+  /** Arrival time (ms, on the fake's `clock`) and path of every request. */
   arrivals: { at: number; path: string }[];
   /** Most TCP connections open at once. */
   maxConnections: number;
@@ -47,13 +47,18 @@ export function seededRandom(seed: number): () => number {
 
 export abstract class FakeService {
   faults: FaultOptions;
+  /**
+   * The fake's time: arrivals, its rate limit and (GrowSurf) its policy windows. Real by default; a test that runs
+   * the CLI in-process with a fake clock (test/support/clock.ts) gives the fake the same one, so both agree.
+   */
+  clock: { now(): number } = { now: () => performance.now() };
   readonly log: RequestLog = { total: 0, byStatus: new Map(), rateLimited: 0, arrivals: [], maxConnections: 0 };
   private server: Server | undefined;
   /** TCP connections open right now (keep-alive ones included). */
   protected openConnections = 0;
   private random: () => number;
   private tokens = 0;
-  private lastRefill = performance.now();
+  private lastRefill: number | undefined;
 
   constructor(faults: FaultOptions = {}) {
     this.faults = faults;
@@ -107,7 +112,7 @@ export abstract class FakeService {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks);
     this.log.total += 1;
-    this.log.arrivals.push({ at: performance.now(), path: (req.url ?? '').split('?')[0] ?? '' });
+    this.log.arrivals.push({ at: this.clock.now(), path: (req.url ?? '').split('?')[0] ?? '' });
     if (this.faults.hangPosts && req.method === 'POST') {
       this.count('hung');
       return;
@@ -144,8 +149,8 @@ export abstract class FakeService {
   }
 
   private takeToken(perSecond: number): boolean {
-    const now = performance.now();
-    this.tokens = Math.min(perSecond, this.tokens + ((now - this.lastRefill) / 1000) * perSecond);
+    const now = this.clock.now();
+    this.tokens = Math.min(perSecond, this.tokens + ((now - (this.lastRefill ?? now)) / 1000) * perSecond);
     this.lastRefill = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;

@@ -1,23 +1,19 @@
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, it, type TestContext } from 'vitest';
 import { FakeCello } from '../fakes/cello.js';
 import type { FaultOptions } from '../fakes/http.js';
 import { lookupTimeline, seedCello, writeCelloProgram, type CelloProgram } from '../support/cello-program.js';
-import { runCli, tempDir } from '../support/cli.js';
+import { runCli, runCliInProcess, tempDir } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 
 const KEY_ID = 'cello_key_id_lookups';
 const SECRET = 'cello_secret_lookups_9c1e';
 
-const fakes: FakeCello[] = [];
-afterEach(async () => {
-  for (const fake of fakes.splice(0)) await fake.stop();
-});
-
-async function startCello(program: CelloProgram, faults: FaultOptions = {}): Promise<{ cello: FakeCello; env: Record<string, string> }> {
+/** A fake Cello for one test, stopped when it finishes (the tests run concurrently: each has its own). */
+async function startCello(onTestFinished: TestContext['onTestFinished'], program: CelloProgram, faults: FaultOptions = {}): Promise<{ cello: FakeCello; env: Record<string, string> }> {
   const cello = new FakeCello(KEY_ID, SECRET, faults);
   seedCello(cello, program);
-  fakes.push(cello);
+  onTestFinished(() => cello.stop());
   const url = await cello.start();
   return { cello, env: { CELLO_ACCESS_KEY_ID: KEY_ID, CELLO_SECRET_ACCESS_KEY: SECRET, CELLO_API_URL: url } };
 }
@@ -36,13 +32,15 @@ function diffArgs(program: CelloProgram, out: string, ...extra: string[]): strin
   return ['diff', '--source', 'cello', '--file', ...program.files, '--enrich', '--to', 'segment', '--json', '--out', out, ...extra];
 }
 
-describe('Cello lookups: concurrent, at an adaptive rate', () => {
-  it('against a Cello with no limit (50 ms a lookup), adaptive lookups run at least 8x the rate of --rate-mode fixed at 5/s, each key asked once, rows in order', async () => {
+// The tests share nothing (own fakes on port 0, own directories) and spend their time at a rate: they run
+// concurrently. The two that measure rates run the built CLI as a child, on the real clock.
+describe.concurrent('Cello lookups: concurrent, at an adaptive rate', () => {
+  it('against a Cello with no limit (50 ms a lookup), adaptive lookups run at least 8x the rate of --rate-mode fixed at 5/s, each key asked once, rows in order', async ({ expect, onTestFinished }) => {
     // Adaptive: 300 referrers, 600 lookups, ceiling --rate cello=200 (the default ceiling of 50 is the bench's
     // case; this keeps the test short). Fixed: a sample of 15 referrers (30 lookups), its rate measured the same way.
     const dir = tempDir();
     const program = writeCelloProgram(dir, 300);
-    const { cello, env } = await startCello(program, { delayMs: 50 });
+    const { cello, env } = await startCello(onTestFinished, program, { delayMs: 50 });
     const out = join(dir, 'plan.jsonl');
     const result = await runCli(diffArgs(program, out, '--rate', 'cello=200'), { cwd: dir, env });
     expect(result.code).toBe(0);
@@ -50,7 +48,7 @@ describe('Cello lookups: concurrent, at an adaptive rate', () => {
 
     const sampleDir = tempDir();
     const sample = writeCelloProgram(sampleDir, 15, 12);
-    const fixedFake = await startCello(sample, { delayMs: 50 });
+    const fixedFake = await startCello(onTestFinished, sample, { delayMs: 50 });
     const fixedRun = await runCli(diffArgs(sample, join(sampleDir, 'plan.jsonl'), '--rate-mode', 'fixed'), { cwd: sampleDir, env: fixedFake.env });
     expect(fixedRun.code).toBe(0);
     const fixed = lookupTimeline(fixedFake.cello);
@@ -86,11 +84,11 @@ describe('Cello lookups: concurrent, at an adaptive rate', () => {
     expect(result.stdout + result.stderr + fixedRun.stdout + fixedRun.stderr).not.toContain(SECRET);
   });
 
-  it('against a Cello that allows 20 requests/s, the rate settles near 20 with few 429s, and every lookup still succeeds', async () => {
+  it('against a Cello that allows 20 requests/s, the rate settles near 20 with few 429s, and every lookup still succeeds', async ({ expect, onTestFinished }) => {
     const limit = 20;
     const dir = tempDir();
     const program = writeCelloProgram(dir, 150, 13);
-    const { cello, env } = await startCello(program, { rateLimitPerSecond: limit });
+    const { cello, env } = await startCello(onTestFinished, program, { rateLimitPerSecond: limit });
     const out = join(dir, 'plan.jsonl');
     const result = await runCli(diffArgs(program, out), { cwd: dir, env });
     expect(result.code).toBe(0);
@@ -114,12 +112,13 @@ describe('Cello lookups: concurrent, at an adaptive rate', () => {
     expect(identifies.every((l) => typeof (l.payload.traits as Record<string, unknown>).referral_link === 'string')).toBe(true);
   });
 
-  it('renews a token once per expiry, however many lookups in flight it fails for', async () => {
+  it('renews a token once per expiry, however many lookups in flight it fails for', async ({ expect, onTestFinished }) => {
     const dir = tempDir();
     const program = writeCelloProgram(dir, 100, 14);
-    const { cello, env } = await startCello(program, { delayMs: 20 });
+    const { cello, env } = await startCello(onTestFinished, program, { delayMs: 20 });
     cello.tokenUses = 20;
-    const result = await runCli(diffArgs(program, join(dir, 'plan.jsonl'), '--rate', 'cello=1000'), { cwd: dir, env });
+    // Not about rates: in-process, its limiter's waits skipped (test/support/cli.ts), the lookups as concurrent.
+    const result = await runCliInProcess(diffArgs(program, join(dir, 'plan.jsonl'), '--rate', 'cello=1000'), { cwd: dir, env });
     expect(result.code).toBe(0);
     // Every lookup answered once; 16 in flight when a token runs out all come back 401 and share one renewal.
     expect([...cello.lookups.values()].reduce((a, b) => a + b, 0)).toBe(program.lookups);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeCello } from '../fakes/cello.js';
-import { FIXTURES, runCli, tempDir, writeCsv } from '../support/cli.js';
+import { FIXTURES, runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -39,7 +39,7 @@ describe('Cello exports', () => {
   it('identifies referrers and referred users, and sends Referral Made on referrers at the signup time', async () => {
     services = await startServices();
     const cwd = tempDir();
-    const result = await runCli(['sync', '--source', 'cello', '--file', join(CELLO, 'event_details_aggregates-daily.csv'), SIGNUPS, join(CELLO, 'event_details_aggregates-all.csv')], {
+    const result = await runCliInProcess(['sync', '--source', 'cello', '--file', join(CELLO, 'event_details_aggregates-daily.csv'), SIGNUPS, join(CELLO, 'event_details_aggregates-all.csv')], {
       cwd,
       env: services.env,
     });
@@ -71,22 +71,22 @@ describe('Cello exports', () => {
     const cwd = tempDir();
     writeFileSync(join(cwd, 'referral-sync.config.json'), JSON.stringify({ cello: { tierBasis: 'purchases' } }));
     const out = join(cwd, 'plan.jsonl');
-    expect((await runCli(['diff', '--source', 'cello', '--file', CELLO, '--out', out, '--to', 'segment'], { cwd })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--out', out, '--to', 'segment'], { cwd })).code).toBe(0);
     const champion = readPlan(out).find((l) => l.kind === 'identify' && l.userId === 'usr_1000')!;
     expect(champion.payload.traits).toMatchObject({ referral_count: 5, referral_tier: 'power_referrer' });
   });
 
   it('says clearly what is wrong with a missing file or a file of the wrong kind', async () => {
     const cwd = tempDir();
-    const missing = await runCli(['diff', '--source', 'cello', '--file', 'exports/conv_signups.csv'], { cwd });
+    const missing = await runCliInProcess(['diff', '--source', 'cello', '--file', 'exports/conv_signups.csv'], { cwd });
     expect(missing.code).toBe(64);
     expect(missing.stderr).toContain('error: File not found: exports/conv_signups.csv');
     const growsurf = join(FIXTURES, 'growsurf', 'participants.csv');
-    const wrong = await runCli(['diff', '--source', 'cello', '--file', growsurf], { cwd });
+    const wrong = await runCliInProcess(['diff', '--source', 'cello', '--file', growsurf], { cwd });
     expect(wrong.code).toBe(64);
     expect(wrong.stderr).toContain(`error: ${growsurf} is a GrowSurf participant export, not a Cello export: read it without --source cello`);
     const other = writeCsv(cwd, 'other.csv', [{ id: 'u1', name: 'Ann' }]);
-    const unknown = await runCli(['diff', '--source', 'cello', '--file', other], { cwd });
+    const unknown = await runCliInProcess(['diff', '--source', 'cello', '--file', other], { cwd });
     expect(unknown.code).toBe(65);
     expect(unknown.stderr).toContain(`error: ${other} is not a Cello export (conv_signups: datetime, productuserid, campaign_ucc, newuserproductuserid, status;`);
     expect(unknown.stderr).toContain('its 2 columns, read as comma-separated, are: id, name.');
@@ -98,7 +98,7 @@ describe('Cello --enrich', () => {
     const celloEnv = await startCello();
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment'], { cwd, env: celloEnv });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment'], { cwd, env: celloEnv });
     expect(result.code).toBe(0);
     const codes = new Set(included.map((r) => r.campaign_ucc));
     const referrers = new Set(included.map((r) => r.productuserid));
@@ -116,13 +116,13 @@ describe('Cello --enrich', () => {
     services = await startServices();
     const cwd = tempDir();
     const env = { ...celloEnv, ...services.env };
-    expect((await runCli(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
     const asked = [...cello!.lookups.values()].reduce((a, b) => a + b, 0);
     expect(asked).toBeGreaterThan(0);
-    expect((await runCli(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env })).code).toBe(0);
     expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
     // diff reads the same cache and leaves the state alone.
-    expect((await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--detailed-exitcode'], { cwd, env })).code).toBe(0);
     expect([...cello!.lookups.values()].reduce((a, b) => a + b, 0)).toBe(asked);
   });
 
@@ -130,7 +130,7 @@ describe('Cello --enrich', () => {
     const celloEnv = await startCello();
     cello!.tokenUses = 5;
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--to', 'segment'], { cwd, env: celloEnv });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--to', 'segment'], { cwd, env: celloEnv });
     expect(result.code).toBe(0);
     expect(cello!.tokensIssued).toBeGreaterThan(1);
   });
@@ -141,7 +141,7 @@ describe('Cello --enrich', () => {
     cello!.codes.delete(badCode);
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment', '--json'], { cwd, env: celloEnv });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich', '--out', out, '--to', 'segment', '--json'], { cwd, env: celloEnv });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { warningSamples: { reason: string }[] };
     const friend = included.find((r) => r.campaign_ucc === badCode)!.newuserproductuserid!;
@@ -155,7 +155,7 @@ describe('Cello --enrich', () => {
       const celloEnv = await startCello();
       cello!.tokenErrorShape = shape;
       const cwd = tempDir();
-      const result = await runCli(['diff', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env: { ...celloEnv, CELLO_SECRET_ACCESS_KEY: 'wrong_secret_value_1' } });
+      const result = await runCliInProcess(['diff', '--source', 'cello', '--file', CELLO, '--enrich'], { cwd, env: { ...celloEnv, CELLO_SECRET_ACCESS_KEY: 'wrong_secret_value_1' } });
       expect(result.code).toBe(69);
       expect(result.stderr.split('\n')[0]).toBe(`error: Cello refused the access keys (${shape === 'nestjs' ? '401: Invalid API Credentials' : '400: Invalid credentials'}).`);
       expect(result.stderr).not.toContain('wrong_secret_value_1');

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, runCli, tempDir } from '../support/cli.js';
+import { BIN, runCli, runCliInProcess, tempDir } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
 import type { PlanLine } from '../support/plan.js';
@@ -23,16 +23,19 @@ describe('crash and resume', () => {
     const cwd = tempDir();
     const file = writeProgram(cwd, 20_000, 21);
     const env = { PATH: process.env.PATH ?? '', CI: 'true', ...services.env };
-    const planPath = join(cwd, 'plan.jsonl');
-    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
+
+    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, ...RATES], { cwd, env, stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    // The plan of the same file against the same empty state, computed while the backfill runs (in a directory of
+    // its own: the backfill's state fills up meanwhile) rather than before it, in a process of its own.
+    const planDir = tempDir();
+    const planPath = join(planDir, 'plan.jsonl');
+    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd: planDir, env: services.env })).code).toBe(0);
     const plan = readFileSync(planPath, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as PlanLine);
     const segmentPlanned = plan.filter((l) => l.destination === 'segment');
-
-    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, ...RATES], { cwd, env, stdio: 'ignore' });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     // Kill it in the middle: once a third of Segment's messages have arrived.
     while (services.segment.arrivals.length < segmentPlanned.length / 3) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGKILL');
@@ -83,7 +86,7 @@ describe('crash and resume', () => {
     for (const id of segment.arrivals) seen.set(id, (seen.get(id) ?? 0) + 1);
     for (const [id, count] of seen) if (count > 1) expect(sentSegmentIds.has(id)).toBe(false);
 
-    const status = await runCli(['status', '--json'], { cwd });
+    const status = await runCliInProcess(['status', '--json'], { cwd });
     const runs = (JSON.parse(status.stdout) as { runs: { command: string; status: string }[] }).runs;
     expect(runs.map((r) => `${r.command} ${r.status}`)).toEqual(['backfill succeeded', 'backfill crashed']);
   }, 180_000);

@@ -1,18 +1,18 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, startCli, tempDir } from '../support/cli.js';
+import { describe, expect, it } from 'vitest';
+import { runCli, runCliInProcess, startCli, tempDir } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
-import { startServices, type Services } from '../support/services.js';
+import { startServicesFor } from '../support/services.js';
 
-/** Issue 9: destinations at their own pace, a bounded wait on a hung one, and a graceful stop. */
-
-let services: Services | undefined;
-afterEach(async () => {
-  await services?.stop();
-  services = undefined;
-});
+/**
+ * Issue 9: destinations at their own pace, a bounded wait on a hung one, and a graceful stop.
+ *
+ * The tests share nothing (each has its own fakes on port 0 and its own directory), so they run concurrently:
+ * most of their time is real time spent at a rate or in a wait. What is about real timing or the process (rates,
+ * the stall bound, signals) runs the built CLI as a child on the real clock; the other runs go in-process.
+ */
 
 function lastArrival(log: { arrivals: { at: number; path: string }[] }, path: RegExp): number {
   return Math.max(...log.arrivals.filter((a) => path.test(a.path)).map((a) => a.at));
@@ -20,7 +20,7 @@ function lastArrival(log: { arrivals: { at: number; path: string }[] }, path: Re
 
 async function plannedIds(cwd: string, file: string, env: Record<string, string>): Promise<{ segment: string[]; customerioEvents: string[] }> {
   const out = join(cwd, 'plan.jsonl');
-  expect((await runCli(['diff', '--file', file, '--out', out, '--quiet'], { cwd, env })).code).toBe(0);
+  expect((await runCliInProcess(['diff', '--file', file, '--out', out, '--quiet'], { cwd, env })).code).toBe(0);
   const plan = readPlan(out);
   return {
     segment: plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string),
@@ -28,9 +28,9 @@ async function plannedIds(cwd: string, file: string, env: Record<string, string>
   };
 }
 
-describe('independent destinations', () => {
-  it('with Segment at 10 events/s, Customer.io finishes in under 30% of Segment’s time', async () => {
-    services = await startServices();
+describe.concurrent('independent destinations', () => {
+  it('with Segment at 10 events/s, Customer.io finishes in under 30% of Segment’s time', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 40);
     const started = performance.now();
@@ -42,8 +42,8 @@ describe('independent destinations', () => {
     expect(customerioTime).toBeLessThan(0.3 * segmentTime);
   }, 60_000);
 
-  it('with Segment hung, Customer.io completes, the run ends within the stall bound with exit 1, and a later run delivers everything once', async () => {
-    services = await startServices({ segment: { hangPosts: true } });
+  it('with Segment hung, Customer.io completes, the run ends within the stall bound with exit 1, and a later run delivers everything once', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished, { segment: { hangPosts: true } });
     const cwd = tempDir();
     const file = writeProgram(cwd, 300, 5);
     const planned = await plannedIds(cwd, file, services.env);
@@ -64,6 +64,7 @@ describe('independent destinations', () => {
     // Segment healthy again: the next run delivers every Segment message exactly once, and nothing to Customer.io twice.
     services.segment.setFaults({});
     const cioBefore = services.customerio.eventArrivals.length;
+    // Spawned on the real clock, as it always was: the requeued Segment work is paced while this run plans.
     const again = await runCli(['sync', '--file', file], { cwd, env: services.env });
     expect(again.code).toBe(0);
     expect([...services.segment.arrivals].sort()).toEqual([...planned.segment].sort());
@@ -73,15 +74,15 @@ describe('independent destinations', () => {
   }, 60_000);
 });
 
-describe('bisection of refused batches', () => {
-  it('one refused person in a 600-person Segment sync leaves 599 delivered; only theirs end dead, with Segment’s reason', async () => {
-    services = await startServices();
+describe.concurrent('bisection of refused batches', () => {
+  it('one refused person in a 600-person Segment sync leaves 599 delivered; only theirs end dead, with Segment’s reason', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 600, 13);
     const planned = await plannedIds(cwd, file, services.env);
     const bad = 'member77.s13@example.com';
     services.segment.rejectMessage = (m) => (m.userId === bad ? 400 : undefined);
-    const result = await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
     expect(result.code).toBe(1);
     const delivered = new Set(services.segment.identifies().map((m) => m.userId));
     expect(delivered.size).toBe(599);
@@ -98,30 +99,30 @@ describe('bisection of refused batches', () => {
     expect(new Set(services.segment.arrivals).size).toBe(planned.segment.length - dead.length);
   }, 60_000);
 
-  it('a Customer.io v2 batch refused with 400 is split until the refused operation is alone', async () => {
-    services = await startServices();
+  it('a Customer.io v2 batch refused with 400 is split until the refused operation is alone', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 150, 17);
     const bad = 'member40.s17@example.com';
     services.customerio.refuseRequest = (ops) =>
       ops.some((op) => op.action === 'identify' && op.identifiers?.email === bad) ? { reason: 'invalid', field: 'identifiers', message: 'person refused' } : undefined;
-    const result = await runCli(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env });
     expect(result.code).toBe(1);
     expect(services.customerio.people.size).toBe(149);
     expect(services.customerio.people.has(`email:${bad}`)).toBe(false);
-    const status = await runCli(['status', '--json'], { cwd });
+    const status = await runCliInProcess(['status', '--json'], { cwd });
     const problems = (JSON.parse(status.stdout) as { problems: { userId: string; status: string; lastError: string }[] }).problems;
     expect(problems).toEqual([expect.objectContaining({ userId: bad, status: 'dead', lastError: expect.stringContaining('person refused') as unknown })]);
   }, 60_000);
 });
 
-describe('one owner of retries', () => {
-  it('a Segment 429 with Retry-After is waited out by the engine (no attempt used) and every message arrives once', async () => {
-    services = await startServices({ segment: { rate429: 0.3, retryAfterSeconds: 1, seed: 3 } });
+describe.concurrent('one owner of retries', () => {
+  it('a Segment 429 with Retry-After is waited out by the engine (no attempt used) and every message arrives once', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished, { segment: { rate429: 0.3, retryAfterSeconds: 1, seed: 3 } });
     const cwd = tempDir();
     const file = writeProgram(cwd, 200, 19);
     const planned = await plannedIds(cwd, file, services.env);
-    const result = await runCli(['sync', '--file', file, '--to', 'segment', '--json'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--to', 'segment', '--json'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     expect(services.segment.log.byStatus.get(429)).toBeGreaterThan(0);
     expect([...services.segment.arrivals].sort()).toEqual([...planned.segment].sort());
@@ -131,9 +132,9 @@ describe('one owner of retries', () => {
   }, 60_000);
 });
 
-describe('adaptive rate for Customer.io', () => {
-  it('v1 against a Customer.io limited to 30 requests/s: the rate settles near it, 429s stay few, everything arrives once', async () => {
-    services = await startServices({ customerio: { rateLimitPerSecond: 30 } });
+describe.concurrent('adaptive rate for Customer.io', () => {
+  it('v1 against a Customer.io limited to 30 requests/s: the rate settles near it, 429s stay few, everything arrives once', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished, { customerio: { rateLimitPerSecond: 30 } });
     const cwd = tempDir();
     const file = writeProgram(cwd, 120, 23);
     const planned = await plannedIds(cwd, file, services.env);
@@ -148,9 +149,9 @@ describe('adaptive rate for Customer.io', () => {
   }, 90_000);
 });
 
-describe('graceful stop', () => {
-  it('with nothing on the wire (waiting for the rate limit), a signal ends the run at once, not after the 10 s grace', async () => {
-    services = await startServices();
+describe.concurrent('graceful stop', () => {
+  it('with nothing on the wire (waiting for the rate limit), a signal ends the run at once, not after the 10 s grace', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 100, 31);
     const { child, exited } = startCli(['sync', '--file', file, '--to', 'segment', '--rate', 'segment=2', '--rate-mode', 'fixed'], cwd, services.env);
@@ -159,29 +160,29 @@ describe('graceful stop', () => {
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     expect(performance.now() - signalled).toBeLessThan(5_000);
-    const status = await runCli(['status', '--json'], { cwd });
+    const status = await runCliInProcess(['status', '--json'], { cwd });
     expect((JSON.parse(status.stdout) as { runs: { status: string }[] }).runs[0]!.status).toBe('interrupted');
   }, 60_000);
 
-  it('retry reports what it resent, and --log-format json keeps usage errors JSON', async () => {
-    services = await startServices();
+  it('retry reports what it resent, and --log-format json keeps usage errors JSON', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 20, 37);
     services.segment.rejectMessage = (m) => (m.type === 'track' ? 400 : undefined);
-    expect((await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    expect((await runCliInProcess(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
     services.segment.rejectMessage = undefined;
-    const retry = await runCli(['retry', '--to', 'segment'], { cwd, env: services.env });
+    const retry = await runCliInProcess(['retry', '--to', 'segment'], { cwd, env: services.env });
     expect(retry.code).toBe(0);
     const tracks = services.segment.tracks().length;
     expect(tracks).toBeGreaterThan(0);
     expect(retry.stdout).toContain(`referral-sync retry: ${tracks} deliveries retried, ${tracks} went through (program default)`);
-    const usage = await runCli(['diff', '--file', file, '--bogus', '--log-format', 'json'], { cwd });
+    const usage = await runCliInProcess(['diff', '--file', file, '--bogus', '--log-format', 'json'], { cwd });
     expect(usage.code).toBe(64);
     for (const line of usage.stderr.trim().split('\n')) expect(JSON.parse(line)).toMatchObject({ level: 'error', exitCode: 64 });
   }, 60_000);
 
-  it('with --log-format json every stderr line after SIGINT is a JSON object, the last one saying what is left', async () => {
-    services = await startServices();
+  it('with --log-format json every stderr line after SIGINT is a JSON object, the last one saying what is left', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 1500, 29);
     const { child, exited, stderr } = startCli(['sync', '--file', file, '--rate', 'segment=200', '--log-format', 'json'], cwd, services.env);
@@ -198,8 +199,8 @@ describe('graceful stop', () => {
     expect(lines.some((l) => l.message.startsWith('SIGINT: stopping after the requests in flight'))).toBe(true);
   }, 60_000);
 
-  it('SIGTERM mid-run exits 143 within 15 s with one line, status says interrupted, and the re-run resends nothing acknowledged', async () => {
-    services = await startServices();
+  it('SIGTERM mid-run exits 143 within 15 s with one line, status says interrupted, and the re-run resends nothing acknowledged', async ({ expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished);
     const cwd = tempDir();
     const file = writeProgram(cwd, 3000, 9);
     const planned = await plannedIds(cwd, file, services.env);
@@ -219,11 +220,11 @@ describe('graceful stop', () => {
       (db.prepare(`SELECT key FROM deliveries WHERE destination = 'segment' AND status = 'sent'`).all() as { key: string }[]).map((r) => `rs1-${r.key.slice(0, 40)}`),
     );
     db.close();
-    const status = await runCli(['status', '--json'], { cwd });
+    const status = await runCliInProcess(['status', '--json'], { cwd });
     expect((JSON.parse(status.stdout) as { runs: { status: string }[] }).runs[0]!.status).toBe('interrupted');
 
     const before = services.segment.arrivals.length;
-    const resumed = await runCli(['backfill', '--file', file, '--rate', 'segment=5000,customerio=500'], { cwd, env: services.env });
+    const resumed = await runCliInProcess(['backfill', '--file', file, '--rate', 'segment=5000,customerio=500'], { cwd, env: services.env });
     expect(resumed.code).toBe(0);
     expect(services.segment.arrivals.slice(before).filter((id) => acknowledged.has(id))).toEqual([]);
     expect(new Set(services.segment.arrivals)).toEqual(new Set(planned.segment));

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, FIXTURES, runCli, tempDir } from '../support/cli.js';
+import { BIN, FIXTURES, runCliInProcess, tempDir } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
 import { CIO_KEY, CIO_SITE, SEGMENT_KEY, startServices, type Services } from '../support/services.js';
 
@@ -33,7 +33,7 @@ describe('permanent errors', () => {
     services.customerio.rejectOperation = (op) => (op.identifiers?.email && refused.has(op.identifiers.email) ? 'attribute value too long' : undefined);
     services.segment.rejectMessage = (m) => (m.userId === 'jian.yang@example.com' ? 400 : undefined);
 
-    const sync = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const sync = await runCliInProcess(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(sync.code).toBe(1);
     // The run's verdict is its last line, on stderr, with the exit code and the commands that help.
     expect(sync.stderr.trim().split('\n').at(-1)).toMatch(
@@ -48,24 +48,24 @@ describe('permanent errors', () => {
     expect(segmentDead.length).toBeGreaterThan(0);
     expect(segmentDead.every((r) => String(r.last_error).includes('[400]'))).toBe(true);
 
-    const status = await runCli(['status'], { cwd });
+    const status = await runCliInProcess(['status'], { cwd });
     expect(status.stdout).toContain('jian.yang@example.com');
     expect(status.stdout).toContain('attribute value too long');
 
     // Nothing changes until someone fixes it: the next sync does not resend dead deliveries.
     const before = services.customerio.eventArrivals.length;
-    const idle = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const idle = await runCliInProcess(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(services.customerio.eventArrivals.length).toBe(before);
     expect(idle.code).toBe(0);
 
     services.customerio.rejectOperation = undefined;
     services.segment.rejectMessage = undefined;
-    const retry = await runCli(['retry', '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const retry = await runCliInProcess(['retry', '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(retry.code).toBe(0);
     expect(retry.stdout).toContain(`referral-sync retry: ${dead.length} deliveries retried, ${dead.length} went through (program grsf_demo)`);
     expect(services.customerio.people.get('email:jian.yang@example.com')).toMatchObject({ referral_tier: 'new_participant' });
     expect(stateRows(join(cwd, '.referral-sync', 'state.db'), `SELECT * FROM deliveries WHERE status != 'sent'`)).toEqual([]);
-    const final = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const final = await runCliInProcess(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(final.stdout).toMatch(/Segment\s+0\s+146/);
   });
 });
@@ -74,11 +74,11 @@ describe('credentials', () => {
   it('check exits 69 with one sentence when Customer.io refuses the key, and 0 when it accepts it', async () => {
     services = await startServices();
     const cwd = tempDir();
-    const bad = await runCli(['check'], { cwd, env: { ...services.env, CUSTOMERIO_API_KEY: 'wrong-key-value-123' } });
+    const bad = await runCliInProcess(['check'], { cwd, env: { ...services.env, CUSTOMERIO_API_KEY: 'wrong-key-value-123' } });
     expect(bad.code).toBe(69);
     expect(bad.stdout).toContain('FAIL Customer.io refused the site id and API key (401).');
     expect(bad.stdout + bad.stderr).not.toContain('wrong-key-value-123');
-    const good = await runCli(['check'], { cwd, env: services.env });
+    const good = await runCliInProcess(['check'], { cwd, env: services.env });
     expect(good.code).toBe(0);
     expect(good.stdout).toContain('ok   Customer.io accepted the site id and API key');
     expect(good.stdout).toContain('Segment accepts any write key with 200, so the key itself cannot be checked');
@@ -89,7 +89,7 @@ describe('credentials', () => {
   it('sync with a refused Customer.io key exits 69 before anything is marked sent', async () => {
     services = await startServices();
     const cwd = tempDir();
-    const result = await runCli(['sync', '--file', FIXTURE], { cwd, env: { ...services.env, CUSTOMERIO_API_KEY: 'wrong-key-value-123' } });
+    const result = await runCliInProcess(['sync', '--file', FIXTURE], { cwd, env: { ...services.env, CUSTOMERIO_API_KEY: 'wrong-key-value-123' } });
     expect(result.code).toBe(69);
     expect(result.stderr.split('\n')[0]).toBe('error: Customer.io refused the site id and API key (401).');
     expect(services.segment.arrivals).toEqual([]);
@@ -99,7 +99,7 @@ describe('credentials', () => {
 
   it('exits 64 naming the variables when credentials are missing', async () => {
     const cwd = tempDir();
-    const result = await runCli(['sync', '--file', FIXTURE], { cwd });
+    const result = await runCliInProcess(['sync', '--file', FIXTURE], { cwd });
     expect(result.code).toBe(64);
     expect(result.stderr).toContain('Missing credentials: set SEGMENT_WRITE_KEY (for Segment) and CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (for Customer.io).');
   });
@@ -109,11 +109,11 @@ describe('credentials', () => {
     const cwd = tempDir();
     services.customerio.rejectOperation = (op) => (op.name === 'referral_converted' ? 'nope' : undefined);
     const outputs = [
-      await runCli(['sync', '--file', FIXTURE, '--log-format', 'json', '--verbose'], { cwd, env: services.env }),
-      await runCli(['diff', '--file', FIXTURE, '--out', join(cwd, 'plan.jsonl'), '--verbose'], { cwd, env: services.env }),
-      await runCli(['status', '--json'], { cwd, env: services.env }),
-      await runCli(['check', '--verbose'], { cwd, env: services.env }),
-      await runCli(['retry'], { cwd, env: services.env }),
+      await runCliInProcess(['sync', '--file', FIXTURE, '--log-format', 'json', '--verbose'], { cwd, env: services.env }),
+      await runCliInProcess(['diff', '--file', FIXTURE, '--out', join(cwd, 'plan.jsonl'), '--verbose'], { cwd, env: services.env }),
+      await runCliInProcess(['status', '--json'], { cwd, env: services.env }),
+      await runCliInProcess(['check', '--verbose'], { cwd, env: services.env }),
+      await runCliInProcess(['retry'], { cwd, env: services.env }),
     ];
     const files = [join(cwd, 'plan.jsonl'), ...readdirSync(join(cwd, '.referral-sync')).map((f) => join(cwd, '.referral-sync', f))];
     const everything = outputs.map((o) => o.stdout + o.stderr).join('\n') + files.map((f) => readFileSync(f).toString('latin1')).join('\n');
@@ -132,7 +132,7 @@ describe('lock', () => {
     // Wait until the first run holds the lock (its first requests reach the fakes).
     while (services.segment.log.total + services.customerio.log.total < 3) await new Promise((r) => setTimeout(r, 50));
     const started = Date.now();
-    const second = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const second = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(second.code).toBe(75);
     expect(second.stderr).toMatch(/^error: Another run holds the lock on program default in .+ \(sync, pid \d+ on [^,]+, since [^)]+\)\.\nWait for it to finish; if that run is gone for good, free its lock with: npx referral-sync unlock --campaign default\n$/);
     expect(Date.now() - started).toBeLessThan(5000);

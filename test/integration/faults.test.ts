@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, tempDir } from '../support/cli.js';
+import { runCliInProcess, tempDir } from '../support/cli.js';
+import { SkipClock } from '../support/clock.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
 import { readPlan } from '../support/plan.js';
@@ -21,15 +22,20 @@ describe('delivery under faults', () => {
     ['v1', 150],
   ])('Customer.io %s, %i participants: every operation delivered exactly once by id despite 5xx, 429 and dropped connections', async (api, size) => {
     services = await startServices({ segment: { ...FAULTS, seed: 11 }, customerio: { ...FAULTS, seed: 12 } });
+    // The engine honours each Retry-After (the whole bucket pauses) and backs off after each 5xx and drop on a
+    // clock that skips those waits: the same requests, retries and outcomes, without sitting out ~20 s of pauses.
+    const clock = new SkipClock();
+    services.segment.clock = clock;
+    services.customerio.clock = clock;
     const cwd = tempDir();
     const file = writeProgram(cwd, size);
     const planPath = join(cwd, 'plan.jsonl');
-    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
     const plan = readPlan(planPath);
 
     // Fixed rates: the injected 429s come whatever the pace, and an adaptive rate would rightly slow down for
     // each (engine.test.ts covers that); this test is about exactly-once delivery under faults.
-    const result = await runCli(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000', '--rate-mode', 'fixed'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000', '--rate-mode', 'fixed'], { cwd, env: services.env, clock });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
 
@@ -51,7 +57,7 @@ describe('delivery under faults', () => {
     const cioIdentifies = plan.filter((l) => l.destination === 'customerio' && l.kind === 'identify').length;
     expect(customerio.people.size).toBe(cioIdentifies);
 
-    const status = await runCli(['status', '--json'], { cwd });
+    const status = await runCliInProcess(['status', '--json'], { cwd });
     const deliveries = (JSON.parse(status.stdout) as { deliveries: { destination: string; status: string; count: number }[] }).deliveries;
     expect(deliveries).toEqual([
       { destination: 'customerio', status: 'sent', count: plan.filter((l) => l.destination === 'customerio').length },

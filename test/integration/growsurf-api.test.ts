@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeGrowsurf, generateGrowsurfProgram, type GrowsurfProgram } from '../fakes/growsurf.js';
-import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
+import { SkipClock } from '../support/clock.js';
 import { readPlan } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -56,10 +57,10 @@ describe('GrowSurf API source', () => {
     const file = exportOf(program, cwd);
     const fromApi = join(cwd, 'api.jsonl');
     const fromCsv = join(cwd, 'csv.jsonl');
-    const api = await runCli(['diff', '--source', 'growsurf', '--out', fromApi, '--quiet'], { cwd, env: gsEnv });
+    const api = await runCliInProcess(['diff', '--source', 'growsurf', '--out', fromApi, '--quiet'], { cwd, env: gsEnv });
     expect(api.stderr).toBe('');
     expect(api.code).toBe(0);
-    expect((await runCli(['diff', '--file', file, '--campaign', program.campaignId, '--out', fromCsv, '--quiet'], { cwd })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--file', file, '--campaign', program.campaignId, '--out', fromCsv, '--quiet'], { cwd })).code).toBe(0);
     const sortLines = (path: string): string[] => readPlan(path).map((l) => JSON.stringify(l)).sort();
     const apiPlan = sortLines(fromApi);
     expect(apiPlan.length).toBeGreaterThan(900);
@@ -69,8 +70,8 @@ describe('GrowSurf API source', () => {
     const viaApi = await startServices();
     const viaCsv = await startServices();
     services = [viaApi, viaCsv];
-    expect((await runCli(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db'), '--rate', 'growsurf=50,segment=20000'], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
-    expect((await runCli(['sync', '--file', file, '--campaign', program.campaignId, '--state', join(cwd, 'c.db')], { cwd, env: viaCsv.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'growsurf', '--state', join(cwd, 'a.db'), '--rate', 'growsurf=50,segment=20000'], { cwd, env: { ...gsEnv, ...viaApi.env } })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file, '--campaign', program.campaignId, '--state', join(cwd, 'c.db')], { cwd, env: viaCsv.env })).code).toBe(0);
     const content = (s: Services): string[] =>
       [...s.segment.messages.values()].map((m) => JSON.stringify([m.messageId, m.type, m.userId, m.event, m.traits, m.properties])).sort();
     expect(content(viaApi)).toEqual(content(viaCsv));
@@ -80,7 +81,11 @@ describe('GrowSurf API source', () => {
 
   it('pages 20,000 participants within 30 requests / 5 s and 3 connections: no 429, each participant once', async () => {
     const program = generateGrowsurfProgram(20_000, 9);
+    // The CLI's limiter and the fake's policy windows on one clock whose waits are skipped: the ~70 s of windows
+    // this scan must sit out pass at once, and the fake still refuses any request a window has no room for.
+    const clock = new SkipClock();
     const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.clock = clock;
       // GrowSurf's tighter documented second policy, and the minute limit of its newer docs (announced in headers).
       fake.policies = [
         { name: 'SECOND', limit: 30, windowMs: 5_000 },
@@ -89,7 +94,7 @@ describe('GrowSurf API source', () => {
     });
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment'], { cwd, env: gsEnv, clock });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { participants: number; warnings: number };
     expect(summary.participants).toBe(20_000);
@@ -100,17 +105,24 @@ describe('GrowSurf API source', () => {
     expect(growsurf!.log.rateLimited).toBe(0);
     expect(growsurf!.log.maxConnections).toBeLessThanOrEqual(2);
     expect(growsurf!.requestsByKind.get('participants')).toBe(200);
-    console.log(`growsurf: 20,000 participants in ${growsurf!.log.total} requests (${growsurf!.requestsByKind.get('participants')} participant pages, ${growsurf!.requestsByKind.get('referrals')} referral pages)`);
+    const arrivals = growsurf!.log.arrivals;
+    const span = (arrivals.at(-1)!.at - arrivals[0]!.at) / 1000;
+    console.log(
+      `growsurf: 20,000 participants in ${growsurf!.log.total} requests (${growsurf!.requestsByKind.get('participants')} participant pages, ${growsurf!.requestsByKind.get('referrals')} referral pages) over ${span.toFixed(0)} s of the fake clock, ${(clock.slept.ms / 1000).toFixed(0)} s of it waited out by skipping`,
+    );
   }, 180_000);
 
   it('still reads every participant exactly once through 429s, 5xx and dropped connections', async () => {
     const program = generateGrowsurfProgram(2_500, 5);
+    // Retry-After and the backoffs after 5xx and drops are honoured on a clock that skips them (see above).
+    const clock = new SkipClock();
     const gsEnv = await startGrowsurf(program, (fake) => {
+      fake.clock = clock;
       fake.setFaults({ error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRate: 0.05, seed: 8 });
     });
     const cwd = tempDir();
     const out = join(cwd, 'plan.jsonl');
-    const result = await runCli(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment', '--rate', 'growsurf=50'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--out', out, '--json', '--to', 'segment', '--rate', 'growsurf=50'], { cwd, env: gsEnv, clock });
     expect(result.code).toBe(0);
     expect((growsurf!.log.byStatus.get(503) ?? 0) + (growsurf!.log.byStatus.get(500) ?? 0) + (growsurf!.log.byStatus.get(502) ?? 0)).toBeGreaterThan(0);
     expect(growsurf!.log.byStatus.get('dropped') ?? 0).toBeGreaterThan(0);
@@ -128,7 +140,7 @@ describe('GrowSurf API shapes', () => {
     for (const servesReferredBy of [false, true]) {
       const gsEnv = await startGrowsurf(program, (fake) => (fake.servesReferredBy = servesReferredBy));
       const out = join(cwd, `plan-${servesReferredBy}.jsonl`);
-      expect((await runCli(['diff', '--source', 'growsurf', '--out', out, '--quiet', '--to', 'segment'], { cwd, env: gsEnv })).code).toBe(0);
+      expect((await runCliInProcess(['diff', '--source', 'growsurf', '--out', out, '--quiet', '--to', 'segment'], { cwd, env: gsEnv })).code).toBe(0);
       plans.push(readPlan(out).map((l) => JSON.stringify(l)).sort());
       await growsurf!.stop();
       growsurf = undefined;
@@ -148,7 +160,7 @@ describe('GrowSurf API shapes', () => {
     services = [destinations];
     const cwd = tempDir();
     for (const command of ['diff', 'sync']) {
-      const result = await runCli([command, '--source', 'growsurf'], { cwd, env: { ...gsEnv, ...destinations.env } });
+      const result = await runCliInProcess([command, '--source', 'growsurf'], { cwd, env: { ...gsEnv, ...destinations.env } });
       expect(result.code, command).toBe(69);
       expect(result.stdout).toBe('');
       expect(result.stderr).toContain(
@@ -167,7 +179,7 @@ describe('GrowSurf API shapes', () => {
       fake.rawAnswer = { status: 200, contentType: 'application/json', body: '{"status":"ok"}', path: /\/participants$/ };
     });
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toContain(`error: GrowSurf's answer to GET /campaign/${program.campaignId}/participants has no "participants" list; it does not look like an answer from the GrowSurf API.`);
   });
@@ -179,7 +191,7 @@ describe('GrowSurf API errors', () => {
   it('a bad key exits 69 with GrowSurf\'s sentence and what to do, never showing the key', async () => {
     const gsEnv = await startGrowsurf(program);
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: { ...gsEnv, GROWSURF_API_KEY: 'gs_wrong_key_999888777' } });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: { ...gsEnv, GROWSURF_API_KEY: 'gs_wrong_key_999888777' } });
     expect(result.code).toBe(69);
     expect(result.stderr).toContain('error: GrowSurf refused the request (403: Invalid API key).');
     expect(result.stderr).toContain('Check GROWSURF_API_KEY');
@@ -189,7 +201,7 @@ describe('GrowSurf API errors', () => {
   it('an unknown campaign exits 64 naming it', async () => {
     const gsEnv = await startGrowsurf(program);
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf', '--campaign', 'nope123'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--campaign', 'nope123'], { cwd, env: gsEnv });
     expect(result.code).toBe(64);
     expect(result.stderr).toContain('error: GrowSurf has no campaign "nope123" (404: Campaign not found).');
   });
@@ -197,7 +209,7 @@ describe('GrowSurf API errors', () => {
   it('an account without a paid plan exits 69 and points to the CSV export', async () => {
     const gsEnv = await startGrowsurf(program, (fake) => (fake.paidPlan = false));
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toContain('A paid plan is required to use the GrowSurf REST API');
     expect(result.stderr).toContain('export the participants to CSV and use --file');
@@ -207,7 +219,7 @@ describe('GrowSurf API errors', () => {
   it('warns in the summary when the pages disagree with the participant count GrowSurf reports', async () => {
     const gsEnv = await startGrowsurf(program, (fake) => (fake.reportedParticipantCount = 23));
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd, env: gsEnv });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`GrowSurf says campaign ${program.campaignId} has 23 participants, but 1 pages gave 20`);
   });
@@ -217,7 +229,7 @@ describe('GrowSurf API errors', () => {
       fake.policies = [{ name: 'HOUR', limit: 2, windowMs: 3_600_000 }];
     });
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'growsurf', '--max-wait', '5s'], { cwd, env: gsEnv });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--max-wait', '5s'], { cwd, env: gsEnv });
     expect(result.code).toBe(69);
     expect(result.stderr).toMatch(/error: GrowSurf rate limit reached \(hour policy\); it resets in (59|60) min \d+ s, longer than --max-wait 5 s\./);
   });
@@ -232,18 +244,18 @@ describe('sync --quick', () => {
     const env = { ...gsEnv, ...destinations.env };
     const cwd = tempDir();
     const rates = ['--rate', 'growsurf=100,segment=20000,customerio=1000'];
-    expect((await runCli(['sync', '--source', 'growsurf', ...rates], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--source', 'growsurf', ...rates], { cwd, env })).code).toBe(0);
     const fullScanRequests = growsurf!.log.total;
 
     const pending = program.participants.filter((p) => p.referralStatus === 'CREDIT_PENDING').slice(0, 3);
     for (const p of pending) growsurf!.setReferralStatus(p.id, 'CREDIT_AWARDED', Date.now());
     const expected = join(cwd, 'expected.jsonl');
-    expect((await runCli(['diff', '--source', 'growsurf', '--out', expected, '--quiet', ...rates], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--source', 'growsurf', '--out', expected, '--quiet', ...rates], { cwd, env })).code).toBe(0);
     const plan = readPlan(expected);
     expect(plan.length).toBeGreaterThan(0);
 
     const before = { requests: growsurf!.log.total, segment: destinations.segment.arrivals.length, cio: destinations.customerio.eventArrivals.length, identifies: destinations.customerio.identifyArrivals.length };
-    const quick = await runCli(['sync', '--source', 'growsurf', '--quick', ...rates], { cwd, env });
+    const quick = await runCliInProcess(['sync', '--source', 'growsurf', '--quick', ...rates], { cwd, env });
     expect(quick.stderr).not.toMatch(/error|warning/i);
     expect(quick.code).toBe(0);
     const quickRequests = growsurf!.log.total - before.requests;
@@ -260,7 +272,7 @@ describe('sync --quick', () => {
     expect(quickRequests * 5).toBeLessThan(fullScanRequests);
 
     // Nothing changed since: the next quick sync sends nothing.
-    const idle = await runCli(['sync', '--source', 'growsurf', '--quick', '--json', ...rates], { cwd, env });
+    const idle = await runCliInProcess(['sync', '--source', 'growsurf', '--quick', '--json', ...rates], { cwd, env });
     expect((JSON.parse(idle.stdout) as { plan: { operations: number } }).plan.operations).toBe(0);
   });
 });

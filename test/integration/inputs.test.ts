@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, runCli, tempDir } from '../support/cli.js';
+import { FIXTURES, runCliInProcess, tempDir } from '../support/cli.js';
 import { startServices, type Services } from '../support/services.js';
 
 /**
@@ -47,7 +47,7 @@ describe('encodings', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeExport(cwd, `export-${encoding}.csv`, encoding);
-    const result = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(
@@ -67,7 +67,7 @@ describe('encodings', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeExport(cwd, 'export.csv', 'windows-1252');
-    const result = await runCli(['sync', '--file', file, '--encoding', 'utf-8', '--json'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--encoding', 'utf-8', '--json'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { inputs: DiffJson['inputs']; plan: DiffJson };
     expect(summary.inputs).toEqual([{ file, encoding: 'utf-8', detected: false, reason: 'as asked (--encoding)', delimiter: ',' }]);
@@ -84,12 +84,12 @@ describe('encodings', () => {
     const cwd = tempDir();
     const latin = writeExport(cwd, 'latin.csv', 'windows-1252');
     const utf8 = join(FIXTURES, 'growsurf', 'participants.csv');
-    const text = await runCli(['diff', '--file', utf8, latin], { cwd });
+    const text = await runCliInProcess(['diff', '--file', utf8, latin], { cwd });
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`  encoding ${utf8}: utf-8 (detected: valid UTF-8)\n  encoding ${latin}: windows-1252 (detected: not valid UTF-8 (first at line 2, byte 0xE9))\n`);
-    const json = JSON.parse((await runCli(['diff', '--file', latin, '--json'], { cwd })).stdout) as DiffJson;
+    const json = JSON.parse((await runCliInProcess(['diff', '--file', latin, '--json'], { cwd })).stdout) as DiffJson;
     expect(json.inputs).toEqual([{ file: latin, encoding: 'windows-1252', detected: true, reason: 'not valid UTF-8 (first at line 2, byte 0xE9)', delimiter: ',' }]);
-    const asked = await runCli(['diff', '--file', latin, '--encoding', 'latin1'], { cwd });
+    const asked = await runCliInProcess(['diff', '--file', latin, '--encoding', 'latin1'], { cwd });
     expect(asked.stdout).toContain('  encoding windows-1252 (as --encoding asked)\n');
     expect(asked.stdout).toContain('+ jose@example.com (new)');
   });
@@ -97,10 +97,10 @@ describe('encodings', () => {
   it('refuses an --encoding it does not know, and --encoding without a file, with exit 64', async () => {
     const cwd = tempDir();
     const file = writeExport(cwd, 'export.csv', 'windows-1252');
-    const unknown = await runCli(['diff', '--file', file, '--encoding', 'ebcdic'], { cwd });
+    const unknown = await runCliInProcess(['diff', '--file', file, '--encoding', 'ebcdic'], { cwd });
     expect(unknown.code).toBe(64);
     expect(unknown.stderr).toContain('error: --encoding must be one of utf-8, utf-16le, utf-16be, windows-1252, latin1, not "ebcdic".');
-    const api = await runCli(['diff', '--source', 'growsurf', '--campaign', 'c1', '--encoding', 'utf-8'], { cwd, env: { GROWSURF_API_KEY: 'gs_key_test_x' } });
+    const api = await runCliInProcess(['diff', '--source', 'growsurf', '--campaign', 'c1', '--encoding', 'utf-8'], { cwd, env: { GROWSURF_API_KEY: 'gs_key_test_x' } });
     expect(api.code).toBe(64);
     expect(api.stderr).toContain('--encoding applies to --file exports');
   });
@@ -117,7 +117,7 @@ describe('stray quotes', () => {
     const cwd = tempDir();
     const file = join(cwd, 'export.csv');
     writeFileSync(file, program(1000, (i, line) => (i === 500 ? line.replace(',free,', ',"free"x,') : line)));
-    const result = await runCli(['diff', '--file', file, '--json'], { cwd });
+    const result = await runCliInProcess(['diff', '--file', file, '--json'], { cwd });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as DiffJson;
     expect(summary.participants).toBe(999);
@@ -129,7 +129,7 @@ describe('stray quotes', () => {
     const file = join(cwd, 'export.csv');
     // The quote opened on line 22 would close at the first quote of line 23 and, unchecked, take line 22 and 23 as one row.
     writeFileSync(file, program(1000, (i, line) => (i === 20 ? line.replace(',free,"Hooli, Inc",', ',"free,Hooli,') : line)));
-    const result = await runCli(['diff', '--file', file, '--json'], { cwd });
+    const result = await runCliInProcess(['diff', '--file', file, '--json'], { cwd });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as DiffJson;
     expect(summary.participants).toBe(999);
@@ -146,7 +146,7 @@ describe('stray quotes', () => {
     const cwd = tempDir();
     const file = join(cwd, 'export.csv');
     writeFileSync(file, 'ID,Email,Plan\np1,a@example.com,"pro\np2,b@example.com,free\np3,c@example.com,team\n');
-    const summary = JSON.parse((await runCli(['diff', '--file', file, '--json'], { cwd })).stdout) as DiffJson;
+    const summary = JSON.parse((await runCliInProcess(['diff', '--file', file, '--json'], { cwd })).stdout) as DiffJson;
     expect(summary.participants).toBe(2);
     expect(summary.invalidRows).toEqual([
       { file, line: 2, reason: 'a quote opened in column "Plan" on line 2 never closes; the rest of the file is read as if it were not there' },
@@ -157,7 +157,7 @@ describe('stray quotes', () => {
     const cwd = tempDir();
     const file = join(cwd, 'export.csv');
     writeFileSync(file, 'ID,Email,Plan\np1,a@example.com,"pro\nannual"\np2,b@example.com,"free""x"\np3,not-an-email,free\n');
-    const summary = JSON.parse((await runCli(['diff', '--file', file, '--json', '--user-id', 'id'], { cwd })).stdout) as DiffJson;
+    const summary = JSON.parse((await runCliInProcess(['diff', '--file', file, '--json', '--user-id', 'id'], { cwd })).stdout) as DiffJson;
     expect(summary.participants).toBe(2);
     expect(summary.invalidRows).toEqual([{ file, line: 5, participantId: 'p3', reason: '"not-an-email" in column "Email" is not an email address' }]);
   });
@@ -171,7 +171,7 @@ describe('dates', () => {
       file,
       ['ID,Email,Created At', 'p1,a@example.com,2024-02-30', 'p2,b@example.com,2023-02-29', 'p3,c@example.com,1/1/1970', 'p4,d@example.com,1/1/2199', 'p5,e@example.com,2024-02-29', ''].join('\n'),
     );
-    const result = await runCli(['diff', '--file', file, '--json'], { cwd });
+    const result = await runCliInProcess(['diff', '--file', file, '--json'], { cwd });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as DiffJson;
     expect(summary.participants).toBe(3);
@@ -191,7 +191,7 @@ describe('Cello aggregates', () => {
     const cwd = tempDir();
     const file = join(cwd, 'cello-aggregates.csv');
     writeFileSync(file, 'productuserid,R_Active,R_Sharing,R_Reward,NU_Views,NU_Views_Unique,NU_Signups,NU_Purchases\nusr_1000,1,0,0,0,0,0,0\n');
-    const result = await runCli(['diff', '--source', 'cello', '--file', join(FIXTURES, 'cello', 'conv_signups.csv'), file], { cwd });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', join(FIXTURES, 'cello', 'conv_signups.csv'), file], { cwd });
     expect(result.code).toBe(65);
     expect(result.stdout).toBe('');
     expect(result.stderr).toContain(`error: ${file} could be Cello's all-time or daily aggregates`);
@@ -207,7 +207,7 @@ describe('Cello aggregates', () => {
       .join('\n');
     const renamed = join(cwd, 'zz-export.csv');
     writeFileSync(renamed, daily);
-    const result = await runCli(['sync', '--source', 'cello', '--file', join(FIXTURES, 'cello', 'event_details_aggregates-all.csv'), join(FIXTURES, 'cello', 'conv_signups.csv'), renamed], {
+    const result = await runCliInProcess(['sync', '--source', 'cello', '--file', join(FIXTURES, 'cello', 'event_details_aggregates-all.csv'), join(FIXTURES, 'cello', 'conv_signups.csv'), renamed], {
       cwd,
       env: services.env,
     });

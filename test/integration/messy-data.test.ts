@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { startServices, type Services } from '../support/services.js';
 
 /**
@@ -27,7 +27,7 @@ describe('identity collisions', () => {
       { ID: 'p2', Email: 'alice@x.com', 'Referral Count': '5', 'Created At': '2025-01-02' },
       { ID: 'p3', Email: 'bob@x.com', 'Referral Count': '0', 'Created At': '2025-01-03', 'Referred By': 'p1' },
     ]);
-    const json = await runCli(['sync', '--file', file, '--json'], { cwd, env: services.env });
+    const json = await runCliInProcess(['sync', '--file', file, '--json'], { cwd, env: services.env });
     expect(json.code).toBe(0);
     const summary = JSON.parse(json.stdout) as { plan: { invalid: number; invalidRows: { file: string; line: number; reason: string }[] } };
     expect(summary.plan.invalid).toBe(1);
@@ -42,7 +42,7 @@ describe('identity collisions', () => {
     // No flip-flop: a second sync of the same file sends nothing at all.
     const segmentBefore = services.segment.arrivals.length;
     const cioBefore = services.customerio.log.total;
-    const again = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const again = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(again.code).toBe(0);
     expect(services.segment.arrivals.length).toBe(segmentBefore);
     expect(services.customerio.log.total).toBe(cioBefore + 1); // the credentials check only
@@ -54,7 +54,7 @@ describe('identity collisions', () => {
     const cwd = tempDir();
     const rows = Array.from({ length: 7 }, (_, i) => ({ ID: `c${i}`, Email: `m${i}@acme.com`, Company: 'acme-inc', 'Created At': '2025-03-01' }));
     const file = writeCsv(cwd, 'export.csv', rows);
-    const result = await runCli(['sync', '--file', file, '--user-id', 'metadata.Company', '--to', 'segment'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--user-id', 'metadata.Company', '--to', 'segment'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('1 participants, 6 invalid');
     expect(services.segment.identifies().map((m) => m.userId)).toEqual(['acme-inc']);
@@ -71,12 +71,12 @@ describe('self-referral', () => {
       { ID: 's1', Email: 'sam@x.com', 'Created At': '2025-01-01', 'Referred By': 'SAM@x.com', 'Referral Status': 'CREDIT_AWARDED', 'Referral Source': 'PARTICIPANT' },
       { ID: 'f1', Email: 'fay@x.com', 'Created At': '2025-01-02', 'Referred By': 's1', 'Referral Status': 'CREDIT_PENDING' },
     ]);
-    const diff = await runCli(['diff', '--file', file, '--json'], { cwd, env: services.env });
+    const diff = await runCliInProcess(['diff', '--file', file, '--json'], { cwd, env: services.env });
     const plan = JSON.parse(diff.stdout) as { warnings: number; warningSamples: { reason: string }[] };
     expect(plan.warnings).toBe(1);
     expect(plan.warningSamples[0]!.reason).toContain('participant s1 is named as their own referrer');
 
-    const result = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(result.code).toBe(0);
     const made = services.segment.tracks().filter((m) => m.event === 'Referral Made');
     expect(made.map((m) => [m.userId, (m.properties as Record<string, unknown>).friend_id])).toEqual([['sam@x.com', 'f1']]);
@@ -95,7 +95,7 @@ describe('tier history', () => {
     const file = write(4);
     for (const count of [4, 5, 4, 5]) {
       write(count);
-      expect((await runCli(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
+      expect((await runCliInProcess(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
     }
     const tiers = services.segment.tracks().filter((m) => m.event === 'Referral Tier Changed');
     expect(tiers.map((m) => `${(m.properties as Record<string, unknown>).previous_tier}>${(m.properties as Record<string, unknown>).tier}`)).toEqual([
@@ -114,7 +114,7 @@ describe('tier history', () => {
     db.close();
     // Nothing changed: nothing more is sent.
     const before = services.segment.arrivals.length;
-    expect((await runCli(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
     expect(services.segment.arrivals.length).toBe(before);
   });
 });
@@ -125,7 +125,7 @@ describe('config mistakes', () => {
     const cwd = tempDir();
     const file = writeCsv(cwd, 'export.csv', [{ ID: 'a', Email: 'a@x.com' }]);
     writeFileSync(join(cwd, 'referral-sync.config.json'), JSON.stringify({ traits: { segment: { tier: 'email' }, customerio: { tier: 'email' } } }));
-    const result = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(result.code).toBe(64);
     expect(result.stderr).toContain('traits.segment.tier and traits.segment.email are sent to segment under the same name "email"');
     expect(result.stderr).toContain('traits.customerio.tier and traits.customerio.email are sent to customerio under the same name "email"');
@@ -138,29 +138,29 @@ describe('program change', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeCsv(cwd, 'export.csv', [{ ID: 'a', Email: 'a@x.com', 'Created At': '2025-01-01' }]);
-    expect((await runCli(['sync', '--file', file, '--campaign', 'progA'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file, '--campaign', 'progA'], { cwd, env: services.env })).code).toBe(0);
     const before = { segment: services.segment.arrivals.length, cio: services.customerio.eventArrivals.length };
 
-    const other = await runCli(['sync', '--file', file, '--campaign', 'progB'], { cwd, env: services.env });
+    const other = await runCliInProcess(['sync', '--file', file, '--campaign', 'progB'], { cwd, env: services.env });
     expect(other.code).toBe(64);
     expect(other.stderr).toMatch(/program id is "progB".*already delivered program "progA"/);
     expect(other.stderr).toContain('--new-program');
-    const forgot = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const forgot = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(forgot.code).toBe(64);
     expect(forgot.stderr).toContain('"default" (no --campaign was given)');
     expect(forgot.stderr).toContain('--campaign progA');
-    const diff = await runCli(['diff', '--file', file, '--campaign', 'progB'], { cwd, env: services.env });
+    const diff = await runCliInProcess(['diff', '--file', file, '--campaign', 'progB'], { cwd, env: services.env });
     expect(diff.code).toBe(64);
     expect(services.segment.arrivals.length).toBe(before.segment);
     expect(services.customerio.eventArrivals.length).toBe(before.cio);
 
-    const confirmed = await runCli(['sync', '--file', file, '--campaign', 'progB', '--new-program'], { cwd, env: services.env });
+    const confirmed = await runCliInProcess(['sync', '--file', file, '--campaign', 'progB', '--new-program'], { cwd, env: services.env });
     expect(confirmed.code).toBe(0);
     expect(services.segment.tracks().filter((m) => m.event === 'Referral Program Joined')).toHaveLength(2);
     // Both programs are known from now on: each syncs without the flag and sends nothing new.
     const segmentNow = services.segment.arrivals.length;
-    expect((await runCli(['sync', '--file', file, '--campaign', 'progA'], { cwd, env: services.env })).code).toBe(0);
-    expect((await runCli(['sync', '--file', file, '--campaign', 'progB'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file, '--campaign', 'progA'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file, '--campaign', 'progB'], { cwd, env: services.env })).code).toBe(0);
     expect(services.segment.arrivals.length).toBe(segmentNow);
   });
 });
@@ -175,16 +175,16 @@ describe('retry after newer traits', () => {
     ];
     const file = writeCsv(cwd, 'export.csv', rows('Annie'));
     services.customerio.rejectOperation = (op) => (op.action === 'identify' && op.identifiers?.email === 'ann@x.com' ? 'attribute first_name is refused' : undefined);
-    const first = await runCli(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env });
+    const first = await runCliInProcess(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env });
     expect(first.code).toBe(1);
 
     services.customerio.rejectOperation = undefined;
     writeCsv(cwd, 'export.csv', rows('Ann'));
-    expect((await runCli(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file, '--to', 'customerio'], { cwd, env: services.env })).code).toBe(0);
     expect(services.customerio.people.get('email:ann@x.com')).toMatchObject({ first_name: 'Ann' });
     const identifiesBefore = services.customerio.identifyArrivals.length;
 
-    const retry = await runCli(['retry', '--to', 'customerio'], { cwd, env: services.env });
+    const retry = await runCliInProcess(['retry', '--to', 'customerio'], { cwd, env: services.env });
     expect(retry.code).toBe(0);
     expect(retry.stdout).toContain('1 refused identify not resent: newer traits were acknowledged since');
     expect(retry.stdout).toContain('ann@x.com');
@@ -199,7 +199,7 @@ describe('retry after newer traits', () => {
     const baseline = db.prepare(`SELECT traits FROM identities WHERE destination = 'customerio' AND user_id = 'ann@x.com'`).get() as { traits: string };
     expect(JSON.parse(baseline.traits)).toMatchObject({ first_name: 'Ann' });
     db.close();
-    const status = await runCli(['status', '--json'], { cwd, env: services.env });
+    const status = await runCliInProcess(['status', '--json'], { cwd, env: services.env });
     const deliveries = (JSON.parse(status.stdout) as { deliveries: { status: string; count: number }[] }).deliveries;
     expect(deliveries.find((d) => d.status === 'superseded')?.count).toBe(1);
   });
@@ -211,11 +211,11 @@ describe('smaller rules', () => {
     const cwd = tempDir();
     const file = writeCsv(cwd, 'export.csv', [{ ID: 'a', Email: 'a@x.com' }]);
     const { SEGMENT_WRITE_KEY: _key, ...withoutSegment } = services.env;
-    const one = await runCli(['sync', '--file', file], { cwd, env: withoutSegment });
+    const one = await runCliInProcess(['sync', '--file', file], { cwd, env: withoutSegment });
     expect(one.code).toBe(64);
     expect(one.stderr).toContain('Missing credentials: set SEGMENT_WRITE_KEY (for Segment).');
     expect(one.stderr).toContain('--to customerio');
-    const none = await runCli(['sync', '--file', file], { cwd, env: {} });
+    const none = await runCliInProcess(['sync', '--file', file], { cwd, env: {} });
     expect(none.code).toBe(64);
     expect(none.stderr).not.toContain('--to');
   });
@@ -226,7 +226,7 @@ describe('smaller rules', () => {
       { ID: 'a', Email: 'a@x.com', 'Created At': '1/1/2199' },
       { ID: 'b', Email: 'b@x.com', 'Created At': new Date(Date.now() - 3_600_000).toISOString() },
     ]);
-    const diff = JSON.parse((await runCli(['diff', '--file', file, '--json'], { cwd })).stdout) as { customerioRecentEvents: number };
+    const diff = JSON.parse((await runCliInProcess(['diff', '--file', file, '--json'], { cwd })).stdout) as { customerioRecentEvents: number };
     expect(diff.customerioRecentEvents).toBe(1);
   });
 });

@@ -1,20 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
-import { startServices, type Services } from '../support/services.js';
+import { startServicesFor } from '../support/services.js';
 
-let services: Services | undefined;
-afterEach(async () => {
-  await services?.stop();
-  services = undefined;
-});
-
-describe('rate limiting', () => {
-  it.each([
+// Rates measured against a fake's real limit: the built CLI as a child, on the real clock. The two cases share
+// nothing (own fakes on port 0, own directories) and mostly wait, so they run concurrently.
+describe.concurrent('rate limiting', () => {
+  it.for<[string, number, number]>([
     ['v1', 40, 120],
     ['v2', 4, 2600],
-  ])('Customer.io %s limited to %i requests/s: --rate at the limit gets no 429 and reaches 0.9 of it (%i participants)', async (api, rate, size) => {
-    services = await startServices({ customerio: { rateLimitPerSecond: rate } });
+  ])('Customer.io %s limited to %i requests/s: --rate at the limit gets no 429 and reaches 0.9 of it (%i participants)', async ([api, rate, size], { expect, onTestFinished }) => {
+    const services = await startServicesFor(onTestFinished, { customerio: { rateLimitPerSecond: rate } });
     const cwd = tempDir();
     const file = writeProgram(cwd, size);
     const result = await runCli(['sync', '--file', file, '--to', 'customerio', '--customerio-api', api, '--rate', `customerio=${rate}`], { cwd, env: services.env });

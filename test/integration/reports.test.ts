@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { readPlan, readPlanProblems } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -31,7 +31,7 @@ describe('reports are never capped where machines read them', () => {
   it('diff with 3,000 bad rows: text shows 20 and says where the rest is; --json and --out list every one', async () => {
     const cwd = tempDir();
     const file = messyExport(cwd, 3000);
-    const text = await runCli(['diff', '--file', file], { cwd });
+    const text = await runCliInProcess(['diff', '--file', file], { cwd });
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('Participants: 100 planned, 3000 invalid, 60 warnings');
     expect(text.stdout.split('\n').filter((l) => l.startsWith(`  ${file}:`) && l.includes('unparseable date'))).toHaveLength(20);
@@ -39,7 +39,7 @@ describe('reports are never capped where machines read them', () => {
     expect(text.stdout).toContain('  … and 40 more: --json (or --out plan.jsonl) lists every one');
 
     const out = join(cwd, 'plan.jsonl');
-    const json = await runCli(['diff', '--file', file, '--json', '--out', out], { cwd });
+    const json = await runCliInProcess(['diff', '--file', file, '--json', '--out', out], { cwd });
     expect(json.code).toBe(0);
     const summary = JSON.parse(json.stdout) as { invalid: number; invalidRows: Row[]; warnings: number; warningRows: Row[] };
     expect(summary.invalidRows).toHaveLength(3000);
@@ -61,13 +61,13 @@ describe('reports are never capped where machines read them', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = messyExport(cwd, 120);
-    const result = await runCli(['sync', '--file', file, '--json'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--json'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as { plan: { invalid: number; invalidRows: Row[]; warningRows: Row[] } };
     expect(report.plan.invalid).toBe(120);
     expect(report.plan.invalidRows).toHaveLength(120);
     expect(report.plan.warningRows).toHaveLength(60);
-    const text = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const text = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(text.stdout).toContain('  … and 100 more: --json lists every one');
   });
 
@@ -77,12 +77,12 @@ describe('reports are never capped where machines read them', () => {
     const rows = Array.from({ length: 250 }, (_, i) => ({ ID: `p${i}`, Email: `p${i}@example.com`, 'Created At': '2025-01-01' }));
     const file = writeCsv(cwd, 'export.csv', rows);
     services.customerio.rejectOperation = (op) => (op.action === 'identify' ? 'attribute refused for the test' : undefined);
-    expect((await runCli(['sync', '--file', file], { cwd, env: services.env })).code).toBe(1);
+    expect((await runCliInProcess(['sync', '--file', file], { cwd, env: services.env })).code).toBe(1);
 
-    const text = await runCli(['status'], { cwd });
+    const text = await runCliInProcess(['status'], { cwd });
     expect(text.stdout.split('\n').filter((l) => l.includes('attribute refused for the test'))).toHaveLength(20);
     expect(text.stdout).toContain('  … and 230 more: `npx referral-sync status --json` lists every one');
-    const json = JSON.parse((await runCli(['status', '--json'], { cwd })).stdout) as { problems: { userId: string; status: string; lastError: string }[] };
+    const json = JSON.parse((await runCliInProcess(['status', '--json'], { cwd })).stdout) as { problems: { userId: string; status: string; lastError: string }[] };
     expect(json.problems).toHaveLength(250);
     expect(new Set(json.problems.map((p) => p.userId)).size).toBe(250);
     expect(json.problems.every((p) => p.status === 'dead' && p.lastError === 'Customer.io refused it: invalid, field batch, attribute refused for the test')).toBe(true);

@@ -9,7 +9,7 @@ import { TokenBucket } from '../../src/apply/limiter.js';
 import { SegmentDestination } from '../../src/destinations/segment.js';
 import type { Operation } from '../../src/plan/types.js';
 import { openSqliteStateForWriting } from '../../src/state/sqlite.js';
-import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { SEGMENT_KEY, startServices, type Services } from '../support/services.js';
 
 let services: Services | undefined;
@@ -46,11 +46,11 @@ describe('credentials in URLs are never printed or stored', () => {
     const file = onePerson(cwd);
     const segmentHost = withCredentials(services.env.SEGMENT_HOST!);
     const results = [
-      await runCli(['check'], { cwd, env: { ...services.env, SEGMENT_HOST: segmentHost } }),
-      await runCli(['sync', '--file', file], { cwd, env: { ...services.env, CUSTOMERIO_TRACK_URL: withCredentials(services.env.CUSTOMERIO_TRACK_URL!) } }),
-      await runCli(['sync', '--file', file, '--log-format', 'json'], { cwd, env: { ...services.env, SEGMENT_HOST: segmentHost } }),
-      await runCli(['check'], { cwd, env: { ...services.env, SEGMENT_HOST: `ftp://proxyuser:${PASSWORD}@proxy.internal` } }),
-      await runCli(['diff', '--source', 'growsurf', '--campaign', 'c1'], {
+      await runCliInProcess(['check'], { cwd, env: { ...services.env, SEGMENT_HOST: segmentHost } }),
+      await runCliInProcess(['sync', '--file', file], { cwd, env: { ...services.env, CUSTOMERIO_TRACK_URL: withCredentials(services.env.CUSTOMERIO_TRACK_URL!) } }),
+      await runCliInProcess(['sync', '--file', file, '--log-format', 'json'], { cwd, env: { ...services.env, SEGMENT_HOST: segmentHost } }),
+      await runCliInProcess(['check'], { cwd, env: { ...services.env, SEGMENT_HOST: `ftp://proxyuser:${PASSWORD}@proxy.internal` } }),
+      await runCliInProcess(['diff', '--source', 'growsurf', '--campaign', 'c1'], {
         cwd,
         env: { GROWSURF_API_KEY: 'gs-key', GROWSURF_API_URL: `https://proxyuser:${PASSWORD}@api.growsurf.com/v2?api_key=${PASSWORD}` },
       }),
@@ -74,7 +74,7 @@ describe('credentials in URLs are never printed or stored', () => {
     for (const host of [`alice:${PASSWORD}@127.0.0.1:9`, `//alice:${PASSWORD}@127.0.0.1:9`, `http:alice:${PASSWORD}@127.0.0.1:9`]) {
       const env = { SEGMENT_WRITE_KEY: SEGMENT_KEY, SEGMENT_HOST: host };
       for (const args of [['sync', '--file', file, '--to', 'segment'], ['check', '--to', 'segment']]) {
-        const result = await runCli(args, { cwd, env });
+        const result = await runCliInProcess(args, { cwd, env });
         expect(result.code).toBe(64);
         expect(result.stderr).toContain('***@127.0.0.1:9');
         expect(result.stdout + result.stderr).not.toContain(PASSWORD);
@@ -127,7 +127,7 @@ describe('a state that cannot be created or written', () => {
     const statePath = makePath(cwd);
     const args: Record<string, string[]> = { sync: ['sync', '--file', onePerson(cwd)], retry: ['retry'], status: ['status'], diff: ['diff', '--file', onePerson(cwd)] };
     for (const command of commands.map((name) => args[name]!)) {
-      const result = await runCli([...command, '--state', statePath], { cwd, env: services.env });
+      const result = await runCliInProcess([...command, '--state', statePath], { cwd, env: services.env });
       expect(result.code).toBe(73);
       expect(result.stderr).toBe(
         `error: The state ${statePath} cannot be created or written: ${reason}.\n` +
@@ -141,7 +141,7 @@ describe('a state that cannot be created or written', () => {
     const denied = SYSFS_STATE;
     services = await startServices();
     const cwd = tempDir();
-    const result = await runCli(['sync', '--file', onePerson(cwd), '--state', denied], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', onePerson(cwd), '--state', denied], { cwd, env: services.env });
     expect(result.code).toBe(73);
     expect(result.stderr).toContain(`error: The state ${denied} cannot be created or written: permission denied (EACCES).`);
   });
@@ -159,7 +159,7 @@ describe('a file given as state that is not ours is left exactly as it was', () 
     write(statePath);
     chmodSync(statePath, mode);
     const bytes = readFileSync(statePath);
-    const result = await runCli(['sync', '--file', onePerson(cwd), '--state', statePath], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', onePerson(cwd), '--state', statePath], { cwd, env: services.env });
     expect(result.code).toBe(65);
     expect(result.stderr).toContain('it was left untouched');
     expect(readFileSync(statePath).equals(bytes)).toBe(true);
@@ -171,9 +171,9 @@ describe('a file given as state that is not ours is left exactly as it was', () 
     services = await startServices();
     const cwd = tempDir();
     const statePath = join(cwd, 'state.db');
-    expect((await runCli(['sync', '--file', onePerson(cwd), '--state', statePath], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', onePerson(cwd), '--state', statePath], { cwd, env: services.env })).code).toBe(0);
     chmodSync(statePath, 0o644);
-    expect((await runCli(['sync', '--file', onePerson(cwd), '--state', statePath], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', onePerson(cwd), '--state', statePath], { cwd, env: services.env })).code).toBe(0);
     expect(statSync(statePath).mode & 0o777).toBe(0o600);
   });
 });

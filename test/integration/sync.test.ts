@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, runCli, tempDir, writeCsv } from '../support/cli.js';
+import { FIXTURES, runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { startServices, type Services } from '../support/services.js';
 import type { PlanLine } from '../support/plan.js';
 
@@ -16,7 +16,7 @@ afterEach(async () => {
 
 async function expectedPlan(cwd: string, env: Record<string, string>, args: string[] = []): Promise<PlanLine[]> {
   const out = join(cwd, `expected-${Math.random().toString(36).slice(2)}.jsonl`);
-  const result = await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', out, '--quiet', ...args], { cwd, env });
+  const result = await runCliInProcess(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', out, '--quiet', ...args], { cwd, env });
   expect(result.code).toBe(0);
   return readFileSync(out, 'utf8')
     .trim()
@@ -29,7 +29,7 @@ describe('backfill into Segment and Customer.io', () => {
     services = await startServices();
     const cwd = tempDir();
     const plan = await expectedPlan(cwd, services.env);
-    const result = await runCli(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const result = await runCliInProcess(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/Segment\s+146\s+0\s+0\s+0/);
@@ -59,19 +59,19 @@ describe('backfill into Segment and Customer.io', () => {
   it('sends nothing on a second sync; a second backfill sends identifies only', async () => {
     services = await startServices();
     const cwd = tempDir();
-    expect((await runCli(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env })).code).toBe(0);
     const segmentBefore = services.segment.arrivals.length;
     const cioEventsBefore = services.customerio.eventArrivals.length;
     const cioIdentifiesBefore = services.customerio.identifyArrivals.length;
 
-    const sync = await runCli(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const sync = await runCliInProcess(['sync', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(sync.code).toBe(0);
     expect(services.segment.arrivals.length).toBe(segmentBefore);
     expect(services.customerio.eventArrivals.length).toBe(cioEventsBefore);
     expect(services.customerio.identifyArrivals.length).toBe(cioIdentifiesBefore);
     expect(sync.stdout).toMatch(/Segment\s+0\s+146\s+0\s+0/);
 
-    const again = await runCli(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
+    const again = await runCliInProcess(['backfill', '--file', FIXTURE, '--campaign', 'grsf_demo'], { cwd, env: services.env });
     expect(again.code).toBe(0);
     const newSegment = services.segment.arrivals.slice(segmentBefore);
     expect(newSegment).toHaveLength(48);
@@ -85,8 +85,8 @@ describe('sync', () => {
   it('--dry-run prints exactly what diff prints and sends nothing', async () => {
     services = await startServices();
     const cwd = tempDir();
-    const diff = await runCli(['diff', '--file', FIXTURE], { cwd, env: services.env });
-    const dry = await runCli(['sync', '--file', FIXTURE, '--dry-run'], { cwd, env: services.env });
+    const diff = await runCliInProcess(['diff', '--file', FIXTURE], { cwd, env: services.env });
+    const dry = await runCliInProcess(['sync', '--file', FIXTURE, '--dry-run'], { cwd, env: services.env });
     expect(dry.code).toBe(0);
     expect(dry.stdout).toBe(diff.stdout);
     expect(services.segment.log.total + services.customerio.log.total).toBe(0);
@@ -101,12 +101,12 @@ describe('sync', () => {
       { ID: 'o1', Email: 'olga@example.com', 'Referral Count': '0', 'Created At': '2025-01-03' },
     ];
     const file = writeCsv(cwd, 'export.csv', people);
-    expect((await runCli(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', file], { cwd, env: services.env })).code).toBe(0);
     const segmentBefore = services.segment.arrivals.length;
     const cioBefore = services.customerio.eventArrivals.length;
 
     writeCsv(cwd, 'export.csv', [{ ...people[0]!, 'Referral Count': '5' }, { ...people[1]!, 'Referral Status': 'CREDIT_AWARDED', 'Converted At': '2025-02-01' }, people[2]!]);
-    const result = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(result.code).toBe(0);
     const sent = services.segment.arrivals.slice(segmentBefore).map((id) => services!.segment.messages.get(id)!);
     expect(sent.map((m) => `${m.type} ${m.event ?? ''} ${m.userId}`.replace('  ', ' ')).sort()).toEqual(

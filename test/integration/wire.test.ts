@@ -5,7 +5,7 @@ import { CustomerioDestination } from '../../src/destinations/customerio.js';
 import { measureOperation } from '../../src/destinations/limits.js';
 import { SegmentDestination } from '../../src/destinations/segment.js';
 import type { Operation } from '../../src/plan/types.js';
-import { runCli, tempDir, writeCsv } from '../support/cli.js';
+import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 import { CIO_KEY, CIO_SITE, SEGMENT_KEY, startServices, type Services } from '../support/services.js';
 
@@ -41,18 +41,18 @@ describe('Segment: 32 KB per message as the SDK sends it', () => {
     // Find the first-name length that puts p1's identify at exactly 32,768 bytes as Segment receives it.
     const file = writeCsv(cwd, 'export.csv', [person('p1', 'x')]);
     const probe = join(cwd, 'probe.jsonl');
-    expect((await runCli(['diff', '--file', file, '--to', 'segment', '--out', probe, '--quiet'], { cwd, env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--file', file, '--to', 'segment', '--out', probe, '--quiet'], { cwd, env })).code).toBe(0);
     const identify = readPlan(probe).find((l) => l.kind === 'identify')!;
     const pad = 1 + 32_768 - measureOperation('segment', identify.payload).wireBytes;
     writeCsv(cwd, 'export.csv', [person('p1', 'x'.repeat(pad)), person('p2', 'x'.repeat(pad + 1))]);
 
     const plan = join(cwd, 'plan.jsonl');
-    await runCli(['diff', '--file', file, '--to', 'segment', '--out', plan, '--quiet'], { cwd, env });
+    await runCliInProcess(['diff', '--file', file, '--to', 'segment', '--out', plan, '--quiet'], { cwd, env });
     const p2 = readPlan(plan).filter((l) => l.userId === 'p2@example.com');
     // What the old check measured (our payload alone) is under 32 KB: only the wire size tells.
     expect(p2.map((l) => l.kind)).toEqual(['track']);
 
-    const sync = await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env });
+    const sync = await runCliInProcess(['sync', '--file', file, '--to', 'segment'], { cwd, env });
     expect(sync.code).toBe(0);
     const { segment } = services;
     const p1 = segment.identifies().find((m) => m.userId === 'p1@example.com')!;
@@ -75,7 +75,7 @@ describe('Customer.io: an attribute over its limit is left out, the rest of the 
     const env = services.env;
     const statePath = join(cwd, '.referral-sync', 'state.db');
     const file = writeCsv(cwd, 'export.csv', [person('p1', 'Anna'), person('p2', 'Ä'.repeat(600))]);
-    const first = await runCli(['sync', '--file', file, '--to', 'customerio'], { cwd, env });
+    const first = await runCliInProcess(['sync', '--file', file, '--to', 'customerio'], { cwd, env });
     expect(first.code).toBe(0);
     const { customerio } = services;
     expect(customerio.people.get('email:p2@example.com')).toMatchObject({ last_name: 'Doe', referral_tier: 'new_participant', email: 'p2@example.com' });
@@ -92,7 +92,7 @@ describe('Customer.io: an attribute over its limit is left out, the rest of the 
     writeCsv(cwd, 'export.csv', [person('p1', 'B'.repeat(1001)), person('p2', 'Ä'.repeat(600))]);
     const identifiesBefore = customerio.identifyArrivals.length;
     for (let run = 0; run < 2; run += 1) {
-      const again = await runCli(['sync', '--file', file, '--to', 'customerio'], { cwd, env });
+      const again = await runCliInProcess(['sync', '--file', file, '--to', 'customerio'], { cwd, env });
       expect(again.code).toBe(0);
       expect(again.stdout).toContain('Warnings (2):');
       expect(again.stdout).toMatch(/Customer\.io\s+0\s+4\s+0\s+0/);
@@ -161,7 +161,7 @@ describe('reasons reach the ledger and status', () => {
     const file = writeCsv(cwd, 'export.csv', [person('p1', 'Anna'), person('p2', 'Ben')]);
     services.segment.rejectMessage = (m) => (m.userId === 'p2@example.com' ? 400 : undefined);
     services.customerio.refuseRequest = () => ({ reason: 'invalid', field: 'batch', message: 'batch refused for the test' });
-    const sync = await runCli(['sync', '--file', file], { cwd, env: services.env });
+    const sync = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
     expect(sync.code).toBe(1);
     const rows = query(join(cwd, '.referral-sync', 'state.db'), `SELECT destination, last_error FROM deliveries WHERE status = 'dead'`);
     const segment = rows.filter((r) => r.destination === 'segment').map((r) => String(r.last_error));
@@ -171,10 +171,10 @@ describe('reasons reach the ledger and status', () => {
     expect(cio).toHaveLength(4);
     expect(new Set(cio)).toEqual(new Set(['Customer.io answered 400: invalid, field batch, batch refused for the test']));
 
-    const status = await runCli(['status'], { cwd });
+    const status = await runCliInProcess(['status'], { cwd });
     expect(status.stdout).toContain('Customer.io answered 400: invalid, field batch, batch refused for the test');
     expect(status.stdout).toMatch(/Segment answered \[400\] Bad Request: rejected rs1-/);
-    const json = JSON.parse((await runCli(['status', '--json'], { cwd })).stdout) as { problems: { destination: string; lastError: string }[] };
+    const json = JSON.parse((await runCliInProcess(['status', '--json'], { cwd })).stdout) as { problems: { destination: string; lastError: string }[] };
     expect(json.problems.filter((p) => p.destination === 'customerio').map((p) => p.lastError)).toEqual(cio);
   });
 });

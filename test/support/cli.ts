@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { Clock } from '../../src/apply/limiter.js';
+import { SkipClock } from './clock.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'referral-sync.js');
@@ -44,6 +47,58 @@ export function startCli(
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+/**
+ * Runs the CLI in this process through `run(argv, environment)` (src/cli/main.ts), the function the built CLI's
+ * `main` calls, with the same minimal environment as `runCli` and its output captured. For tests about what the
+ * CLI sends and records, not about the process around it (signals, exit, the launcher: those use `runCli` or a
+ * spawned child) nor about real timing (rates measured against a fake's limit: spawned too). It saves starting
+ * Node and loading every module for each run, and its waits (rate limiters, Retry-After pauses, backoffs) go
+ * through `clock`: by default a fresh SkipClock, so they are honoured without being sat out; a test whose fake
+ * services keep time (policy windows, arrivals) passes one clock to both (FakeService.clock).
+ *
+ * Relative paths (`--file exports/x.csv`, the default state `.referral-sync/state.db`) are resolved against the
+ * process's working directory, as in a real run, so the run changes it to `cwd` while it lasts; runs in one test
+ * process therefore take turns (tests in other files run in other processes).
+ */
+export function runCliInProcess(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+  const turn = inProcessTurn.then(() => runInProcessNow(args, options));
+  inProcessTurn = turn.catch(() => undefined);
+  return turn;
+}
+
+let inProcessTurn: Promise<unknown> = Promise.resolve();
+
+async function runInProcessNow(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+  const { run } = await import('../../src/cli/main.js');
+  const captured = { stdout: '', stderr: '' };
+  const sink = (name: 'stdout' | 'stderr'): Writable =>
+    new Writable({
+      decodeStrings: false,
+      write(chunk: string | Buffer, _encoding, done) {
+        captured[name] += chunk.toString();
+        done();
+      },
+    });
+  // A warning Node prints (a listener leak, a deprecation) would reach a spawned CLI's stderr: here too.
+  const onWarning = (warning: Error): void => void (captured.stderr += `(node) ${warning.name}: ${warning.message}\n`);
+  process.on('warning', onWarning);
+  const previous = process.cwd();
+  process.chdir(options.cwd);
+  try {
+    const code = await run([process.execPath, BIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: options.cwd, CI: 'true', ...options.env },
+      cwd: options.cwd,
+      streams: { stdout: sink('stdout'), stderr: sink('stderr') },
+      now: () => new Date(),
+      clock: options.clock ?? new SkipClock(),
+    });
+    return { code, ...captured };
+  } finally {
+    process.chdir(previous);
+    process.off('warning', onWarning);
+  }
 }
 
 export function tempDir(prefix = 'referral-sync-test-'): string {

@@ -1,3 +1,4 @@
+import type { TestContext } from 'vitest';
 import { FakeCustomerio } from '../fakes/customerio.js';
 import type { FaultOptions } from '../fakes/http.js';
 import { FakeSegment } from '../fakes/segment.js';
@@ -34,4 +35,15 @@ export async function startServices(faults: { segment?: FaultOptions; customerio
       await customerio.stop();
     },
   };
+}
+
+/**
+ * Both fakes for one test, stopped when it finishes: for tests that run concurrently (`describe.concurrent`),
+ * which cannot share one module-level pair. Pass the test context's `onTestFinished` (the global one does not
+ * know which of the concurrent tests it is called from).
+ */
+export async function startServicesFor(onTestFinished: TestContext['onTestFinished'], faults: { segment?: FaultOptions; customerio?: FaultOptions } = {}): Promise<Services> {
+  const services = await startServices(faults);
+  onTestFinished(() => services.stop());
+  return services;
 }
