@@ -1,3 +1,4 @@
+import type { Clock } from '../apply/limiter.js';
 import type { CheckResult, DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
 import { createDestinationClients, type DestinationFlags } from './destinations.js';
@@ -9,14 +10,14 @@ export interface CheckFlags extends CommonFlags, DestinationFlags {
 }
 
 /** `referral-sync check`: credentials and reachability of every destination, sending no data. */
-export async function runCheck(flags: CheckFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
+export async function runCheck(flags: CheckFlags, env: Env, cwd: string, output: Output, clock?: Clock): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const clients = createDestinationClients(common.destinations, flags, env);
   // Checked at once: a destination that does not answer is retried for a few seconds, and need not hold up the other.
   const results = await Promise.all(
     [...clients].map(async ([destination, client]) => {
       try {
-        const result = await checkWithRetries(client);
+        const result = await checkWithRetries(client, clock ? (ms) => clock.sleep(ms) : undefined);
         return { destination, ok: result.ok, message: result.message, ...(!result.ok && result.hint ? { hint: result.hint } : {}) };
       } finally {
         await client.close();

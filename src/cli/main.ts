@@ -183,7 +183,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--json', 'print the result as JSON')
     .addHelpText('after', examples('npx referral-sync check', 'npx referral-sync check --to customerio'));
   check.action(async (flags: CheckFlags) => {
-    result.code = await runCheck(flags, run.env, run.cwd, output(flags));
+    result.code = await runCheck(flags, run.env, run.cwd, output(flags), run.clock);
   });
 
   const status = addOutputOptions(addStateOption(program.command('status')), { progress: false })

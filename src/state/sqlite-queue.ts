@@ -14,7 +14,7 @@ type Db = Database.Database;
  */
 export class SqliteDeliveryQueue implements DeliveryQueue {
   private readonly statements: {
-    ledgerRow: Database.Statement<[string, string], { status: string; seq: number | null }>;
+    ledgerRow: Database.Statement<[string, string], { status: string; seq: number | null; run_id: number | null }>;
     entryExists: Database.Statement<[number], { one: number }>;
     insertEntry: Database.Statement;
     markPending: Database.Statement;
@@ -33,7 +33,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     private readonly ledger: { recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void },
   ) {
     this.statements = {
-      ledgerRow: db.prepare('SELECT status, seq FROM deliveries WHERE destination = ? AND key = ?'),
+      ledgerRow: db.prepare('SELECT status, seq, run_id FROM deliveries WHERE destination = ? AND key = ?'),
       entryExists: db.prepare('SELECT 1 AS one FROM queue WHERE seq = ?'),
       insertEntry: db.prepare('INSERT INTO queue (program_id, destination, key, operation) VALUES (@programId, @destination, @key, @operation)'),
       markPending: db.prepare(
@@ -73,6 +73,9 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     const { destination, key } = operation;
     const existing = this.statements.ledgerRow.get(destination, key);
     if (existing?.status === 'pending' && existing.seq !== null && this.statements.entryExists.get(existing.seq)) return;
+    // Planned while it waited in the queue (a leftover sent first) and acknowledged before this append: this run
+    // delivered it already, so it is not queued again (--resend included: one send per run is enough).
+    if (existing?.status === 'sent' && existing.run_id === runId) return;
     // `changes` only serve the diff display; the queue keeps what is needed to send and to record.
     const stored = operation.kind === 'identify' ? { ...operation, changes: [] } : operation;
     const seq = Number(

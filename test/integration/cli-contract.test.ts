@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, runCli, startCli, tempDir, writeCsv, type CliResult } from '../support/cli.js';
+import { FIXTURES, runCliInProcess, startCli, tempDir, writeCsv, type CliResult } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -83,7 +83,7 @@ describe('--log-format json', () => {
     ];
     const results = new Map<string, CliResult>();
     for (const [args, code] of runs) {
-      const result = await runCli([...args, '--log-format', 'json'], { cwd, env });
+      const result = await runCliInProcess([...args, '--log-format', 'json'], { cwd, env });
       results.set(args.join(' '), result);
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(code);
       const lines = jsonLines(result);
@@ -108,7 +108,7 @@ describe('--log-format json', () => {
     expect(Date.parse(segment.finishedAt)).toBeGreaterThanOrEqual(Date.parse(segment.startedAt));
 
     services.segment.rejectMessage = undefined;
-    const retry = await runCli(['retry', '--log-format', 'json'], { cwd, env });
+    const retry = await runCliInProcess(['retry', '--log-format', 'json'], { cwd, env });
     expect(retry.code).toBe(0);
     expect(jsonLines(retry).stdout[0]).toMatchObject({ command: 'retry', outcome: 'done', exitCode: 0, programs: ['default'] });
   }, 120_000);
@@ -118,7 +118,7 @@ describe('--quiet', () => {
   it('drops progress and notices but keeps the results table and the verdict', async () => {
     services = await startServices();
     const cwd = tempDir();
-    const result = await runCli(['sync', '--file', FIXTURE, '--quiet'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', FIXTURE, '--quiet'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^referral-sync sync: 48 participants/);
     expect(result.stdout).toMatch(/Segment\s+\d+\s+\d+\s+0\s+0\s/);
@@ -135,7 +135,7 @@ describe('--quiet', () => {
       { ID: 'p1', Email: 'ann@example.com', 'Referral Count': 0, 'Referred By': 'ann@example.com', 'Created At': '3/2/2025 9:15 AM' },
       { ID: 'p2', Email: 'bob@example.com', 'Referral Count': 0, 'Referred By': '', 'Created At': '3/2/2025 9:15 AM' },
     ]);
-    const result = await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('2 participants, 0 invalid, 1 warning (state');
     expect(result.stdout).toMatch(/Warnings \(1\):?\n\s+\S*self\.csv:2: participant p1 is named as their own referrer/);
@@ -149,17 +149,17 @@ describe('locks', () => {
     const file = writeProgram(cwd, 1500, 29);
     const sync = startCli(['sync', '--file', file, '--campaign', 'spring', '--rate', 'segment=200'], cwd, services.env);
     while (services.segment.arrivals.length < 100) await new Promise((r) => setTimeout(r, 20));
-    const retry = await runCli(['retry'], { cwd, env: services.env });
+    const retry = await runCliInProcess(['retry'], { cwd, env: services.env });
     expect(retry.code).toBe(75);
     expect(retry.stderr).toMatch(/^error: Another run holds the lock on program spring in .+ \(sync, pid \d+ on [^,]+, since [^)]+\)\.\n/);
     expect(retry.stderr).toContain('npx referral-sync unlock --campaign spring');
     sync.child.kill('SIGINT');
     expect(await sync.exited).toBe(130);
     // What the interrupted sync left is retry's to send now, under that program's lock and run.
-    const resumed = await runCli(['retry', '--rate', 'segment=5000'], { cwd, env: services.env });
+    const resumed = await runCliInProcess(['retry', '--rate', 'segment=5000'], { cwd, env: services.env });
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toContain('(program spring)');
-    const status = JSON.parse((await runCli(['status', '--json'], { cwd })).stdout) as { runs: { command: string; programId: string; status: string }[]; locks: unknown[] };
+    const status = JSON.parse((await runCliInProcess(['status', '--json'], { cwd })).stdout) as { runs: { command: string; programId: string; status: string }[]; locks: unknown[] };
     expect(status.runs[0]).toMatchObject({ command: 'retry', programId: 'spring', status: 'succeeded' });
     expect(status.locks).toEqual([]);
   }, 90_000);
@@ -167,10 +167,10 @@ describe('locks', () => {
   it('unlock frees a dead run\'s lock, refuses a live one (75), and frees another machine\'s only with --force', async () => {
     services = await startServices();
     const cwd = tempDir();
-    expect((await runCli(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
 
     insertLock(cwd, { programId: 'default', holder: 'sync', pid: process.pid, host: hostname() });
-    const live = await runCli(['unlock'], { cwd });
+    const live = await runCliInProcess(['unlock'], { cwd });
     expect(live.code).toBe(75);
     expect(live.stderr).toBe(
       `error: Program default is locked by a run that is still going (sync, pid ${process.pid} on ${hostname()}, since 2026-11-20T03:00:00.000Z).\n` +
@@ -180,19 +180,19 @@ describe('locks', () => {
 
     insertLock(cwd, { programId: 'default', holder: 'sync', pid: DEAD_PID, host: hostname() });
     insertLock(cwd, { programId: 'autumn', holder: 'backfill', pid: 42, host: 'runner-7' });
-    const status = await runCli(['status'], { cwd });
+    const status = await runCliInProcess(['status'], { cwd });
     expect(status.stdout).toContain('program autumn: backfill, pid 42 on runner-7, since 2026-11-20T03:00:00.000Z (on another machine');
-    const partial = await runCli(['unlock'], { cwd });
+    const partial = await runCliInProcess(['unlock'], { cwd });
     expect(partial.code).toBe(75);
     expect(partial.stdout).toContain(`unlock: freed 1 of 2 locks (program default, sync pid ${DEAD_PID} on ${hostname()})`);
     expect(partial.stderr).toContain('npx referral-sync unlock --campaign autumn --force');
     expect(lockedPrograms(cwd)).toEqual(['autumn']);
 
-    const forced = await runCli(['unlock', '--campaign', 'autumn', '--force'], { cwd });
+    const forced = await runCliInProcess(['unlock', '--campaign', 'autumn', '--force'], { cwd });
     expect(forced.code).toBe(0);
     expect(lockedPrograms(cwd)).toEqual([]);
     // A sync blocked by that lock would have said how to free it; now it runs.
-    expect((await runCli(['sync', '--file', FIXTURE, '--to', 'segment', '--campaign', 'autumn', '--new-program'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment', '--campaign', 'autumn', '--new-program'], { cwd, env: services.env })).code).toBe(0);
   }, 90_000);
 
   it('commands that only read never create a state file, and retry with nothing to resend asks for no credentials', async () => {
@@ -205,7 +205,7 @@ describe('locks', () => {
       [['sync', '--file', FIXTURE, '--dry-run'], 0, /referral-sync diff/],
     ];
     for (const [args, code, stdout] of runs) {
-      const result = await runCli(args, { cwd });
+      const result = await runCliInProcess(args, { cwd });
       expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(code);
       expect(result.stdout).toMatch(stdout);
     }
@@ -218,21 +218,21 @@ describe('a dry run is diff', () => {
   it('sync --dry-run with --full --out --detailed-exitcode equals diff byte for byte and exits 2', async () => {
     const cwd = tempDir();
     const args = ['--file', FIXTURE, '--campaign', 'grsf_demo', '--full', '--detailed-exitcode'];
-    const diff = await runCli(['diff', ...args, '--out', 'diff.jsonl'], { cwd });
-    const dry = await runCli(['sync', ...args, '--out', 'dry.jsonl', '--dry-run'], { cwd });
+    const diff = await runCliInProcess(['diff', ...args, '--out', 'diff.jsonl'], { cwd });
+    const dry = await runCliInProcess(['sync', ...args, '--out', 'dry.jsonl', '--dry-run'], { cwd });
     expect(diff.code).toBe(2);
     expect(dry.code).toBe(2);
     expect(dry.stdout).toBe(diff.stdout);
     expect(dry.stderr).toBe(diff.stderr.replace('diff.jsonl', 'dry.jsonl'));
     expect(readFileSync(join(cwd, 'dry.jsonl'), 'utf8')).toBe(readFileSync(join(cwd, 'diff.jsonl'), 'utf8'));
     expect(readFileSync(join(cwd, 'dry.jsonl'), 'utf8').length).toBeGreaterThan(1000);
-    const json = await runCli(['sync', ...args, '--dry-run', '--json'], { cwd });
-    expect(json.stdout).toBe((await runCli(['diff', ...args, '--json'], { cwd })).stdout);
+    const json = await runCliInProcess(['sync', ...args, '--dry-run', '--json'], { cwd });
+    expect(json.stdout).toBe((await runCliInProcess(['diff', ...args, '--json'], { cwd })).stdout);
   }, 60_000);
 
   it('preview flags without --dry-run are a usage error that names the fix', async () => {
     const cwd = tempDir();
-    const result = await runCli(['sync', '--file', FIXTURE, '--out', 'plan.jsonl'], { cwd });
+    const result = await runCliInProcess(['sync', '--file', FIXTURE, '--out', 'plan.jsonl'], { cwd });
     expect(result.code).toBe(64);
     expect(result.stderr).toBe('error: --out belongs to a preview: add --dry-run to sync (or run `npx referral-sync diff`) to use it.\n');
   });
@@ -261,7 +261,7 @@ describe('bad flag values', () => {
       ['retry', '--user-id', 'email'],
     ];
     for (const args of cases) {
-      const result = await runCli(args, { cwd, env: services.env });
+      const result = await runCliInProcess(args, { cwd, env: services.env });
       expect(result.code, `${args.join(' ')}: ${result.stdout}${result.stderr}`).toBe(64);
       expect(result.stdout, args.join(' ')).toBe('');
       expect(result.stderr, args.join(' ')).toMatch(/^error: /);
@@ -289,13 +289,13 @@ describe('what the new-user trial found', () => {
     services = await startServices();
     const cwd = tempDir();
     services.segment.rejectMessage = (m) => (m.type === 'track' ? 400 : undefined);
-    expect((await runCli(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    expect((await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
     services.segment.rejectMessage = undefined;
-    const unreachable = await runCli(['retry'], { cwd, env: { ...services.env, SEGMENT_HOST: 'http://127.0.0.1:9' } });
+    const unreachable = await runCliInProcess(['retry'], { cwd, env: { ...services.env, SEGMENT_HOST: 'http://127.0.0.1:9' } });
     expect(unreachable.code).toBe(69);
     expect(unreachable.stderr).toMatch(/^error: Segment is unreachable at http:\/\/127\.0\.0\.1:9/);
     expect(unreachable.stderr).toContain('Nothing was sent.');
-    const retry = await runCli(['retry'], { cwd, env: { ...services.env, GROWSURF_CAMPAIGN_ID: 'another' } });
+    const retry = await runCliInProcess(['retry'], { cwd, env: { ...services.env, GROWSURF_CAMPAIGN_ID: 'another' } });
     expect(retry.code).toBe(0);
     expect(retry.stdout).toMatch(/^referral-sync retry: \d+ deliveries retried, \d+ went through \(program default\)/);
   }, 60_000);
@@ -307,15 +307,15 @@ describe('what the new-user trial found', () => {
       { ID: 'p1', Email: 'ann@example.com', 'Referral Count': 0, 'Created At': '2024-02-30' },
       { ID: 'p2', Email: 'bob@example.com', 'Referral Count': 0, 'Created At': '3/2/2025 9:15 AM' },
     ]);
-    const sync = await runCli(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
+    const sync = await runCliInProcess(['sync', '--file', file, '--to', 'segment'], { cwd, env: services.env });
     expect(sync.code).toBe(0);
     expect(sync.stderr).toBe('warning: 1 invalid row was not sent: the summary lists them with file, line and reason (--json lists every one).\n');
 
-    const maxWait = await runCli(['diff', '--file', file, '--max-wait', 'forever'], { cwd });
+    const maxWait = await runCliInProcess(['diff', '--file', file, '--max-wait', 'forever'], { cwd });
     expect(maxWait.code).toBe(64);
     expect(maxWait.stderr).toBe('error: --max-wait takes a duration such as 90s, 15m or 1h, not "forever".\n');
 
-    const usage = await runCli(['diff', '--file', file, '--format', 'xls', '--log-format', 'json'], { cwd });
+    const usage = await runCliInProcess(['diff', '--file', file, '--format', 'xls', '--log-format', 'json'], { cwd });
     expect(usage.code).toBe(64);
     const lines = jsonLines(usage).stderr;
     expect(lines).toHaveLength(1);
@@ -325,9 +325,9 @@ describe('what the new-user trial found', () => {
   it('unlock with no lock to free leaves the state file byte for byte', async () => {
     services = await startServices();
     const cwd = tempDir();
-    expect((await runCli(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
     const before = readFileSync(stateFile(cwd));
-    const unlock = await runCli(['unlock'], { cwd });
+    const unlock = await runCliInProcess(['unlock'], { cwd });
     expect(unlock.code).toBe(0);
     expect(unlock.stdout).toBe('unlock: no lock in .referral-sync/state.db; nothing to free.\n');
     expect(readFileSync(stateFile(cwd)).equals(before)).toBe(true);

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FIXTURES, runCli, tempDir, writeCsv } from '../support/cli.js';
+import { FIXTURES, runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { CIO_KEY, CIO_SITE, SEGMENT_KEY, startServices, type Services } from '../support/services.js';
 
 /**
@@ -40,7 +40,7 @@ describe('a known other export names the flag that reads it', () => {
     ['event_details_aggregates', AGGREGATES],
   ])('a Cello %s export given as a GrowSurf export: use --source cello (exit 64)', async (kind, file) => {
     const cwd = tempDir();
-    const result = await runCli(['diff', '--file', file], { cwd });
+    const result = await runCliInProcess(['diff', '--file', file], { cwd });
     expect(result.code).toBe(64);
     expect(errorLines(result.stderr)).toEqual([
       `error: ${file} is Cello's ${kind} export, not a GrowSurf participant export: read it with --source cello.`,
@@ -48,13 +48,13 @@ describe('a known other export names the flag that reads it', () => {
     ]);
     expect(result.stdout).toBe('');
     // And that flag does read it.
-    const cello = await runCli(['diff', '--source', 'cello', '--file', join(FIXTURES, 'cello')], { cwd });
+    const cello = await runCliInProcess(['diff', '--source', 'cello', '--file', join(FIXTURES, 'cello')], { cwd });
     expect(cello.code).toBe(0);
   });
 
   it('a GrowSurf export given with --source cello: read it without --source cello (exit 64)', async () => {
     const cwd = tempDir();
-    const result = await runCli(['diff', '--source', 'cello', '--file', GROWSURF], { cwd });
+    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', GROWSURF], { cwd });
     expect(result.code).toBe(64);
     expect(errorLines(result.stderr)).toEqual([
       `error: ${GROWSURF} is a GrowSurf participant export, not a Cello export: read it without --source cello (and without --format cello).`,
@@ -64,7 +64,7 @@ describe('a known other export names the flag that reads it', () => {
 
   it('a folder given as a GrowSurf export says a folder is read only as Cello exports (exit 64)', async () => {
     const cwd = tempDir();
-    const result = await runCli(['diff', '--file', join(FIXTURES, 'cello')], { cwd });
+    const result = await runCliInProcess(['diff', '--file', join(FIXTURES, 'cello')], { cwd });
     expect(result.code).toBe(64);
     expect(errorLines(result.stderr)).toEqual([
       `error: Not a file: ${join(FIXTURES, 'cello')}`,
@@ -78,14 +78,14 @@ describe('delimiters', () => {
     const cwd = tempDir();
     const good = join(cwd, 'semicolons.csv');
     writeFileSync(good, 'ID;Email;Referral Count\np1;ann@example.com;2\np2;bob@example.com;0\n');
-    const read = await runCli(['diff', '--file', good], { cwd });
+    const read = await runCliInProcess(['diff', '--file', good], { cwd });
     expect(read.code).toBe(0);
     expect(read.stdout).toContain('encoding utf-8 (detected: valid UTF-8), semicolon-separated');
     expect(read.stdout).toContain('Participants: 2 planned, 0 invalid');
 
     const missing = join(cwd, 'members.csv');
     writeFileSync(missing, 'Member;Mail;Ref\np1;ann@example.com;\n');
-    const result = await runCli(['diff', '--file', missing], { cwd });
+    const result = await runCliInProcess(['diff', '--file', missing], { cwd });
     expect(result.code).toBe(65);
     expect(errorLines(result.stderr)).toEqual([
       `error: ${missing} has no email column (looked for "Email", "Email Address", "E-mail", "Participant Email"); ` +
@@ -99,14 +99,14 @@ describe('delimiters', () => {
     // One semicolon and one comma: the header line cannot tell, and comma wins.
     const file = join(cwd, 'mixed.csv');
     writeFileSync(file, 'Email;Company,Inc\nann@example.com;Initech, Inc\n');
-    const result = await runCli(['diff', '--file', file], { cwd });
+    const result = await runCliInProcess(['diff', '--file', file], { cwd });
     expect(result.code).toBe(65);
     expect(errorLines(result.stderr)).toEqual([
       `error: ${file} has no email column (looked for "Email", "Email Address", "E-mail", "Participant Email"); ` +
         'its 2 columns, read as comma-separated, are: Email;Company, Inc.',
       'Its header also holds ";": if the file is semicolon-separated, pass --delimiter semicolon.',
     ]);
-    const fixed = await runCli(['diff', '--file', file, '--delimiter', 'semicolon'], { cwd });
+    const fixed = await runCliInProcess(['diff', '--file', file, '--delimiter', 'semicolon'], { cwd });
     expect(fixed.code).toBe(0);
     expect(fixed.stdout).toContain('semicolon-separated');
     expect(fixed.stdout).toContain('Participants: 1 planned, 0 invalid');
@@ -114,13 +114,13 @@ describe('delimiters', () => {
 
   it('an unknown --delimiter, or one given to the API source, exits 64 with the values it takes', async () => {
     const cwd = tempDir();
-    const pipe = await runCli(['diff', '--file', GROWSURF, '--delimiter', '|'], { cwd });
+    const pipe = await runCliInProcess(['diff', '--file', GROWSURF, '--delimiter', '|'], { cwd });
     expect(pipe.code).toBe(64);
     expect(errorLines(pipe.stderr)).toEqual([
       'error: --delimiter must be comma, semicolon or tab, not "|".',
       "Leave it out to have it detected from each file's header line.",
     ]);
-    const api = await runCli(['diff', '--source', 'growsurf', '--campaign', 'c1', '--delimiter', 'tab'], { cwd, env: { GROWSURF_API_KEY: 'k' } });
+    const api = await runCliInProcess(['diff', '--source', 'growsurf', '--campaign', 'c1', '--delimiter', 'tab'], { cwd, env: { GROWSURF_API_KEY: 'k' } });
     expect(api.code).toBe(64);
     expect(api.stderr).toContain('error: --delimiter applies to --file exports; the GrowSurf API answers in JSON, so drop --delimiter.');
   });
@@ -131,13 +131,13 @@ describe('destinations', () => {
     services = await startServices();
     const cwd = tempDir();
     const env = { ...services.env, CUSTOMERIO_API_KEY: 'an-app-api-key-value' };
-    const check = await runCli(['check', '--to', 'customerio'], { cwd, env });
+    const check = await runCliInProcess(['check', '--to', 'customerio'], { cwd, env });
     expect(check.code).toBe(69);
     expect(check.stdout).toBe(
       'FAIL Customer.io refused the site id and API key (401).\n' +
         '     Use a Track API key and its site id (Account Settings → API Credentials → Track API Keys), not an App API key, and check CUSTOMERIO_REGION.\n',
     );
-    const sync = await runCli(['sync', '--file', GROWSURF, '--to', 'customerio'], { cwd, env });
+    const sync = await runCliInProcess(['sync', '--file', GROWSURF, '--to', 'customerio'], { cwd, env });
     expect(sync.code).toBe(69);
     expect(errorLines(sync.stderr)).toEqual([
       'error: Customer.io refused the site id and API key (401).',
@@ -156,7 +156,7 @@ describe('destinations', () => {
       CUSTOMERIO_API_KEY: CIO_KEY,
       CUSTOMERIO_TRACK_URL: `http://127.0.0.1:${customerioPort}`,
     };
-    const check = await runCli(['check'], { cwd, env });
+    const check = await runCliInProcess(['check'], { cwd, env });
     expect(check.code).toBe(69);
     expect(check.stdout.split('\n')).toEqual([
       `FAIL Segment is unreachable at http://127.0.0.1:${segmentPort}/?token=***: connection refused (ECONNREFUSED).`,
@@ -176,7 +176,7 @@ describe('destinations', () => {
     ['segment', {}, 'SEGMENT_WRITE_KEY (for Segment)', '`npx referral-sync diff` shows what would be sent without any credentials.'],
   ])('--to %s without its credentials names them and suggests the other destination if it has its own (exit 64)', async (to, env, missing, hint) => {
     const cwd = tempDir();
-    const result = await runCli(['sync', '--file', GROWSURF, '--to', to], { cwd, env });
+    const result = await runCliInProcess(['sync', '--file', GROWSURF, '--to', to], { cwd, env });
     expect(result.code).toBe(64);
     expect(errorLines(result.stderr)).toEqual([`error: Missing credentials: set ${missing}.`, hint]);
   });
@@ -196,7 +196,7 @@ describe('--rate', () => {
     const cwd = tempDir();
     // diff checks it too, although reading a file uses no rate; retry checks it before looking for work.
     for (const command of ['diff', 'retry']) {
-      const result = await runCli([command, ...(command === 'diff' ? ['--file', GROWSURF] : []), '--rate', rate], { cwd, env: { SEGMENT_WRITE_KEY: SEGMENT_KEY, CUSTOMERIO_SITE_ID: CIO_SITE, CUSTOMERIO_API_KEY: CIO_KEY } });
+      const result = await runCliInProcess([command, ...(command === 'diff' ? ['--file', GROWSURF] : []), '--rate', rate], { cwd, env: { SEGMENT_WRITE_KEY: SEGMENT_KEY, CUSTOMERIO_SITE_ID: CIO_SITE, CUSTOMERIO_API_KEY: CIO_KEY } });
       expect(result.code).toBe(64);
       expect(errorLines(result.stderr)).toEqual([`error: ${message}`]);
     }
@@ -220,7 +220,7 @@ describe('other messages carry their fix', () => {
       ],
     ];
     for (const [args, env, message, hint] of cases) {
-      const result = await runCli(args, { cwd, env });
+      const result = await runCliInProcess(args, { cwd, env });
       expect(result.code).toBe(64);
       const [first, ...rest] = errorLines(result.stderr);
       expect(first!.startsWith(message)).toBe(true);
@@ -232,7 +232,7 @@ describe('other messages carry their fix', () => {
     const cwd = tempDir();
     const file = writeCsv(cwd, 'export.csv', [{ ID: 'p1', Email: 'a@example.com' }]);
     writeFileSync(join(cwd, 'referral-sync.config.json'), JSON.stringify({ columns: { email: 'Mail' } }));
-    const result = await runCli(['diff', '--file', file], { cwd });
+    const result = await runCliInProcess(['diff', '--file', file], { cwd });
     expect(result.code).toBe(64);
     expect(errorLines(result.stderr)).toEqual([
       `error: The config maps "email" to column "Mail", which ${file} does not have; its 2 columns, read as comma-separated, are: ID, Email.`,
