@@ -240,12 +240,6 @@ function reportDataProblems(output: Output, summary: PlanSummary): void {
     const parts = [summary.invalid > 0 ? `${plural(summary.invalid, 'invalid row was', 'invalid rows were')} not sent` : '', summary.warnings > 0 ? plural(summary.warnings, 'warning', 'warnings') : ''].filter(Boolean);
     output.warn(`${parts.join(' and ')}: the summary lists them with file, line and reason (--json lists every one).`, { invalid: summary.invalid, warnings: summary.warnings });
   }
-  if (summary.customerioRecentEvents > 0) {
-    output.warn(
-      `${plural(summary.customerioRecentEvents, 'Customer.io event was', 'Customer.io events were')} timestamped within the last 72 hours: Customer.io can trigger campaigns from them.`,
-      { customerioRecentEvents: summary.customerioRecentEvents },
-    );
-  }
 }
 
 function countsOf(
