@@ -82,9 +82,11 @@ function renderCounts(summary: PlanSummary): string[] {
   const destinations = summary.destinationOrder;
   const rows: [string, string, (d: Destination) => number][] = [
     ['identify', 'new', (d) => summary.destinations[d]!.identify.new],
-    ['', 'changed', (d) => summary.destinations[d]!.identify.changed + summary.destinations[d]!.identify.refresh],
-    ['', 'unchanged', (d) => summary.destinations[d]!.identify.unchanged],
+    ['', 'changed', (d) => summary.destinations[d]!.identify.changed],
   ];
+  // backfill re-identifies people whose traits did not change: a row of its own, not counted as changed.
+  if (destinations.some((d) => summary.destinations[d]!.identify.refresh > 0)) rows.push(['', 're-identify', (d) => summary.destinations[d]!.identify.refresh]);
+  rows.push(['', 'unchanged', (d) => summary.destinations[d]!.identify.unchanged]);
   EVENT_KINDS.forEach((kind, index) => {
     rows.push([index === 0 ? 'events' : '', EVENT_LABEL[kind], (d) => summary.destinations[d]!.events[kind].send]);
   });

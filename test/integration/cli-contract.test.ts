@@ -230,6 +230,15 @@ describe('a dry run is diff', () => {
     expect(json.stdout).toBe((await runCliInProcess(['diff', ...args, '--json'], { cwd })).stdout);
   }, 60_000);
 
+  it('backfill --dry-run after a sync counts re-identifies apart from changed traits', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    expect((await runCliInProcess(['sync', '--file', FIXTURE], { cwd, env: services.env })).code).toBe(0);
+    const dry = await runCliInProcess(['backfill', '--file', FIXTURE, '--dry-run'], { cwd, env: services.env });
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/identify {2}new +0 +0\n +changed +0 +0\n +re-identify +48 +48\n +unchanged +0 +0\n/);
+  }, 60_000);
+
   it('preview flags without --dry-run are a usage error that names the fix', async () => {
     const cwd = tempDir();
     const result = await runCliInProcess(['sync', '--file', FIXTURE, '--out', 'plan.jsonl'], { cwd });
