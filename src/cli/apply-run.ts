@@ -16,7 +16,7 @@ import { runDiff, type DiffFlags } from './diff.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
-import { assertKnownProgram } from './program-guard.js';
+import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
 import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
@@ -64,7 +64,9 @@ export async function runApply(
     state.acquireLock(programId, command, now);
     lockTaken = true;
     state.markCrashedRuns(programId, now);
-    assertKnownProgram(state, { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true });
+    const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
+    assertKnownProgram(state, identity);
+    assertKnownDestinations(state, identity);
     source.useCache?.({
       get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),

@@ -9,7 +9,7 @@ import { parseRateMode, parseRates } from './destinations.js';
 import { openSqliteStateReadOnly } from '../state/sqlite.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
-import { assertKnownProgram } from './program-guard.js';
+import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
 import { runPlan } from './plan-run.js';
 import { ProblemLog } from './problem-log.js';
 import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
@@ -36,7 +36,9 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   const state = openSqliteStateReadOnly(common.statePath);
   const namespaces = destinationNamespaces(common.config, env);
   try {
-    assertKnownProgram(state, { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true });
+    const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
+    assertKnownProgram(state, identity);
+    assertKnownDestinations(state, identity);
   } catch (error) {
     state.close();
     throw error;

@@ -77,6 +77,7 @@ function addSourceOptions(command: Command): Command {
     .addOption(new Option('--format <format>', 'layout of the --file exports (default growsurf; cello with --source cello)').choices(['growsurf', 'cello']))
     .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
     .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
+    .option('--new-destination', 'confirm that credentials other than the ones the state delivered with are another workspace, to get the history')
     .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops');
 }
 

@@ -12,6 +12,31 @@ export interface ProgramIdentity {
   confirmedNew: boolean;
   /** Where the program id came from, for the message (`--campaign`, or its default). */
   programIdDefaulted: boolean;
+  /** --new-destination: the user confirmed that other credentials are another workspace, to get the history. */
+  confirmedNewDestination: boolean;
+}
+
+const CREDENTIALS: Record<Destination, string> = { segment: 'SEGMENT_WRITE_KEY', customerio: 'CUSTOMERIO_SITE_ID' };
+
+/**
+ * Every operation id carries a fingerprint of the destination's credentials (DESIGN.md §6: Segment dedupes
+ * messageIds across all its customers). A program delivered with other credentials (a rotated or missing key,
+ * another config namespace) would go out again under new ids the destination cannot dedupe: stop (exit 64)
+ * unless --new-destination says these credentials are another workspace that should get the history.
+ */
+export function assertKnownDestinations(state: ReadableState, program: ProgramIdentity): void {
+  if (program.confirmedNewDestination) return;
+  for (const destination of program.destinations) {
+    const delivered = state.deliveredNamespaces(program.source, destination, program.programId);
+    if (delivered.length === 0 || delivered.includes(program.namespaces[destination])) continue;
+    const label = DESTINATION_LABELS[destination];
+    const variable = CREDENTIALS[destination];
+    const now = program.namespaces[destination].endsWith('/-') ? `${variable} is not set` : `${variable} (or the config's namespace) is not the one used then`;
+    throw new UsageError(
+      `${state.location} delivered program "${program.programId}" to ${label} with other credentials: ${now}, and every event id includes their fingerprint, so the history would be sent again under ids ${label} cannot dedupe.`,
+      { hint: `Set the same ${variable} as before (diff needs it too); if these credentials are another ${label} workspace that should get the history, pass --new-destination.` },
+    );
+  }
 }
 
 /**

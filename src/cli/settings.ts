@@ -48,6 +48,8 @@ export interface SourceFlags {
   enrich?: boolean;
   /** Confirms that the program id differs from the one the state delivered on purpose. */
   newProgram?: boolean;
+  /** Confirms that destination credentials other than the ones the state delivered with are another workspace. */
+  newDestination?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;

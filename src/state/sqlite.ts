@@ -144,6 +144,7 @@ function emptyState(path: string): ReadableState {
     allProblems: () => [],
     watermark: () => undefined,
     deliveredPrograms: () => [],
+    deliveredNamespaces: () => [],
     cachedLookup: () => undefined,
     retryPrograms: () => [],
     locks: () => [],
@@ -422,6 +423,14 @@ export class SqliteState implements ReadableState {
       .prepare<[string, string], { watermark: number }>('SELECT watermark FROM watermarks WHERE program_id = ? AND source = ?')
       .get(programId, source);
     return row?.watermark;
+  }
+
+  deliveredNamespaces(source: string, destination: Destination, programId: string): string[] {
+    if (!this.hasTable('programs')) return [];
+    return this.db
+      .prepare<[string, string, string], { namespace: string }>('SELECT namespace FROM programs WHERE source = ? AND destination = ? AND program_id = ? ORDER BY recorded_at, namespace')
+      .all(source, destination, programId)
+      .map((row) => row.namespace);
   }
 
   deliveredPrograms(source: string, destination: Destination, namespace: string): string[] {

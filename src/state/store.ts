@@ -41,6 +41,8 @@ export interface ReadableState {
   watermark(programId: string, source: string): number | undefined;
   /** Program ids this state delivered from `source` to the destination under `namespace` (DESIGN §6 keys). */
   deliveredPrograms(source: string, destination: Destination, namespace: string): string[];
+  /** The id namespaces (config namespace and credential fingerprint) a program was delivered under to a destination. */
+  deliveredNamespaces(source: string, destination: Destination, programId: string): string[];
   /** A cached lookup answer no older than `maxAgeMs`. */
   cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown;
   /**

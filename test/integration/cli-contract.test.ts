@@ -342,3 +342,30 @@ describe('what the new-user trial found', () => {
     expect(readFileSync(stateFile(cwd)).equals(before)).toBe(true);
   }, 60_000);
 });
+
+describe('credentials that changed', () => {
+  it('stop a run that would resend the history under new ids, unless --new-destination says it is another workspace', async () => {
+    services = await startServices();
+    const cwd = tempDir();
+    expect((await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    const sent = services.segment.arrivals.length;
+
+    const rotated = await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: { ...services.env, SEGMENT_WRITE_KEY: 'seg_wk_rotated' } });
+    expect(rotated.code).toBe(64);
+    expect(rotated.stderr).toBe(
+      'error: .referral-sync/state.db delivered program "default" to Segment with other credentials: SEGMENT_WRITE_KEY (or the config\'s namespace) is not the one used then, and every event id includes their fingerprint, so the history would be sent again under ids Segment cannot dedupe.\n' +
+        'Set the same SEGMENT_WRITE_KEY as before (diff needs it too); if these credentials are another Segment workspace that should get the history, pass --new-destination.\n',
+    );
+    const bare = await runCliInProcess(['diff', '--file', FIXTURE, '--to', 'segment'], { cwd });
+    expect(bare.code).toBe(64);
+    expect(bare.stderr).toContain('with other credentials: SEGMENT_WRITE_KEY is not set,');
+    expect(services.segment.arrivals.length).toBe(sent);
+    expect(services.segment.writeKeysSeen.has('seg_wk_rotated')).toBe(false);
+
+    const other = await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment', '--new-destination'], { cwd, env: { ...services.env, SEGMENT_WRITE_KEY: 'seg_wk_rotated' } });
+    expect(other.code).toBe(0);
+    // The events went out under the new key's ids (the fake, like Segment, answers 200 and keeps nothing for a key it does not know).
+    expect(services.segment.writeKeysSeen.has('seg_wk_rotated')).toBe(true);
+    expect(other.stdout).toMatch(/\nSegment +98 /);
+  }, 60_000);
+});

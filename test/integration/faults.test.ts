@@ -36,7 +36,8 @@ describe('delivery under faults', () => {
     // Fixed rates: the injected 429s come whatever the pace, and an adaptive rate would rightly slow down for
     // each (engine.test.ts covers that); this test is about exactly-once delivery under faults.
     const result = await runCliInProcess(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000', '--rate-mode', 'fixed'], { cwd, env: services.env, clock });
-    expect(result.stderr).toBe('');
+    // Nothing but the every-10-s progress line a slow (loaded) machine may print.
+    expect(result.stderr.split('\n').filter((line) => line !== '' && !line.startsWith('progress: '))).toEqual([]);
     expect(result.code).toBe(0);
 
     const { segment, customerio } = services;
