@@ -5,7 +5,8 @@ import type { Destination } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
 import { ReferrerDirectory, scanDirectory } from '../model/referrer-directory.js';
 import { planFileLine, planFileProblemLine, problemEntry } from '../plan/plan-file.js';
-import { planOperations } from '../plan/planner.js';
+import { planOperations, type PlanContext } from '../plan/planner.js';
+import { withBaselineLoaded } from '../plan/prefetch.js';
 import { PlanSummary } from '../plan/summary.js';
 import type { BaselineView, PlanItem, PlanMode } from '../plan/types.js';
 import type { Source } from '../sources/source.js';
@@ -67,7 +68,7 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
   const file = options.outFile === undefined ? undefined : openPlanFile(options.outFile);
   scanned = 0;
   try {
-    const items = planOperations(counted(options.source.records(), 'Planning'), {
+    const context: PlanContext = {
       config: options.config,
       destinations: options.destinations,
       mode: options.mode,
@@ -78,7 +79,9 @@ export async function runPlan(options: PlanRunOptions): Promise<PlanSummary> {
       duplicates,
       baseline: options.baseline,
       ...(options.backfillSince ? { backfillSince: options.backfillSince } : {}),
-    });
+    };
+    const records = withBaselineLoaded(options.source.records(), context, options.signal ? { signal: options.signal } : {});
+    const items = planOperations(counted(records, 'Planning'), context);
     for await (const item of items) {
       summary.add(item);
       if (item.type === 'invalid' || item.type === 'warning') {
