@@ -1,6 +1,6 @@
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
-import type { ReadableState } from '../state/store.js';
+import type { StateReader } from '../state/store.js';
 
 export interface ProgramIdentity {
   /** growsurf or cello: the `source` part of every key. */
@@ -19,12 +19,12 @@ export interface ProgramIdentity {
  * this state already delivered to the same destinations would send that history again under new ids, which
  * the destinations cannot dedupe: it stops (exit 64) unless --new-program confirms a new program.
  */
-export function assertKnownProgram(state: ReadableState, program: ProgramIdentity): void {
+export async function assertKnownProgram(state: StateReader, program: ProgramIdentity): Promise<void> {
   if (program.confirmedNew) return;
   const conflicts: string[] = [];
   const others = new Set<string>();
   for (const destination of program.destinations) {
-    const delivered = state.deliveredPrograms(program.source, destination, program.namespaces[destination]);
+    const delivered = await state.deliveredPrograms(program.source, destination, program.namespaces[destination]);
     if (delivered.length === 0 || delivered.includes(program.programId)) continue;
     for (const id of delivered) others.add(id);
     conflicts.push(DESTINATION_LABELS[destination]);
