@@ -21,6 +21,7 @@ export function assertStateLocation(location: string): void {
  */
 export function openState(location: string, options: { mode: 'read' }): Promise<StateReader>;
 export function openState(location: string, options: { mode: 'write' }): Promise<StateStore>;
+export function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader>;
 export async function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader | StateStore> {
   assertStateLocation(location);
   return options.mode === 'read' ? openSqliteStateReadOnly(location) : openSqliteStateForWriting(location);
