@@ -1,18 +1,17 @@
 import { existsSync } from 'node:fs';
-import { UsageError } from '../errors.js';
+import { openPostgresStateForWriting, openPostgresStateReadOnly, postgresStateExists } from './postgres.js';
+import { isPostgresUrl, parsePostgresUrl } from './postgres-url.js';
 import { openSqliteStateForWriting, openSqliteStateReadOnly } from './sqlite.js';
 import type { StateReader, StateStore } from './store.js';
 
 /**
- * Where the backend is chosen (DESIGN.md §7): `--state` is a SQLite file path today. A PostgreSQL URL is
- * refused here until that backend exists; it becomes one more branch of `openState` and `stateExists`.
+ * Where the backend is chosen (DESIGN.md §7), by the scheme of `--state` / REFERRAL_SYNC_STATE: a postgres:// or
+ * postgresql:// URL is the PostgreSQL state; anything else is a SQLite file path.
  */
 
-/** Throws the usage error (exit 64) for a location no backend of this version can open; checked with the other flags. */
+/** Throws the usage error (exit 64) for a location no backend can open (a malformed URL, a bad ?schema=); checked with the other flags. */
 export function assertStateLocation(location: string): void {
-  if (isPostgresUrl(location)) {
-    throw new UsageError('PostgreSQL state is not available in this version of referral-sync; use a SQLite file path for --state.');
-  }
+  if (isPostgresUrl(location)) parsePostgresUrl(location);
 }
 
 /**
@@ -23,16 +22,12 @@ export function openState(location: string, options: { mode: 'read' }): Promise<
 export function openState(location: string, options: { mode: 'write' }): Promise<StateStore>;
 export function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader>;
 export async function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader | StateStore> {
-  assertStateLocation(location);
+  if (isPostgresUrl(location)) return options.mode === 'read' ? openPostgresStateReadOnly(location) : openPostgresStateForWriting(location);
   return options.mode === 'read' ? openSqliteStateReadOnly(location) : openSqliteStateForWriting(location);
 }
 
 /** Whether anything is there yet (without creating it): `unlock` and `status` say so rather than create a state. */
 export async function stateExists(location: string): Promise<boolean> {
-  assertStateLocation(location);
+  if (isPostgresUrl(location)) return postgresStateExists(location);
   return existsSync(location);
-}
-
-function isPostgresUrl(location: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(location);
 }

@@ -149,7 +149,8 @@ function unwritable(path: string, error: unknown): StateUnwritableError {
   });
 }
 
-function emptyState(path: string): StateReader {
+/** A state that does not exist yet, read as empty (nothing is created to read it). */
+export function emptyState(path: string): StateReader {
   return {
     location: path,
     baseline: () => EMPTY_BASELINE,
