@@ -38,8 +38,9 @@ export function postgresError(error: unknown, target: PostgresTarget): ReferralS
       hint: `Match ?sslmode= in --state to the server: sslmode=disable for a server without TLS, sslmode=no-verify for a self-signed certificate, or trust its CA with NODE_EXTRA_CA_CERTS. ${nothingSent}`,
     });
   }
-  if (code !== undefined && /^(E[A-Z]+|57P0[1-3]|08\d\d\d)$/.test(code)) {
-    return new UnavailableError(`${where} cannot be reached: ${reason}${code.startsWith('E') ? ` (${code})` : ''}.`, {
+  // pg says "timeout expired" or "Connection terminated …" without a code when a connection cannot be made or is lost.
+  if ((code !== undefined && /^(E[A-Z]+|57P0[1-3]|08\d\d\d)$/.test(code)) || (code === undefined && /timeout|Connection terminated|connection (is )?closed/i.test(message))) {
+    return new UnavailableError(`${where} cannot be reached: ${reason}${code?.startsWith('E') ? ` (${code})` : ''}.`, {
       hint: `Check the host, port and database in --state (or REFERRAL_SYNC_STATE), and that PostgreSQL is running and accepts connections from here. ${nothingSent}`,
     });
   }
