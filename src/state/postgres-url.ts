@@ -55,7 +55,9 @@ export function parsePostgresUrl(url: string): PostgresTarget {
       connectionString,
       // Set per session, so every statement of the state, reads included, finds its tables in the schema. A
       // read-only session makes every transaction of diff and status read-only: the server refuses any write.
-      options: `-c search_path=${schema}${options.readOnly ? ' -c default_transaction_read_only=on' : ''}`,
+      // Keepalives: the server ends the session of a runner whose machine vanished within about a minute, which
+      // frees its advisory lock; without them that could take the OS default of two hours.
+      options: `-c search_path=${schema} -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3${options.readOnly ? ' -c default_transaction_read_only=on' : ''}`,
       application_name: 'referral-sync',
       connectionTimeoutMillis: 10_000,
     }),
