@@ -126,6 +126,63 @@ describe.each(backends())('the $name state behind the StateStore interface', (ba
     expect(['old', 'mine', 'gone', 'new'].map((key) => baseline.delivery('segment', key))).toEqual(['sent', 'sentThisRun', 'dead', undefined]);
   });
 
+  it('answers the rest of the interface alike: retry pages, problems, superseded rows, watermarks, lookups, programs, runs', async () => {
+    const state = await open(await fresh());
+    const at = (minute: number) => new Date(Date.UTC(2026, 0, 1, 0, minute));
+    // More failed rows than one page (500) of a paged read, with payloads, across both destinations and two programs.
+    const rows: DeliveryRow[] = [];
+    for (let i = 0; i < 1_100; i += 1) {
+      const destination = i % 2 === 0 ? 'segment' : 'customerio';
+      rows.push({ destination, key: `f${String(i).padStart(4, '0')}`, kind: 'track', userId: `u${i}`, status: i % 5 === 0 ? 'dead' : 'failed', error: `e${i}`, payload: JSON.stringify(track(destination, `u${i}`, `f${i}`)), runId: 1 });
+    }
+    await state.recordDeliveries(rows, at(1));
+    // A key written twice in one batch: the second write lands after the first, attempts add up.
+    await state.recordDeliveries(
+      [
+        { destination: 'segment', key: 'twice', kind: 'track', userId: 'u', status: 'failed', error: 'first', payload: '{}' },
+        { destination: 'segment', key: 'twice', kind: 'track', userId: 'u', status: 'sent' },
+      ],
+      at(2),
+    );
+    expect(await state.deliveryStatuses([{ destination: 'segment', key: 'twice' }])).toMatchObject([{ status: 'sent' }]);
+
+    const retried: string[] = [];
+    for await (const row of state.retryable(['segment', 'customerio'], 'p1', 'p1')) retried.push(`${row.destination}/${row.key}`);
+    expect(retried).toHaveLength(1_100);
+    expect(retried.slice(0, 2)).toEqual(['customerio/f0001', 'customerio/f0003']);
+    expect(new Set(retried).size).toBe(1_100);
+    const everyProblem: string[] = [];
+    for await (const row of state.allProblems()) everyProblem.push(row.key);
+    expect(everyProblem).toHaveLength(1_100);
+    expect((await state.problems(3)).map((row) => `${row.destination}/${row.key}`)).toEqual(['customerio/f0001', 'customerio/f0003', 'customerio/f0005', 'segment/f0000', 'segment/f0002', 'segment/f0004']);
+    expect(await state.retryPrograms(['segment'], 'unattributed')).toEqual(['unattributed']);
+
+    await state.markSuperseded([{ destination: 'segment', key: 'f0002' }], 'newer traits', at(3));
+    expect(await state.deliveryStatuses([{ destination: 'segment', key: 'f0002' }])).toMatchObject([{ status: 'superseded' }]);
+
+    expect(await state.watermark('p1', 'growsurf')).toBeUndefined();
+    await state.setWatermark('p1', 'growsurf', 1_767_225_600_000, at(4));
+    await state.setWatermark('p1', 'growsurf', 1_767_225_700_000, at(5));
+    expect(await state.watermark('p1', 'growsurf')).toBe(1_767_225_700_000);
+
+    await state.cacheLookup('cello', 'code:abc', { link: 'https://x' }, at(10));
+    expect(await state.cachedLookup('cello', 'code:abc', 60_000, at(10))).toEqual({ link: 'https://x' });
+    expect(await state.cachedLookup('cello', 'code:abc', 60_000, at(20))).toBeUndefined();
+
+    await state.recordPrograms('growsurf', 'p1', [{ destination: 'segment', namespace: 'ns' }], at(6));
+    await state.recordPrograms('growsurf', 'p1', [{ destination: 'segment', namespace: 'ns' }], at(7));
+    await state.recordPrograms('growsurf', 'p2', [{ destination: 'segment', namespace: 'ns' }], at(8));
+    expect(await state.deliveredPrograms('growsurf', 'segment', 'ns')).toEqual(['p1', 'p2']);
+
+    const backfill = await state.startRun('backfill', 'p1', at(9));
+    expect(await state.unfinishedBackfillStart('p1')).toEqual(at(9));
+    await state.markCrashedRuns('p1', at(10));
+    const summary = await state.summary(5);
+    expect(summary.runs).toMatchObject([{ id: backfill, status: 'crashed', finishedAt: at(10).toISOString() }]);
+    expect(summary.deliveries).toContainEqual({ destination: 'segment', status: 'superseded', count: 1 });
+    expect(summary.schemaVersion).toBeGreaterThan(0);
+  });
+
   it('lets one session hold a program: a second is refused (exit 75) until the first lets go', async () => {
     const location = await fresh();
     const first = await open(location);
