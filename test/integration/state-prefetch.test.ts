@@ -12,6 +12,8 @@ import type { BaselineView } from '../../src/plan/types.js';
 import { growsurfCsvSource } from '../../src/sources/growsurf-csv.js';
 import { PrefetchedBaseline } from '../../src/state/baseline.js';
 import { openSqliteStateForWriting, type SqliteState } from '../../src/state/sqlite.js';
+import { openPostgresStateForWriting } from '../../src/state/postgres.js';
+import { POSTGRES_SKIP_NOTE, postgresBackend } from '../support/backends.js';
 import { FIXTURES, tempDir } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
@@ -40,7 +42,7 @@ async function planFile(file: string, programId: string, baseline: BaselineView,
 }
 
 /** A state as earlier syncs left it: some of this plan acknowledged (a few tiers since moved), some refused for good, some sent by this run. */
-async function seed(state: SqliteState, planPath: string): Promise<void> {
+async function seed(state: Pick<SqliteState, 'saveIdentities' | 'recordDeliveries'>, planPath: string): Promise<void> {
   const plan = readPlan(planPath);
   const at = new Date('2026-01-01T00:00:00Z');
   const identifies = plan.filter((line, i) => line.kind === 'identify' && i % 3 !== 0);
@@ -82,5 +84,28 @@ describe('plan-run over a baseline loaded a chunk at a time (what an async backe
     expect(direct.plan).toContain('Referral Tier Changed');
     expect(prefetched.plan).toBe(direct.plan);
     expect(prefetched.summary).toEqual(direct.summary);
+  });
+
+  const postgres = postgresBackend();
+  it.skipIf(!postgres)(`plans the same 1,200 participants over a PostgreSQL state with the same history (${postgres ? 'REFERRAL_SYNC_TEST_POSTGRES' : POSTGRES_SKIP_NOTE})`, async () => {
+    const dir = tempDir();
+    const file = writeProgram(dir, 1_200);
+    const sqlite = openSqliteStateForWriting(join(dir, 'state.db'));
+    const location = await postgres!.fresh();
+    const pg = await openPostgresStateForWriting(location.location);
+    try {
+      await planFile(file, 'p1', sqlite.baseline(RUN_ID), join(dir, 'first.jsonl'));
+      await seed(sqlite, join(dir, 'first.jsonl'));
+      await seed(pg, join(dir, 'first.jsonl'));
+      const direct = await planFile(file, 'p1', sqlite.baseline(RUN_ID), join(dir, 'direct.jsonl'));
+      const overPostgres = await planFile(file, 'p1', pg.baseline(RUN_ID), join(dir, 'postgres.jsonl'));
+      expect(direct.plan).toContain('Referral Tier Changed');
+      expect(overPostgres.plan).toBe(direct.plan);
+      expect(overPostgres.summary).toEqual(direct.summary);
+    } finally {
+      await sqlite.close();
+      await pg.close();
+      await location.drop();
+    }
   });
 });
