@@ -47,8 +47,9 @@ async function benchDiff(): Promise<void> {
 
 interface DeliveryReport {
   sent: number;
-  startedAt: number;
-  finishedAt: number;
+  /** ISO times, as `--json` reports them. */
+  startedAt: string;
+  finishedAt: string;
 }
 
 interface BenchFakes {
@@ -90,7 +91,7 @@ async function benchDelivery(size: number, naiveSample: number): Promise<void> {
     const rows: string[][] = [['run', 'destination', 'operations', 'seconds', 'ops/s', 'CPU s (whole run)', 'peak RSS MB']];
     const rates: Record<string, number> = {};
     for (const [destination, report] of Object.entries(result.delivery)) {
-      const secs = (report.finishedAt - report.startedAt) / 1000;
+      const secs = (Date.parse(report.finishedAt) - Date.parse(report.startedAt)) / 1000;
       rates[destination] = report.sent / secs;
       rows.push(['referral-sync', destination, String(report.sent), secs.toFixed(1), Math.round(rates[destination]!).toLocaleString('en-US'), seconds(run.cpuMs), run.rssMb.toFixed(0)]);
     }

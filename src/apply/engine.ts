@@ -42,6 +42,11 @@ export const DEFAULT_STOP_GRACE_MS = 10_000;
 export class DeliveryEngine {
   private readonly senders = new Map<Destination, Sender>();
   private buffer: Operation[] = [];
+  /**
+   * The queue writes, one after the other: positions must follow the planner's order, and a reader must never
+   * pass over an entry that a later-committed write fills in behind it.
+   */
+  private writes: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private fatal: unknown;
   private planning = true;
@@ -79,24 +84,32 @@ export class DeliveryEngine {
     }
   }
 
-  /** Starts every destination's sender; they drain what the queue holds (a killed run's leftovers first). */
-  start(): void {
-    for (const sender of this.senders.values()) sender.start();
-    this.timer = setInterval(() => this.flush(), FLUSH_EVERY_MS);
+  /**
+   * Starts every destination's sender; they drain what the queue holds (a killed run's leftovers first). Resolves
+   * once each knows where those leftovers end: the planner may enqueue from then on.
+   */
+  async start(): Promise<void> {
+    await Promise.all([...this.senders.values()].map((sender) => sender.start()));
+    // A write that fails is fatal (failFatally): the planner's next enqueue and finish() throw it.
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), FLUSH_EVERY_MS);
     this.timer.unref();
   }
 
-  /** Appends one operation to the queue (buffered, written in small transactions). Never waits. */
-  enqueue(operation: Operation): void {
+  /**
+   * Appends one operation to the queue (buffered, written in transactions of ENQUEUE_BATCH). Never waits for a
+   * destination; waits only for the write of a full batch, so the planner runs no further ahead than the state.
+   */
+  async enqueue(operation: Operation): Promise<void> {
     if (this.fatal !== undefined) throw this.fatal;
     if (!this.senders.has(operation.destination)) return;
     this.buffer.push(operation);
-    if (this.buffer.length >= ENQUEUE_BATCH) this.flush();
+    if (this.buffer.length >= ENQUEUE_BATCH) await this.flush();
   }
 
   /** The planner is done: nothing more will be enqueued. Senders finish when their queue is empty. */
-  endOfPlan(): void {
-    this.flush();
+  async endOfPlan(): Promise<void> {
+    // Senders end once planning is over and their queue is empty: the last operations are written first.
+    await this.flush().catch(() => undefined);
     this.planning = false;
     this.markPlanned();
     for (const sender of this.senders.values()) sender.wake();
@@ -107,15 +120,17 @@ export class DeliveryEngine {
    * are recorded; what is left stays pending in the queue for the next run, with the same ids.
    */
   stop(graceMs = this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS): void {
-    this.flush();
+    // What the planner handed over is kept for the next run; finish() waits for the write.
+    void this.flush().catch(() => undefined);
     for (const sender of this.senders.values()) sender.stop(graceMs);
   }
 
-  /** Waits for every sender, closes the clients; rethrows a fatal error (credentials refused mid-run). */
+  /** Waits for every sender and every queue write, closes the clients; rethrows a fatal error (credentials refused mid-run, the state unwritable). */
   async finish(): Promise<Map<Destination, DestinationReport>> {
-    if (this.planning) this.endOfPlan();
+    if (this.planning) await this.endOfPlan();
     await Promise.all([...this.senders.values()].map((sender) => sender.done));
     if (this.timer) clearInterval(this.timer);
+    await this.writes.catch(() => undefined);
     await Promise.all([...this.senders.values()].map((sender) => sender.close()));
     if (this.fatal !== undefined) throw this.fatal;
     return this.reports;
@@ -125,12 +140,24 @@ export class DeliveryEngine {
     return new Map([...this.senders].map(([destination, sender]) => [destination, sender.report]));
   }
 
-  private flush(): void {
-    if (this.buffer.length === 0) return;
+  /**
+   * Writes the buffered operations after the writes before them; settles when they are in the queue. Once a
+   * write has failed, none follows (the chain stays rejected with its error).
+   */
+  private flush(): Promise<void> {
+    if (this.buffer.length === 0) return this.writes;
     const operations = this.buffer;
     this.buffer = [];
-    this.options.queue.enqueue(operations, this.options.runId, this.now());
-    for (const sender of this.senders.values()) sender.wake();
+    this.writes = this.writes.then(async () => {
+      try {
+        await this.options.queue.enqueue(operations, this.options.runId, this.now());
+      } catch (error) {
+        this.failFatally(error);
+        throw error;
+      }
+      for (const sender of this.senders.values()) sender.wake();
+    });
+    return this.writes;
   }
 
   private failFatally(error: unknown): void {

@@ -1,5 +1,5 @@
 import type { Destination } from '../config/defaults.js';
-import type { Operation } from '../plan/types.js';
+import type { DeliveryRef, Operation } from '../plan/types.js';
 import type { DeliveryRow, IdentityWrite } from '../state/store.js';
 
 /** An operation waiting in the durable queue, with its position. */
@@ -11,18 +11,32 @@ export interface QueuedOperation {
 /**
  * The durable queue between the planner and the senders (DESIGN.md §8): implemented by the state, so work that
  * cannot be sent yet waits on disk, and what a killed run left is there for the next run, with the same ids.
+ * Every call is one round trip (one transaction when it writes), whatever the number of operations it carries.
  */
 export interface DeliveryQueue {
-  /** Appends operations as `pending` rows with their payloads, in one transaction. */
-  enqueue(operations: readonly Operation[], runId: number, now: Date): void;
+  readonly programId: string;
+  /**
+   * Appends operations as `pending` rows with their payloads, in one transaction. Positions follow the order of
+   * the calls, so a caller that enqueues more than once at a time must wait for each before the next.
+   */
+  enqueue(operations: readonly Operation[], runId: number, now: Date): Promise<void>;
   /** Up to `limit` pending operations of one destination after position `afterSeq`, oldest first. */
-  queued(destination: Destination, afterSeq: number, limit: number): QueuedOperation[];
+  queued(destination: Destination, afterSeq: number, limit: number): Promise<QueuedOperation[]>;
   /** Outcomes and the traits they acknowledged settle their queue entries (by seq), in one transaction. */
-  settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void;
+  settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): Promise<void>;
   /** The position of the last entry queued so far (0 when none ever was). */
-  lastSeq(): number;
+  lastSeq(): Promise<number>;
   /** How many operations still wait for `destination`. */
-  waiting(destination: Destination): number;
+  waiting(destination: Destination): Promise<number>;
   /** Records every operation still waiting for `destination` as failed (kept for the next run); returns how many. */
-  failQueued(destination: Destination, reason: string, runId: number, now: Date): number;
+  failQueued(destination: Destination, reason: string, runId: number, now: Date): Promise<number>;
+  /** Puts stored deliveries (failed, dead) back in the queue with their stored payload, behind what is there, in one transaction. */
+  requeue(rows: readonly DeliveryRef[], runId: number, now: Date): Promise<void>;
+}
+
+/** Operations still waiting for any of these destinations: what a stopped run leaves for the next one. */
+export async function waitingIn(queue: Pick<DeliveryQueue, 'waiting'>, destinations: readonly Destination[]): Promise<number> {
+  let waiting = 0;
+  for (const destination of destinations) waiting += await queue.waiting(destination);
+  return waiting;
 }

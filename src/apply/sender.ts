@@ -76,6 +76,8 @@ export class Sender {
   /** The batches launched and not yet settled, for waiting on any of them. */
   private readonly inFlight = new Set<Promise<void>>();
   private wakeUp: (() => void) | undefined;
+  /** A wake that came while the reader was not asleep (reading the queue): it reads again instead of sleeping. */
+  private woken = false;
   private stopping = false;
   private stalled: string | undefined;
   private fatal = false;
@@ -99,11 +101,15 @@ export class Sender {
     setMaxListeners(0, this.stopWaits.signal);
   }
 
-  start(): void {
+  /** Starts draining; resolves once the sender knows where the queue stood, before this run enqueues anything. */
+  async start(): Promise<void> {
+    // Entries up to here were queued before this run planned anything (a killed run's leftovers, retries): they
+    // are settled before this run's own, so an older identify of a person can never land after a newer one.
+    const earlier = await this.options.queue.lastSeq();
     const every = Math.max(50, Math.min(1_000, this.options.stallTimeoutMs / 4));
     this.watchdog = setInterval(() => this.checkStall(), every);
     this.watchdog.unref();
-    this.done = this.run().finally(() => {
+    this.done = this.run(earlier).finally(() => {
       if (this.watchdog) clearInterval(this.watchdog);
       if (this.graceTimer) clearTimeout(this.graceTimer);
     });
@@ -112,7 +118,8 @@ export class Sender {
   wake(): void {
     const wake = this.wakeUp;
     this.wakeUp = undefined;
-    wake?.();
+    if (wake) wake();
+    else this.woken = true;
   }
 
   /** No new work; in-flight requests get `graceMs`, then their waits are abandoned and their rows stay pending. */
@@ -140,11 +147,8 @@ export class Sender {
     return this.stopping || this.stalled !== undefined || this.fatal;
   }
 
-  private async run(): Promise<void> {
+  private async run(earlier: number): Promise<void> {
     const { client, queue, destination } = this.options;
-    // Entries up to here were queued before this run planned anything (a killed run's leftovers, retries): they
-    // are settled before this run's own, so an older identify of a person can never land after a newer one.
-    const earlier = queue.lastSeq();
     let leftovers = earlier > 0;
     let batch: QueuedOperation[] = [];
     let bytes = 0;
@@ -158,14 +162,16 @@ export class Sender {
       this.launch(entries);
     };
     while (!this.halted) {
-      const chunk = queue.queued(destination, this.afterSeq, READ_CHUNK);
+      this.woken = false;
+      const chunk = await queue.queued(destination, this.afterSeq, READ_CHUNK);
       if (chunk.length === 0) {
         if (batch.length > 0) {
           await dispatch();
           continue;
         }
         if (!this.options.planning()) break;
-        // Queried and went to sleep in the same tick: an enqueue cannot slip in between unnoticed.
+        // An enqueue written while the queue was being read woke nobody: read again rather than sleep past it.
+        if (this.woken) continue;
         await new Promise<void>((resolve) => (this.wakeUp = resolve));
         continue;
       }
@@ -192,7 +198,7 @@ export class Sender {
     if (this.stalled !== undefined) {
       // Whatever the planner still enqueues for this destination is recorded failed too, once it is done.
       await this.options.planned;
-      const left = queue.failQueued(destination, this.stalled, this.options.runId, this.options.now());
+      const left = await queue.failQueued(destination, this.stalled, this.options.runId, this.options.now());
       this.report.failed += left;
       this.options.onProgress?.(destination, this.report);
     } else if (this.stopping) {
@@ -265,7 +271,7 @@ export class Sender {
           settled.push({ entry: attempt, verdict: { kind: 'retry', reason: `${verdict.reason} (gave up after ${attempt.attempts} attempts)` } });
         }
       }
-      if (settled.length > 0) this.record(settled);
+      if (settled.length > 0) await this.record(settled);
       this.report.retries += again.length;
       pending = again;
       if (delay > 0 && pending.length > 0) await this.abandonable(this.options.clock.sleep(delay), this.stopWaits.signal);
@@ -324,7 +330,7 @@ export class Sender {
   }
 
   /** One transaction per batch: the outcomes and the traits acknowledged by sent identifies. */
-  private record(settled: { entry: QueuedOperation; verdict: Verdict }[]): void {
+  private async record(settled: { entry: QueuedOperation; verdict: Verdict }[]): Promise<void> {
     const rows: DeliveryRow[] = [];
     const identities: IdentityWrite[] = [];
     const { destination, runId } = this.options;
@@ -359,7 +365,7 @@ export class Sender {
       }
       rows.push(row);
     }
-    this.options.queue.settle(
+    await this.options.queue.settle(
       settled.map((s) => s.entry.seq),
       rows,
       identities,

@@ -1,5 +1,6 @@
 import type { DestinationReport } from '../apply/engine.js';
 import type { Clock } from '../apply/limiter.js';
+import { waitingIn } from '../apply/queue.js';
 import { requeueEarlierFailures } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
@@ -7,7 +8,9 @@ import { ExitCode, InterruptedError, UnavailableError, UsageError } from '../err
 import { describeInput, renderProblems, type InputSummary } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import type { PlanMode } from '../plan/types.js';
-import { openSqliteStateForWriting, type SqliteState } from '../state/sqlite.js';
+import { openState } from '../state/open.js';
+import type { Source } from '../sources/source.js';
+import type { StateStore } from '../state/store.js';
 import { checkWithRetries } from './check.js';
 import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
 import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
@@ -54,37 +57,37 @@ export async function runApply(
     throw new UsageError(`${previewFlags.join(', ')} ${previewFlags.length === 1 ? 'belongs' : 'belong'} to a preview: add --dry-run to ${command} (or run \`npx referral-sync diff\`) to use ${previewFlags.length === 1 ? 'it' : 'them'}.`);
   }
   const common = resolveCommon(flags, env, cwd);
-  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = resolveSource(flags, env, common.config, output, common.statePath, clock);
+  const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const namespaces = destinationNamespaces(common.config, env);
   const clients = createDestinationClients(common.destinations, flags, env);
-  const state = openSqliteStateForWriting(common.statePath);
+  const state = await openState(common.statePath, { mode: 'write' });
   let lockTaken = false;
   const problems = flags.json === true || common.logFormat === 'json' ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
-    state.acquireLock(programId, command, now);
+    await state.acquireLock(programId, command, now);
     lockTaken = true;
-    state.markCrashedRuns(programId, now);
+    await state.markCrashedRuns(programId, now);
     const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
-    assertKnownProgram(state, identity);
-    assertKnownDestinations(state, identity);
+    await assertKnownProgram(state, identity);
+    await assertKnownDestinations(state, identity);
     source.useCache?.({
       get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, new Date()),
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
     });
     await preflight(clients, output, interrupt, clock);
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
-    state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
-    const backfillSince = mode === 'backfill' ? (state.unfinishedBackfillStart(programId) ?? now) : undefined;
-    const runId = state.startRun(command, programId, now);
+    await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
+    const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
+    const runId = await state.startRun(command, programId, now);
     const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
     // The next --quick starts from this run's start, and only once a run went through without failures.
-    if (result === ExitCode.ok && watermarkSource) state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
+    if (result === ExitCode.ok && watermarkSource) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
-    if (lockTaken) state.releaseLock(programId);
-    state.close();
+    if (lockTaken) await state.releaseLock(programId);
+    await state.close();
   }
 }
 
@@ -119,14 +122,14 @@ interface DeliverContext {
   mode: PlanMode;
   flags: ApplyFlags;
   output: Output;
-  state: SqliteState;
+  state: StateStore;
   clients: Map<Destination, DestinationClient>;
   rates: Record<Destination, number>;
   runId: number;
   programId: string;
   now: Date;
   backfillSince: Date | undefined;
-  source: ReturnType<typeof resolveSource>['source'];
+  source: Source;
   common: ReturnType<typeof resolveCommon>;
   env: Env;
   /** Aborted by SIGINT/SIGTERM (its reason is the signal's name): a graceful stop. */
@@ -153,12 +156,12 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     clock: ctx.clock,
   });
   // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
-  const requeued = requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
+  const requeued = await requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
   if (requeued > 0) output.info(`Resending ${requeued} operation${requeued === 1 ? '' : 's'} an earlier run could not deliver.`);
-  for (const d of ctx.common.destinations) progress.alreadyQueued(d, queue.waiting(d));
+  for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
   const stop = (): void => engine.stop();
   interrupt?.addEventListener('abort', stop, { once: true });
-  engine.start();
+  await engine.start();
   const started = performance.now();
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
@@ -183,18 +186,20 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       onItem: (item) => {
         if (item.type !== 'operation') return;
         progress.operationPlanned(item.operation.destination);
-        engine.enqueue(item.operation);
+        return engine.enqueue(item.operation);
       },
     });
     engine.endOfPlan();
-    progress.planQueued((d) => queue.waiting(d));
+    const waiting = new Map<Destination, number>();
+    for (const d of ctx.common.destinations) waiting.set(d, await queue.waiting(d));
+    progress.planQueued((d) => waiting.get(d) ?? 0);
     reports = await engine.finish();
   } catch (error) {
     progress.stop();
     // Whatever was sent before the failure is in the ledger; the rest stays in the queue for the next run.
     engine.stop(0);
     await engine.finish().catch(() => undefined);
-    state.finishRun(ctx.runId, 'failed', countsOf(engine.reports, summary), new Date());
+    await state.finishRun(ctx.runId, 'failed', countsOf(engine.reports, summary), new Date());
     throw error;
   } finally {
     interrupt?.removeEventListener('abort', stop);
@@ -202,9 +207,9 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   progress.stop();
   const elapsed = (performance.now() - started) / 1000;
   const counts = countsOf(reports, summary);
-  const left = interrupt?.aborted ? ctx.common.destinations.reduce((sum, d) => sum + queue.waiting(d), 0) : 0;
+  const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
   const outcome = runOutcome(reports, elapsed, interrupt, left);
-  state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
+  await state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
 
   // Warnings first: the summary's last line is the run's verdict, whatever the reader sees last.
   for (const line of stalledLines(reports)) output.warn(line);

@@ -6,7 +6,7 @@ import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
 import type { PlanSummary } from '../plan/summary.js';
 import { parseRateMode, parseRates } from './destinations.js';
-import { openSqliteStateReadOnly } from '../state/sqlite.js';
+import { openState } from '../state/open.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
@@ -32,24 +32,24 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   // The rates of the sources it reads (GrowSurf, Cello lookups) apply here too; a bad value is a usage error.
   parseRates(flags.rate);
   parseRateMode(flags.rateMode);
-  const { source, sourceKind, programId, programIdDefaulted } = resolveSource(flags, env, common.config, output, common.statePath, clock);
-  const state = openSqliteStateReadOnly(common.statePath);
+  const { source, sourceKind, programId, programIdDefaulted } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
+  const state = await openState(common.statePath, { mode: 'read' });
   const namespaces = destinationNamespaces(common.config, env);
   try {
     const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
-    assertKnownProgram(state, identity);
-    assertKnownDestinations(state, identity);
+    await assertKnownProgram(state, identity);
+    await assertKnownDestinations(state, identity);
   } catch (error) {
-    state.close();
+    await state.close();
     throw error;
   }
   // diff reads cached lookups and writes none.
-  source.useCache?.({ get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, now), put: () => undefined });
+  source.useCache?.({ get: (service, key, maxAgeMs) => state.cachedLookup(service, key, maxAgeMs, now), put: async () => undefined });
   const asJson = flags.json === true || output.json;
   // --json lists every invalid row and warning; they are kept off the heap until they are written.
   const problems = asJson ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
-    const stateIsEmpty = state.summary(1).schemaVersion === 0;
+    const stateIsEmpty = (await state.summary(1)).schemaVersion === 0;
     const summary = await runPlan({
       source,
       config: common.config,
@@ -91,7 +91,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
-    state.close();
+    await state.close();
   }
 }
 

@@ -50,7 +50,7 @@ function addOutputOptions(command: Command, options: { progress: boolean }): Com
 }
 
 function addStateOption(command: Command): Command {
-  return command.optionsGroup('State:').option('--state <path>', 'state file (SQLite); env REFERRAL_SYNC_STATE (default ./.referral-sync/state.db)');
+  return command.optionsGroup('State:').option('--state <path>', 'state: a SQLite file or a postgres:// URL (?schema=, sslmode); env REFERRAL_SYNC_STATE (default ./.referral-sync/state.db)');
 }
 
 function addToOption(command: Command): Command {

@@ -6,7 +6,8 @@ import { UsageError } from '../errors.js';
 import type { SourceRecord } from '../model/participant.js';
 import { ReferrerDirectory, scanDirectory } from '../model/referrer-directory.js';
 import { planFileLine, planFileProblemLine, problemEntry } from '../plan/plan-file.js';
-import { planOperations } from '../plan/planner.js';
+import { planOperations, type PlanContext } from '../plan/planner.js';
+import { withBaselineLoaded } from '../plan/prefetch.js';
 import { PlanSummary } from '../plan/summary.js';
 import type { BaselineView, PlanItem, PlanMode } from '../plan/types.js';
 import type { Source } from '../sources/source.js';
@@ -81,7 +82,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
   const file = options.outFile === undefined ? undefined : openPlanFile(options.outFile);
   progress.startPass('read');
   try {
-    const items = planOperations(counted(options.source.records()), {
+    const context: PlanContext = {
       config: options.config,
       destinations: options.destinations,
       mode: options.mode,
@@ -92,7 +93,9 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
       duplicates,
       baseline: options.baseline,
       ...(options.backfillSince ? { backfillSince: options.backfillSince } : {}),
-    });
+    };
+    const records = withBaselineLoaded(options.source.records(), context, options.signal ? { signal: options.signal } : {});
+    const items = planOperations(counted(records), context);
     for await (const item of items) {
       summary.add(item);
       if (item.type === 'invalid' || item.type === 'warning') {

@@ -1,6 +1,6 @@
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { UsageError } from '../errors.js';
-import type { ReadableState } from '../state/store.js';
+import type { StateReader } from '../state/store.js';
 
 export interface ProgramIdentity {
   /** growsurf or cello: the `source` part of every key. */
@@ -24,10 +24,10 @@ const CREDENTIALS: Record<Destination, string> = { segment: 'SEGMENT_WRITE_KEY',
  * another config namespace) would go out again under new ids the destination cannot dedupe: stop (exit 64)
  * unless --new-destination says these credentials are another workspace that should get the history.
  */
-export function assertKnownDestinations(state: ReadableState, program: ProgramIdentity): void {
+export async function assertKnownDestinations(state: StateReader, program: ProgramIdentity): Promise<void> {
   if (program.confirmedNewDestination) return;
   for (const destination of program.destinations) {
-    const delivered = state.deliveredNamespaces(program.source, destination, program.programId);
+    const delivered = await state.deliveredNamespaces(program.source, destination, program.programId);
     if (delivered.length === 0 || delivered.includes(program.namespaces[destination])) continue;
     const label = DESTINATION_LABELS[destination];
     const variable = CREDENTIALS[destination];
@@ -44,12 +44,12 @@ export function assertKnownDestinations(state: ReadableState, program: ProgramId
  * this state already delivered to the same destinations would send that history again under new ids, which
  * the destinations cannot dedupe: it stops (exit 64) unless --new-program confirms a new program.
  */
-export function assertKnownProgram(state: ReadableState, program: ProgramIdentity): void {
+export async function assertKnownProgram(state: StateReader, program: ProgramIdentity): Promise<void> {
   if (program.confirmedNew) return;
   const conflicts: string[] = [];
   const others = new Set<string>();
   for (const destination of program.destinations) {
-    const delivered = state.deliveredPrograms(program.source, destination, program.namespaces[destination]);
+    const delivered = await state.deliveredPrograms(program.source, destination, program.namespaces[destination]);
     if (delivered.length === 0 || delivered.includes(program.programId)) continue;
     for (const id of delivered) others.add(id);
     conflicts.push(DESTINATION_LABELS[destination]);

@@ -1,11 +1,12 @@
 import type { DestinationReport } from '../apply/engine.js';
 import type { Clock } from '../apply/limiter.js';
+import { waitingIn } from '../apply/queue.js';
 import { requeueRetries } from '../apply/retry-selection.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode } from '../errors.js';
-import { openSqliteStateForWriting, openSqliteStateReadOnly, type SqliteState } from '../state/sqlite.js';
-import type { StoredDelivery } from '../state/store.js';
+import { openState } from '../state/open.js';
+import type { StateStore, StoredDelivery } from '../state/store.js';
 import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags, type RateMode } from './destinations.js';
 import { preflight } from './apply-run.js';
@@ -35,12 +36,12 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
   const campaign = flags.campaign;
   const unattributed = flags.campaign ?? env.GROWSURF_CAMPAIGN_ID ?? 'default';
   // Looked up read-only first: nothing to retry needs no credentials and creates no state file.
-  const peek = openSqliteStateReadOnly(common.statePath);
+  const peek = await openState(common.statePath, { mode: 'read' });
   let programs: string[];
   try {
-    programs = peek.retryPrograms(common.destinations, unattributed).filter((program) => campaign === undefined || program === campaign);
+    programs = (await peek.retryPrograms(common.destinations, unattributed)).filter((program) => campaign === undefined || program === campaign);
   } finally {
-    peek.close();
+    await peek.close();
   }
   if (programs.length === 0) {
     const line = `retry: nothing to retry: no failed or dead deliveries${campaign === undefined ? '' : ` of program ${campaign}`} in ${common.statePath}.`;
@@ -49,11 +50,11 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     return ExitCode.ok;
   }
   const clients = createDestinationClients(common.destinations, flags, env);
-  const state = openSqliteStateForWriting(common.statePath);
+  const state = await openState(common.statePath, { mode: 'write' });
   const locked: string[] = [];
   try {
     for (const program of programs) {
-      state.acquireLock(program, 'retry', now);
+      await state.acquireLock(program, 'retry', now);
       locked.push(program);
       state.markCrashedRuns(program, now);
     }
@@ -89,13 +90,13 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     reportOutcome(output, 'retry', outcome, output.json || flags.json === true);
     return outcome.exitCode;
   } finally {
-    for (const program of locked) state.releaseLock(program);
-    state.close();
+    for (const program of locked) await state.releaseLock(program);
+    await state.close();
   }
 }
 
 interface ProgramRetry {
-  state: SqliteState;
+  state: StateStore;
   program: string;
   unattributed: string;
   destinations: Destination[];
@@ -112,19 +113,21 @@ interface ProgramRetry {
 /** One program: its failures and its queue's leftovers, sent as one run of that program. */
 async function retryProgram(ctx: ProgramRetry): Promise<{ reports: Map<Destination, DestinationReport>; superseded: StoredDelivery[]; left: number }> {
   const { state, interrupt } = ctx;
-  const runId = state.startRun('retry', ctx.program, ctx.now);
+  const runId = await state.startRun('retry', ctx.program, ctx.now);
   const queue = state.queue(ctx.program);
-  const { resend, superseded } = requeueRetries(state, queue, [...state.retryable(ctx.destinations, ctx.program, ctx.unattributed)], runId, ctx.now);
+  const retryable: StoredDelivery[] = [];
+  for await (const row of state.retryable(ctx.destinations, ctx.program, ctx.unattributed)) retryable.push(row);
+  const { resend, superseded } = await requeueRetries(state, queue, retryable, runId, ctx.now);
   const engine = createEngine({ queue, runId, clients: ctx.clients, rates: ctx.rates, stallTimeoutMs: ctx.stallTimeoutMs, ratesGiven: ratesGiven(ctx.rateFlag), rateMode: ctx.rateMode, ...(ctx.clock ? { clock: ctx.clock } : {}) });
   const stop = (): void => engine.stop();
   interrupt?.addEventListener('abort', stop, { once: true });
-  engine.start();
-  engine.endOfPlan();
+  await engine.start();
   let reports: Map<Destination, DestinationReport>;
   try {
+    // Nothing is planned: the senders drain what the queue holds, and finish.
     reports = await engine.finish();
   } catch (error) {
-    state.finishRun(runId, 'failed', { retried: resend.length }, new Date());
+    await state.finishRun(runId, 'failed', { retried: resend.length }, new Date());
     throw error;
   } finally {
     interrupt?.removeEventListener('abort', stop);
@@ -137,9 +140,9 @@ async function retryProgram(ctx: ProgramRetry): Promise<{ reports: Map<Destinati
   }
   // What went out: the deliveries put back now, and whatever an interrupted run had left in the queue.
   counts.retried = counts.sent + counts.failed + counts.dead;
-  const left = interrupt?.aborted ? ctx.destinations.reduce((sum, d) => sum + queue.waiting(d), 0) : 0;
+  const left = interrupt?.aborted ? await waitingIn(queue, ctx.destinations) : 0;
   const status = interrupt?.aborted ? 'interrupted' : counts.failed + counts.dead > 0 ? 'failed' : 'succeeded';
-  state.finishRun(runId, status, counts, new Date());
+  await state.finishRun(runId, status, counts, new Date());
   return { reports, superseded, left };
 }
 

@@ -11,7 +11,7 @@ import { ENCODING_CHOICES, encodingFromFlag, type EncodingName } from '../source
 import { growsurfCsvSource } from '../sources/growsurf-csv.js';
 import type { Source } from '../sources/source.js';
 import { parseRates } from './destinations.js';
-import { openSqliteStateReadOnly } from '../state/sqlite.js';
+import { assertStateLocation, openState } from '../state/open.js';
 import { createCelloSource } from './cello.js';
 import { createGrowsurfSource } from './growsurf.js';
 import type { LogFormat, Output } from './output.js';
@@ -88,9 +88,7 @@ export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): Common
     destinations = parsed.destinations;
   }
   const statePath = flags.state ?? env.REFERRAL_SYNC_STATE ?? DEFAULT_STATE_PATH;
-  if (/^postgres(ql)?:\/\//i.test(statePath)) {
-    throw new UsageError('PostgreSQL state is not available in this version of referral-sync; use a SQLite file path for --state.');
-  }
+  assertStateLocation(statePath);
   return { config, configFile, statePath, destinations, logFormat };
 }
 
@@ -108,7 +106,8 @@ export interface SourceSettings {
 /** How far back `--quick` looks: GrowSurf caches /referrals for up to 5 minutes, so overlap by more. */
 export const QUICK_SAFETY_MARGIN_MS = 10 * 60_000;
 
-export function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output, statePath?: string, clock?: Clock): SourceSettings {
+/** The source to read; with --quick, where the last successful sync left off (read from the state). */
+export async function resolveSource(flags: SourceFlags, env: Env, config: Config, output: Output, statePath?: string, clock?: Clock): Promise<SourceSettings> {
   const files = flags.file ?? [];
   const kind = (flags.source ?? (files.length > 0 ? 'csv' : env.GROWSURF_API_KEY ? 'growsurf' : undefined))?.toLowerCase();
   if (kind === undefined) {
@@ -131,9 +130,13 @@ export function resolveSource(flags: SourceFlags, env: Env, config: Config, outp
     if (delimiter) throw new UsageError('--delimiter applies to --file exports; the GrowSurf API answers in JSON, so drop --delimiter.');
     let changedSince: number | undefined;
     if (flags.quick && campaign && statePath) {
-      const state = openSqliteStateReadOnly(statePath);
-      const watermark = state.watermark(campaign, 'growsurf');
-      state.close();
+      const state = await openState(statePath, { mode: 'read' });
+      let watermark: number | undefined;
+      try {
+        watermark = await state.watermark(campaign, 'growsurf');
+      } finally {
+        await state.close();
+      }
       if (watermark === undefined) output.info('--quick: no earlier successful sync of this campaign to start from; reading everything this time.');
       else changedSince = watermark - QUICK_SAFETY_MARGIN_MS;
     }

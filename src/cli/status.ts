@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
 import { ExitCode, UsageError } from '../errors.js';
-import { describeHolder, lockHolderState, openSqliteStateReadOnly } from '../state/sqlite.js';
+import { describeHolder, lockHolderState } from '../state/locks.js';
+import { openState, stateExists } from '../state/open.js';
 import type { LockRecord, StateSummary, StoredDelivery } from '../state/store.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
@@ -15,11 +15,11 @@ export interface StatusFlags extends CommonFlags {
 export async function runStatus(flags: StatusFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const limit = parseRunLimit(flags.runs);
-  const state = openSqliteStateReadOnly(common.statePath);
+  const state = await openState(common.statePath, { mode: 'read' });
   try {
-    const summary = state.summary(limit);
-    const exists = existsSync(common.statePath);
-    const locks = state.locks().map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
+    const summary = await state.summary(limit);
+    const exists = await stateExists(common.statePath);
+    const locks = (await state.locks()).map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
     if (flags.json || output.json) {
       // Every failed and dead delivery, however many: streamed from the state, never capped.
       const problems = new StreamedArray(async function* () {
@@ -28,11 +28,11 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
       await output.resultStream(jsonChunks({ command: 'status', exitCode: ExitCode.ok, exists, ...summary, locks, problems }, output.jsonIndent(flags.json)));
       output.result('\n');
     } else {
-      output.result(renderStatus(summary, exists, state.problems(PROBLEMS_SHOWN), locks));
+      output.result(renderStatus(summary, exists, await state.problems(PROBLEMS_SHOWN), locks));
     }
     return ExitCode.ok;
   } finally {
-    state.close();
+    await state.close();
   }
 }
 

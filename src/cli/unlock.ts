@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
 import { ExitCode, LockedError } from '../errors.js';
-import { openSqliteStateForWriting, openSqliteStateReadOnly } from '../state/sqlite.js';
+import { openState, stateExists } from '../state/open.js';
 import type { LockRecord } from '../state/store.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
@@ -17,31 +16,31 @@ export interface UnlockFlags extends CommonFlags {
 export async function runUnlock(flags: UnlockFlags, env: Env, cwd: string, output: Output): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
   const campaign = flags.campaign;
-  if (!existsSync(common.statePath)) {
+  if (!(await stateExists(common.statePath))) {
     report(output, [], `unlock: no state at ${common.statePath}, so nothing is locked.`);
     return ExitCode.ok;
   }
-  // Looked at read-only first: with no lock to free, the state file is left exactly as it was.
-  const peek = openSqliteStateReadOnly(common.statePath);
-  const anyHeld = peek.locks().some((lock) => campaign === undefined || lock.programId === campaign);
+  // Looked at read-only first: with no lock to free, the state is left exactly as it was.
+  const peek = await openState(common.statePath, { mode: 'read' });
+  const anyHeld = (await peek.locks()).some((lock) => campaign === undefined || lock.programId === campaign);
   const location = peek.location;
-  peek.close();
+  await peek.close();
   if (!anyHeld) {
     report(output, [], `unlock: no lock${campaign === undefined ? '' : ` on program ${campaign}`} in ${location}; nothing to free.`);
     return ExitCode.ok;
   }
-  const state = openSqliteStateForWriting(common.statePath);
+  const state = await openState(common.statePath, { mode: 'write' });
   try {
-    const held = state.locks().filter((lock) => campaign === undefined || lock.programId === campaign);
+    const held = (await state.locks()).filter((lock) => campaign === undefined || lock.programId === campaign);
     const freed: LockRecord[] = [];
     const refusals: LockedError[] = [];
     for (const lock of held) {
       try {
-        const row = state.freeLock(lock.programId, flags.force === true);
+        const row = await state.freeLock(lock.programId, flags.force === true);
         if (row) {
           freed.push(row);
           // Its run is gone: `status` should not show it running forever.
-          state.markCrashedRuns(row.programId, new Date());
+          await state.markCrashedRuns(row.programId, new Date());
         }
       } catch (error) {
         if (!(error instanceof LockedError)) throw error;
@@ -59,7 +58,7 @@ export async function runUnlock(flags: UnlockFlags, env: Env, cwd: string, outpu
     if (last) throw last;
     return ExitCode.ok;
   } finally {
-    state.close();
+    await state.close();
   }
 }
 

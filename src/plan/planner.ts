@@ -1,14 +1,14 @@
 import type { Config } from '../config/config.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
-import { describeViolation, measureOperation, withinAttributeLimits } from '../destinations/limits.js';
+import { describeViolation, measureOperation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
 import { identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash } from '../model/ids.js';
 import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
 import { locationKey, namesSelfAsReferrer, type IdentityClaim, type ReferrerDirectory } from '../model/referrer-directory.js';
-import { computeTraits, destinationTraits, isReferred, type TraitMap } from '../model/traits.js';
+import { computeTraits, destinationTraits, isReferred, type CanonicalTraits, type TraitMap } from '../model/traits.js';
 import { eventPayload, identifyPayload } from './payloads.js';
-import type { BaselineView, EventOperation, IdentityBaseline, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
+import type { BaselineView, DeliveryRef, EventOperation, IdentityBaseline, IdentityRef, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
 
 export interface PlanContext {
   config: Config;
@@ -56,7 +56,7 @@ function withId(participantId: string | undefined): { participantId?: string } {
 
 function* planParticipant(record: Participant, location: RecordLocation | undefined, context: PlanContext): Generator<PlanItem> {
   const { config } = context;
-  if (location && context.duplicates.has(locationKey(location))) {
+  if (isRepeatedRow(location, context)) {
     yield {
       type: 'invalid',
       reason: `participant id "${record.id}" already appeared on an earlier row; the first row wins and this one is ignored`,
@@ -75,36 +75,27 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
     yield identityTaken(record, userId, claimed, location);
     return;
   }
-  let referrerUserId: string | undefined;
-  let participant = record;
-  if (participant.referrerId !== undefined) {
-    const profile = participant.referrerProfile;
-    referrerUserId = (profile ? identityOf(profile, config.identity) : undefined) ?? context.directory.resolve(participant.referrerId);
-    if (namesSelfAsReferrer(participant) || referrerUserId === userId) {
-      yield {
-        type: 'warning',
-        message: `participant ${participant.id} is named as their own referrer ("${participant.referrerId}"); no Referral Made is planned and the referral earns no credit`,
-        location,
-      };
-      participant = withoutReferrer(participant);
-      referrerUserId = undefined;
-    } else if (referrerUserId === undefined) {
-      yield {
-        type: 'warning',
-        message: `referrer "${participant.referrerId}" of participant ${participant.id} is not in the data; referred_by is left unset and no Referral Made event is planned`,
-        location,
-      };
-    }
+  const person = personOf(record, userId, context);
+  const { participant } = person;
+  if (person.referrerLeftOut === 'self') {
+    yield {
+      type: 'warning',
+      message: `participant ${record.id} is named as their own referrer ("${record.referrerId}"); no Referral Made is planned and the referral earns no credit`,
+      location,
+    };
+  } else if (person.referrerLeftOut === 'unresolved') {
+    yield {
+      type: 'warning',
+      message: `referrer "${record.referrerId}" of participant ${record.id} is not in the data; referred_by is left unset and no Referral Made event is planned`,
+      location,
+    };
   }
-  const count = participant.referralCount ?? context.directory.referralsOf(participant).converted;
-  const traits = computeTraits(participant, { referredBy: referrerUserId, count }, config);
-  yield { type: 'participant', participantId: participant.id, userId, traits };
+  yield { type: 'participant', participantId: participant.id, userId, traits: person.traits };
 
-  const facts = deriveEvents(participant, { userId, referrerUserId });
   for (const destination of context.destinations) {
+    const plan = planDestination(person, destination, context);
     // An attribute the destination would refuse is left out; the rest of the identify still goes.
-    const { attributes: named, leftOut } = withinAttributeLimits(destination, destinationTraits(traits, destination, config));
-    for (const { attribute, violations } of leftOut) {
+    for (const { attribute, violations } of plan.leftOut) {
       yield {
         type: 'warning',
         message: `${DESTINATION_LABELS[destination]} attribute "${attribute}" of ${userId} is left out of the identify: ${violations.map(describeViolation).join('; ')}. The rest is sent; ${DESTINATION_LABELS[destination]} keeps its current value`,
@@ -113,16 +104,12 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
         limits: violations,
       };
     }
-    const baseline = context.baseline.identity(destination, userId);
-    const tierMove = tierTransition(baseline, traits.tier, config.traitNames[destination].tier, context.mode);
-    const tierChanges = (baseline?.tierChanges ?? 0) + (tierMove === undefined ? 0 : 1);
-    const known = keepLeftOut(knownTraits(named, baseline?.traits, config.syncNulls), baseline?.traits, leftOut.map((l) => l.attribute));
-    const hash = stableHash(known);
-    if (baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince))) {
-      const thisRun = baseline.acknowledgedAt !== undefined && baseline.acknowledgedAt.getTime() >= context.now.getTime();
+    const { baseline } = plan;
+    if (plan.identifyKey === undefined) {
+      const thisRun = baseline?.acknowledgedAt !== undefined && baseline.acknowledgedAt.getTime() >= context.now.getTime();
       yield { type: 'unchanged', destination, userId, ...(thisRun ? { thisRun } : {}) };
     } else {
-      const identify = identifyOperation(destination, participant, userId, named, known, hash, baseline?.traits, tierChanges, context);
+      const identify = identifyOperation(destination, participant, userId, plan, context);
       if (!context.resend && context.baseline.delivery(destination, identify.key) === 'dead') {
         // The destination refused exactly these traits for good; `retry` (or a change of traits) sends them.
         yield { type: 'deduped', destination, event: 'identify', key: identify.key, status: 'dead' };
@@ -131,24 +118,132 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
       }
     }
 
-    const destinationFacts = [...facts];
-    if (tierMove !== undefined) destinationFacts.push(tierChangedFact(participant, userId, { ...tierMove, count }));
-    for (const fact of destinationFacts) {
-      const operation = eventOperation(destination, participant, fact, context);
-      const status = context.baseline.delivery(destination, operation.key);
+    for (const { fact, key } of plan.events) {
+      const status = context.baseline.delivery(destination, key);
       if ((status === 'sent' || status === 'sentThisRun') && !context.resend) {
-        yield { type: 'deduped', destination, event: fact.kind, key: operation.key, status };
+        yield { type: 'deduped', destination, event: fact.kind, key, status };
       } else if (status === 'dead' && !context.resend) {
         // Dead deliveries were refused for good; only `referral-sync retry` sends them again.
-        yield { type: 'deduped', destination, event: fact.kind, key: operation.key, status };
+        yield { type: 'deduped', destination, event: fact.kind, key, status };
       } else {
-        yield* checked(operation, location);
+        yield* checked(eventOperation(destination, participant, fact, key, context), location);
       }
     }
   }
   if (isReferred(participant) && participant.referrerId === undefined) {
     yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location };
   }
+}
+
+/**
+ * The identities planning `record` reads, one per destination: what a baseline that loads before planning
+ * (`BaselineView.prefetch`) loads for it. A record that is not planned (a problem, a repeated row, no user id)
+ * reads none.
+ */
+export function identityReads(record: SourceRecord, context: PlanContext): IdentityRef[] {
+  const userId = record.kind === 'participant' ? plannedUserId(record.participant, record.location, context) : undefined;
+  return userId === undefined ? [] : context.destinations.map((destination) => ({ destination, userId }));
+}
+
+/**
+ * The ledger keys planning `record` looks up, computed by the planner's own steps from the identities
+ * `identityReads` named, which `context.baseline` must answer by now (the identify and tier-change keys depend
+ * on them). A record whose user id an earlier one claims is not planned; its keys are loaded all the same.
+ */
+export function deliveryReads(record: SourceRecord, context: PlanContext): DeliveryRef[] {
+  if (record.kind !== 'participant') return [];
+  const userId = plannedUserId(record.participant, record.location, context);
+  if (userId === undefined) return [];
+  const person = personOf(record.participant, userId, context);
+  return context.destinations.flatMap((destination) => {
+    const plan = planDestination(person, destination, context);
+    const keys = plan.identifyKey === undefined ? [] : [plan.identifyKey];
+    for (const event of plan.events) keys.push(event.key);
+    return keys.map((key) => ({ destination, key }));
+  });
+}
+
+/** A row that repeats an earlier participant id (found by the directory pass): the first row wins. */
+function isRepeatedRow(location: RecordLocation | undefined, context: PlanContext): boolean {
+  return location !== undefined && context.duplicates.has(locationKey(location));
+}
+
+/** The user id a participant is planned under, or undefined when it is not planned at all. */
+function plannedUserId(participant: Participant, location: RecordLocation | undefined, context: PlanContext): string | undefined {
+  return isRepeatedRow(location, context) ? undefined : identityOf(participant, context.config.identity);
+}
+
+/** A participant as planned: the referrer resolved (or left out, and why), traits computed, history derived. */
+interface PlannedPerson {
+  /** Without a referrer that is the participant themself. */
+  participant: Participant;
+  userId: string;
+  referrerUserId: string | undefined;
+  referrerLeftOut: 'self' | 'unresolved' | undefined;
+  /** Converted referrals: the count in the traits and in a tier change's key. */
+  count: number;
+  traits: CanonicalTraits;
+  facts: EventFact[];
+}
+
+function personOf(record: Participant, userId: string, context: PlanContext): PlannedPerson {
+  const { config } = context;
+  let participant = record;
+  let referrerUserId: string | undefined;
+  let referrerLeftOut: PlannedPerson['referrerLeftOut'];
+  if (participant.referrerId !== undefined) {
+    const profile = participant.referrerProfile;
+    referrerUserId = (profile ? identityOf(profile, config.identity) : undefined) ?? context.directory.resolve(participant.referrerId);
+    if (namesSelfAsReferrer(participant) || referrerUserId === userId) {
+      referrerLeftOut = 'self';
+      participant = withoutReferrer(participant);
+      referrerUserId = undefined;
+    } else if (referrerUserId === undefined) {
+      referrerLeftOut = 'unresolved';
+    }
+  }
+  const count = participant.referralCount ?? context.directory.referralsOf(participant).converted;
+  const traits = computeTraits(participant, { referredBy: referrerUserId, count }, config);
+  const facts = deriveEvents(participant, { userId, referrerUserId });
+  return { participant, userId, referrerUserId, referrerLeftOut, count, traits, facts };
+}
+
+/** What one destination gets for one person, short of the payloads: the identify (if any) and the events, keyed. */
+interface DestinationPlan {
+  baseline: IdentityBaseline | undefined;
+  /** The traits this run knows and sends. */
+  named: TraitMap;
+  leftOut: { attribute: string; violations: LimitViolation[] }[];
+  /** What the destination holds once the identify is acknowledged: the next baseline. */
+  known: TraitMap;
+  hash: string;
+  tierChanges: number;
+  /** Undefined when the destination already holds these traits: no identify. */
+  identifyKey: string | undefined;
+  events: { fact: EventFact; key: string }[];
+}
+
+function planDestination(person: PlannedPerson, destination: Destination, context: PlanContext): DestinationPlan {
+  const { config } = context;
+  const { participant, userId } = person;
+  const { attributes: named, leftOut } = withinAttributeLimits(destination, destinationTraits(person.traits, destination, config));
+  const baseline = context.baseline.identity(destination, userId);
+  const tierMove = tierTransition(baseline, person.traits.tier, config.traitNames[destination].tier, context.mode);
+  const tierChanges = (baseline?.tierChanges ?? 0) + (tierMove === undefined ? 0 : 1);
+  const known = keepLeftOut(knownTraits(named, baseline?.traits, config.syncNulls), baseline?.traits, leftOut.map((l) => l.attribute));
+  const hash = stableHash(known);
+  const unchanged = baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince));
+  const facts = tierMove === undefined ? person.facts : [...person.facts, tierChangedFact(participant, userId, { ...tierMove, count: person.count })];
+  return {
+    baseline,
+    named,
+    leftOut,
+    known,
+    hash,
+    tierChanges,
+    identifyKey: unchanged ? undefined : identifyKey(destination, participant, userId, hash, context),
+    events: facts.map((fact) => ({ fact, key: eventKey(destination, participant, fact, context) })),
+  };
 }
 
 /** The tier move a sync observes against the last acknowledged traits, with its ordinal among this person's moves. */
@@ -239,21 +334,9 @@ function knownTraits(named: TraitMap, before: TraitMap | undefined, syncNulls: b
   return known;
 }
 
-function identifyOperation(
-  destination: Destination,
-  participant: Participant,
-  userId: string,
-  /** The traits this run knows: what is sent. */
-  sent: TraitMap,
-  /** What the destination holds afterwards: the next baseline. */
-  traits: TraitMap,
-  hash: string,
-  before: TraitMap | undefined,
-  tierChanges: number,
-  context: PlanContext,
-): IdentifyOperation {
-  // The traits hash is part of the key: Segment dedupes messageIds for ~24 h, so a changed identify needs a new one.
-  const key = operationKey({
+/** The traits hash is part of the key: Segment dedupes messageIds for ~24 h, so a changed identify needs a new one. */
+function identifyKey(destination: Destination, participant: Participant, userId: string, hash: string, context: PlanContext): string {
+  return operationKey({
     namespace: context.namespaces[destination],
     source: participant.source,
     programId: participant.programId,
@@ -261,7 +344,14 @@ function identifyOperation(
     subjectId: userId,
     objectId: hash,
   });
-  const payload = identifyPayload(destination, userId, context.config.syncNulls ? traits : sent, key);
+}
+
+function identifyOperation(destination: Destination, participant: Participant, userId: string, plan: DestinationPlan, context: PlanContext): IdentifyOperation {
+  const key = plan.identifyKey!;
+  // `named` is what this run knows and sends; `known` is what the destination holds afterwards: the next baseline.
+  const traits = plan.known;
+  const before = plan.baseline?.traits;
+  const payload = identifyPayload(destination, userId, context.config.syncNulls ? traits : plan.named, key);
   const changes: TraitChange[] = [];
   for (const [trait, after] of Object.entries(traits)) {
     const previous = before?.[trait];
@@ -276,8 +366,8 @@ function identifyOperation(
     change: before === undefined ? 'new' : changes.length > 0 ? 'changed' : 'refresh',
     changes,
     traits,
-    traitsHash: hash,
-    tierChanges,
+    traitsHash: plan.hash,
+    tierChanges: plan.tierChanges,
     payload,
     bytes: Buffer.byteLength(JSON.stringify(payload)),
   };
@@ -291,8 +381,8 @@ const KEY_KINDS: Record<EventFact['kind'], string> = {
   tierChanged: 'tier_changed',
 };
 
-function eventOperation(destination: Destination, participant: Participant, fact: EventFact, context: PlanContext): EventOperation {
-  const key = operationKey({
+function eventKey(destination: Destination, participant: Participant, fact: EventFact, context: PlanContext): string {
+  return operationKey({
     namespace: context.namespaces[destination],
     source: participant.source,
     programId: participant.programId,
@@ -300,6 +390,9 @@ function eventOperation(destination: Destination, participant: Participant, fact
     subjectId: fact.subjectId,
     objectId: fact.objectId,
   });
+}
+
+function eventOperation(destination: Destination, participant: Participant, fact: EventFact, key: string, context: PlanContext): EventOperation {
   const payload = eventPayload(destination, fact, key, context.config, context.now);
   return {
     destination,

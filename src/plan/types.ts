@@ -6,11 +6,40 @@ import type { CanonicalTraits, TraitMap, TraitValue } from '../model/traits.js';
 /** `superseded`: a refused identify replaced by a newer acknowledged one; never resent. */
 export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead' | 'superseded';
 
-/** The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. */
+/**
+ * The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. The
+ * planner asks synchronously, once per person and operation, so the answers must be at hand: a backend that
+ * reads in-process (SQLite) answers directly; one that reads over the network loads them first (`prefetch`).
+ */
 export interface BaselineView {
   identity(destination: Destination, userId: string): IdentityBaseline | undefined;
   /** `sentThisRun`: acknowledged during the run that is planning (a queue it resumed): sent, but not "already sent". */
   delivery(destination: Destination, key: string): DeliveryStatus | 'sentThisRun' | undefined;
+  /**
+   * Set when the view answers only what was loaded into it: before planning each chunk of records, plan-run
+   * loads the identities their planning reads, then the ledger rows of the keys it will compute from them.
+   * Unset: every question is answered directly, and nothing is loaded.
+   */
+  readonly prefetch?: BaselinePrefetch;
+}
+
+/** One person's last acknowledged traits at one destination, as the planner asks for them. */
+export interface IdentityRef {
+  destination: Destination;
+  userId: string;
+}
+
+/** One ledger row, by the key the planner computed. */
+export interface DeliveryRef {
+  destination: Destination;
+  key: string;
+}
+
+/** Loads what the planner will ask about the next chunk of records; what an earlier chunk loaded may be dropped. */
+export interface BaselinePrefetch {
+  identities(refs: readonly IdentityRef[]): Promise<void>;
+  /** Called after `identities` for the same chunk: the identify and tier-change keys depend on them. */
+  deliveries(refs: readonly DeliveryRef[]): Promise<void>;
 }
 
 /** What a destination last acknowledged for one user id. */

@@ -59,15 +59,8 @@ export class CelloApi {
   codeInfo(ucc: string): Promise<CodeInfo> {
     let cached = this.codes.get(ucc);
     if (!cached) {
-      const stored = this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS) as CodeInfo | undefined;
-      if (stored) this.cached += 1;
-      cached = stored
-        ? Promise.resolve(stored)
-        : this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers)).then((info) => {
-            // Only valid codes are kept: an unknown code may yet be created.
-            if (info.valid) this.cache.current?.put('cello:code', ucc, info);
-            return info;
-          });
+      // Kept before its first await: every later ask of this code, in flight or not, shares this one answer.
+      cached = this.lookUpCode(ucc);
       this.codes.set(ucc, cached);
     }
     return cached;
@@ -77,23 +70,39 @@ export class CelloApi {
   activeLink(productUserId: string): Promise<ActiveLink | undefined> {
     let cached = this.links.get(productUserId);
     if (!cached) {
-      const stored = this.cache.current?.get('cello:link', productUserId, LINK_MAX_AGE_MS) as ActiveLink | undefined;
-      if (stored) this.cached += 1;
-      cached = stored
-        ? Promise.resolve(stored)
-        : this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers)).then(
-            (link) => {
-              this.cache.current?.put('cello:link', productUserId, link);
-              return link;
-            },
-            (error: unknown) => {
-              if (error instanceof HttpError && error.status === 404) return undefined;
-              throw error;
-            },
-          );
+      cached = this.lookUpLink(productUserId);
       this.links.set(productUserId, cached);
     }
     return cached;
+  }
+
+  private async lookUpCode(ucc: string): Promise<CodeInfo> {
+    const stored = (await this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS)) as CodeInfo | undefined;
+    if (stored) {
+      this.cached += 1;
+      return stored;
+    }
+    const info = await this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers));
+    // Only valid codes are kept: an unknown code may yet be created.
+    if (info.valid) await this.cache.current?.put('cello:code', ucc, info);
+    return info;
+  }
+
+  private async lookUpLink(productUserId: string): Promise<ActiveLink | undefined> {
+    const stored = (await this.cache.current?.get('cello:link', productUserId, LINK_MAX_AGE_MS)) as ActiveLink | undefined;
+    if (stored) {
+      this.cached += 1;
+      return stored;
+    }
+    let link: ActiveLink;
+    try {
+      link = await this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers));
+    } catch (error) {
+      if (error instanceof HttpError && error.status === 404) return undefined;
+      throw error;
+    }
+    await this.cache.current?.put('cello:link', productUserId, link);
+    return link;
   }
 
   private async authorized<T>(call: (headers: Record<string, string>) => Promise<T>): Promise<T> {

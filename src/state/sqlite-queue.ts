@@ -1,8 +1,9 @@
 import type Database from 'better-sqlite3';
 import type { DeliveryQueue, QueuedOperation } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
-import type { Operation } from '../plan/types.js';
-import type { DeliveryRow, IdentityWrite, StoredDelivery } from './store.js';
+import type { DeliveryRef, Operation } from '../plan/types.js';
+import type { SqliteLedger } from './sqlite-ledger.js';
+import type { DeliveryRow, IdentityWrite } from './store.js';
 
 type Db = Database.Database;
 
@@ -10,7 +11,8 @@ type Db = Database.Database;
  * One program's delivery queue inside the SQLite state. The planner appends operations (a `queue` row with the
  * operation, and the ledger row `pending` pointing at it); each destination's sender reads its entries in order;
  * an outcome settles the ledger row and removes the entry in one transaction. Work a destination cannot take yet
- * waits here, on disk, never in memory; a run that dies leaves its entries for the next run.
+ * waits here, on disk, never in memory; a run that dies leaves its entries for the next run. Each method runs
+ * its statements synchronously when called (better-sqlite3), so entries take their positions in call order.
  */
 export class SqliteDeliveryQueue implements DeliveryQueue {
   private readonly statements: {
@@ -30,7 +32,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   constructor(
     private readonly db: Db,
     readonly programId: string,
-    private readonly ledger: { recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void },
+    private readonly ledger: SqliteLedger,
   ) {
     this.statements = {
       ledgerRow: db.prepare('SELECT status, seq, run_id FROM deliveries WHERE destination = ? AND key = ?'),
@@ -57,11 +59,11 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     };
   }
 
-  lastSeq(): number {
+  async lastSeq(): Promise<number> {
     return this.statements.lastSeq.get()?.seq ?? 0;
   }
 
-  enqueue(operations: readonly Operation[], runId: number, now: Date): void {
+  async enqueue(operations: readonly Operation[], runId: number, now: Date): Promise<void> {
     const at = now.toISOString();
     this.db.transaction(() => {
       for (const operation of operations) this.append(operation, runId, at);
@@ -93,25 +95,25 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     });
   }
 
-  queued(destination: Destination, afterSeq: number, limit: number): QueuedOperation[] {
+  async queued(destination: Destination, afterSeq: number, limit: number): Promise<QueuedOperation[]> {
     return this.statements.queued
       .all(this.programId, destination, afterSeq, limit)
       .map((row) => ({ seq: row.seq, operation: JSON.parse(row.operation) as Operation }));
   }
 
   /** Outcomes settle their ledger rows and leave the queue, in one transaction. */
-  settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void {
+  async settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): Promise<void> {
     this.db.transaction(() => {
       for (const seq of entries) this.statements.removeEntry.run(seq);
       this.ledger.recordOutcomes(rows, identities, now);
     })();
   }
 
-  waiting(destination: Destination): number {
+  async waiting(destination: Destination): Promise<number> {
     return this.statements.waiting.get(this.programId, destination)?.n ?? 0;
   }
 
-  failQueued(destination: Destination, reason: string, runId: number, now: Date): number {
+  async failQueued(destination: Destination, reason: string, runId: number, now: Date): Promise<number> {
     return this.db.transaction(() => {
       const changed = this.statements.failQueued.run({ programId: this.programId, destination, reason, runId, at: now.toISOString() }).changes;
       this.statements.dropQueued.run(this.programId, destination);
@@ -120,7 +122,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   }
 
   /** Puts stored deliveries (failed, dead) back in the queue, behind what is there: `retry` and resumed runs. */
-  requeue(rows: readonly Pick<StoredDelivery, 'destination' | 'key'>[], runId: number, now: Date): void {
+  async requeue(rows: readonly DeliveryRef[], runId: number, now: Date): Promise<void> {
     const at = now.toISOString();
     this.db.transaction(() => {
       for (const row of rows) {

@@ -1,14 +1,28 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Destination } from '../config/defaults.js';
-import { DataError, LockedError, StateUnwritableError } from '../errors.js';
+import { DataError, StateUnwritableError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
-import { EMPTY_BASELINE, type BaselineView, type DeliveryStatus } from '../plan/types.js';
+import { EMPTY_BASELINE, type BaselineView, type DeliveryRef, type DeliveryStatus, type IdentityRef } from '../plan/types.js';
+import { ledgerAnswer } from './baseline.js';
+import { assertLockFreeable, assertLockTakeable, thisProcess } from './locks.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
+import { SqliteLedger } from './sqlite-ledger.js';
 import { SqliteDeliveryQueue } from './sqlite-queue.js';
-import type { DeliveryCounts, DeliveryRow, IdentityWrite, LockRecord, ReadableState, RunRecord, StateSummary, StoredDelivery } from './store.js';
+import type {
+  DeliveryCounts,
+  DeliveryRow,
+  IdentityWrite,
+  LockRecord,
+  RunRecord,
+  StateReader,
+  StateStore,
+  StateSummary,
+  StoredDelivery,
+  StoredIdentity,
+  StoredStatus,
+} from './store.js';
 
 type Db = Database.Database;
 
@@ -16,7 +30,7 @@ type Db = Database.Database;
  * Opens the state for reading only (`diff`, `status`). A missing file is an empty state and is NOT created;
  * an existing one is opened read-only, so nothing about it changes, not even its WAL files.
  */
-export function openSqliteStateReadOnly(path: string): ReadableState {
+export function openSqliteStateReadOnly(path: string): StateReader {
   if (!existsSync(path)) return emptyState(path);
   if (statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
   let db: Db;
@@ -135,22 +149,28 @@ function unwritable(path: string, error: unknown): StateUnwritableError {
   });
 }
 
-function emptyState(path: string): ReadableState {
+/** A state that does not exist yet, read as empty (nothing is created to read it). */
+export function emptyState(path: string): StateReader {
   return {
     location: path,
     baseline: () => EMPTY_BASELINE,
-    summary: () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
-    problems: () => [],
-    allProblems: () => [],
-    watermark: () => undefined,
-    deliveredPrograms: () => [],
-    deliveredNamespaces: () => [],
-    cachedLookup: () => undefined,
-    retryPrograms: () => [],
-    locks: () => [],
-    close: () => undefined,
+    identities: async () => [],
+    deliveryStatuses: async () => [],
+    summary: async () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
+    problems: async () => [],
+    allProblems: () => noRows(),
+    watermark: async () => undefined,
+    deliveredPrograms: async () => [],
+    deliveredNamespaces: async () => [],
+    cachedLookup: async () => undefined,
+    retryPrograms: async () => [],
+    locks: async () => [],
+    close: async () => undefined,
   };
 }
+
+/** An empty stream of rows. */
+async function* noRows(): AsyncGenerator<StoredDelivery> {}
 
 /** Returns the schema version; throws a DataError, touching nothing, for a file that is not our state. */
 function checkSchema(db: Db, path: string): number {
@@ -197,15 +217,23 @@ function corrupt(path: string, error: unknown): DataError {
   });
 }
 
-export class SqliteState implements ReadableState {
+export class SqliteState implements StateStore {
+  private readonly ledger: SqliteLedger;
+
   constructor(
     private readonly db: Db,
     readonly location: string,
-  ) {}
+  ) {
+    this.ledger = new SqliteLedger(db);
+  }
 
-  /** The planner's view; with `runId`, deliveries that run acknowledged itself read as `sentThisRun`. */
+  /**
+   * The planner's view, answered directly from the file: a lookup in-process costs microseconds, so nothing is
+   * loaded ahead (no `prefetch`), and the planner reads the ledger as the senders of this run leave it.
+   * With `runId`, deliveries that run acknowledged itself read as `sentThisRun`.
+   */
   baseline(runId?: number): BaselineView {
-    const identity = this.db.prepare<[string, string], { traits: string; hash: string; updated_at: string; tier_changes: number }>(
+    const identity = this.db.prepare<[string, string], IdentityColumns>(
       'SELECT traits, hash, updated_at, tier_changes FROM identities WHERE destination = ? AND user_id = ?',
     );
     const delivery = this.db.prepare<[string, string], { status: DeliveryStatus; run_id: number | null }>(
@@ -214,18 +242,36 @@ export class SqliteState implements ReadableState {
     return {
       identity: (destination, userId) => {
         const row = identity.get(destination, userId);
-        if (!row) return undefined;
-        return { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at), tierChanges: row.tier_changes };
+        return row ? identityBaseline(row) : undefined;
       },
       delivery: (destination, key) => {
         const row = delivery.get(destination, key);
-        if (!row) return undefined;
-        return row.status === 'sent' && runId !== undefined && row.run_id === runId ? 'sentThisRun' : row.status;
+        return row ? ledgerAnswer(row.status, row.run_id, runId) : undefined;
       },
     };
   }
 
-  summary(runLimit: number): StateSummary {
+  async identities(refs: readonly IdentityRef[]): Promise<StoredIdentity[]> {
+    const statement = this.db.prepare<[string, string], IdentityColumns>(
+      'SELECT traits, hash, updated_at, tier_changes FROM identities WHERE destination = ? AND user_id = ?',
+    );
+    return refs.flatMap((ref) => {
+      const row = statement.get(ref.destination, ref.userId);
+      return row ? [{ destination: ref.destination, userId: ref.userId, ...identityBaseline(row) }] : [];
+    });
+  }
+
+  async deliveryStatuses(refs: readonly DeliveryRef[]): Promise<StoredStatus[]> {
+    const statement = this.db.prepare<[string, string], { status: DeliveryStatus; run_id: number | null }>(
+      'SELECT status, run_id FROM deliveries WHERE destination = ? AND key = ?',
+    );
+    return refs.flatMap((ref) => {
+      const row = statement.get(ref.destination, ref.key);
+      return row ? [{ destination: ref.destination, key: ref.key, status: row.status, runId: row.run_id }] : [];
+    });
+  }
+
+  async summary(runLimit: number): Promise<StateSummary> {
     const identities = this.db
       .prepare<[], { destination: Destination; count: number }>(
         'SELECT destination, COUNT(*) AS count FROM identities GROUP BY destination ORDER BY destination',
@@ -259,98 +305,34 @@ export class SqliteState implements ReadableState {
     };
   }
 
-  startRun(command: string, programId: string, now: Date): number {
+  async startRun(command: string, programId: string, now: Date): Promise<number> {
     const result = this.db
       .prepare(`INSERT INTO runs (command, program_id, started_at, status) VALUES (?, ?, ?, 'running')`)
       .run(command, programId, now.toISOString());
     return Number(result.lastInsertRowid);
   }
 
-  finishRun(id: number, status: RunRecord['status'], counts: Record<string, number>, now: Date): void {
+  async finishRun(id: number, status: RunRecord['status'], counts: Record<string, number>, now: Date): Promise<void> {
     this.db
       .prepare('UPDATE runs SET finished_at = ?, status = ?, counts = ? WHERE id = ?')
       .run(now.toISOString(), status, JSON.stringify(counts), id);
   }
 
-  private statements: { identity: Database.Statement; delivery: Database.Statement } | undefined;
-
-  private get writes(): { identity: Database.Statement; delivery: Database.Statement } {
-    this.statements ??= {
-      identity: this.db.prepare(
-        `INSERT INTO identities (destination, user_id, traits, hash, updated_at, tier_changes) VALUES (?, ?, ?, ?, ?, COALESCE(?, 0))
-         ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at,
-           tier_changes = COALESCE(?, identities.tier_changes)`,
-      ),
-      delivery: this.db.prepare(
-        `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
-         VALUES (@destination, @key, @kind, @userId, @status, @attempt, @error, @payload, @runId, @at, @at)
-         ON CONFLICT (destination, key) DO UPDATE SET
-           status = excluded.status,
-           attempts = deliveries.attempts + excluded.attempts,
-           last_error = excluded.last_error,
-           payload = CASE WHEN excluded.status = 'sent' THEN NULL ELSE COALESCE(excluded.payload, deliveries.payload) END,
-           run_id = COALESCE(excluded.run_id, deliveries.run_id),
-           updated_at = excluded.updated_at`,
-      ),
-    };
-    return this.statements;
+  /** Records acknowledged traits as the new diff baseline, in one transaction (tests seed a state with it). */
+  async saveIdentities(writes: readonly IdentityWrite[], now: Date): Promise<void> {
+    this.ledger.saveIdentities(writes, now);
   }
 
-  /** Records acknowledged traits as the new diff baseline, in one transaction. */
-  saveIdentities(writes: readonly IdentityWrite[], now: Date): void {
-    const upsert = this.writes.identity;
-    const at = now.toISOString();
-    this.db.transaction(() => {
-      for (const w of writes) {
-        const tierChanges = w.tierChanges ?? null;
-        upsert.run(w.destination, w.userId, JSON.stringify(w.traits), w.hash, at, tierChanges, tierChanges);
-      }
-    })();
+  /** Writes ledger rows, in one transaction (tests seed a state with it; runs write through the queue). */
+  async recordDeliveries(rows: readonly DeliveryRow[], now: Date): Promise<void> {
+    this.ledger.recordDeliveries(rows, now);
   }
 
-  /** Writes ledger rows (pending before a send; sent/failed/dead after), in one transaction. */
-  recordDeliveries(rows: readonly DeliveryRow[], now: Date): void {
-    const upsert = this.writes.delivery;
-    const at = now.toISOString();
-    this.db.transaction(() => {
-      for (const r of rows) {
-        upsert.run({
-          destination: r.destination,
-          key: r.key,
-          kind: r.kind,
-          userId: r.userId,
-          status: r.status,
-          attempt: r.status === 'pending' ? 0 : 1,
-          error: r.error ?? null,
-          payload: r.payload ?? null,
-          runId: r.runId ?? null,
-          at,
-        });
-      }
-    })();
-  }
-
-  /**
-   * Records what destinations said, and the traits they acknowledged, in one transaction: a crash leaves
-   * either both or neither.
-   */
-  recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void {
-    this.db.transaction(() => {
-      this.recordDeliveries(rows, now);
-      this.saveIdentities(identities, now);
-    })();
-  }
-
-  /** This program's durable delivery queue (DESIGN.md §8). */
   queue(programId: string): SqliteDeliveryQueue {
-    return new SqliteDeliveryQueue(this.db, programId, this);
+    return new SqliteDeliveryQueue(this.db, programId, this.ledger);
   }
 
-  /**
-   * One program's deliveries that `retry` sends again: failed and dead, with the payload they were sent with.
-   * Rows from before deliveries carried their program belong to `unattributed`.
-   */
-  *retryable(destinations: readonly Destination[], programId: string, unattributed: string): Generator<StoredDelivery> {
+  async *retryable(destinations: readonly Destination[], programId: string, unattributed: string): AsyncGenerator<StoredDelivery> {
     const statement = this.db.prepare<[string, string], StoredDelivery & { destination: Destination }>(
       `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt
        FROM deliveries WHERE status IN ('failed', 'dead') AND payload IS NOT NULL AND COALESCE(program_id, ?) = ?
@@ -361,10 +343,10 @@ export class SqliteState implements ReadableState {
     }
   }
 
-  retryPrograms(destinations: readonly Destination[], unattributed: string): string[] {
+  async retryPrograms(destinations: readonly Destination[], unattributed: string): Promise<string[]> {
     const placeholders = destinations.map(() => '?').join(', ');
     if (destinations.length === 0) return [];
-    const hasQueue = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue'`).get() !== undefined;
+    const hasQueue = this.hasTable('queue');
     const hasProgram = (this.db.prepare(`SELECT name FROM pragma_table_info('deliveries')`).all() as { name: string }[]).some((c) => c.name === 'program_id');
     const program = hasProgram ? 'COALESCE(program_id, ?)' : '?';
     const rows = this.db
@@ -378,14 +360,13 @@ export class SqliteState implements ReadableState {
     return rows.map((row) => row.program);
   }
 
-  locks(): LockRecord[] {
+  async locks(): Promise<LockRecord[]> {
     return this.db
       .prepare<[], LockRecord>('SELECT program_id AS programId, holder, pid, host, acquired_at AS acquiredAt FROM lock ORDER BY program_id')
       .all();
   }
 
-  /** This program's failed deliveries (retries used up) with their operations, oldest first. */
-  failedDeliveries(programId: string, destinations: readonly Destination[]): StoredDelivery[] {
+  async failedDeliveries(programId: string, destinations: readonly Destination[]): Promise<StoredDelivery[]> {
     const statement = this.db.prepare<[string], StoredDelivery>(
       `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt
        FROM deliveries WHERE status = 'failed' AND program_id = ? AND payload IS NOT NULL ORDER BY created_at, key`,
@@ -394,7 +375,7 @@ export class SqliteState implements ReadableState {
   }
 
   /** Failed and dead deliveries for `status`, newest first, at most `limit` per destination. */
-  problems(limit: number): StoredDelivery[] {
+  async problems(limit: number): Promise<StoredDelivery[]> {
     return this.db
       .prepare<[number], StoredDelivery>(
         `SELECT destination, key, kind, userId, status, attempts, lastError, NULL AS payload FROM (
@@ -407,7 +388,7 @@ export class SqliteState implements ReadableState {
   }
 
   /** Every failed and dead delivery for `status --json`, streamed from the database (never all in memory). */
-  *allProblems(): Generator<StoredDelivery> {
+  async *allProblems(): AsyncGenerator<StoredDelivery> {
     yield* this.db
       .prepare<[], StoredDelivery>(
         `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, NULL AS payload
@@ -416,16 +397,15 @@ export class SqliteState implements ReadableState {
       .iterate();
   }
 
-  watermark(programId: string, source: string): number | undefined {
-    const hasTable = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'watermarks'`).get();
-    if (!hasTable) return undefined;
+  async watermark(programId: string, source: string): Promise<number | undefined> {
+    if (!this.hasTable('watermarks')) return undefined;
     const row = this.db
       .prepare<[string, string], { watermark: number }>('SELECT watermark FROM watermarks WHERE program_id = ? AND source = ?')
       .get(programId, source);
     return row?.watermark;
   }
 
-  deliveredNamespaces(source: string, destination: Destination, programId: string): string[] {
+  async deliveredNamespaces(source: string, destination: Destination, programId: string): Promise<string[]> {
     if (!this.hasTable('programs')) return [];
     return this.db
       .prepare<[string, string, string], { namespace: string }>('SELECT namespace FROM programs WHERE source = ? AND destination = ? AND program_id = ? ORDER BY recorded_at, namespace')
@@ -433,7 +413,7 @@ export class SqliteState implements ReadableState {
       .map((row) => row.namespace);
   }
 
-  deliveredPrograms(source: string, destination: Destination, namespace: string): string[] {
+  async deliveredPrograms(source: string, destination: Destination, namespace: string): Promise<string[]> {
     if (!this.hasTable('programs')) return [];
     return this.db
       .prepare<[string, string, string], { program_id: string }>(
@@ -443,8 +423,7 @@ export class SqliteState implements ReadableState {
       .map((row) => row.program_id);
   }
 
-  /** Records that this run delivers `programId` from `source` to these destinations (idempotent). */
-  recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): void {
+  async recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): Promise<void> {
     const insert = this.db.prepare(
       'INSERT OR IGNORE INTO programs (source, destination, namespace, program_id, recorded_at) VALUES (?, ?, ?, ?, ?)',
     );
@@ -453,20 +432,7 @@ export class SqliteState implements ReadableState {
     })();
   }
 
-  /**
-   * Whether a refused identify was replaced by a newer acknowledged one for the same person: the destination
-   * acknowledged traits after this row last changed, or acknowledged these very traits.
-   */
-  identifySuperseded(destination: Destination, userId: string, traitsHash: string | undefined, refusedAt: string): boolean {
-    const row = this.db
-      .prepare<[string, string], { hash: string; updated_at: string }>('SELECT hash, updated_at FROM identities WHERE destination = ? AND user_id = ?')
-      .get(destination, userId);
-    if (!row) return false;
-    return row.hash === traitsHash || Date.parse(row.updated_at) > Date.parse(refusedAt);
-  }
-
-  /** Marks refused identifies as superseded: they stay in the ledger, and `retry` never sends them. */
-  markSuperseded(rows: readonly { destination: Destination; key: string }[], reason: string, now: Date): void {
+  async markSuperseded(rows: readonly DeliveryRef[], reason: string, now: Date): Promise<void> {
     const update = this.db.prepare(`UPDATE deliveries SET status = 'superseded', last_error = ?, updated_at = ? WHERE destination = ? AND key = ?`);
     this.db.transaction(() => {
       for (const row of rows) update.run(reason, now.toISOString(), row.destination, row.key);
@@ -477,9 +443,8 @@ export class SqliteState implements ReadableState {
     return this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(name) !== undefined;
   }
 
-  cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown {
-    const hasTable = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lookup_cache'`).get();
-    if (!hasTable) return undefined;
+  async cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): Promise<unknown> {
+    if (!this.hasTable('lookup_cache')) return undefined;
     const row = this.db
       .prepare<[string, string], { value: string; fetched_at: string }>('SELECT value, fetched_at FROM lookup_cache WHERE service = ? AND key = ?')
       .get(service, key);
@@ -487,7 +452,7 @@ export class SqliteState implements ReadableState {
     return JSON.parse(row.value) as unknown;
   }
 
-  cacheLookup(service: string, key: string, value: unknown, now: Date): void {
+  async cacheLookup(service: string, key: string, value: unknown, now: Date): Promise<void> {
     this.db
       .prepare(
         `INSERT INTO lookup_cache (service, key, value, fetched_at) VALUES (?, ?, ?, ?)
@@ -496,8 +461,7 @@ export class SqliteState implements ReadableState {
       .run(service, key, JSON.stringify(value), now.toISOString());
   }
 
-  /** Recorded only when a run succeeded, so a failed run is covered again by the next quick sync. */
-  setWatermark(programId: string, source: string, watermark: number, now: Date): void {
+  async setWatermark(programId: string, source: string, watermark: number, now: Date): Promise<void> {
     this.db
       .prepare(
         `INSERT INTO watermarks (program_id, source, watermark, updated_at) VALUES (?, ?, ?, ?)
@@ -506,8 +470,7 @@ export class SqliteState implements ReadableState {
       .run(programId, source, watermark, now.toISOString());
   }
 
-  /** The start of the latest backfill of this program that did not finish, so a new backfill resumes it. */
-  unfinishedBackfillStart(programId: string): Date | undefined {
+  async unfinishedBackfillStart(programId: string): Promise<Date | undefined> {
     const row = this.db
       .prepare<[string], { started_at: string; status: string }>(
         `SELECT started_at, status FROM runs WHERE program_id = ? AND command = 'backfill' ORDER BY id DESC LIMIT 1`,
@@ -516,48 +479,33 @@ export class SqliteState implements ReadableState {
     return row && row.status !== 'succeeded' ? new Date(row.started_at) : undefined;
   }
 
-  /** Runs left 'running' by a process that is gone are marked crashed (called once the lock is ours). */
-  markCrashedRuns(programId: string, now: Date): void {
+  async markCrashedRuns(programId: string, now: Date): Promise<void> {
     this.db
       .prepare(`UPDATE runs SET status = 'crashed', finished_at = ? WHERE program_id = ? AND status = 'running'`)
       .run(now.toISOString(), programId);
   }
 
-  /** Takes the per-program lock, or throws LockedError (exit 75) while another live run holds it. */
-  acquireLock(programId: string, holder: string, now: Date): void {
-    const host = hostname();
+  async acquireLock(programId: string, holder: string, now: Date): Promise<void> {
+    const me = thisProcess();
+    // IMMEDIATE: the check and the take are one write transaction, so two runs cannot both see the lock free.
     this.db.transaction(() => {
-      const row = this.lockOf(programId);
-      if (row && lockHolderState(row) !== 'gone') throw lockedError(row, this.location);
+      assertLockTakeable(this.lockOf(programId), this.location);
       this.db
         .prepare('INSERT OR REPLACE INTO lock (program_id, holder, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)')
-        .run(programId, holder, process.pid, host, now.toISOString());
+        .run(programId, holder, me.pid, me.host, now.toISOString());
     }).immediate();
   }
 
-  releaseLock(programId: string): void {
-    this.db.prepare('DELETE FROM lock WHERE program_id = ? AND pid = ? AND host = ?').run(programId, process.pid, hostname());
+  async releaseLock(programId: string): Promise<void> {
+    const me = thisProcess();
+    this.db.prepare('DELETE FROM lock WHERE program_id = ? AND pid = ? AND host = ?').run(programId, me.pid, me.host);
   }
 
-  /**
-   * Frees a lock whose run is gone (`referral-sync unlock`). A live local holder is never freed; a holder on
-   * another machine cannot be checked from here, so it is freed only when the user says it is gone (`force`).
-   */
-  freeLock(programId: string, force: boolean): LockRecord | undefined {
+  async freeLock(programId: string, force: boolean): Promise<LockRecord | undefined> {
     return this.db.transaction(() => {
       const row = this.lockOf(programId);
       if (!row) return undefined;
-      const holder = lockHolderState(row);
-      if (holder === 'alive') {
-        throw new LockedError(`Program ${row.programId} is locked by a run that is still going (${describeHolder(row)}).`, {
-          hint: `Wait for it to finish, or stop it first (kill ${row.pid}); unlock only frees the lock of a run that is gone.`,
-        });
-      }
-      if (holder === 'unknown' && !force) {
-        throw new LockedError(`Program ${row.programId} is locked by a run on another machine (${describeHolder(row)}), which cannot be checked from here.`, {
-          hint: `If that run is gone for good, free its lock with: npx referral-sync unlock --campaign ${row.programId} --force`,
-        });
-      }
+      assertLockFreeable(row, force);
       this.db.prepare('DELETE FROM lock WHERE program_id = ?').run(programId);
       return row;
     }).immediate();
@@ -569,7 +517,7 @@ export class SqliteState implements ReadableState {
       .get(programId);
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (!this.db.open) return;
     if (!this.db.readonly) {
       // Leave the file in rollback-journal mode when no run is writing: a later read-only open (diff, status)
@@ -584,30 +532,13 @@ export class SqliteState implements ReadableState {
   }
 }
 
-/** Whether a lock's run still lives: known on this machine, unknowable for another one. */
-export function lockHolderState(lock: LockRecord): 'alive' | 'gone' | 'unknown' {
-  if (lock.host !== hostname()) return 'unknown';
-  return processAlive(lock.pid) ? 'alive' : 'gone';
+interface IdentityColumns {
+  traits: string;
+  hash: string;
+  updated_at: string;
+  tier_changes: number;
 }
 
-export function describeHolder(lock: LockRecord): string {
-  // Holders written by older versions read "sync on <host>": the host is named once, after the pid.
-  const command = lock.holder.replace(/ on \S+$/, '');
-  return `${command}, pid ${lock.pid} on ${lock.host}, since ${lock.acquiredAt}`;
-}
-
-function lockedError(lock: LockRecord, location: string): LockedError {
-  const free = lockHolderState(lock) === 'unknown' ? `npx referral-sync unlock --campaign ${lock.programId} --force` : `npx referral-sync unlock --campaign ${lock.programId}`;
-  return new LockedError(`Another run holds the lock on program ${lock.programId} in ${location} (${describeHolder(lock)}).`, {
-    hint: `Wait for it to finish; if that run is gone for good, free its lock with: ${free}`,
-  });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+function identityBaseline(row: IdentityColumns): { traits: TraitMap; hash: string; acknowledgedAt: Date; tierChanges: number } {
+  return { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at), tierChanges: row.tier_changes };
 }

@@ -1,8 +1,13 @@
+import type { DeliveryQueue } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
 import type { TraitMap } from '../model/traits.js';
-import type { BaselineView, DeliveryStatus } from '../plan/types.js';
+import type { BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
 
-/** One schema, every backend (DESIGN.md §7). Only `apply/` and `state/` write through it. */
+/**
+ * One schema, every backend (DESIGN.md §7). Only `apply/` and `state/` write through it. Every method that reads
+ * or writes the database returns a promise, so a backend over the network (PostgreSQL) implements the same
+ * interfaces as the in-process SQLite one; the planner's synchronous view is `baseline()`.
+ */
 
 export interface RunRecord {
   id: number;
@@ -28,32 +33,87 @@ export interface StateSummary {
   runs: RunRecord[];
 }
 
-export interface ReadableState {
+/** What a destination last acknowledged for one person (read in bulk, by IdentityRef). */
+export interface StoredIdentity extends IdentityRef, IdentityBaseline {
+  acknowledgedAt: Date;
+  tierChanges: number;
+}
+
+/** A ledger row's status (read in bulk, by DeliveryRef); `runId` is the run that last wrote it. */
+export interface StoredStatus extends DeliveryRef {
+  status: DeliveryStatus;
+  runId: number | null;
+}
+
+/** The state as `diff`, `status` and a retry's first look read it: nothing here writes. */
+export interface StateReader {
   /** Where the state lives, safe to print (no password). */
   readonly location: string;
+  /** The planner's view (no I/O until it is asked, or loaded through its `prefetch`). */
   baseline(): BaselineView;
-  summary(runLimit: number): StateSummary;
+  /** The identities of these refs that the state holds (any order; refs it does not hold are left out). */
+  identities(refs: readonly IdentityRef[]): Promise<StoredIdentity[]>;
+  /** The ledger rows of these refs that the state holds (any order; refs it does not hold are left out). */
+  deliveryStatuses(refs: readonly DeliveryRef[]): Promise<StoredStatus[]>;
+  summary(runLimit: number): Promise<StateSummary>;
   /** Failed and dead deliveries, newest first, at most `limit` per destination. */
-  problems(limit: number): StoredDelivery[];
+  problems(limit: number): Promise<StoredDelivery[]>;
   /** Every failed and dead delivery (no cap), by destination, newest first, read as it is iterated. */
-  allProblems(): Iterable<StoredDelivery>;
+  allProblems(): AsyncIterable<StoredDelivery>;
   /** Where the last successful run of this program's source left off (epoch ms), if any. */
-  watermark(programId: string, source: string): number | undefined;
+  watermark(programId: string, source: string): Promise<number | undefined>;
   /** Program ids this state delivered from `source` to the destination under `namespace` (DESIGN §6 keys). */
-  deliveredPrograms(source: string, destination: Destination, namespace: string): string[];
+  deliveredPrograms(source: string, destination: Destination, namespace: string): Promise<string[]>;
   /** The id namespaces (config namespace and credential fingerprint) a program was delivered under to a destination. */
-  deliveredNamespaces(source: string, destination: Destination, programId: string): string[];
+  deliveredNamespaces(source: string, destination: Destination, programId: string): Promise<string[]>;
   /** A cached lookup answer no older than `maxAgeMs`. */
-  cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): unknown;
+  cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): Promise<unknown>;
   /**
    * Programs that `retry` has work for in these destinations: failed or dead deliveries with their payload, or
    * operations an interrupted run left in the queue. Rows recorded before deliveries carried a program count
    * as `unattributed`.
    */
-  retryPrograms(destinations: readonly Destination[], unattributed: string): string[];
+  retryPrograms(destinations: readonly Destination[], unattributed: string): Promise<string[]>;
   /** The locks held on this state, one per program. */
-  locks(): LockRecord[];
-  close(): void;
+  locks(): Promise<LockRecord[]>;
+  close(): Promise<void>;
+}
+
+/** The state as `sync`, `backfill`, `retry` and `unlock` use it: runs, locks, the ledger and the queue. */
+export interface StateStore extends StateReader {
+  /** With `runId`, deliveries that run acknowledged itself read as `sentThisRun`. */
+  baseline(runId?: number): BaselineView;
+  startRun(command: string, programId: string, now: Date): Promise<number>;
+  finishRun(id: number, status: RunRecord['status'], counts: Record<string, number>, now: Date): Promise<void>;
+  /** Runs left 'running' by a process that is gone are marked crashed (called once the lock is ours). */
+  markCrashedRuns(programId: string, now: Date): Promise<void>;
+  /** The start of the latest backfill of this program that did not finish, so a new backfill resumes it. */
+  unfinishedBackfillStart(programId: string): Promise<Date | undefined>;
+  /** Takes the per-program lock, or throws LockedError (exit 75) while another live run holds it. */
+  acquireLock(programId: string, holder: string, now: Date): Promise<void>;
+  /** Frees this process's own lock. */
+  releaseLock(programId: string): Promise<void>;
+  /**
+   * Frees a lock whose run is gone (`referral-sync unlock`). A live local holder is never freed; a holder on
+   * another machine cannot be checked from here, so it is freed only when the user says it is gone (`force`).
+   */
+  freeLock(programId: string, force: boolean): Promise<LockRecord | undefined>;
+  /** Records that this run delivers `programId` from `source` to these destinations (idempotent). */
+  recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): Promise<void>;
+  /** Recorded only when a run succeeded, so a failed run is covered again by the next quick sync. */
+  setWatermark(programId: string, source: string, watermark: number, now: Date): Promise<void>;
+  cacheLookup(service: string, key: string, value: unknown, now: Date): Promise<void>;
+  /** This program's durable delivery queue (DESIGN.md §8); no I/O until it is used. */
+  queue(programId: string): DeliveryQueue;
+  /**
+   * One program's deliveries that `retry` sends again: failed and dead, with the payload they were sent with,
+   * by destination, oldest first. Rows from before deliveries carried their program belong to `unattributed`.
+   */
+  retryable(destinations: readonly Destination[], programId: string, unattributed: string): AsyncIterable<StoredDelivery>;
+  /** This program's failed deliveries (retries used up) with their operations, oldest first. */
+  failedDeliveries(programId: string, destinations: readonly Destination[]): Promise<StoredDelivery[]>;
+  /** Marks refused identifies as superseded, in one transaction: they stay in the ledger, `retry` never sends them. */
+  markSuperseded(rows: readonly DeliveryRef[], reason: string, now: Date): Promise<void>;
 }
 
 /** A run's hold on one program of the state (DESIGN.md §7). */
@@ -104,6 +164,6 @@ export interface StoredDelivery {
 
 /** Where lookup answers are kept between runs; a read-only run (diff) reads it and writes nothing. */
 export interface LookupCache {
-  get(service: string, key: string, maxAgeMs: number): unknown;
-  put(service: string, key: string, value: unknown): void;
+  get(service: string, key: string, maxAgeMs: number): Promise<unknown>;
+  put(service: string, key: string, value: unknown): Promise<void>;
 }

@@ -13,10 +13,10 @@ const EXPECTED_PLAN = join(FIXTURES, 'growsurf', 'expected-plan.jsonl');
 
 
 /** Writes a state as a finished sync of this plan would leave it: identities acknowledged, events sent. */
-function seedStateFromPlan(statePath: string, plan: PlanLine[]): void {
+async function seedStateFromPlan(statePath: string, plan: PlanLine[]): Promise<void> {
   const state = openSqliteStateForWriting(statePath);
   const now = new Date('2026-01-01T00:00:00Z');
-  state.saveIdentities(
+  await state.saveIdentities(
     plan
       .filter((l) => l.kind === 'identify')
       .map((l) => {
@@ -25,13 +25,13 @@ function seedStateFromPlan(statePath: string, plan: PlanLine[]): void {
       }),
     now,
   );
-  state.recordDeliveries(
+  await state.recordDeliveries(
     plan.filter((l) => l.kind === 'track').map((l) => ({ destination: l.destination, key: l.key, kind: 'track', userId: l.userId, status: 'sent' as const })),
     now,
   );
-  const run = state.startRun('sync', 'grsf_demo', now);
-  state.finishRun(run, 'succeeded', { sent: plan.length }, now);
-  state.close();
+  const run = await state.startRun('sync', 'grsf_demo', now);
+  await state.finishRun(run, 'succeeded', { sent: plan.length }, now);
+  await state.close();
 }
 
 let stableHashOf: (value: unknown) => string;
@@ -95,7 +95,7 @@ describe('diff on the bundled fixture (the README quick start)', () => {
     const planPath = join(cwd, 'plan.jsonl');
     const before = await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--state', statePath, '--out', planPath, '--detailed-exitcode'], { cwd });
     expect(before.code).toBe(2);
-    seedStateFromPlan(statePath, readPlan(planPath));
+    await seedStateFromPlan(statePath, readPlan(planPath));
     const after = await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--state', statePath, '--detailed-exitcode'], { cwd });
     expect(after.code).toBe(0);
     expect(after.stdout).toMatch(/identify\s+new\s+0\s+0/);
@@ -114,7 +114,7 @@ describe('diff on the bundled fixture (the README quick start)', () => {
     ];
     const file = writeCsv(cwd, 'export.csv', people);
     await runCli(['diff', '--file', file, '--state', statePath, '--out', planPath], { cwd });
-    seedStateFromPlan(statePath, readPlan(planPath));
+    await seedStateFromPlan(statePath, readPlan(planPath));
     writeCsv(cwd, 'export.csv', [
       { ...people[0]!, 'Referral Count': '5' },
       { ...people[1]!, 'Referral Status': 'CREDIT_AWARDED' },
@@ -194,7 +194,7 @@ describe('diff leaves everything as it found it', () => {
     const planPath = join(cwd, 'plan.jsonl');
     await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', planPath], { cwd });
     const plan = readPlan(planPath);
-    seedStateFromPlan(statePath, plan.slice(0, 100));
+    await seedStateFromPlan(statePath, plan.slice(0, 100));
     const bytes = readFileSync(statePath);
     const mtime = statSync(statePath).mtimeMs;
     const files = readdirSync(join(cwd, 'state'));
@@ -280,7 +280,7 @@ describe('status', () => {
     const statePath = join(cwd, 'state.db');
     const planPath = join(cwd, 'plan.jsonl');
     await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', planPath], { cwd });
-    seedStateFromPlan(statePath, readPlan(planPath));
+    await seedStateFromPlan(statePath, readPlan(planPath));
     const result = await runCli(['status', '--state', statePath, '--json'], { cwd });
     expect(result.code).toBe(0);
     const status = JSON.parse(result.stdout) as { identities: unknown[]; deliveries: unknown[]; runs: { command: string; status: string }[] };

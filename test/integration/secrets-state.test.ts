@@ -95,7 +95,7 @@ describe('credentials in URLs are never printed or stored', () => {
     const client = new SegmentDestination({ writeKey: SEGMENT_KEY, host });
     const engine = new DeliveryEngine({
       queue: state.queue('c1'),
-      runId: state.startRun('sync', 'c1', new Date()),
+      runId: await state.startRun('sync', 'c1', new Date()),
       clients: new Map([['segment', client]]),
       limiters: new Map([['segment', new TokenBucket(1000, 100)]]),
       retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1, maxRetryAfterMs: 1 },
@@ -104,12 +104,14 @@ describe('credentials in URLs are never printed or stored', () => {
     });
     const payload = { type: 'identify', userId: 'u1', traits: {}, messageId: 'rs1-x' };
     const op: Operation = { destination: 'segment', kind: 'identify', key: 'k1', userId: 'u1', participantId: 'p1', payload, bytes: 10, change: 'new', changes: [], traits: {}, traitsHash: 'h', tierChanges: 0 };
-    engine.start();
-    engine.enqueue(op);
+    await engine.start();
+    await engine.enqueue(op);
     await engine.finish();
     await new Promise<void>((resolve) => proxy.close(() => resolve()));
-    const [row] = [...state.allProblems()];
-    state.close();
+    const problems = [];
+    for await (const problem of state.allProblems()) problems.push(problem);
+    const [row] = problems;
+    await state.close();
     expect(row!.lastError).toContain('http://***@127.0.0.1:');
     expect(row!.lastError).not.toContain(PASSWORD);
     expect(readFileSync(join(dir, 'state.db')).toString('latin1')).not.toContain(PASSWORD);

@@ -1,0 +1,33 @@
+import { existsSync } from 'node:fs';
+import { openPostgresStateForWriting, openPostgresStateReadOnly, postgresStateExists } from './postgres.js';
+import { isPostgresUrl, parsePostgresUrl } from './postgres-url.js';
+import { openSqliteStateForWriting, openSqliteStateReadOnly } from './sqlite.js';
+import type { StateReader, StateStore } from './store.js';
+
+/**
+ * Where the backend is chosen (DESIGN.md §7), by the scheme of `--state` / REFERRAL_SYNC_STATE: a postgres:// or
+ * postgresql:// URL is the PostgreSQL state; anything else is a SQLite file path.
+ */
+
+/** Throws the usage error (exit 64) for a location no backend can open (a malformed URL, a bad ?schema=); checked with the other flags. */
+export function assertStateLocation(location: string): void {
+  if (isPostgresUrl(location)) parsePostgresUrl(location);
+}
+
+/**
+ * Opens the state. `read`: for `diff`, `status` and a first look; a state that does not exist reads as empty and
+ * is not created, and nothing about an existing one changes. `write`: created and migrated if need be.
+ */
+export function openState(location: string, options: { mode: 'read' }): Promise<StateReader>;
+export function openState(location: string, options: { mode: 'write' }): Promise<StateStore>;
+export function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader>;
+export async function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader | StateStore> {
+  if (isPostgresUrl(location)) return options.mode === 'read' ? openPostgresStateReadOnly(location) : openPostgresStateForWriting(location);
+  return options.mode === 'read' ? openSqliteStateReadOnly(location) : openSqliteStateForWriting(location);
+}
+
+/** Whether anything is there yet (without creating it): `unlock` and `status` say so rather than create a state. */
+export async function stateExists(location: string): Promise<boolean> {
+  if (isPostgresUrl(location)) return postgresStateExists(location);
+  return existsSync(location);
+}

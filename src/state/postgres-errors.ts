@@ -1,0 +1,77 @@
+import { DataError, ReferralSyncError, StateUnwritableError, UnavailableError } from '../errors.js';
+import { redactUrls } from '../redact.js';
+import type { PostgresTarget } from './postgres-url.js';
+
+/**
+ * What went wrong talking to the PostgreSQL state, as an error with its exit code and the fix (DESIGN.md §9).
+ * The password never appears: the location is the redacted URL, and every text from `pg` or the server is
+ * scrubbed of URLs and of the password itself before it is shown.
+ */
+export function postgresError(error: unknown, target: PostgresTarget): ReferralSyncError {
+  if (error instanceof ReferralSyncError) return error;
+  const { code, message } = describe(error);
+  const reason = scrub(message, target.password);
+  const where = `The PostgreSQL state ${target.location}`;
+  const nothingSent = 'Nothing was sent.';
+  if (code === '28P01' || code === '28000') {
+    return new UnavailableError(`${where} refused the credentials: ${reason}.`, {
+      hint: `Check the user and password in --state (or REFERRAL_SYNC_STATE), and the server's pg_hba.conf. ${nothingSent}`,
+    });
+  }
+  if (code === '3D000') {
+    return new UnavailableError(`${where} cannot be used: ${reason}.`, {
+      hint: `Create the database first (createdb, or CREATE DATABASE), or fix its name in --state. ${nothingSent}`,
+    });
+  }
+  if (code === '42501') {
+    return new StateUnwritableError(`${where} cannot be created or written: ${reason} (permission denied).`, {
+      hint: `Grant the user CREATE on the database (to create schema ${target.schema}) or on the schema, or point ?schema= at one it may write. ${nothingSent}`,
+    });
+  }
+  if (code === '25006') {
+    return new StateUnwritableError(`${where} cannot be written: ${reason}.`, {
+      hint: `Point --state at the primary server, not a read-only replica. ${nothingSent}`,
+    });
+  }
+  if (isTlsFailure(code, message)) {
+    return new UnavailableError(`${where} cannot be reached over TLS: ${reason}.`, {
+      hint: `Match ?sslmode= in --state to the server: sslmode=disable for a server without TLS, sslmode=no-verify for a self-signed certificate, or trust its CA with NODE_EXTRA_CA_CERTS. ${nothingSent}`,
+    });
+  }
+  // pg says "timeout expired" or "Connection terminated …" without a code when a connection cannot be made or is lost.
+  if ((code !== undefined && /^(E[A-Z]+|57P0[1-3]|08\d\d\d)$/.test(code)) || (code === undefined && /timeout|Connection terminated|connection (is )?closed/i.test(message))) {
+    return new UnavailableError(`${where} cannot be reached: ${reason}${code?.startsWith('E') ? ` (${code})` : ''}.`, {
+      hint: `Check the host, port and database in --state (or REFERRAL_SYNC_STATE), and that PostgreSQL is running and accepts connections from here. ${nothingSent}`,
+    });
+  }
+  if (code !== undefined && /^(XX|58|53)/.test(code)) {
+    return new UnavailableError(`${where} failed: ${reason}.`, { hint: 'The server reported an internal or resource error; try again once it is healthy.' });
+  }
+  return new DataError(`${where} answered with an error: ${reason}${code ? ` (${code})` : ''}.`, {
+    hint: 'If the schema was changed by hand, point ?schema= at a fresh one; otherwise report this as a bug.',
+  });
+}
+
+function describe(error: unknown): { code: string | undefined; message: string } {
+  if (error instanceof AggregateError && error.errors.length > 0) return describe(error.errors[0]);
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { code: typeof code === 'string' ? code : undefined, message: error.message || error.name };
+  }
+  return { code: undefined, message: String(error) };
+}
+
+const TLS_CODES = /^(ERR_TLS_|ERR_SSL_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|CERT_|ERR_OSSL)/;
+
+function isTlsFailure(code: string | undefined, message: string): boolean {
+  return (code !== undefined && TLS_CODES.test(code)) || /\b(SSL|TLS)\b/i.test(message);
+}
+
+/** The message without URLs' credentials and without the password itself (percent-encoded or not). */
+export function scrub(text: string, password: string | undefined): string {
+  let clean = redactUrls(text);
+  if (password) {
+    for (const form of new Set([password, encodeURIComponent(password)])) clean = clean.split(form).join('***');
+  }
+  return clean.replace(/\.$/, '');
+}

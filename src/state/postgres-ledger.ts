@@ -1,0 +1,126 @@
+import type { ClientBase } from 'pg';
+import type { Operation } from '../plan/types.js';
+import type { DeliveryRow, IdentityWrite } from './store.js';
+
+/**
+ * The PostgreSQL ledger's writes, batched: each call is one statement over arrays (unnest), whatever the number
+ * of rows, and runs inside the caller's transaction (an outcome is settled with its queue entry, DESIGN.md §8).
+ * Rows are sorted by key so that concurrent transactions lock rows in the same order and cannot deadlock.
+ */
+
+/** Writes ledger rows (pending before a send; sent/failed/dead after), as SQLite's upsert does one at a time. */
+export async function upsertDeliveries(client: ClientBase, rows: readonly DeliveryRow[], at: string): Promise<void> {
+  for (const round of rounds(rows, (row) => `${row.destination}\u0000${row.key}`)) {
+    await client.query(
+      `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
+       SELECT d, k, kind, u, s, a, e, p, r, $10, $10
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[], $8::text[], $9::int[]) AS t(d, k, kind, u, s, a, e, p, r)
+       ON CONFLICT (destination, key) DO UPDATE SET
+         status = excluded.status,
+         attempts = deliveries.attempts + excluded.attempts,
+         last_error = excluded.last_error,
+         payload = CASE WHEN excluded.status = 'sent' THEN NULL ELSE COALESCE(excluded.payload, deliveries.payload) END,
+         run_id = COALESCE(excluded.run_id, deliveries.run_id),
+         updated_at = excluded.updated_at`,
+      [
+        round.map((r) => r.destination),
+        round.map((r) => r.key),
+        round.map((r) => r.kind),
+        round.map((r) => r.userId),
+        round.map((r) => r.status),
+        round.map((r) => (r.status === 'pending' ? 0 : 1)),
+        round.map((r) => r.error ?? null),
+        round.map((r) => r.payload ?? null),
+        round.map((r) => r.runId ?? null),
+        at,
+      ],
+    );
+  }
+}
+
+/** Records acknowledged traits as the new diff baseline; an undefined tier count keeps the stored one. */
+export async function upsertIdentities(client: ClientBase, writes: readonly IdentityWrite[], at: string): Promise<void> {
+  for (const round of rounds(writes, (w) => `${w.destination}\u0000${w.userId}`)) {
+    for (const keepTiers of [false, true]) {
+      const part = round.filter((w) => (w.tierChanges === undefined) === keepTiers);
+      if (part.length === 0) continue;
+      await client.query(
+        `INSERT INTO identities (destination, user_id, traits, hash, updated_at, tier_changes)
+         SELECT d, u, t, h, $5, c FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::int[]) AS x(d, u, t, h, c)
+         ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at
+           ${keepTiers ? '' : ', tier_changes = excluded.tier_changes'}`,
+        [part.map((w) => w.destination), part.map((w) => w.userId), part.map((w) => JSON.stringify(w.traits)), part.map((w) => w.hash), at, part.map((w) => w.tierChanges ?? 0)],
+      );
+    }
+  }
+}
+
+/**
+ * Appends operations to the queue with their ledger rows `pending`, skipping those already waiting there (a
+ * killed run's leftovers planned again), in the order given: positions (seq) follow it.
+ */
+export async function appendOperations(client: ClientBase, programId: string, operations: readonly Operation[], runId: number, at: string): Promise<void> {
+  if (operations.length === 0) return;
+  const waiting = await client.query<{ destination: string; key: string }>(
+    `SELECT d.destination, d.key FROM deliveries d JOIN unnest($1::text[], $2::text[]) AS r(destination, key) USING (destination, key)
+     WHERE (d.status = 'pending' AND d.seq IS NOT NULL AND EXISTS (SELECT 1 FROM queue q WHERE q.seq = d.seq))
+        -- Acknowledged earlier in this same run (a leftover sent first, then planned again): never queued twice.
+        OR (d.status = 'sent' AND d.run_id = $3)`,
+    [operations.map((o) => o.destination), operations.map((o) => o.key), runId],
+  );
+  const skip = new Set(waiting.rows.map((row) => `${row.destination}\u0000${row.key}`));
+  const fresh: Operation[] = [];
+  for (const operation of operations) {
+    const id = `${operation.destination}\u0000${operation.key}`;
+    if (skip.has(id)) continue;
+    skip.add(id);
+    fresh.push(operation);
+  }
+  if (fresh.length === 0) return;
+  // `changes` only serve the diff display; the queue keeps what is needed to send and to record.
+  const stored = fresh.map((operation) => JSON.stringify(operation.kind === 'identify' ? { ...operation, changes: [] } : operation));
+  const inserted = await client.query<{ seq: string; destination: string; key: string }>(
+    `INSERT INTO queue (program_id, destination, key, operation)
+     SELECT $1, d, k, o FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(d, k, o, n) ORDER BY n
+     RETURNING seq, destination, key`,
+    [programId, fresh.map((o) => o.destination), fresh.map((o) => o.key), stored],
+  );
+  const seqOf = new Map(inserted.rows.map((row) => [`${row.destination}\u0000${row.key}`, row.seq]));
+  const sorted = [...fresh].sort((a, b) => compare(`${a.destination}\u0000${a.key}`, `${b.destination}\u0000${b.key}`));
+  await client.query(
+    `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, run_id, program_id, seq, created_at, updated_at)
+     SELECT d, k, kind, u, 'pending', 0, $5, $6, s, $8, $8 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $7::bigint[]) AS t(d, k, kind, u, s)
+     ON CONFLICT (destination, key) DO UPDATE SET
+       status = 'pending', run_id = excluded.run_id, program_id = excluded.program_id, seq = excluded.seq,
+       last_error = NULL, updated_at = excluded.updated_at`,
+    [
+      sorted.map((o) => o.destination),
+      sorted.map((o) => o.key),
+      sorted.map((o) => (o.kind === 'identify' ? 'identify' : o.event)),
+      sorted.map((o) => o.userId),
+      runId,
+      programId,
+      sorted.map((o) => seqOf.get(`${o.destination}\u0000${o.key}`)!),
+      at,
+    ],
+  );
+}
+
+/**
+ * Splits rows into batches in which each key appears once, sorted by key: one upsert cannot touch a row twice,
+ * and a later write of a key must land after an earlier one, as the one-at-a-time SQLite upserts do.
+ */
+function rounds<T>(rows: readonly T[], keyOf: (row: T) => string): T[][] {
+  const batches: Map<string, T>[] = [];
+  for (const row of rows) {
+    const key = keyOf(row);
+    let batch = batches.find((candidate, index) => !candidate.has(key) && batches.slice(index + 1).every((later) => !later.has(key)));
+    if (!batch) batches.push((batch = new Map()));
+    batch.set(key, row);
+  }
+  return batches.map((batch) => [...batch.entries()].sort((a, b) => compare(a[0], b[0])).map(([, row]) => row));
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

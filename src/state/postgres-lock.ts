@@ -1,0 +1,117 @@
+import type pg from 'pg';
+import { LockedError } from '../errors.js';
+import { describeHolder, thisProcess } from './locks.js';
+import type { PostgresSessions } from './postgres-sessions.js';
+import type { LockRecord } from './store.js';
+
+/**
+ * A program's lock on the PostgreSQL state (DESIGN.md §7): a session-level advisory lock, held by a session the
+ * run keeps open for that purpose. Runners on any machine see it at once, and when a runner dies, even by
+ * SIGKILL, its session ends and the server frees the lock: nobody has to delete a row. The `lock` table only
+ * says who holds it, for `status` and the locked message; the advisory lock decides.
+ */
+export class PostgresLocks {
+  private readonly held = new Map<string, pg.Client>();
+
+  constructor(private readonly sessions: PostgresSessions) {}
+
+  /** The advisory key of a program: derived from the schema too, so two states in one database never collide. */
+  private key(programId: string): string {
+    return `referral-sync ${this.sessions.target.schema} ${programId}`;
+  }
+
+  async acquire(programId: string, holder: string, now: Date): Promise<void> {
+    if (this.held.has(programId)) return;
+    const client = await this.sessions.dedicated();
+    const taken = await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS taken', [this.key(programId)]);
+    if (!taken.rows[0]?.taken) {
+      await client.end().catch(() => undefined);
+      throw await this.lockedError(programId);
+    }
+    this.held.set(programId, client);
+    const me = thisProcess();
+    await this.sessions.query(
+      `INSERT INTO lock (program_id, holder, pid, host, acquired_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (program_id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host, acquired_at = excluded.acquired_at`,
+      [programId, holder, me.pid, me.host, now.toISOString()],
+    );
+  }
+
+  async release(programId: string): Promise<void> {
+    const client = this.held.get(programId);
+    if (!client) return;
+    const me = thisProcess();
+    try {
+      await this.sessions.query('DELETE FROM lock WHERE program_id = $1 AND pid = $2 AND host = $3', [programId, me.pid, me.host]);
+    } finally {
+      this.held.delete(programId);
+      // Ending the session frees its advisory lock.
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * `unlock`: the advisory lock says whether the run lives, on any machine, so there is nothing to force. A lock
+   * no session holds is just a stale row (its run died), which is removed.
+   */
+  async free(programId: string): Promise<LockRecord | undefined> {
+    const row = await this.info(programId);
+    if (!row) return undefined;
+    const client = await this.sessions.dedicated();
+    try {
+      const taken = await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS taken', [this.key(programId)]);
+      if (!taken.rows[0]?.taken) {
+        throw new LockedError(`Program ${programId} is locked by a run that is still going (${describeHolder(row)}).`, {
+          hint: 'Wait for it to finish, or stop it; PostgreSQL frees the lock by itself when that run ends or dies.',
+        });
+      }
+      await client.query('DELETE FROM lock WHERE program_id = $1', [programId]);
+      return row;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /** The locks some session holds now, with who holds them; rows left by runs that died are not locks. */
+  async list(): Promise<LockRecord[]> {
+    const rows = await this.sessions.query<LockRecord>(
+      'SELECT program_id AS "programId", holder, pid, host, acquired_at AS "acquiredAt" FROM lock ORDER BY program_id',
+    );
+    const live: LockRecord[] = [];
+    for (const row of rows.rows) if (await this.isHeld(row.programId)) live.push(row);
+    return live;
+  }
+
+  async close(): Promise<void> {
+    for (const programId of [...this.held.keys()]) await this.release(programId).catch(() => undefined);
+  }
+
+  /** Whether any session holds the program's advisory lock (pg_locks splits a bigint key into two 32-bit halves). */
+  private async isHeld(programId: string): Promise<boolean> {
+    const result = await this.sessions.query<{ held: boolean }>(
+      `WITH k AS (SELECT hashtextextended($1, 0) AS key)
+       SELECT EXISTS (
+         SELECT 1 FROM pg_locks, k WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+           AND classid::text::bigint = ((k.key >> 32) & 4294967295) AND objid::text::bigint = (k.key & 4294967295)
+       ) AS held`,
+      [this.key(programId)],
+    );
+    return result.rows[0]?.held ?? false;
+  }
+
+  private async info(programId: string): Promise<LockRecord | undefined> {
+    const rows = await this.sessions.query<LockRecord>(
+      'SELECT program_id AS "programId", holder, pid, host, acquired_at AS "acquiredAt" FROM lock WHERE program_id = $1',
+      [programId],
+    );
+    return rows.rows[0];
+  }
+
+  private async lockedError(programId: string): Promise<LockedError> {
+    const row = await this.info(programId).catch(() => undefined);
+    const who = row ? ` (${describeHolder(row)})` : '';
+    return new LockedError(`Another run holds the lock on program ${programId} in ${this.sessions.target.location}${who}.`, {
+      hint: 'Wait for it to finish; PostgreSQL frees the lock by itself when that run ends or dies, so there is nothing to unlock.',
+    });
+  }
+}
