@@ -95,7 +95,7 @@ export class PostgresLocks {
       'SELECT program_id AS "programId", holder, pid, host, acquired_at AS "acquiredAt" FROM lock ORDER BY program_id',
     );
     const live: LockRecord[] = [];
-    for (const row of rows.rows) if (await this.isHeld(row.programId)) live.push(row);
+    for (const row of rows.rows) if (await this.isHeld(row.programId)) live.push({ ...row, holderState: 'alive' });
     return live;
   }
 
