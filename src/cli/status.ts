@@ -48,7 +48,7 @@ function parseRunLimit(value: string | undefined): number {
   return n;
 }
 
-function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[], locks: readonly (LockRecord & { holderState: string })[]): string {
+function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[], locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[]): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `npx referral-sync diff` shows what the first sync would send.');

@@ -9,11 +9,12 @@ import type { LockRecord } from './store.js';
 
 /** Whether a lock's run still lives: known on this machine, unknowable for another one. */
 export function lockHolderState(lock: LockRecord): 'alive' | 'gone' | 'unknown' {
+  if (lock.holderState === 'alive') return 'alive';
   if (lock.host !== hostname()) return 'unknown';
   return processAlive(lock.pid) ? 'alive' : 'gone';
 }
 
-export function describeHolder(lock: LockRecord): string {
+export function describeHolder(lock: Pick<LockRecord, 'holder' | 'pid' | 'host' | 'acquiredAt'>): string {
   // Holders written by older versions read "sync on <host>": the host is named once, after the pid.
   const command = lock.holder.replace(/ on \S+$/, '');
   return `${command}, pid ${lock.pid} on ${lock.host}, since ${lock.acquiredAt}`;

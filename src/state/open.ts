@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { openPostgresStateForWriting, openPostgresStateReadOnly, postgresStateExists } from './postgres.js';
 import { isPostgresUrl, parsePostgresUrl } from './postgres-url.js';
 import { openSqliteStateForWriting, openSqliteStateReadOnly } from './sqlite.js';
 import type { StateReader, StateStore } from './store.js';
@@ -22,12 +21,16 @@ export function openState(location: string, options: { mode: 'read' }): Promise<
 export function openState(location: string, options: { mode: 'write' }): Promise<StateStore>;
 export function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader>;
 export async function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader | StateStore> {
-  if (isPostgresUrl(location)) return options.mode === 'read' ? openPostgresStateReadOnly(location) : openPostgresStateForWriting(location);
+  if (isPostgresUrl(location)) {
+    // Loaded only when asked for: a SQLite run never pays for loading pg.
+    const postgres = await import('./postgres.js');
+    return options.mode === 'read' ? postgres.openPostgresStateReadOnly(location) : postgres.openPostgresStateForWriting(location);
+  }
   return options.mode === 'read' ? openSqliteStateReadOnly(location) : openSqliteStateForWriting(location);
 }
 
 /** Whether anything is there yet (without creating it): `unlock` and `status` say so rather than create a state. */
 export async function stateExists(location: string): Promise<boolean> {
-  if (isPostgresUrl(location)) return postgresStateExists(location);
+  if (isPostgresUrl(location)) return (await import('./postgres.js')).postgresStateExists(location);
   return existsSync(location);
 }

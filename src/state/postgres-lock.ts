@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { LockedError } from '../errors.js';
+import { LockedError, UnavailableError } from '../errors.js';
 import { describeHolder, thisProcess } from './locks.js';
 import type { PostgresSessions } from './postgres-sessions.js';
 import type { LockRecord } from './store.js';
@@ -12,6 +12,8 @@ import type { LockRecord } from './store.js';
  */
 export class PostgresLocks {
   private readonly held = new Map<string, pg.Client>();
+  /** A program whose lock session ended while this run held it (server restart, pg_terminate_backend). */
+  private lost: string | undefined;
 
   constructor(private readonly sessions: PostgresSessions) {}
 
@@ -29,11 +31,26 @@ export class PostgresLocks {
       throw await this.lockedError(programId);
     }
     this.held.set(programId, client);
+    // Without its session the lock is gone, and another run may take it: from then on this run must not write.
+    const onLost = (): void => {
+      if (this.held.get(programId) === client) this.lost ??= programId;
+    };
+    client.on('error', onLost);
+    client.on('end', onLost);
     const me = thisProcess();
     await this.sessions.query(
       `INSERT INTO lock (program_id, holder, pid, host, acquired_at) VALUES ($1, $2, $3, $4, $5)
        ON CONFLICT (program_id) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host, acquired_at = excluded.acquired_at`,
       [programId, holder, me.pid, me.host, now.toISOString()],
+    );
+  }
+
+  /** Throws (exit 69) once a lock this run held was lost with its session: its writes could overlap another run's. */
+  assertHeld(): void {
+    if (this.lost === undefined) return;
+    throw new UnavailableError(
+      `The PostgreSQL state ${this.sessions.target.location} ended the session holding this run's lock on program ${this.lost} (a server restart, or an administrator ended it), so this run stopped writing rather than overlap another.`,
+      { hint: 'Run it again: operations sent but not recorded go out again with the same ids, which the destinations deduplicate.' },
     );
   }
 
@@ -78,7 +95,7 @@ export class PostgresLocks {
       'SELECT program_id AS "programId", holder, pid, host, acquired_at AS "acquiredAt" FROM lock ORDER BY program_id',
     );
     const live: LockRecord[] = [];
-    for (const row of rows.rows) if (await this.isHeld(row.programId)) live.push(row);
+    for (const row of rows.rows) if (await this.isHeld(row.programId)) live.push({ ...row, holderState: 'alive' });
     return live;
   }
 

@@ -19,6 +19,9 @@ export class PostgresSessions {
     this.pool.on('error', () => undefined);
   }
 
+  /** Checked before every write transaction: throws once this run may no longer write (its lock session is gone). */
+  writeGuard: (() => void) | undefined;
+
   async query<R extends QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>> {
     try {
       return await this.pool.query<R>(text, values as unknown[] | undefined);
@@ -30,6 +33,7 @@ export class PostgresSessions {
   /** One transaction on one session; retried once or twice when the server picked it as a deadlock victim. */
   async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
+      this.writeGuard?.();
       let client: PoolClient;
       try {
         client = await this.pool.connect();

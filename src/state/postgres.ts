@@ -97,6 +97,7 @@ export class PostgresState implements StateStore {
   ) {
     this.location = sessions.target.location;
     this.locksHeld = new PostgresLocks(sessions);
+    sessions.writeGuard = () => this.locksHeld.assertHeld();
   }
 
   /** Over the network the planner cannot ask row by row: plan-run loads each chunk's rows in two bulk reads. */

@@ -124,6 +124,11 @@ export interface LockRecord {
   pid: number;
   host: string;
   acquiredAt: string;
+  /**
+   * Set by a backend that knows the holder lives wherever it runs (PostgreSQL: its session holds the advisory
+   * lock); otherwise liveness is judged from the pid and host (lockHolderState).
+   */
+  holderState?: 'alive';
 }
 
 export interface IdentityWrite {

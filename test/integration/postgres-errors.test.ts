@@ -95,6 +95,34 @@ describe.skipIf(!backend)(`PostgreSQL state errors (${backend ? 'against REFERRA
     }
   });
 
+  it('stops writing (exit 69) once the session holding the lock is ended, so that it cannot overlap the next run', async () => {
+    const location = await backend!.fresh();
+    locations.push(location);
+    const schema = new URL(location.location).searchParams.get('schema')!;
+    const state = await openState(location.location, { mode: 'write' });
+    try {
+      await state.acquireLock('p1', 'sync', new Date());
+      const ended = await withPostgres(async (client) => {
+        const result = await client.query(
+          `WITH k AS (SELECT hashtextextended($1, 0) AS key)
+           SELECT pg_terminate_backend(pid) FROM pg_locks, k WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+             AND classid::text::bigint = ((k.key >> 32) & 4294967295) AND objid::text::bigint = (k.key & 4294967295)`,
+          [`referral-sync ${schema} p1`],
+        );
+        return result.rowCount;
+      });
+      expect(ended).toBe(1);
+      let refusal: unknown;
+      for (let attempt = 0; refusal === undefined && attempt < 50; attempt += 1) {
+        refusal = await state.queue('p1').enqueue([], 1, new Date()).then(() => undefined, (error: unknown) => error);
+        if (refusal === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(refusal).toMatchObject({ exitCode: ExitCode.unavailable, message: expect.stringContaining('stopped writing rather than overlap another') });
+    } finally {
+      await state.close();
+    }
+  });
+
   it('reads a schema that does not exist as empty, and creates nothing', async () => {
     const location = await backend!.fresh();
     const schema = new URL(location.location).searchParams.get('schema')!;
