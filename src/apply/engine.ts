@@ -97,13 +97,14 @@ export class DeliveryEngine {
 
   /**
    * Appends one operation to the queue (buffered, written in transactions of ENQUEUE_BATCH). Never waits for a
-   * destination; waits only for the write of a full batch, so the planner runs no further ahead than the state.
+   * destination. The operation that fills a batch returns the batch's write, for the planner to wait for (it then
+   * runs no further ahead than the state); the others return nothing, so planning costs no promise per operation.
    */
-  async enqueue(operation: Operation): Promise<void> {
+  enqueue(operation: Operation): Promise<void> | undefined {
     if (this.fatal !== undefined) throw this.fatal;
-    if (!this.senders.has(operation.destination)) return;
+    if (!this.senders.has(operation.destination)) return undefined;
     this.buffer.push(operation);
-    if (this.buffer.length >= ENQUEUE_BATCH) await this.flush();
+    return this.buffer.length >= ENQUEUE_BATCH ? this.flush() : undefined;
   }
 
   /** The planner is done: nothing more will be enqueued. Senders finish when their queue is empty. */

@@ -1,5 +1,6 @@
 import type { SourceRecord } from '../model/participant.js';
 import { deliveryReads, identityReads, type PlanContext } from './planner.js';
+import type { BaselinePrefetch } from './types.js';
 
 /** Records planned per load: one bulk read of their identities, then one of their ledger rows. */
 export const PREFETCH_CHUNK = 500;
@@ -7,18 +8,24 @@ export const PREFETCH_CHUNK = 500;
 /**
  * Hands the records on to the planner a chunk at a time, each once the baseline rows its planning reads are
  * loaded (`BaselineView.prefetch`): the planner stays synchronous over a backend that is not, and only a chunk's
- * rows are in memory. A baseline that answers directly (no `prefetch`) gets the records as they come.
+ * rows are in memory. A baseline that answers directly (no `prefetch`) gets the records as they come, through
+ * no extra step.
  */
-export async function* withBaselineLoaded(
+export function withBaselineLoaded(
   records: AsyncIterable<SourceRecord>,
   context: PlanContext,
   options: { chunkSize?: number; signal?: AbortSignal } = {},
-): AsyncGenerator<SourceRecord> {
+): AsyncIterable<SourceRecord> {
   const prefetch = context.baseline.prefetch;
-  if (!prefetch) {
-    yield* records;
-    return;
-  }
+  return prefetch ? loadedInChunks(records, context, prefetch, options) : records;
+}
+
+async function* loadedInChunks(
+  records: AsyncIterable<SourceRecord>,
+  context: PlanContext,
+  prefetch: BaselinePrefetch,
+  options: { chunkSize?: number; signal?: AbortSignal },
+): AsyncGenerator<SourceRecord> {
   const size = options.chunkSize ?? PREFETCH_CHUNK;
   let chunk: SourceRecord[] = [];
   const loaded = async (): Promise<SourceRecord[]> => {
