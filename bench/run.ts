@@ -7,9 +7,13 @@
 //   cello:    a generated Cello program (BENCH_CELLO_REFERRERS, default 1,500) through `diff --enrich` against
 //             the fake Cello: adaptive vs --rate-mode fixed (5/s, from a 150-lookup sample) with no limit, then
 //             adaptive against a Cello throttling at BENCH_CELLO_LIMIT (default 20) requests/s.
-// Pick one with `npm run bench -- diff|delivery|skew|cello`; BENCH_DELIVERY_SIZES=10000,100000,
+//   state:    the same generated program (BENCH_STATE_SIZES, default 100,000) synced end to end twice, once with
+//             SQLite state and once with PostgreSQL state (BENCH_POSTGRES, default a throwaway schema on
+//             postgres://postgres@127.0.0.1:5432/test, dropped afterwards; skipped when unreachable).
+// Pick one with `npm run bench -- diff|delivery|skew|cello|state`; BENCH_DELIVERY_SIZES=10000,100000,
 // BENCH_SKEW_SIZES=20000,200000.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -236,6 +240,54 @@ async function benchCello(): Promise<void> {
   }
 }
 
+/** One sync of `file` into fresh fakes with `state`; wall time, peak RSS and ops/s per destination. */
+async function stateRun(label: string, file: string, state: string): Promise<{ label: string; run: Measured; rates: Record<string, { sent: number; perSecond: number }> }> {
+  return withFakes(async ({ dir, env }) => {
+    // Rates far above the fakes' needs: this measures the tool and its state, not the limiter.
+    const run = await measure(label, [BIN, 'sync', '--file', file, '--json', '--state', state, '--rate', 'segment=1000000,customerio=100000', '--rate-mode', 'fixed'], { cwd: dir, env });
+    const result = JSON.parse(run.stdout) as { delivery: Record<string, DeliveryReport> };
+    const rates: Record<string, { sent: number; perSecond: number }> = {};
+    for (const [destination, report] of Object.entries(result.delivery)) {
+      rates[destination] = { sent: report.sent, perSecond: report.sent / ((Date.parse(report.finishedAt) - Date.parse(report.startedAt)) / 1000) };
+    }
+    return { label, run, rates };
+  });
+}
+
+async function benchState(size: number): Promise<void> {
+  const schema = `bench_${randomBytes(4).toString('hex')}`;
+  const url = process.env.BENCH_POSTGRES ?? `postgres://postgres@127.0.0.1:5432/test?schema=${schema}`;
+  const owned = process.env.BENCH_POSTGRES === undefined;
+  const { default: pg } = await import('pg');
+  const admin = new pg.Client({ connectionString: url.replace(/[?].*$/, ''), connectionTimeoutMillis: 5_000 });
+  try {
+    await admin.connect();
+  } catch (err) {
+    console.log(`\n## state: skipped, PostgreSQL unreachable at ${url.replace(/\/\/[^@/]*@/, '//***@')}: ${(err as Error).message}`);
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'referral-sync-bench-'));
+  try {
+    const file = join(dir, 'export.csv');
+    await generateExport(file, size, 13);
+    console.log(`\n## state: ${size.toLocaleString('en-US')} participants, both destinations, SQLite vs PostgreSQL state\n`);
+    const sqlite = await stateRun('SQLite state (file)', file, join(dir, 'state.db'));
+    const postgres = await stateRun('PostgreSQL state (loopback)', file, url);
+    const rows = [['state', 'wall s', 'CPU s', 'peak RSS MB', ...Object.keys(sqlite.rates).map((d) => `${d} ops/s`), 'operations']];
+    for (const r of [sqlite, postgres]) {
+      const ops = Object.values(r.rates).reduce((n, x) => n + x.sent, 0);
+      rows.push([r.label, seconds(r.run.wallMs), seconds(r.run.cpuMs), r.run.rssMb.toFixed(0), ...Object.keys(sqlite.rates).map((d) => Math.round(r.rates[d]?.perSecond ?? 0).toLocaleString('en-US')), String(ops)]);
+    }
+    console.log(table(rows));
+    const ratio = postgres.run.wallMs / sqlite.run.wallMs;
+    console.log(`\nwall time PostgreSQL/SQLite: ${ratio.toFixed(2)}x (target: at most 2x) ${ratio <= 2 ? 'ok' : 'OVER'}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    if (owned) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch((err: Error) => console.log(`could not drop schema ${schema}: ${err.message}`));
+    await admin.end();
+  }
+}
+
 if (which === 'all' || which === 'skew') {
   const sizes = (process.env.BENCH_SKEW_SIZES ?? '20000,200000').split(',').map(Number);
   console.log('\n## skew: Segment at 25 events/s, Customer.io unlimited (100x+ faster); stopped once Customer.io has everything\n');
@@ -252,3 +304,6 @@ if (which === 'all' || which === 'delivery') {
   for (const size of sizes) await benchDelivery(size, 100);
 }
 if (which === 'all' || which === 'diff') await benchDiff();
+if (which === 'all' || which === 'state') {
+  for (const size of (process.env.BENCH_STATE_SIZES ?? '100000').split(',').map(Number)) await benchState(size);
+}
