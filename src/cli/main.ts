@@ -11,6 +11,7 @@ import { Output, type Streams } from './output.js';
 import type { CommonFlags, Env } from './settings.js';
 import { runStatus, type StatusFlags } from './status.js';
 import { runUnlock, type UnlockFlags } from './unlock.js';
+import { runStateCopy, type StateCopyFlags } from './state-copy.js';
 
 /** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
 const INTERNAL_ERROR = 70;
@@ -205,6 +206,20 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .addHelpText('after', examples('npx referral-sync unlock', 'npx referral-sync unlock --campaign abc123 --force'));
   unlock.action(async (flags: UnlockFlags) => {
     result.code = await runUnlock(flags, run.env, run.cwd, output(flags));
+  });
+
+  const state = program.command('state').description('Work on a whole state: copy it to another backend.');
+  const copy = addOutputOptions(
+    state
+      .command('copy')
+      .description('Copy a whole state (runs, identities, ledger, queue, programs, watermarks, lookups; not locks) into an empty one, then compare row counts.')
+      .optionsGroup('State:')
+      .option('--from <path|url>', 'the state to copy: a SQLite file or a postgres:// URL (?schema=); opened read-only')
+      .option('--to <path|url>', 'where to copy it: a new SQLite file, or a PostgreSQL schema that is empty or absent'),
+    { progress: false },
+  ).addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"'));
+  copy.action(async (flags: StateCopyFlags & CommonFlags) => {
+    result.code = await runStateCopy(flags, run.cwd, output(flags));
   });
 
   program.addHelpText(

@@ -30,10 +30,13 @@ export class PostgresSessions {
     }
   }
 
-  /** One transaction on one session; retried once or twice when the server picked it as a deadlock victim. */
-  async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * One transaction on one session; retried once or twice when the server picked it as a deadlock victim.
+   * `guarded: false` (state copy into an empty target, which holds no lock) skips the write guard.
+   */
+  async transaction<T>(work: (client: PoolClient) => Promise<T>, options: { guarded: boolean } = { guarded: true }): Promise<T> {
     for (let attempt = 1; ; attempt += 1) {
-      this.writeGuard?.();
+      if (options.guarded) this.writeGuard?.();
       let client: PoolClient;
       try {
         client = await this.pool.connect();

@@ -22,7 +22,13 @@ import type {
   StoredDelivery,
   StoredIdentity,
   StoredStatus,
+  StateTransfer,
+  TransferCounts,
+  TransferRow,
+  TransferTable,
 } from './store.js';
+import { TRANSFER_TABLES } from './store.js';
+import { exportSql, exportValues, normalizeRow, rowValues } from './transfer-sql.js';
 
 /** Rows read per round trip when a caller iterates (retry, status --json): never the whole ledger in memory. */
 const PAGE = 500;
@@ -87,7 +93,7 @@ async function currentVersion(sessions: PostgresSessions): Promise<number> {
 
 const DELIVERY_COLUMNS = `destination, key, kind, user_id AS "userId", status, attempts, last_error AS "lastError"`;
 
-export class PostgresState implements StateStore {
+export class PostgresState implements StateStore, StateTransfer {
   readonly location: string;
   private readonly locksHeld: PostgresLocks;
 
@@ -349,6 +355,48 @@ export class PostgresState implements StateStore {
   /** `force` changes nothing here: the advisory lock tells a live run from a dead one on any machine. */
   async freeLock(programId: string, _force: boolean): Promise<LockRecord | undefined> {
     return this.locksHeld.free(programId);
+  }
+
+  async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {
+    const result = await this.sessions.query<Record<string, unknown>>(exportSql(table, after !== undefined, (n) => `$${n}`), exportValues(table, after, limit));
+    return result.rows.map(normalizeRow);
+  }
+
+  /** Keys kept as they are: the identity columns (runs.id, queue.seq) then continue after the largest copied. */
+  async importRows(table: TransferTable, rows: readonly TransferRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const columns = TRANSFER_TABLES[table].columns;
+    const overriding = table === 'queue' ? ' OVERRIDING SYSTEM VALUE' : '';
+    await this.sessions.transaction(
+      async (client) => {
+        for (let start = 0; start < rows.length; start += 200) {
+          const page = rows.slice(start, start + 200);
+          const values: (string | number | null)[] = [];
+          const tuples = page.map((row) => {
+            const base = values.length;
+            values.push(...rowValues(table, row));
+            return `(${columns.map((_, index) => `$${base + index + 1}`).join(', ')})`;
+          });
+          await client.query(`INSERT INTO ${table} (${columns.join(', ')})${overriding} VALUES ${tuples.join(', ')}`, values);
+        }
+        if (table === 'runs' || table === 'queue') {
+          const column = table === 'runs' ? 'id' : 'seq';
+          await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), (SELECT max(${column}) FROM ${table}))`, [`${this.sessions.target.schema}.${table}`, column]);
+        }
+      },
+      { guarded: false },
+    );
+  }
+
+  async transferCounts(): Promise<TransferCounts> {
+    const tables = {} as Record<TransferTable, number>;
+    for (const table of Object.keys(TRANSFER_TABLES) as TransferTable[]) {
+      tables[table] = Number((await this.sessions.query<{ count: string }>(`SELECT count(*) AS count FROM ${table}`)).rows[0]?.count ?? 0);
+    }
+    const result = await this.sessions.query<{ destination: Destination; status: DeliveryStatus; count: string }>(
+      'SELECT destination, status, count(*) AS count FROM deliveries GROUP BY destination, status ORDER BY destination, status',
+    );
+    return { tables, deliveries: result.rows.map((row) => ({ destination: row.destination, status: row.status, count: Number(row.count) })) };
   }
 
   async close(): Promise<void> {

@@ -19,10 +19,16 @@ import type {
   StateReader,
   StateStore,
   StateSummary,
+  StateTransfer,
   StoredDelivery,
   StoredIdentity,
   StoredStatus,
+  TransferCounts,
+  TransferRow,
+  TransferTable,
 } from './store.js';
+import { TRANSFER_TABLES } from './store.js';
+import { exportSql, exportValues, normalizeRow, rowValues } from './transfer-sql.js';
 
 type Db = Database.Database;
 
@@ -217,7 +223,7 @@ function corrupt(path: string, error: unknown): DataError {
   });
 }
 
-export class SqliteState implements StateStore {
+export class SqliteState implements StateStore, StateTransfer {
   private readonly ledger: SqliteLedger;
 
   constructor(
@@ -437,6 +443,31 @@ export class SqliteState implements StateStore {
     this.db.transaction(() => {
       for (const row of rows) update.run(reason, now.toISOString(), row.destination, row.key);
     })();
+  }
+
+  async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {
+    if (!this.hasTable(table)) return [];
+    const rows = this.db.prepare(exportSql(table, after !== undefined, () => '?')).all(...exportValues(table, after, limit)) as Record<string, unknown>[];
+    return rows.map(normalizeRow);
+  }
+
+  async importRows(table: TransferTable, rows: readonly TransferRow[]): Promise<void> {
+    const columns = TRANSFER_TABLES[table].columns;
+    const insert = this.db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
+    this.db.transaction(() => {
+      for (const row of rows) insert.run(...rowValues(table, row));
+    })();
+  }
+
+  async transferCounts(): Promise<TransferCounts> {
+    const tables = {} as Record<TransferTable, number>;
+    for (const table of Object.keys(TRANSFER_TABLES) as TransferTable[]) {
+      tables[table] = this.hasTable(table) ? (this.db.prepare(`SELECT count(*) AS count FROM ${table}`).get() as { count: number }).count : 0;
+    }
+    const deliveries = this.db
+      .prepare('SELECT destination, status, count(*) AS count FROM deliveries GROUP BY destination, status ORDER BY destination, status')
+      .all() as DeliveryCounts[];
+    return { tables, deliveries };
   }
 
   private hasTable(name: string): boolean {

@@ -172,3 +172,47 @@ export interface LookupCache {
   get(service: string, key: string, maxAgeMs: number): Promise<unknown>;
   put(service: string, key: string, value: unknown): Promise<void>;
 }
+
+/**
+ * The tables `state copy` moves between backends, in the order it copies them, each with its columns and its
+ * key (rows are read in key order, a page at a time). The lock is not here: locks belong to live sessions.
+ */
+export const TRANSFER_TABLES = {
+  runs: { key: ['id'], columns: ['id', 'command', 'program_id', 'started_at', 'finished_at', 'status', 'counts'] },
+  programs: { key: ['source', 'destination', 'namespace', 'program_id'], columns: ['source', 'destination', 'namespace', 'program_id', 'recorded_at'] },
+  watermarks: { key: ['program_id', 'source'], columns: ['program_id', 'source', 'watermark', 'updated_at'] },
+  lookup_cache: { key: ['service', 'key'], columns: ['service', 'key', 'value', 'fetched_at'] },
+  identities: { key: ['destination', 'user_id'], columns: ['destination', 'user_id', 'traits', 'hash', 'updated_at', 'tier_changes'] },
+  queue: { key: ['seq'], columns: ['seq', 'program_id', 'destination', 'key', 'operation'] },
+  deliveries: {
+    key: ['destination', 'key'],
+    columns: ['destination', 'key', 'kind', 'user_id', 'status', 'attempts', 'last_error', 'payload', 'run_id', 'created_at', 'updated_at', 'program_id', 'seq'],
+  },
+} as const satisfies Record<string, { key: readonly string[]; columns: readonly string[] }>;
+
+export type TransferTable = keyof typeof TRANSFER_TABLES;
+
+/** Integer columns: PostgreSQL returns a bigint as text, so both backends hand them over as numbers. */
+export const TRANSFER_INTEGERS: ReadonlySet<string> = new Set(['id', 'watermark', 'tier_changes', 'seq', 'attempts', 'run_id']);
+
+/** One row of a transferred table, by column name; values as both backends store them. */
+export type TransferRow = Record<string, string | number | null>;
+
+/** Row counts of a state: per table, and the ledger per destination and status. */
+export interface TransferCounts {
+  tables: Record<TransferTable, number>;
+  deliveries: DeliveryCounts[];
+}
+
+/** Bulk reads and writes of whole tables, for `state copy` (one page per call, one transaction per import). */
+export interface StateTransfer {
+  /** Up to `limit` rows of `table` after `after` (its key columns), in key order; from the start without it. */
+  exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]>;
+  /** Inserts these rows as they are (keys included), in one transaction. */
+  importRows(table: TransferTable, rows: readonly TransferRow[]): Promise<void>;
+  transferCounts(): Promise<TransferCounts>;
+}
+
+export function isStateTransfer(state: object): state is StateTransfer {
+  return 'exportRows' in state && 'importRows' in state && 'transferCounts' in state;
+}

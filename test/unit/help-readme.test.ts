@@ -5,14 +5,14 @@ import { run } from '../../src/cli/main.js';
 
 /** Issue 10: each command's help lists only its flags, with an example, and every flag is in the README. */
 
-const COMMANDS = ['diff', 'sync', 'backfill', 'retry', 'check', 'status', 'unlock'] as const;
+const COMMANDS = ['diff', 'sync', 'backfill', 'retry', 'check', 'status', 'unlock', 'state copy'] as const;
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
 async function help(command: string): Promise<string> {
   const stdout = new PassThrough();
   let text = '';
   stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
-  const code = await run(['node', 'referral-sync', command, '--help'], { env: {}, cwd: process.cwd(), streams: { stdout, stderr: new PassThrough() }, now: () => new Date() });
+  const code = await run(['node', 'referral-sync', ...command.split(' '), '--help'], { env: {}, cwd: process.cwd(), streams: { stdout, stderr: new PassThrough() }, now: () => new Date() });
   expect(code).toBe(0);
   return text;
 }
