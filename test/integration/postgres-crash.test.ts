@@ -36,7 +36,9 @@ describe.skipIf(!backend)(`a PostgreSQL state under a crash (${backend ? 'agains
       .map((l) => JSON.parse(l) as PlanLine);
     const segmentPlanned = plan.filter((l) => l.destination === 'segment');
 
-    const args = ['backfill', '--file', file, '--state', state.location, ...RATES];
+    // Slow enough (about 8 s for Segment) that the second runner's check and the kill land mid-run on a loaded machine.
+    const backfill = ['backfill', '--file', file, '--state', state.location];
+    const args = [...backfill, '--rate', 'segment=200,customerio=200'];
     const env = { PATH: process.env.PATH ?? '', CI: 'true', ...services.env };
     const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: 'ignore' });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
@@ -58,10 +60,10 @@ describe.skipIf(!backend)(`a PostgreSQL state under a crash (${backend ? 'agains
     const arrivedBefore = services.segment.arrivals.length;
 
     // No unlock: the server ended the killed runner's session, and its advisory lock with it.
-    let resumed = await runCli(args, { cwd, env: services.env });
+    let resumed = await runCli([...backfill, ...RATES], { cwd, env: services.env });
     for (let attempt = 0; resumed.code === ExitCode.locked && attempt < 20; attempt += 1) {
       await new Promise((r) => setTimeout(r, 100));
-      resumed = await runCli(args, { cwd, env: services.env });
+      resumed = await runCli([...backfill, ...RATES], { cwd, env: services.env });
     }
     expect(resumed.stderr).not.toMatch(/error|warning/i);
     expect(resumed.code).toBe(0);
