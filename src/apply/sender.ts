@@ -169,9 +169,10 @@ export class Sender {
           await dispatch();
           continue;
         }
-        if (!this.options.planning()) break;
-        // An enqueue written while the queue was being read woke nobody: read again rather than sleep past it.
+        // An enqueue written while the queue was being read woke nobody: read again rather than sleep (or end)
+        // past it. Checked before the end of planning: the last write can land during this read.
         if (this.woken) continue;
+        if (!this.options.planning()) break;
         await new Promise<void>((resolve) => (this.wakeUp = resolve));
         continue;
       }
