@@ -13,10 +13,10 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
  * e2e tests never test a stale dist/.
  */
 export default function setup(): void {
-  if (builtFromCurrentSources()) return;
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
   // Once per run, not once per file: the PostgreSQL cases are left out without a server to run them against.
   if (!POSTGRES_TEST_URL) console.log(`\n${POSTGRES_SKIP_NOTE}\n`);
+  if (builtFromCurrentSources()) return;
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
 }
 
 function builtFromCurrentSources(): boolean {
