@@ -5,18 +5,21 @@ import { SkipClock } from '../support/clock.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
 import { readPlan } from '../support/plan.js';
-
+import { backends, type StateLocation } from '../support/backends.js';
 
 let services: Services | undefined;
+let state: StateLocation | undefined;
 afterEach(async () => {
   await services?.stop();
+  await state?.drop();
   services = undefined;
+  state = undefined;
 });
 
 
 const FAULTS = { error5xxRate: 0.1, rate429: 0.05, retryAfterSeconds: 1, dropRate: 0.03 };
 
-describe('delivery under faults', () => {
+describe.each(backends())('delivery under faults, $name state', (backend) => {
   it.each([
     ['v2', 3000],
     ['v1', 150],
@@ -27,15 +30,16 @@ describe('delivery under faults', () => {
     const clock = new SkipClock();
     services.segment.clock = clock;
     services.customerio.clock = clock;
+    state = await backend.fresh();
     const cwd = tempDir();
     const file = writeProgram(cwd, size);
     const planPath = join(cwd, 'plan.jsonl');
-    expect((await runCliInProcess(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--file', file, '--out', planPath, '--quiet', '--state', state.location], { cwd, env: services.env })).code).toBe(0);
     const plan = readPlan(planPath);
 
     // Fixed rates: the injected 429s come whatever the pace, and an adaptive rate would rightly slow down for
     // each (engine.test.ts covers that); this test is about exactly-once delivery under faults.
-    const result = await runCliInProcess(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000', '--rate-mode', 'fixed'], { cwd, env: services.env, clock });
+    const result = await runCliInProcess(['sync', '--file', file, '--customerio-api', api, '--rate', 'segment=5000,customerio=2000', '--rate-mode', 'fixed', '--state', state.location], { cwd, env: services.env, clock });
     // Nothing but the every-10-s progress line a slow (loaded) machine may print.
     expect(result.stderr.split('\n').filter((line) => line !== '' && !line.startsWith('progress: '))).toEqual([]);
     expect(result.code).toBe(0);
@@ -58,7 +62,7 @@ describe('delivery under faults', () => {
     const cioIdentifies = plan.filter((l) => l.destination === 'customerio' && l.kind === 'identify').length;
     expect(customerio.people.size).toBe(cioIdentifies);
 
-    const status = await runCliInProcess(['status', '--json'], { cwd });
+    const status = await runCliInProcess(['status', '--json', '--state', state.location], { cwd });
     const deliveries = (JSON.parse(status.stdout) as { deliveries: { destination: string; status: string; count: number }[] }).deliveries;
     expect(deliveries).toEqual([
       { destination: 'customerio', status: 'sent', count: plan.filter((l) => l.destination === 'customerio').length },
