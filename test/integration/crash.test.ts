@@ -1,40 +1,55 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, runCli, runCliInProcess, tempDir } from '../support/cli.js';
+import { ExitCode } from '../../src/errors.js';
+import { backends, readDeliveries, type StateLocation } from '../support/backends.js';
+import { BIN, runCli, runCliInProcess, tempDir, type CliResult } from '../support/cli.js';
+import { readPlan } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
-import type { PlanLine } from '../support/plan.js';
-
 
 let services: Services | undefined;
+const states: StateLocation[] = [];
 afterEach(async () => {
   await services?.stop();
   services = undefined;
+  for (const state of states.splice(0)) await state.drop();
 });
 
-const RATES = ['--rate', 'segment=8000,customerio=150'];
+/** Runs the CLI again until it is not refused with exit 75: a PostgreSQL server may take a moment to end a killed runner's session (and free its advisory lock). Nobody unlocks anything. */
+async function runOnceUnlocked(args: string[], options: { cwd: string; env: Record<string, string> }): Promise<CliResult> {
+  let result = await runCli(args, options);
+  for (let attempt = 0; result.code === ExitCode.locked && attempt < 20; attempt += 1) {
+    await new Promise((r) => setTimeout(r, 100));
+    result = await runCli(args, options);
+  }
+  return result;
+}
 
-describe('crash and resume', () => {
+describe.each(backends())('crash and resume, $name state', (backend) => {
+  async function fresh(): Promise<StateLocation> {
+    const state = await backend.fresh();
+    states.push(state);
+    return state;
+  }
+
   it('a backfill killed with SIGKILL and run again delivers every operation once by id, resending nothing acknowledged', async () => {
+    const RATES = ['--rate', 'segment=8000,customerio=150'];
     services = await startServices();
+    const state = await fresh();
     const cwd = tempDir();
     const file = writeProgram(cwd, 20_000, 21);
     const env = { PATH: process.env.PATH ?? '', CI: 'true', ...services.env };
+    const backfill = ['backfill', '--file', file, '--state', state.location, ...RATES];
 
-    const child = spawn(process.execPath, [BIN, 'backfill', '--file', file, ...RATES], { cwd, env, stdio: 'ignore' });
+    const child = spawn(process.execPath, [BIN, ...backfill], { cwd, env, stdio: 'ignore' });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
-    // The plan of the same file against the same empty state, computed while the backfill runs (in a directory of
-    // its own: the backfill's state fills up meanwhile) rather than before it, in a process of its own.
-    const planDir = tempDir();
-    const planPath = join(planDir, 'plan.jsonl');
-    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet'], { cwd: planDir, env: services.env })).code).toBe(0);
-    const plan = readFileSync(planPath, 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as PlanLine);
+    // The plan of the same file against an empty state of its own, computed while the backfill runs (the
+    // backfill's state fills up meanwhile) rather than before it, in a process of its own.
+    const planState = await fresh();
+    const planPath = join(tempDir(), 'plan.jsonl');
+    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet', '--state', planState.location], { cwd, env: services.env })).code).toBe(0);
+    const plan = readPlan(planPath);
     const segmentPlanned = plan.filter((l) => l.destination === 'segment');
     // Kill it in the middle: once a third of Segment's messages have arrived.
     while (services.segment.arrivals.length < segmentPlanned.length / 3) await new Promise((r) => setTimeout(r, 20));
@@ -43,22 +58,14 @@ describe('crash and resume', () => {
     expect(services.segment.arrivals.length).toBeLessThan(segmentPlanned.length);
 
     // What the killed run had recorded as acknowledged.
-    const db = new Database(join(cwd, '.referral-sync', 'state.db'), { readonly: true });
-    const acknowledged = db.prepare(`SELECT destination, key, kind, user_id AS userId FROM deliveries WHERE status = 'sent'`).all() as {
-      destination: string;
-      key: string;
-      kind: string;
-      userId: string;
-    }[];
-    const run = db.prepare(`SELECT status FROM runs ORDER BY id DESC LIMIT 1`).get() as { status: string };
-    db.close();
-    expect(run.status).toBe('running');
+    const { acknowledged, lastRunStatus } = await readDeliveries(state.location);
+    expect(lastRunStatus).toBe('running');
     expect(acknowledged.length).toBeGreaterThan(0);
     const segmentArrivedBefore = services.segment.arrivals.length;
     const cioEventsBefore = services.customerio.eventArrivals.length;
     const cioIdentifiesBefore = services.customerio.identifyArrivals.length;
 
-    const resumed = await runCli(['backfill', '--file', file, ...RATES], { cwd, env: services.env });
+    const resumed = await runOnceUnlocked(backfill, { cwd, env: services.env });
     expect(resumed.stderr).not.toMatch(/error|warning/i);
     expect(resumed.code).toBe(0);
 
@@ -86,8 +93,56 @@ describe('crash and resume', () => {
     for (const id of segment.arrivals) seen.set(id, (seen.get(id) ?? 0) + 1);
     for (const [id, count] of seen) if (count > 1) expect(sentSegmentIds.has(id)).toBe(false);
 
-    const status = await runCliInProcess(['status', '--json'], { cwd });
-    const runs = (JSON.parse(status.stdout) as { runs: { command: string; status: string }[] }).runs;
-    expect(runs.map((r) => `${r.command} ${r.status}`)).toEqual(['backfill succeeded', 'backfill crashed']);
+    const status = await runCliInProcess(['status', '--json', '--state', state.location], { cwd });
+    const summary = JSON.parse(status.stdout) as { runs: { command: string; status: string }[]; locks: unknown[] };
+    expect(summary.runs.map((r) => `${r.command} ${r.status}`)).toEqual(['backfill succeeded', 'backfill crashed']);
+    expect(summary.locks).toEqual([]);
   }, 180_000);
+
+  it('a second runner exits 75 at once; a backfill killed with SIGKILL frees the lock, and the next one delivers the rest, resending nothing acknowledged', async () => {
+    services = await startServices({ segment: { delayMs: 20 } });
+    const state = await fresh();
+    const cwd = tempDir();
+    const file = writeProgram(cwd, 600, 21);
+    const planPath = join(cwd, 'plan.jsonl');
+    // The plan against the same fresh state, before the backfill: diff writes nothing.
+    expect((await runCli(['diff', '--file', file, '--out', planPath, '--quiet', '--state', state.location], { cwd, env: services.env })).code).toBe(0);
+    const plan = readPlan(planPath);
+    const segmentPlanned = plan.filter((l) => l.destination === 'segment');
+
+    // Slow enough (about 8 s for Segment) that the second runner's check and the kill land mid-run on a loaded machine.
+    const backfill = ['backfill', '--file', file, '--state', state.location];
+    const env = { PATH: process.env.PATH ?? '', CI: 'true', ...services.env };
+    const child = spawn(process.execPath, [BIN, ...backfill, '--rate', 'segment=200,customerio=200'], { cwd, env, stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    while (services.segment.arrivals.length < segmentPlanned.length / 4) await new Promise((r) => setTimeout(r, 10));
+
+    // Another process, while the first runs: SQLite finds the lock row of a live pid, PostgreSQL a held advisory lock.
+    const started = performance.now();
+    const second = await runCli(['sync', '--file', file, '--state', state.location], { cwd, env: services.env });
+    expect(second.code).toBe(ExitCode.locked);
+    expect(second.stderr).toMatch(/Another run holds the lock on program .* \(backfill, pid \d+ on /);
+    expect(performance.now() - started).toBeLessThan(5_000);
+
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+    expect(services.segment.arrivals.length).toBeLessThan(segmentPlanned.length);
+    const { acknowledged } = await readDeliveries(state.location);
+    expect(acknowledged.length).toBeGreaterThan(0);
+    const arrivedBefore = services.segment.arrivals.length;
+
+    // No unlock: SQLite's lock row names a pid that is gone, and PostgreSQL ended the killed runner's session,
+    // and its advisory lock with it.
+    const resumed = await runOnceUnlocked([...backfill, '--rate', 'segment=1500,customerio=1000'], { cwd, env: services.env });
+    expect(resumed.stderr).not.toMatch(/error|warning/i);
+    expect(resumed.code).toBe(0);
+    expect(new Set(services.segment.arrivals)).toEqual(new Set(segmentPlanned.map((l) => l.payload.messageId as string)));
+    const sentIds = new Set(acknowledged.filter((a) => a.destination === 'segment').map((a) => `rs1-${a.key.slice(0, 40)}`));
+    expect(services.segment.arrivals.slice(arrivedBefore).filter((id) => sentIds.has(id))).toEqual([]);
+
+    const status = await runCli(['status', '--json', '--state', state.location], { cwd });
+    const summary = JSON.parse(status.stdout) as { runs: { command: string; status: string }[]; locks: unknown[] };
+    expect(summary.runs.map((r) => `${r.command} ${r.status}`)).toEqual(['backfill succeeded', 'backfill crashed']);
+    expect(summary.locks).toEqual([]);
+  }, 60_000);
 });

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { tempDir } from './cli.js';
 
@@ -68,5 +69,41 @@ async function dropSchema(url: string, schema: string): Promise<void> {
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   } finally {
     await client.end();
+  }
+}
+
+/** A delivery the state records as acknowledged by its destination. */
+export interface AcknowledgedDelivery {
+  destination: string;
+  key: string;
+  kind: string;
+  userId: string;
+}
+
+/**
+ * What a state holds about deliveries, read straight from its tables (not through the CLI, which may be mid-run or
+ * killed): the deliveries acknowledged (status 'sent') and the status of the last run. Works on a state location of
+ * either backend: a SQLite file is opened read-only, a PostgreSQL URL is read with search_path set to its `schema`.
+ */
+export async function readDeliveries(location: string): Promise<{ acknowledged: AcknowledgedDelivery[]; lastRunStatus: string | undefined }> {
+  const deliveries = `SELECT destination, key, kind, user_id AS "userId" FROM deliveries WHERE status = 'sent'`;
+  const lastRun = 'SELECT status FROM runs ORDER BY id DESC LIMIT 1';
+  if (/^postgres(ql)?:\/\//i.test(location)) {
+    const schema = new URL(location).searchParams.get('schema');
+    if (!schema || !/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`readDeliveries: ${location} names no plain ?schema=`);
+    return withPostgres(async (client) => {
+      await client.query(`SET search_path TO ${schema}`);
+      const acknowledged = (await client.query<AcknowledgedDelivery>(deliveries)).rows;
+      const run = (await client.query<{ status: string }>(lastRun)).rows[0];
+      return { acknowledged, lastRunStatus: run?.status };
+    });
+  }
+  const db = new Database(location, { readonly: true, fileMustExist: true });
+  try {
+    const acknowledged = db.prepare(deliveries).all() as AcknowledgedDelivery[];
+    const run = db.prepare(lastRun).get() as { status: string } | undefined;
+    return { acknowledged, lastRunStatus: run?.status };
+  } finally {
+    db.close();
   }
 }
