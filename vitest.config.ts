@@ -14,7 +14,7 @@ const TIMING = ['test/integration/rate.test.ts'];
  * order files by size: the longest (crash: CPU; engine, Cello lookups: real-time waits), started last, would set
  * the wall time on their own.
  */
-const LONGEST = ['test/integration/crash.test.ts', 'test/integration/engine.test.ts', 'test/integration/cello-lookups.test.ts'];
+const LONGEST = ['test/integration/crash.test.ts', 'test/integration/crash-postgres.test.ts', 'test/integration/engine.test.ts', 'test/integration/cello-lookups.test.ts'];
 
 class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
