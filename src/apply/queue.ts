@@ -1,6 +1,6 @@
 import type { Destination } from '../config/defaults.js';
 import type { DeliveryRef, Operation } from '../plan/types.js';
-import type { DeliveryRow, IdentityWrite } from '../state/store.js';
+import type { AccountWrite, DeliveryRow, IdentityWrite } from '../state/store.js';
 
 /** An operation waiting in the durable queue, with its position. */
 export interface QueuedOperation {
@@ -22,8 +22,11 @@ export interface DeliveryQueue {
   enqueue(operations: readonly Operation[], runId: number, now: Date): Promise<void>;
   /** Up to `limit` pending operations of one destination after position `afterSeq`, oldest first. */
   queued(destination: Destination, afterSeq: number, limit: number): Promise<QueuedOperation[]>;
-  /** Outcomes and the traits they acknowledged settle their queue entries (by seq), in one transaction. */
-  settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): Promise<void>;
+  /**
+   * Outcomes, and the person and account traits they acknowledged, settle their queue entries (by seq), in one
+   * transaction.
+   */
+  settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date, accounts?: readonly AccountWrite[]): Promise<void>;
   /** The position of the last entry queued so far (0 when none ever was). */
   lastSeq(): Promise<number>;
   /** How many operations still wait for `destination`. */

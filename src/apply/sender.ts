@@ -1,7 +1,8 @@
 import type { Destination } from '../config/defaults.js';
 import type { DeliveryOutcome, DestinationClient } from '../destinations/types.js';
 import { redactUrls } from '../redact.js';
-import type { DeliveryRow, IdentityWrite } from '../state/store.js';
+import { ledgerKind } from '../plan/types.js';
+import type { AccountWrite, DeliveryRow, IdentityWrite } from '../state/store.js';
 import { setMaxListeners } from 'node:events';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Clock, TokenBucket } from './limiter.js';
@@ -334,6 +335,7 @@ export class Sender {
   private async record(settled: { entry: QueuedOperation; verdict: Verdict }[]): Promise<void> {
     const rows: DeliveryRow[] = [];
     const identities: IdentityWrite[] = [];
+    const accounts: AccountWrite[] = [];
     const { destination, runId } = this.options;
     for (const { entry, verdict } of settled) {
       const operation = entry.operation;
@@ -343,7 +345,7 @@ export class Sender {
       const row: DeliveryRow = {
         destination,
         key: operation.key,
-        kind: operation.kind === 'identify' ? 'identify' : operation.event,
+        kind: ledgerKind(operation),
         userId: operation.userId,
         status,
         runId,
@@ -363,6 +365,9 @@ export class Sender {
           // Operations stored by an older version carry no count: the stored one stays.
           ...(typeof operation.tierChanges === 'number' ? { tierChanges: operation.tierChanges } : {}),
         });
+      } else if ((operation.kind === 'group' || operation.kind === 'object') && operation.accountTraits) {
+        // The account traits a group call or object carried become the account's baseline.
+        accounts.push({ destination, accountId: operation.accountId, ...operation.accountTraits });
       }
       rows.push(row);
     }
@@ -371,6 +376,7 @@ export class Sender {
       rows,
       identities,
       this.options.now(),
+      accounts,
     );
     this.options.onProgress?.(destination, this.report);
   }

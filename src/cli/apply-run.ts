@@ -15,14 +15,14 @@ import { checkWithRetries } from './check.js';
 import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
 import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags } from './destinations.js';
-import { runDiff, type DiffFlags } from './diff.js';
+import { runDiff, withAccounts, type DiffFlags } from './diff.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
 import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
 import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
-import { destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
+import { accountPlanning, destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -176,6 +176,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       now: ctx.now,
       namespaces: destinationNamespaces(ctx.common.config, ctx.env),
       baseline: state.baseline(ctx.runId),
+      ...withAccounts(accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi)),
       changeLimit: 0,
       outFile: undefined,
       output,

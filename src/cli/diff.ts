@@ -1,6 +1,7 @@
 import type { Clock } from '../apply/limiter.js';
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
+import type { AccountPlanning } from '../plan/accounts.js';
 import type { PlanMode } from '../plan/types.js';
 import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
@@ -12,7 +13,7 @@ import type { Output } from './output.js';
 import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
 import { runPlan } from './plan-run.js';
 import { ProblemLog } from './problem-log.js';
-import { destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
+import { accountPlanning, destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
 export interface DiffFlags extends CommonFlags, SourceFlags {
   full?: boolean;
@@ -22,6 +23,8 @@ export interface DiffFlags extends CommonFlags, SourceFlags {
   /** Set by `sync --dry-run` / `backfill --dry-run`: preview that command's plan. */
   mode?: PlanMode;
   resend?: boolean;
+  /** Set by `sync --dry-run --customerio-api v1`: the plan leaves Customer.io objects out, as the sync would. */
+  customerioApi?: string;
 }
 
 const CHANGES_SHOWN = 10;
@@ -59,6 +62,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       now,
       namespaces,
       baseline: state.baseline(),
+      ...withAccounts(accountPlanning(common.config, source, flags.customerioApi)),
       changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
       outFile: flags.out,
       output,
@@ -107,4 +111,9 @@ function planWritten(file: string, summary: PlanSummary): string {
 function headlineTraits(config: Config, destinations: readonly Destination[]): string[] {
   const names = config.traitNames[destinations[0] ?? 'segment'];
   return [names.tier, names.count, names.channel, names.referredBy, names.status];
+}
+
+/** The accounts option of a plan run, present only with a group rule. */
+export function withAccounts(accounts: AccountPlanning | undefined): { accounts?: AccountPlanning } {
+  return accounts ? { accounts } : {};
 }

@@ -62,6 +62,7 @@ function addPlanOptions(command: Command): Command {
   return addToOption(command)
     .optionsGroup('Plan:')
     .option('--user-id <rule>', 'downstream user id: email | id | metadata.<key> (default email; Cello: id, its productUserId)')
+    .option('--group-id <rule>', 'B2B: the field holding each person\'s account id, e.g. metadata.company_id (Segment group, Customer.io objects)')
     .option('--sync-nulls', 'send null for a trait that had a value and now has none');
 }
 

@@ -7,6 +7,7 @@ import type { SourceRecord } from '../model/participant.js';
 import { ReferrerDirectory, scanDirectory } from '../model/referrer-directory.js';
 import { planFileLine, planFileProblemLine, problemEntry } from '../plan/plan-file.js';
 import { planOperations, type PlanContext } from '../plan/planner.js';
+import type { AccountPlanning } from '../plan/accounts.js';
 import { withBaselineLoaded } from '../plan/prefetch.js';
 import { PlanSummary } from '../plan/summary.js';
 import type { BaselineView, PlanItem, PlanMode } from '../plan/types.js';
@@ -24,6 +25,8 @@ export interface PlanRunOptions {
   now: Date;
   namespaces: Record<Destination, string>;
   baseline: BaselineView;
+  /** Set with --group-id: how accounts are planned. */
+  accounts?: AccountPlanning;
   /** backfill: identities acknowledged since this time are not re-identified (resuming a crashed backfill). */
   backfillSince?: Date;
   changeLimit: number;
@@ -93,6 +96,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
       duplicates,
       baseline: options.baseline,
       ...(options.backfillSince ? { backfillSince: options.backfillSince } : {}),
+      ...(options.accounts ? { accounts: options.accounts } : {}),
     };
     const records = withBaselineLoaded(options.source.records(), context, options.signal ? { signal: options.signal } : {});
     const items = planOperations(counted(records), context);

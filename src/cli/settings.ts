@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Clock } from '../apply/limiter.js';
-import { defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
+import type { AccountPlanning } from '../plan/accounts.js';
+import { DEFAULT_OBJECT_TYPE_ID, defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
 import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../config/defaults.js';
 import { loadConfigFile } from '../config/load.js';
 import { parseDuration } from './duration.js';
@@ -21,6 +22,7 @@ export interface CommonFlags {
   state?: string;
   config?: string;
   userId?: string;
+  groupId?: string;
   to?: string;
   logFormat?: string;
   progress?: boolean;
@@ -77,6 +79,11 @@ export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): Common
     if (!rule) throw new UsageError(`--user-id must be "email", "id" or "metadata.<key>", not "${flags.userId}".`);
     config.identity = rule;
     config.identityExplicit = true;
+  }
+  if (flags.groupId !== undefined) {
+    const rule = parseIdentityRule(flags.groupId);
+    if (!rule) throw new UsageError(`--group-id must be "metadata.<key>", "id" or "email" (the field holding the account id), not "${flags.groupId}".`);
+    config.group = { objectTypeId: DEFAULT_OBJECT_TYPE_ID, ...config.group, id: rule };
   }
   if (flags.syncNulls) config.syncNulls = true;
   let destinations = config.destinations;
@@ -197,4 +204,13 @@ export function destinationNamespaces(config: Config, env: Env): Record<Destinat
     segment: `${config.namespace}/segment/${segmentKey ? secretFingerprint(segmentKey) : '-'}`,
     customerio: `${config.namespace}/customerio/${siteId ? secretFingerprint(siteId) : '-'}`,
   };
+}
+
+/**
+ * How accounts are planned (`--group-id`, DESIGN.md §11), or undefined without a group rule. A partial read
+ * (--quick) sends memberships but no account traits; Customer.io objects need its Track API v2.
+ */
+export function accountPlanning(config: Config, source: Source, customerioApi: string | undefined): AccountPlanning | undefined {
+  if (config.group === undefined) return undefined;
+  return { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1' };
 }

@@ -13,6 +13,19 @@ import {
 /** How a participant becomes a downstream userId (DESIGN.md §4). */
 export type IdentityRule = { kind: 'email' } | { kind: 'id' } | { kind: 'metadata'; key: string };
 
+/**
+ * Accounts (B2B, DESIGN.md §11): which participant field holds the account id, which its name, and the
+ * Customer.io object type accounts are created as.
+ */
+export interface AccountConfig {
+  id: IdentityRule;
+  name?: IdentityRule;
+  /** Customer.io `object_type_id` (a workspace's first object type is "1"). */
+  objectTypeId: string;
+}
+
+export const DEFAULT_OBJECT_TYPE_ID = '1';
+
 export interface Tier {
   name: string;
   min: number;
@@ -37,6 +50,8 @@ export interface Config {
   /** Whether the identity rule was chosen by the user (config file or --user-id), not defaulted. */
   identityExplicit: boolean;
   cello: { tierBasis: 'signups' | 'purchases' };
+  /** Set: people are grouped into accounts (Segment group, Customer.io objects). */
+  group?: AccountConfig;
 }
 
 export function defaultConfig(): Config {

@@ -4,6 +4,7 @@ import {
   defaultConfig,
   parseDestinations,
   parseIdentityRule,
+  DEFAULT_OBJECT_TYPE_ID,
   DESTINATIONS,
   EVENT_KINDS,
   TRAIT_KEYS,
@@ -22,6 +23,7 @@ const KNOWN_KEYS = [
   'syncNulls',
   'destinations',
   'cello',
+  'group',
 ] as const;
 
 /**
@@ -114,6 +116,9 @@ export function parseConfig(raw: unknown, origin: string): Config {
         }
         break;
       }
+      case 'group':
+        parseGroup(value, config, problems);
+        break;
       default:
         problems.push(`unknown key "${key}" (known keys: ${KNOWN_KEYS.join(', ')})`);
     }
@@ -124,6 +129,24 @@ export function parseConfig(raw: unknown, origin: string): Config {
     throw new UsageError(`Config file ${origin} has ${problems.length} problem${problems.length > 1 ? 's' : ''}:\n${list}`);
   }
   return config;
+}
+
+/** `"group": {"id": "metadata.company_id", "name": "metadata.company", "objectTypeId": "1"}` (DESIGN.md §11). */
+function parseGroup(value: unknown, config: Config, problems: string[]): void {
+  const shape = '"group" takes {"id": "metadata.<key>", "name": "metadata.<key>", "objectTypeId": "1"} (id required)';
+  if (!isPlainObject(value) || !Object.keys(value).every((k) => k === 'id' || k === 'name' || k === 'objectTypeId')) {
+    problems.push(shape);
+    return;
+  }
+  const id = typeof value.id === 'string' ? parseIdentityRule(value.id) : undefined;
+  const name = value.name === undefined ? undefined : typeof value.name === 'string' ? parseIdentityRule(value.name) : undefined;
+  const objectTypeId = value.objectTypeId === undefined ? DEFAULT_OBJECT_TYPE_ID : typeof value.objectTypeId === 'number' ? String(value.objectTypeId) : value.objectTypeId;
+  if (!id) problems.push(`"group.id" must be "id", "email" or "metadata.<key>" (the field holding the account id), not ${JSON.stringify(value.id)}`);
+  if (value.name !== undefined && !name) problems.push(`"group.name" must be "id", "email" or "metadata.<key>", not ${JSON.stringify(value.name)}`);
+  if (typeof objectTypeId !== 'string' || !/^\S+$/.test(objectTypeId)) problems.push(`"group.objectTypeId" must be a Customer.io object type id such as "1", not ${JSON.stringify(value.objectTypeId)}`);
+  if (id && (value.name === undefined || name) && typeof objectTypeId === 'string' && /^\S+$/.test(objectTypeId)) {
+    config.group = { id, objectTypeId, ...(name ? { name } : {}) };
+  }
 }
 
 /**

@@ -93,6 +93,10 @@ export class CustomerioDestination implements DestinationClient {
 
   private async sendV1(operation: Operation): Promise<DeliveryOutcome> {
     const payload = operation.payload;
+    if (operation.kind !== 'identify' && operation.kind !== 'track') {
+      // Objects and relationships exist only in Track API v2 (a v2 run's failure resent by `retry --customerio-api v1`).
+      return { key: operation.key, verdict: { kind: 'dead', reason: `Customer.io ${operation.kind} operations need Track API v2; resend with --customerio-api v2` } };
+    }
     try {
       if (operation.kind === 'identify') {
         await this.client.identify(operation.userId, payload.attributes as Record<string, unknown>);

@@ -138,7 +138,13 @@ export class SegmentDestination implements DestinationClient {
             { userId: operation.userId, traits: payload.traits as Record<string, unknown>, messageId: payload.messageId as string },
             callback,
           );
-        } else {
+        } else if (operation.kind === 'group') {
+          const traits = payload.traits as Record<string, unknown> | undefined;
+          analytics.group(
+            { userId: operation.userId, groupId: payload.groupId as string, ...(traits ? { traits } : {}), messageId: payload.messageId as string },
+            callback,
+          );
+        } else if (operation.kind === 'track') {
           analytics.track(
             {
               userId: operation.userId,
@@ -149,6 +155,9 @@ export class SegmentDestination implements DestinationClient {
             },
             callback,
           );
+        } else {
+          this.unresolved.delete(key);
+          resolve({ key, verdict: { kind: 'dead', reason: `a Customer.io ${operation.kind} operation cannot be sent to Segment` } });
         }
       } catch (error) {
         // The SDK validates synchronously (e.g. an empty userId): that operation can never be sent as is.

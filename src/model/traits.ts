@@ -41,7 +41,7 @@ export function isReferred(participant: Participant): boolean {
  * A metadata value by the name the config gives it. Export columns are matched without case, spaces or
  * punctuation (`Plan`, `plan`, `PLAN`), so metadata keys are too; the exact key wins.
  */
-function metadataValue(metadata: Record<string, MetadataValue>, key: string): MetadataValue | undefined {
+export function metadataValue(metadata: Record<string, MetadataValue>, key: string): MetadataValue | undefined {
   if (key in metadata) return metadata[key];
   const wanted = looseKey(key);
   for (const [name, value] of Object.entries(metadata)) if (looseKey(name) === wanted) return value;

@@ -53,3 +53,23 @@ export function eventPayload(
     attributes: fact.properties,
   };
 }
+
+/** Segment `group`: the person joins the account (or, for a traits change, a member speaks for it) with its traits. */
+export function groupPayload(userId: string, accountId: string, traits: TraitMap | undefined, key: string): Record<string, unknown> {
+  return { type: 'group', userId, groupId: accountId, ...(traits ? { traits } : {}), messageId: segmentMessageId(key) };
+}
+
+/** Customer.io Track v2: the account as an object with its attributes. */
+export function objectPayload(accountId: string, objectTypeId: string, traits: TraitMap): Record<string, unknown> {
+  return { type: 'object', action: 'identify', identifiers: { object_type_id: objectTypeId, object_id: accountId }, attributes: traits };
+}
+
+/** Customer.io Track v2: the person related to the account object. */
+export function relationshipPayload(userId: string, accountId: string, objectTypeId: string): Record<string, unknown> {
+  return {
+    type: 'person',
+    action: 'add_relationships',
+    identifiers: customerioIdentifiers(userId),
+    cio_relationships: [{ identifiers: { object_type_id: objectTypeId, object_id: accountId } }],
+  };
+}

@@ -9,8 +9,11 @@ export function planFileLine(operation: Operation): string {
   if (operation.kind === 'track') {
     line.event = operation.event;
     line.name = operation.name;
-  } else {
+  } else if (operation.kind === 'identify') {
     line.change = operation.change;
+  } else {
+    line.accountId = operation.accountId;
+    line.membership = operation.membership;
   }
   line.key = operation.key;
   line.userId = operation.userId;

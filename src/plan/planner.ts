@@ -1,12 +1,15 @@
 import type { Config } from '../config/config.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
-import { describeViolation, measureOperation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
+import { describeViolation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
 import { identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash } from '../model/ids.js';
 import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
 import { locationKey, namesSelfAsReferrer, type IdentityClaim, type ReferrerDirectory } from '../model/referrer-directory.js';
 import { computeTraits, destinationTraits, isReferred, type CanonicalTraits, type TraitMap } from '../model/traits.js';
+import { accountIdOf, accountNameOf, AccountBook } from '../model/accounts.js';
+import { planAccounts, type AccountPlanning, type AccountProgram } from './accounts.js';
+import { checked } from './checked.js';
 import { eventPayload, identifyPayload } from './payloads.js';
 import type { BaselineView, DeliveryRef, EventOperation, IdentityBaseline, IdentityRef, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
 
@@ -30,6 +33,14 @@ export interface PlanContext {
   /** `file:line` of rows that repeat an earlier participant id, found by the directory pass. */
   duplicates: ReadonlySet<string>;
   baseline: BaselineView;
+  /** Set when people are grouped into accounts (`--group-id`): how their operations are planned. */
+  accounts?: AccountPlanning;
+}
+
+/** What planning people gathers for the accounts planned after them. */
+interface AccountGathering {
+  book: AccountBook;
+  program: AccountProgram | undefined;
 }
 
 /**
@@ -37,6 +48,7 @@ export interface PlanContext {
  * `diff` renders what it yields; `sync` and `backfill` apply it. Both see the same items for the same input.
  */
 export async function* planOperations(records: AsyncIterable<SourceRecord>, context: PlanContext): AsyncGenerator<PlanItem> {
+  const gathering: AccountGathering | undefined = context.accounts && context.config.group ? { book: new AccountBook(), program: undefined } : undefined;
   for await (const record of records) {
     if (record.kind === 'invalid') {
       yield { type: 'invalid', reason: record.reason, location: record.location, ...withId(record.participantId) };
@@ -46,15 +58,16 @@ export async function* planOperations(records: AsyncIterable<SourceRecord>, cont
       yield { type: 'warning', message: record.message, location: record.location };
       continue;
     }
-    yield* planParticipant(record.participant, record.location, context);
+    yield* planParticipant(record.participant, record.location, context, gathering);
   }
+  if (gathering) yield* planAccounts(gathering.book, gathering.program, context);
 }
 
 function withId(participantId: string | undefined): { participantId?: string } {
   return participantId === undefined ? {} : { participantId };
 }
 
-function* planParticipant(record: Participant, location: RecordLocation | undefined, context: PlanContext): Generator<PlanItem> {
+function* planParticipant(record: Participant, location: RecordLocation | undefined, context: PlanContext, gathering: AccountGathering | undefined): Generator<PlanItem> {
   const { config } = context;
   if (isRepeatedRow(location, context)) {
     yield {
@@ -91,6 +104,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
     };
   }
   yield { type: 'participant', participantId: participant.id, userId, traits: person.traits };
+  if (gathering) yield* gatherMember(person, location, context, gathering);
 
   for (const destination of context.destinations) {
     const plan = planDestination(person, destination, context);
@@ -133,6 +147,27 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   if (isReferred(participant) && participant.referrerId === undefined) {
     yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location };
   }
+}
+
+/** Adds a planned person to their account, or says on their row why they have none. */
+function* gatherMember(person: PlannedPerson, location: RecordLocation | undefined, context: PlanContext, gathering: AccountGathering): Generator<PlanItem> {
+  const group = context.config.group!;
+  const { participant, userId } = person;
+  const found = accountIdOf(participant, group.id);
+  if ('missing' in found) {
+    yield { type: 'warning', message: `participant ${participant.id} has no account id (${found.missing}): no group call or relationship is sent for them`, location };
+    return;
+  }
+  gathering.program ??= { source: participant.source, programId: participant.programId };
+  gathering.book.add(found.id, {
+    userId,
+    participantId: participant.id,
+    location,
+    referred: person.traits.channel === 'referral',
+    count: person.count,
+    joinedAt: participant.createdAt?.getTime(),
+    name: accountNameOf(participant, group.name),
+  });
 }
 
 /**
@@ -284,29 +319,6 @@ function withoutReferrer(participant: Participant): Participant {
 
 function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undefined): boolean {
   return acknowledgedAt !== undefined && since !== undefined && acknowledgedAt.getTime() >= since.getTime();
-}
-
-/**
- * An operation that breaks a destination limit, measured as it goes on the wire (destinations/limits.ts), is
- * invalid, reported with every limit it breaks, and never sent. What passes carries its wire size.
- */
-function* checked(operation: IdentifyOperation | EventOperation, location: RecordLocation | undefined): Generator<PlanItem> {
-  const { wireBytes, violations } = measureOperation(operation.destination, operation.payload, operation.bytes);
-  if (violations.length > 0) {
-    const what = operation.kind === 'identify' ? 'identify' : `event "${operation.name}"`;
-    yield {
-      type: 'invalid',
-      reason: `${DESTINATION_LABELS[operation.destination]} ${what} for ${operation.userId} is not sent: ${violations.map(describeViolation).join('; ')}`,
-      location,
-      participantId: operation.participantId,
-      destination: operation.destination,
-      limits: violations,
-    };
-    return;
-  }
-  // The operation was built just now for this check: it takes its wire size in place.
-  operation.bytes = wireBytes;
-  yield { type: 'operation', operation };
 }
 
 /** A left-out attribute is one this run does not know: the baseline keeps what the destination holds. */

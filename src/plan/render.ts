@@ -1,7 +1,8 @@
 import { EVENT_KINDS, type Destination, type EventKind, DESTINATION_LABELS } from '../config/defaults.js';
 import { formatLocation } from '../model/participant.js';
 import type { TraitValue } from '../model/traits.js';
-import type { PersonChange, PlanSummary, Problem } from './summary.js';
+import type { DestinationCounts, PersonChange, PlanSummary, Problem } from './summary.js';
+import type { AccountPlan } from './types.js';
 
 /** Text rendering of a plan summary for people (DESIGN.md §9): tables and bars, no colour, no TTY needed. */
 
@@ -49,12 +50,15 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   out.push(
     `Participants: ${summary.participants} planned, ${summary.invalid} invalid, ${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}`,
   );
+  if (summary.accounts > 0) out.push(renderAccountLine(summary));
   out.push('');
   out.push(...renderCounts(summary));
   out.push('');
   out.push(...renderDistribution(summary));
   const changes = renderChanges(summary, header.headlineTraits);
   if (changes.length > 0) out.push('', ...changes);
+  const accounts = renderAccountChanges(summary);
+  if (accounts.length > 0) out.push('', ...accounts);
   const where = '--json (or --out plan.jsonl)';
   if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not planned)`, summary.invalidSamples, summary.invalid, where));
   if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${summary.warnings})`, summary.warningSamples, summary.warnings, where));
@@ -91,6 +95,13 @@ function renderCounts(summary: PlanSummary): string[] {
     rows.push([index === 0 ? 'events' : '', EVENT_LABEL[kind], (d) => summary.destinations[d]!.events[kind].send]);
   });
   rows.push(['', 'already sent', (d) => sumDeduped(summary, d)]);
+  if (summary.accounts > 0) {
+    const accounts = (d: Destination): DestinationCounts['accounts'] => summary.destinations[d]!.accounts;
+    rows.push(['accounts', 'new', (d) => accounts(d).new], ['', 'changed', (d) => accounts(d).changed]);
+    if (destinations.some((d) => accounts(d).refresh > 0)) rows.push(['', 're-send traits', (d) => accounts(d).refresh]);
+    rows.push(['', 'unchanged', (d) => accounts(d).unchanged], ['', 'members to add', (d) => accounts(d).membersToAdd]);
+    rows.push(['', 'members already', (d) => accounts(d).membersRelated]);
+  }
   if (destinations.some((d) => summary.destinations[d]!.dead > 0)) {
     rows.push(['', 'dead (see retry)', (d) => summary.destinations[d]!.dead]);
   }
@@ -156,6 +167,37 @@ function renderPerson(person: PersonChange, headlineTraits: readonly string[]): 
     `  ~ ${person.userId}`,
     ...person.changes.map((c) => `      ${c.trait}: ${formatValue(c.before)} → ${formatValue(c.after)}`),
   ];
+}
+
+/** `Accounts: 12 (3 new, 1 changed, 8 unchanged), 5 members to add`, counted at the first destination that has them. */
+function renderAccountLine(summary: PlanSummary): string {
+  const counts = summary.destinations[summary.accountsFrom!]!.accounts;
+  const parts = [`${counts.new} new`, `${counts.changed} changed`];
+  if (counts.refresh > 0) parts.push(`${counts.refresh} re-sent unchanged`);
+  parts.push(`${counts.unchanged} unchanged`);
+  return `Accounts: ${summary.accounts} (${parts.join(', ')}), ${counts.membersToAdd} member${counts.membersToAdd === 1 ? '' : 's'} to add`;
+}
+
+/** The accounts whose traits this plan sends, before → after, like people. */
+function renderAccountChanges(summary: PlanSummary): string[] {
+  if (summary.accountChanges.length === 0) return [];
+  const from = summary.accountsFrom!;
+  const counts = summary.destinations[from]!.accounts;
+  const total = counts.new + counts.changed + counts.refresh;
+  const shown = summary.accountChanges.length;
+  const lines = [`Accounts to update (${DESTINATION_LABELS[from]}; ${shown === total ? `all ${total}` : `first ${shown} of ${total}, --full for all`})`];
+  for (const account of summary.accountChanges) lines.push(...renderAccount(account));
+  return lines;
+}
+
+function renderAccount(account: AccountPlan): string[] {
+  const members = `${account.members} member${account.members === 1 ? '' : 's'}${account.newMembers > 0 ? `, ${account.newMembers} joining` : ''}`;
+  if (account.change === 'new') {
+    const traits = account.changes.map((c) => `${c.trait}=${formatValue(c.after)}`).join(', ');
+    return [`  + ${account.accountId} (new, ${members})  ${truncate(traits, 160)}`];
+  }
+  if (account.change === 'refresh') return [`  = ${account.accountId} (${members})  (traits re-sent, no change)`];
+  return [`  ~ ${account.accountId} (${members})`, ...account.changes.map((c) => `      ${c.trait}: ${formatValue(c.before)} → ${formatValue(c.after)}`)];
 }
 
 /**

@@ -1,11 +1,13 @@
 import { CUSTOMERIO_CAMPAIGN_WINDOW_MS, EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
 import type { RecordLocation } from '../model/participant.js';
 import { problemEntry, type ProblemItem } from './plan-file.js';
-import type { PlanItem, TraitChange } from './types.js';
+import type { AccountPlan, PlanItem, TraitChange } from './types.js';
 
 export interface DestinationCounts {
   identify: { new: number; changed: number; refresh: number; unchanged: number };
   events: Record<EventKind, { send: number; deduped: number }>;
+  /** B2B (`--group-id`): accounts by what happens to their traits, and members related to them. */
+  accounts: { new: number; changed: number; refresh: number; unchanged: number; membersToAdd: number; membersRelated: number };
   /** Events the ledger holds as dead: only `retry` sends them. */
   dead: number;
   operations: number;
@@ -49,6 +51,12 @@ export class PlanSummary {
   readonly tiers = new Map<string, number>();
   readonly channels = { referral: 0, organic: 0 };
   readonly changes: PersonChange[] = [];
+  /** Accounts whose traits this plan sends (first destination), up to the change limit: diff shows them like people. */
+  readonly accountChanges: AccountPlan[] = [];
+  /** Accounts planned (first destination that has them); 0 without `--group-id`. */
+  accounts = 0;
+  /** The destination whose account items are listed. */
+  accountsFrom: Destination | undefined;
   /** Customer.io events timestamped within 72 hours of now: they can trigger campaigns. */
   customerioRecentEvents = 0;
 
@@ -81,10 +89,24 @@ export class PlanSummary {
         // Acknowledged by this run itself (it resumed a queue): sent now, reported with what was sent.
         if (!item.thisRun) this.counts(item.destination).identify.unchanged += 1;
         return;
+      case 'account': {
+        const { account } = item;
+        const counts = this.counts(account.destination).accounts;
+        counts[account.change] += 1;
+        counts.membersToAdd += account.newMembers;
+        // Listed once, by the first destination that plans accounts (Customer.io may not: --customerio-api v1).
+        this.accountsFrom ??= account.destination;
+        if (account.destination === this.accountsFrom) {
+          this.accounts += 1;
+          if (account.change !== 'unchanged' && this.accountChanges.length < this.changeLimit) this.accountChanges.push(account);
+        }
+        return;
+      }
       case 'deduped': {
         const counts = this.counts(item.destination);
         if (item.status === 'dead') counts.dead += 1;
-        else if (item.event !== 'identify' && item.status !== 'sentThisRun') counts.events[item.event].deduped += 1;
+        else if (item.event === 'group' || item.event === 'relationship') counts.accounts.membersRelated += 1;
+        else if (item.event !== 'identify' && item.event !== 'object' && item.status !== 'sentThisRun') counts.events[item.event].deduped += 1;
         return;
       }
       case 'operation': {
@@ -97,7 +119,7 @@ export class PlanSummary {
           if (op.destination === this.destinationOrder[0] && this.changes.length < this.changeLimit) {
             this.changes.push({ userId: op.userId, participantId: op.participantId, change: op.change, changes: op.changes });
           }
-        } else {
+        } else if (op.kind === 'track') {
           counts.events[op.event].send += 1;
           // "In the past 72 hours": an event dated in the future is not in that window.
           const age = this.now.getTime() - (op.time ?? this.now).getTime();
@@ -142,6 +164,8 @@ export class PlanSummary {
       channels: this.channels,
       customerioRecentEvents: this.customerioRecentEvents,
       changes: this.changes,
+      accounts: this.accounts,
+      accountChanges: this.accountChanges,
     };
   }
 
@@ -158,7 +182,14 @@ export class PlanSummary {
 function emptyCounts(): DestinationCounts {
   const events = {} as Record<EventKind, { send: number; deduped: number }>;
   for (const kind of EVENT_KINDS) events[kind] = { send: 0, deduped: 0 };
-  return { identify: { new: 0, changed: 0, refresh: 0, unchanged: 0 }, events, dead: 0, operations: 0, bytes: 0 };
+  return {
+    identify: { new: 0, changed: 0, refresh: 0, unchanged: 0 },
+    events,
+    accounts: { new: 0, changed: 0, refresh: 0, unchanged: 0, membersToAdd: 0, membersRelated: 0 },
+    dead: 0,
+    operations: 0,
+    bytes: 0,
+  };
 }
 
 function problemJson(problem: Problem): Record<string, unknown> {

@@ -21,6 +21,20 @@ export interface BaselineView {
    * Unset: every question is answered directly, and nothing is loaded.
    */
   readonly prefetch?: BaselinePrefetch;
+  /** What a destination last acknowledged for one account (B2B, DESIGN.md §11). */
+  account(destination: Destination, accountId: string): AccountBaseline | undefined;
+}
+
+/** One account's last acknowledged traits at one destination, as the planner asks for them. */
+export interface AccountRef {
+  destination: Destination;
+  accountId: string;
+}
+
+export interface AccountBaseline {
+  traits: TraitMap;
+  hash: string;
+  acknowledgedAt?: Date;
 }
 
 /** One person's last acknowledged traits at one destination, as the planner asks for them. */
@@ -40,6 +54,8 @@ export interface BaselinePrefetch {
   identities(refs: readonly IdentityRef[]): Promise<void>;
   /** Called after `identities` for the same chunk: the identify and tier-change keys depend on them. */
   deliveries(refs: readonly DeliveryRef[]): Promise<void>;
+  /** Accounts are planned after every person: their baselines load a chunk of accounts at a time. */
+  accounts(refs: readonly AccountRef[]): Promise<void>;
 }
 
 /** What a destination last acknowledged for one user id. */
@@ -55,6 +71,7 @@ export interface IdentityBaseline {
 export const EMPTY_BASELINE: BaselineView = {
   identity: () => undefined,
   delivery: () => undefined,
+  account: () => undefined,
 };
 
 export interface TraitChange {
@@ -93,15 +110,48 @@ export interface EventOperation extends OperationBase {
   time: Date | undefined;
 }
 
-export type Operation = IdentifyOperation | EventOperation;
+/**
+ * An account operation (DESIGN.md §11). Segment `group`: a person joins an account, or (`userId` a member's) the
+ * account's traits changed; either carries the account's traits. Customer.io `object`: the account as an object
+ * with its traits; `relationship`: a person related to it.
+ */
+export interface AccountOperation extends OperationBase {
+  kind: 'group' | 'object' | 'relationship';
+  accountId: string;
+  /** Set when the operation adds `userId` to the account. */
+  membership: boolean;
+  /** The account traits this operation carries: acknowledged, they become the account's baseline. */
+  accountTraits?: { traits: TraitMap; hash: string };
+}
+
+export type Operation = IdentifyOperation | EventOperation | AccountOperation;
+
+/** The ledger's `kind` of an operation: identify, the event kind, or the account operation's kind. */
+export function ledgerKind(operation: Operation): string {
+  return operation.kind === 'track' ? operation.event : operation.kind;
+}
+
+/** One account as a destination will hold it after this plan: for diff's accounts section and counts. */
+export interface AccountPlan {
+  destination: Destination;
+  accountId: string;
+  /** new: no traits acknowledged yet; changed; unchanged; refresh: backfill sends them again unchanged. */
+  change: 'new' | 'changed' | 'unchanged' | 'refresh';
+  changes: TraitChange[];
+  traits: TraitMap;
+  members: number;
+  /** Members this plan relates to the account (a group call or relationship each). */
+  newMembers: number;
+}
 
 /** Everything the planner says, in order: operations to send and what it decided not to send, and why. */
 export type PlanItem =
   | { type: 'operation'; operation: Operation }
   /** `thisRun`: the traits were acknowledged during this very run (a resumed queue), so not counted as unchanged. */
   | { type: 'unchanged'; destination: Destination; userId: string; thisRun?: boolean }
-  | { type: 'deduped'; destination: Destination; event: EventKind | 'identify'; key: string; status: DeliveryStatus | 'sentThisRun' }
+  | { type: 'deduped'; destination: Destination; event: EventKind | 'identify' | AccountOperation['kind']; key: string; status: DeliveryStatus | 'sentThisRun' }
   | { type: 'participant'; participantId: string; userId: string; traits: CanonicalTraits }
+  | { type: 'account'; account: AccountPlan }
   | {
       type: 'invalid';
       reason: string;

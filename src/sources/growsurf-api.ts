@@ -103,6 +103,7 @@ export function growsurfApiSource(options: GrowsurfApiOptions): Source & { reado
         ? `GrowSurf API, campaign ${options.campaignId}`
         : `GrowSurf API, campaign ${options.campaignId}, referrals changed since ${new Date(options.changedSince).toISOString()}`,
     rereadable: false,
+    partial: options.changedSince !== undefined,
     get requests() {
       return options.client.requests;
     },

@@ -50,7 +50,7 @@ interface ColumnLayout {
 export interface GrowsurfCsvOptions {
   files: string[];
   programId: string;
-  config: Pick<Config, 'columns' | 'identity'>;
+  config: Pick<Config, 'columns' | 'identity' | 'group'>;
   /** `--encoding`: overrides detection for every file. */
   encoding?: EncodingName;
   /** `--delimiter`: overrides detection for every file. */
@@ -178,7 +178,18 @@ function resolveLayout(csv: CsvFile, config: GrowsurfCsvOptions['config']): Colu
       });
     }
   }
+  const group = config.group?.id;
+  if (group?.kind === 'metadata' && !layout.metadata.some((m) => looseKey(m.key) === looseKey(group.key))) {
+    throw new DataError(`${path} has no column for metadata "${group.key}", which holds the account id (--group-id metadata.${group.key}); ${describeColumns(csv)}.`, {
+      hint: hint(`Map it with "columns": {"metadata.${group.key}": "<header>"} in referral-sync.config.json, or choose another --group-id.`),
+    });
+  }
   return layout;
+}
+
+/** Metadata keys compare as account and trait rules read them: without case, spaces or punctuation. */
+function looseKey(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]/g, '');
 }
 
 function requiredFields(rule: IdentityRule): GrowsurfCsvField[] {

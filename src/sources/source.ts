@@ -8,6 +8,8 @@ export interface Source {
   description: string;
   /** Whether `records()` can be called again to read the same data (files can; a paged API is costly). */
   rereadable: boolean;
+  /** Reads only part of the program (`sync --quick`): totals over all participants cannot be computed from it. */
+  partial?: boolean;
   records(): AsyncIterable<SourceRecord>;
   /** Releases connections, if the source holds any. */
   close?(): Promise<void>;

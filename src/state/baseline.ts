@@ -1,5 +1,5 @@
 import type { Destination } from '../config/defaults.js';
-import type { BaselinePrefetch, BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
+import type { AccountBaseline, AccountRef, BaselinePrefetch, BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
 import type { StateReader } from './store.js';
 
 /** A ledger row as the planner reads it: sent by the run that is planning (a queue it resumed) is `sentThisRun`. */
@@ -8,7 +8,7 @@ export function ledgerAnswer(status: DeliveryStatus, rowRunId: number | null, pl
 }
 
 /** The bulk reads a prefetched baseline is loaded with. */
-export type BaselineRows = Pick<StateReader, 'identities' | 'deliveryStatuses'>;
+export type BaselineRows = Pick<StateReader, 'identities' | 'deliveryStatuses' | 'accounts'>;
 
 /**
  * The planner's view over a backend it cannot ask synchronously (one over the network): plan-run loads each
@@ -20,6 +20,7 @@ export class PrefetchedBaseline implements BaselineView {
   /** Every ref loaded for the chunk being planned; undefined: the state holds no row for it. */
   private identityRows = new Map<string, IdentityBaseline | undefined>();
   private deliveryRows = new Map<string, DeliveryStatus | 'sentThisRun' | undefined>();
+  private accountRows = new Map<string, AccountBaseline | undefined>();
 
   readonly prefetch: BaselinePrefetch = {
     identities: async (refs) => {
@@ -37,6 +38,14 @@ export class PrefetchedBaseline implements BaselineView {
       }
       this.deliveryRows = loaded;
     },
+    accounts: async (refs) => {
+      const loaded = new Map<string, AccountBaseline | undefined>(refs.map((ref) => [refKey(ref.destination, ref.accountId), undefined]));
+      for (const row of await this.rows.accounts(unique(refs, (ref) => refKey(ref.destination, ref.accountId)))) {
+        const { destination, accountId, ...baseline } = row;
+        loaded.set(refKey(destination, accountId), baseline);
+      }
+      this.accountRows = loaded;
+    },
   };
 
   constructor(
@@ -51,6 +60,12 @@ export class PrefetchedBaseline implements BaselineView {
     return this.identityRows.get(key);
   }
 
+  account(destination: Destination, accountId: string): AccountBaseline | undefined {
+    const key = refKey(destination, accountId);
+    if (!this.accountRows.has(key)) throw notLoaded(`the account ${accountId} at ${destination}`);
+    return this.accountRows.get(key);
+  }
+
   delivery(destination: Destination, key: string): DeliveryStatus | 'sentThisRun' | undefined {
     const ref = refKey(destination, key);
     if (!this.deliveryRows.has(ref)) throw notLoaded(`the ledger row ${key} at ${destination}`);
@@ -62,7 +77,7 @@ function refKey(destination: Destination, id: string): string {
   return `${destination}\u0000${id}`;
 }
 
-function unique<T extends IdentityRef | DeliveryRef>(refs: readonly T[], keyOf: (ref: T) => string): T[] {
+function unique<T extends IdentityRef | DeliveryRef | AccountRef>(refs: readonly T[], keyOf: (ref: T) => string): T[] {
   return [...new Map(refs.map((ref) => [keyOf(ref), ref])).values()];
 }
 

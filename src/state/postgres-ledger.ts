@@ -1,6 +1,6 @@
 import type { ClientBase } from 'pg';
-import type { Operation } from '../plan/types.js';
-import type { DeliveryRow, IdentityWrite } from './store.js';
+import { ledgerKind, type Operation } from '../plan/types.js';
+import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
 /**
  * The PostgreSQL ledger's writes, batched: each call is one statement over arrays (unnest), whatever the number
@@ -55,6 +55,18 @@ export async function upsertIdentities(client: ClientBase, writes: readonly Iden
   }
 }
 
+/** Records acknowledged account traits as the accounts' new diff baseline. */
+export async function upsertAccounts(client: ClientBase, writes: readonly AccountWrite[], at: string): Promise<void> {
+  for (const round of rounds(writes, (w) => `${w.destination}\u0000${w.accountId}`)) {
+    await client.query(
+      `INSERT INTO accounts (destination, account_id, traits, hash, updated_at)
+       SELECT d, a, t, h, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x(d, a, t, h)
+       ON CONFLICT (destination, account_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at`,
+      [round.map((w) => w.destination), round.map((w) => w.accountId), round.map((w) => JSON.stringify(w.traits)), round.map((w) => w.hash), at],
+    );
+  }
+}
+
 /**
  * Appends operations to the queue with their ledger rows `pending`, skipping those already waiting there (a
  * killed run's leftovers planned again), in the order given: positions (seq) follow it.
@@ -96,7 +108,7 @@ export async function appendOperations(client: ClientBase, programId: string, op
     [
       sorted.map((o) => o.destination),
       sorted.map((o) => o.key),
-      sorted.map((o) => (o.kind === 'identify' ? 'identify' : o.event)),
+      sorted.map(ledgerKind),
       sorted.map((o) => o.userId),
       runId,
       programId,

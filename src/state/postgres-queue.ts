@@ -1,9 +1,9 @@
 import type { DeliveryQueue, QueuedOperation } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
 import type { DeliveryRef, Operation } from '../plan/types.js';
-import { appendOperations, upsertDeliveries, upsertIdentities } from './postgres-ledger.js';
+import { appendOperations, upsertAccounts, upsertDeliveries, upsertIdentities } from './postgres-ledger.js';
 import type { PostgresSessions } from './postgres-sessions.js';
-import type { DeliveryRow, IdentityWrite } from './store.js';
+import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
 /**
  * One program's delivery queue inside the PostgreSQL state: the same rows and rules as the SQLite one
@@ -33,12 +33,13 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     return result.rows.map((row) => ({ seq: Number(row.seq), operation: JSON.parse(row.operation) as Operation }));
   }
 
-  async settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): Promise<void> {
+  async settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date, accounts: readonly AccountWrite[] = []): Promise<void> {
     const at = now.toISOString();
     await this.sessions.transaction(async (client) => {
       if (entries.length > 0) await client.query('DELETE FROM queue WHERE seq = ANY($1::bigint[])', [entries]);
       await upsertDeliveries(client, rows, at);
       await upsertIdentities(client, identities, at);
+      await upsertAccounts(client, accounts, at);
     });
   }
 

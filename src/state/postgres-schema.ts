@@ -84,9 +84,21 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX queue_by_destination ON queue (program_id, destination, seq);
   `,
+  `
+  CREATE TABLE accounts (
+    destination text NOT NULL,
+    account_id text NOT NULL,
+    traits text NOT NULL,
+    hash text NOT NULL,
+    updated_at text NOT NULL,
+    PRIMARY KEY (destination, account_id)
+  );
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
+/** The schema version that created the accounts table. */
+export const PG_ACCOUNTS_SINCE = 2;
 
 /** The schema's version: 0 when the schema or its version table is not there (nothing created yet). */
 export async function schemaVersion(client: ClientBase, target: PostgresTarget): Promise<number> {

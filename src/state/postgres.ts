@@ -1,11 +1,11 @@
 import type { Destination } from '../config/defaults.js';
 import type { TraitMap } from '../model/traits.js';
-import type { BaselineView, DeliveryRef, DeliveryStatus, IdentityRef } from '../plan/types.js';
+import type { AccountRef, BaselineView, DeliveryRef, DeliveryStatus, IdentityRef } from '../plan/types.js';
 import { PrefetchedBaseline } from './baseline.js';
 import { upsertDeliveries, upsertIdentities } from './postgres-ledger.js';
 import { PostgresLocks } from './postgres-lock.js';
 import { PostgresDeliveryQueue } from './postgres-queue.js';
-import { migrate, schemaVersion } from './postgres-schema.js';
+import { migrate, PG_ACCOUNTS_SINCE, schemaVersion } from './postgres-schema.js';
 import { PostgresSessions } from './postgres-sessions.js';
 import { parsePostgresUrl } from './postgres-url.js';
 import { postgresError } from './postgres-errors.js';
@@ -19,6 +19,7 @@ import type {
   StateReader,
   StateStore,
   StateSummary,
+  StoredAccount,
   StoredDelivery,
   StoredIdentity,
   StoredStatus,
@@ -135,6 +136,23 @@ export class PostgresState implements StateStore, StateTransfer {
       [refs.map((ref) => ref.destination), refs.map((ref) => ref.key)],
     );
     return result.rows.map((row) => ({ destination: row.destination, key: row.key, status: row.status, runId: row.run_id }));
+  }
+
+  async accounts(refs: readonly AccountRef[]): Promise<StoredAccount[]> {
+    // A schema an older version wrote, read without migrating (diff, status): no account was acknowledged there.
+    if (refs.length === 0 || this.version < PG_ACCOUNTS_SINCE) return [];
+    const result = await this.sessions.query<{ destination: Destination; account_id: string; traits: string; hash: string; updated_at: string }>(
+      `SELECT a.destination, a.account_id, a.traits, a.hash, a.updated_at
+       FROM accounts a JOIN unnest($1::text[], $2::text[]) AS r(destination, account_id) USING (destination, account_id)`,
+      [refs.map((ref) => ref.destination), refs.map((ref) => ref.accountId)],
+    );
+    return result.rows.map((row) => ({
+      destination: row.destination,
+      accountId: row.account_id,
+      traits: JSON.parse(row.traits) as TraitMap,
+      hash: row.hash,
+      acknowledgedAt: new Date(row.updated_at),
+    }));
   }
 
   async summary(runLimit: number): Promise<StateSummary> {

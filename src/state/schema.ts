@@ -114,6 +114,17 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE deliveries ADD COLUMN program_id TEXT;
   ALTER TABLE deliveries ADD COLUMN seq INTEGER;
   `,
+  `
+  -- B2B (DESIGN.md §11): what each destination last acknowledged of an account's traits, the accounts' diff baseline.
+  CREATE TABLE accounts (
+    destination TEXT NOT NULL,
+    account_id TEXT NOT NULL,
+    traits TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, account_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

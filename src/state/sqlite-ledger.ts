@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { DeliveryRow, IdentityWrite } from './store.js';
+import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
 /**
  * The SQLite ledger's writes, synchronous so that callers can put them inside their own transaction (an
@@ -7,16 +7,20 @@ import type { DeliveryRow, IdentityWrite } from './store.js';
  * read-only never prepares them.
  */
 export class SqliteLedger {
-  private statements: { identity: Database.Statement; delivery: Database.Statement } | undefined;
+  private statements: { identity: Database.Statement; account: Database.Statement; delivery: Database.Statement } | undefined;
 
   constructor(private readonly db: Database.Database) {}
 
-  private get writes(): { identity: Database.Statement; delivery: Database.Statement } {
+  private get writes(): { identity: Database.Statement; account: Database.Statement; delivery: Database.Statement } {
     this.statements ??= {
       identity: this.db.prepare(
         `INSERT INTO identities (destination, user_id, traits, hash, updated_at, tier_changes) VALUES (?, ?, ?, ?, ?, COALESCE(?, 0))
          ON CONFLICT (destination, user_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at,
            tier_changes = COALESCE(?, identities.tier_changes)`,
+      ),
+      account: this.db.prepare(
+        `INSERT INTO accounts (destination, account_id, traits, hash, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (destination, account_id) DO UPDATE SET traits = excluded.traits, hash = excluded.hash, updated_at = excluded.updated_at`,
       ),
       delivery: this.db.prepare(
         `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at)
@@ -42,6 +46,15 @@ export class SqliteLedger {
         const tierChanges = w.tierChanges ?? null;
         upsert.run(w.destination, w.userId, JSON.stringify(w.traits), w.hash, at, tierChanges, tierChanges);
       }
+    })();
+  }
+
+  /** Records acknowledged account traits as the accounts' new diff baseline, in one transaction. */
+  saveAccounts(writes: readonly AccountWrite[], now: Date): void {
+    const upsert = this.writes.account;
+    const at = now.toISOString();
+    this.db.transaction(() => {
+      for (const w of writes) upsert.run(w.destination, w.accountId, JSON.stringify(w.traits), w.hash, at);
     })();
   }
 
@@ -71,10 +84,11 @@ export class SqliteLedger {
    * Records what destinations said, and the traits they acknowledged, in one transaction: a crash leaves
    * either both or neither.
    */
-  recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): void {
+  recordOutcomes(rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date, accounts: readonly AccountWrite[] = []): void {
     this.db.transaction(() => {
       this.recordDeliveries(rows, now);
       this.saveIdentities(identities, now);
+      if (accounts.length > 0) this.saveAccounts(accounts, now);
     })();
   }
 }

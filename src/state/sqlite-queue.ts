@@ -1,9 +1,9 @@
 import type Database from 'better-sqlite3';
 import type { DeliveryQueue, QueuedOperation } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
-import type { DeliveryRef, Operation } from '../plan/types.js';
+import { ledgerKind, type DeliveryRef, type Operation } from '../plan/types.js';
 import type { SqliteLedger } from './sqlite-ledger.js';
-import type { DeliveryRow, IdentityWrite } from './store.js';
+import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
 type Db = Database.Database;
 
@@ -86,7 +86,7 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     this.statements.markPending.run({
       destination,
       key,
-      kind: operation.kind === 'identify' ? 'identify' : operation.event,
+      kind: ledgerKind(operation),
       userId: operation.userId,
       runId,
       programId: this.programId,
@@ -102,10 +102,10 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   }
 
   /** Outcomes settle their ledger rows and leave the queue, in one transaction. */
-  async settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date): Promise<void> {
+  async settle(entries: readonly number[], rows: readonly DeliveryRow[], identities: readonly IdentityWrite[], now: Date, accounts: readonly AccountWrite[] = []): Promise<void> {
     this.db.transaction(() => {
       for (const seq of entries) this.statements.removeEntry.run(seq);
-      this.ledger.recordOutcomes(rows, identities, now);
+      this.ledger.recordOutcomes(rows, identities, now, accounts);
     })();
   }
 

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Destination } from '../config/defaults.js';
 import { DataError, StateUnwritableError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
-import { EMPTY_BASELINE, type BaselineView, type DeliveryRef, type DeliveryStatus, type IdentityRef } from '../plan/types.js';
+import { EMPTY_BASELINE, type AccountRef, type BaselineView, type DeliveryRef, type DeliveryStatus, type IdentityRef } from '../plan/types.js';
 import { ledgerAnswer } from './baseline.js';
 import { assertLockFreeable, assertLockTakeable, thisProcess } from './locks.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
@@ -20,6 +20,7 @@ import type {
   StateStore,
   StateSummary,
   StateTransfer,
+  StoredAccount,
   StoredDelivery,
   StoredIdentity,
   StoredStatus,
@@ -162,6 +163,7 @@ export function emptyState(path: string): StateReader {
     baseline: () => EMPTY_BASELINE,
     identities: async () => [],
     deliveryStatuses: async () => [],
+    accounts: async () => [],
     summary: async () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
     problems: async () => [],
     allProblems: () => noRows(),
@@ -246,6 +248,10 @@ export class SqliteState implements StateStore, StateTransfer {
       'SELECT status, run_id FROM deliveries WHERE destination = ? AND key = ?',
     );
     return {
+      account: (destination, accountId) => {
+        const row = this.accountStatement()?.get(destination, accountId);
+        return row ? accountBaseline(row) : undefined;
+      },
       identity: (destination, userId) => {
         const row = identity.get(destination, userId);
         return row ? identityBaseline(row) : undefined;
@@ -275,6 +281,28 @@ export class SqliteState implements StateStore, StateTransfer {
       const row = statement.get(ref.destination, ref.key);
       return row ? [{ destination: ref.destination, key: ref.key, status: row.status, runId: row.run_id }] : [];
     });
+  }
+
+  async accounts(refs: readonly AccountRef[]): Promise<StoredAccount[]> {
+    const statement = this.accountStatement();
+    return refs.flatMap((ref) => {
+      const row = statement?.get(ref.destination, ref.accountId);
+      return row ? [{ destination: ref.destination, accountId: ref.accountId, ...accountBaseline(row) }] : [];
+    });
+  }
+
+  private accountLookup: Database.Statement<[string, string], AccountColumns> | null | undefined;
+
+  /**
+   * Prepared on first use. A state read-only (diff, status) that an older version wrote has no accounts table
+   * until a run migrates it: no account was acknowledged there, so every lookup answers none.
+   */
+  private accountStatement(): Database.Statement<[string, string], AccountColumns> | undefined {
+    if (this.accountLookup === undefined) {
+      const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'`).get() !== undefined;
+      this.accountLookup = exists ? this.db.prepare('SELECT traits, hash, updated_at FROM accounts WHERE destination = ? AND account_id = ?') : null;
+    }
+    return this.accountLookup ?? undefined;
   }
 
   async summary(runLimit: number): Promise<StateSummary> {
@@ -568,6 +596,16 @@ interface IdentityColumns {
   hash: string;
   updated_at: string;
   tier_changes: number;
+}
+
+interface AccountColumns {
+  traits: string;
+  hash: string;
+  updated_at: string;
+}
+
+function accountBaseline(row: AccountColumns): { traits: TraitMap; hash: string; acknowledgedAt: Date } {
+  return { traits: JSON.parse(row.traits) as TraitMap, hash: row.hash, acknowledgedAt: new Date(row.updated_at) };
 }
 
 function identityBaseline(row: IdentityColumns): { traits: TraitMap; hash: string; acknowledgedAt: Date; tierChanges: number } {

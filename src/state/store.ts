@@ -1,7 +1,7 @@
 import type { DeliveryQueue } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
 import type { TraitMap } from '../model/traits.js';
-import type { BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
+import type { AccountBaseline, AccountRef, BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
 
 /**
  * One schema, every backend (DESIGN.md §7). Only `apply/` and `state/` write through it. Every method that reads
@@ -33,6 +33,11 @@ export interface StateSummary {
   runs: RunRecord[];
 }
 
+/** What a destination last acknowledged for one account (read in bulk, by AccountRef). */
+export interface StoredAccount extends AccountRef, AccountBaseline {
+  acknowledgedAt: Date;
+}
+
 /** What a destination last acknowledged for one person (read in bulk, by IdentityRef). */
 export interface StoredIdentity extends IdentityRef, IdentityBaseline {
   acknowledgedAt: Date;
@@ -55,6 +60,8 @@ export interface StateReader {
   identities(refs: readonly IdentityRef[]): Promise<StoredIdentity[]>;
   /** The ledger rows of these refs that the state holds (any order; refs it does not hold are left out). */
   deliveryStatuses(refs: readonly DeliveryRef[]): Promise<StoredStatus[]>;
+  /** The accounts of these refs that the state holds (any order; refs it does not hold are left out). */
+  accounts(refs: readonly AccountRef[]): Promise<StoredAccount[]>;
   summary(runLimit: number): Promise<StateSummary>;
   /** Failed and dead deliveries, newest first, at most `limit` per destination. */
   problems(limit: number): Promise<StoredDelivery[]>;
@@ -140,6 +147,14 @@ export interface IdentityWrite {
   tierChanges?: number;
 }
 
+/** Account traits a destination acknowledged (a group call or object carrying them): the account's new baseline. */
+export interface AccountWrite {
+  destination: Destination;
+  accountId: string;
+  traits: TraitMap;
+  hash: string;
+}
+
 /** A ledger write: `pending` before a send, `sent`/`failed`/`dead` after. */
 export interface DeliveryRow {
   destination: Destination;
@@ -183,6 +198,7 @@ export const TRANSFER_TABLES = {
   watermarks: { key: ['program_id', 'source'], columns: ['program_id', 'source', 'watermark', 'updated_at'] },
   lookup_cache: { key: ['service', 'key'], columns: ['service', 'key', 'value', 'fetched_at'] },
   identities: { key: ['destination', 'user_id'], columns: ['destination', 'user_id', 'traits', 'hash', 'updated_at', 'tier_changes'] },
+  accounts: { key: ['destination', 'account_id'], columns: ['destination', 'account_id', 'traits', 'hash', 'updated_at'] },
   queue: { key: ['seq'], columns: ['seq', 'program_id', 'destination', 'key', 'operation'] },
   deliveries: {
     key: ['destination', 'key'],

@@ -6,7 +6,7 @@ import { planOperations, type PlanContext } from '../../src/plan/planner.js';
 import { withBaselineLoaded } from '../../src/plan/prefetch.js';
 import type { BaselineView, DeliveryRef, DeliveryStatus, IdentityRef, Operation, PlanItem, PlanMode } from '../../src/plan/types.js';
 import { ledgerAnswer, PrefetchedBaseline, type BaselineRows } from '../../src/state/baseline.js';
-import type { StoredIdentity, StoredStatus } from '../../src/state/store.js';
+import type { StoredAccount, StoredIdentity, StoredStatus } from '../../src/state/store.js';
 import { participant, records } from '../support/participants.js';
 import { PLAN_NOW, planItems } from '../support/planner.js';
 
@@ -45,6 +45,10 @@ class MemoryState implements BaselineRows {
     return refs.flatMap((ref) => this.statusRows.get(`${ref.destination}|${ref.key}`) ?? []);
   }
 
+  async accounts(): Promise<StoredAccount[]> {
+    return [];
+  }
+
   /** The synchronous view SQLite gives: every question answered from the whole state. */
   direct(): BaselineView {
     return {
@@ -56,6 +60,7 @@ class MemoryState implements BaselineRows {
         const row = this.statusRows.get(`${destination}|${key}`);
         return row && ledgerAnswer(row.status, row.runId, RUN_ID);
       },
+      account: () => undefined,
     };
   }
 }

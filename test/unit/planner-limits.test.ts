@@ -19,7 +19,7 @@ const invalid = (items: PlanItem[]): Extract<PlanItem, { type: 'invalid' }>[] =>
 /** A baseline holding what these identifies acknowledged. */
 function acknowledged(ops: IdentifyOperation[]): BaselineView {
   const map = new Map(ops.map((op) => [`${op.destination}|${op.userId}`, { traits: op.traits, hash: op.traitsHash }]));
-  return { identity: (d, u) => map.get(`${d}|${u}`), delivery: () => undefined };
+  return { identity: (d, u) => map.get(`${d}|${u}`), delivery: () => undefined, account: () => undefined };
 }
 
 describe('Segment: the 32 KB check is on the message as the SDK sends it', () => {

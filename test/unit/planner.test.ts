@@ -23,6 +23,7 @@ function baselineFrom(...plans: PlanItem[][]): BaselineView {
   return {
     identity: (d, u) => identities.get(`${d}|${u}`),
     delivery: (d, k): DeliveryStatus | undefined => (sent.has(`${d}|${k}`) ? 'sent' : undefined),
+    account: () => undefined,
   };
 }
 
@@ -42,7 +43,7 @@ const program = [
 describe('planner on an empty state', () => {
   it('identifies everyone in both destinations and derives the history events', async () => {
     const ops = operations(await plan(program));
-    const summary = ops.map((o) => `${o.destination} ${o.kind === 'identify' ? 'identify' : o.name} ${o.userId}`);
+    const summary = ops.map((o) => `${o.destination} ${o.kind === 'track' ? o.name : o.kind} ${o.userId}`);
     expect(summary.sort()).toEqual(
       [
         'segment identify rita@example.com',

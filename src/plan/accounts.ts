@@ -1,0 +1,234 @@
+import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
+import { CUSTOMERIO_LIMITS, byteLength } from '../destinations/limits.js';
+import { accountTraits, type Account, type AccountBook, type AccountMember } from '../model/accounts.js';
+import { operationKey, stableHash } from '../model/ids.js';
+import type { TraitMap } from '../model/traits.js';
+import { checked } from './checked.js';
+import { groupPayload, objectPayload, relationshipPayload } from './payloads.js';
+import type { PlanContext } from './planner.js';
+import type { AccountBaseline, AccountOperation, AccountPlan, AccountRef, DeliveryRef, PlanItem, TraitChange } from './types.js';
+
+/** Accounts planned per load of their baselines (and their memberships' ledger rows). */
+export const ACCOUNT_CHUNK = 500;
+
+/** How accounts are planned this run (DESIGN.md §11); set on the plan context when a group rule is given. */
+export interface AccountPlanning {
+  objectTypeId: string;
+  /**
+   * False when the run reads part of the program (`sync --quick`): traits computed over some members would be
+   * wrong, so only the memberships of the people read are sent; a full sync sends the traits.
+   */
+  traits: boolean;
+  /** False with `--customerio-api v1`: Customer.io objects exist only in Track API v2. */
+  customerioObjects: boolean;
+}
+
+/** Where the program's keys come from: every member of a run shares its source and program. */
+export interface AccountProgram {
+  source: string;
+  programId: string;
+}
+
+/** One account at one destination, before its baseline is read. */
+interface Draft {
+  destination: Destination;
+  account: Account;
+  traits: TraitMap | undefined;
+  hash: string | undefined;
+  /** The membership key of each member, in member order. */
+  memberKeys: string[];
+  /** The key of the operation that carries changed traits alone (no member joins). */
+  traitsKey: string | undefined;
+}
+
+/**
+ * The accounts' operations, planned once every person is: each account's traits are computed over all its members.
+ * Segment: a `group` call for each person joining an account, carrying the account's traits, or (no one joins and
+ * the traits changed) one `group` call from its first member. Customer.io: the account as an object when its
+ * traits changed, and a relationship for each person joining it. A membership is sent once (the ledger dedupes it
+ * like an event); traits are sent when they differ from what the destination acknowledged, like an identify.
+ */
+export async function* planAccounts(book: AccountBook, program: AccountProgram | undefined, context: PlanContext): AsyncGenerator<PlanItem> {
+  const planning = context.accounts;
+  if (planning === undefined || program === undefined || book.size === 0) return;
+  const accounts = book.list();
+  let destinations = context.destinations;
+  if (destinations.includes('customerio') && !planning.customerioObjects) {
+    destinations = destinations.filter((d) => d !== 'customerio');
+    yield {
+      type: 'warning',
+      message: `Customer.io objects need Track API v2: the ${accounts.length} account${accounts.length === 1 ? '' : 's'} and their relationships are not sent to Customer.io with --customerio-api v1 (drop it to send them)`,
+      location: undefined,
+      destination: 'customerio',
+    };
+  }
+  if (!planning.traits) {
+    yield {
+      type: 'warning',
+      message: '--quick reads only part of the program: account traits are computed and sent by a full sync; this run sends the new memberships of the people it read',
+      location: undefined,
+    };
+  }
+  if (destinations.includes('customerio')) yield* oversizedIds(accounts);
+
+  for (let start = 0; start < accounts.length; start += ACCOUNT_CHUNK) {
+    const chunk = accounts.slice(start, start + ACCOUNT_CHUNK);
+    const drafts = chunk.flatMap((account) =>
+      destinations.filter((d) => d !== 'customerio' || fitsCustomerio(account.id)).map((destination) => draft(destination, account, program, planning, context)),
+    );
+    const prefetch = context.baseline.prefetch;
+    if (prefetch) {
+      await prefetch.accounts(drafts.map((d): AccountRef => ({ destination: d.destination, accountId: d.account.id })));
+      await prefetch.deliveries(drafts.flatMap(deliveryRefs));
+    }
+    for (const d of drafts) yield* planAccount(d, planning, context);
+  }
+}
+
+function draft(destination: Destination, account: Account, program: AccountProgram, planning: AccountPlanning, context: PlanContext): Draft {
+  const traits = planning.traits ? accountTraits(account, program.source) : undefined;
+  const hash = traits === undefined ? undefined : stableHash(traits);
+  const key = (kind: string, subjectId: string, objectId: string): string =>
+    operationKey({ namespace: context.namespaces[destination], source: program.source, programId: program.programId, kind, subjectId, objectId });
+  // Customer.io keys carry the object type: the same account id under another type is another object.
+  const object = destination === 'customerio' ? `${planning.objectTypeId}/${account.id}` : account.id;
+  const membershipKind = destination === 'segment' ? 'group' : 'relationship';
+  const traitsKind = destination === 'segment' ? 'group_traits' : 'object';
+  return {
+    destination,
+    account,
+    traits,
+    hash,
+    memberKeys: account.members.map((m) => key(membershipKind, m.userId, object)),
+    // The traits hash is part of the key, as for identifies: Segment dedupes a messageId for about a day.
+    traitsKey: hash === undefined ? undefined : key(traitsKind, object, hash),
+  };
+}
+
+function deliveryRefs(d: Draft): DeliveryRef[] {
+  const keys = d.traitsKey === undefined ? d.memberKeys : [...d.memberKeys, d.traitsKey];
+  return keys.map((key) => ({ destination: d.destination, key }));
+}
+
+function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext): Generator<PlanItem> {
+  const { destination, account } = d;
+  const baseline = context.baseline.account(destination, account.id);
+  const traitsDue = d.hash !== undefined && (baseline?.hash !== d.hash || (context.mode === 'backfill' && !acknowledgedSince(baseline, context.backfillSince)));
+  const carried = carriedTraits(d);
+  const membershipKind = destination === 'segment' ? 'group' : 'relationship';
+  const joining: { member: AccountMember; key: string }[] = [];
+  for (const [index, member] of account.members.entries()) {
+    const key = d.memberKeys[index]!;
+    const status = context.baseline.delivery(destination, key);
+    // Already related: counted, never sent again (a dead one only by `retry`).
+    if (!context.resend && (status === 'sent' || status === 'sentThisRun' || status === 'dead')) {
+      yield { type: 'deduped', destination, event: membershipKind, key, status };
+    } else {
+      joining.push({ member, key });
+    }
+  }
+
+  yield { type: 'account', account: accountPlan(d, baseline, traitsDue, joining.length) };
+
+  const operations: { operation: AccountOperation; member: AccountMember | undefined }[] = [];
+  if (destination === 'customerio' && traitsDue) {
+    const operation = objectOperation(d, planning, carried!);
+    if (!context.resend && context.baseline.delivery(destination, operation.key) === 'dead') {
+      yield { type: 'deduped', destination, event: 'object', key: operation.key, status: 'dead' };
+    } else {
+      operations.push({ operation, member: undefined });
+    }
+  }
+  for (const { member, key } of joining) {
+    operations.push({
+      operation:
+        destination === 'segment' ? groupOperation(d, member, key, true, carried) : relationshipOperation(d, member, key, planning),
+      member,
+    });
+  }
+  if (destination === 'segment' && traitsDue && joining.length === 0) {
+    // Nobody joins, so no membership call carries the changed traits: the first member's call does.
+    const operation = groupOperation(d, account.members[0]!, d.traitsKey!, false, carried);
+    if (!context.resend && context.baseline.delivery(destination, operation.key) === 'dead') {
+      yield { type: 'deduped', destination, event: 'group', key: operation.key, status: 'dead' };
+    } else {
+      operations.push({ operation, member: account.members[0] });
+    }
+  }
+  for (const { operation, member } of operations) yield* checked(operation, member?.location);
+}
+
+function carriedTraits(d: Draft): { traits: TraitMap; hash: string } | undefined {
+  return d.traits === undefined || d.hash === undefined ? undefined : { traits: d.traits, hash: d.hash };
+}
+
+function acknowledgedSince(baseline: AccountBaseline | undefined, since: Date | undefined): boolean {
+  return baseline?.acknowledgedAt !== undefined && since !== undefined && baseline.acknowledgedAt.getTime() >= since.getTime();
+}
+
+function accountPlan(d: Draft, baseline: AccountBaseline | undefined, traitsDue: boolean, newMembers: number): AccountPlan {
+  const traits = d.traits ?? baseline?.traits ?? {};
+  const changes: TraitChange[] = [];
+  if (d.traits !== undefined) {
+    for (const [trait, after] of Object.entries(d.traits)) {
+      const before = baseline?.traits[trait];
+      if (baseline === undefined || before !== after) changes.push({ trait, before, after });
+    }
+  }
+  const change = !traitsDue ? 'unchanged' : baseline === undefined ? 'new' : changes.length > 0 ? 'changed' : 'refresh';
+  return { destination: d.destination, accountId: d.account.id, change, changes, traits, members: d.account.members.length, newMembers };
+}
+
+function base(d: Draft, member: AccountMember | undefined, key: string): Pick<AccountOperation, 'destination' | 'key' | 'userId' | 'participantId' | 'accountId'> {
+  return {
+    destination: d.destination,
+    key,
+    // An object operation concerns no one person: the ledger and reports name the account.
+    userId: member?.userId ?? d.account.id,
+    participantId: member?.participantId ?? '',
+    accountId: d.account.id,
+  };
+}
+
+function groupOperation(d: Draft, member: AccountMember, key: string, membership: boolean, carried: { traits: TraitMap; hash: string } | undefined): AccountOperation {
+  const payload = groupPayload(member.userId, d.account.id, carried?.traits, key);
+  return {
+    ...base(d, member, key),
+    kind: 'group',
+    membership,
+    ...(carried ? { accountTraits: carried } : {}),
+    payload,
+    bytes: byteLength(JSON.stringify(payload)),
+  };
+}
+
+function objectOperation(d: Draft, planning: AccountPlanning, carried: { traits: TraitMap; hash: string }): AccountOperation {
+  const payload = objectPayload(d.account.id, planning.objectTypeId, carried.traits);
+  return { ...base(d, undefined, d.traitsKey!), kind: 'object', membership: false, accountTraits: carried, payload, bytes: byteLength(JSON.stringify(payload)) };
+}
+
+function relationshipOperation(d: Draft, member: AccountMember, key: string, planning: AccountPlanning): AccountOperation {
+  const payload = relationshipPayload(member.userId, d.account.id, planning.objectTypeId);
+  return { ...base(d, member, key), kind: 'relationship', membership: true, payload, bytes: byteLength(JSON.stringify(payload)) };
+}
+
+function fitsCustomerio(accountId: string): boolean {
+  return byteLength(accountId) <= CUSTOMERIO_LIMITS.personIdBytes;
+}
+
+/** An account id Customer.io would refuse (over 150 bytes): reported on each member's row, not sent there. */
+function* oversizedIds(accounts: readonly Account[]): Generator<PlanItem> {
+  for (const account of accounts) {
+    if (fitsCustomerio(account.id)) continue;
+    const bytes = byteLength(account.id);
+    for (const member of account.members) {
+      yield {
+        type: 'warning',
+        message: `account id of ${member.userId} is ${bytes} bytes, over ${DESTINATION_LABELS.customerio}'s ${CUSTOMERIO_LIMITS.personIdBytes}-byte limit on an object id: the account and its relationships are not sent to ${DESTINATION_LABELS.customerio}`,
+        location: member.location,
+        destination: 'customerio',
+        limits: [{ destination: 'customerio', limit: 'customerio.person_id_bytes', size: bytes, max: CUSTOMERIO_LIMITS.personIdBytes, unit: 'bytes', field: 'identifiers.object_id' }],
+      };
+    }
+  }
+}
