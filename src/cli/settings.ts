@@ -85,6 +85,9 @@ export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): Common
     if (!rule) throw new UsageError(`--group-id must be "metadata.<key>", "id" or "email" (the field holding the account id), not "${flags.groupId}".`);
     config.group = { objectTypeId: DEFAULT_OBJECT_TYPE_ID, ...config.group, id: rule };
   }
+  if (config.group !== undefined && config.group.id === undefined) {
+    throw new UsageError(`The config's "group" names no account id rule.`, { hint: 'Add "id": "metadata.<key>" to "group" in the config, or pass --group-id metadata.<key>.' });
+  }
   if (flags.syncNulls) config.syncNulls = true;
   let destinations = config.destinations;
   if (flags.to !== undefined) {

@@ -18,7 +18,8 @@ export type IdentityRule = { kind: 'email' } | { kind: 'id' } | { kind: 'metadat
  * Customer.io object type accounts are created as.
  */
 export interface AccountConfig {
-  id: IdentityRule;
+  /** Unset only while a config file names the rest and `--group-id` is still to come (checked once flags apply). */
+  id?: IdentityRule;
   name?: IdentityRule;
   /** Customer.io `object_type_id` (a workspace's first object type is "1"). */
   objectTypeId: string;

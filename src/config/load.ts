@@ -133,19 +133,19 @@ export function parseConfig(raw: unknown, origin: string): Config {
 
 /** `"group": {"id": "metadata.company_id", "name": "metadata.company", "objectTypeId": "1"}` (DESIGN.md §11). */
 function parseGroup(value: unknown, config: Config, problems: string[]): void {
-  const shape = '"group" takes {"id": "metadata.<key>", "name": "metadata.<key>", "objectTypeId": "1"} (id required)';
+  const shape = '"group" takes {"id": "metadata.<key>", "name": "metadata.<key>", "objectTypeId": "1"} (id here or in --group-id)';
   if (!isPlainObject(value) || !Object.keys(value).every((k) => k === 'id' || k === 'name' || k === 'objectTypeId')) {
     problems.push(shape);
     return;
   }
-  const id = typeof value.id === 'string' ? parseIdentityRule(value.id) : undefined;
+  const id = value.id === undefined ? undefined : typeof value.id === 'string' ? parseIdentityRule(value.id) : undefined;
   const name = value.name === undefined ? undefined : typeof value.name === 'string' ? parseIdentityRule(value.name) : undefined;
   const objectTypeId = value.objectTypeId === undefined ? DEFAULT_OBJECT_TYPE_ID : typeof value.objectTypeId === 'number' ? String(value.objectTypeId) : value.objectTypeId;
-  if (!id) problems.push(`"group.id" must be "id", "email" or "metadata.<key>" (the field holding the account id), not ${JSON.stringify(value.id)}`);
+  if (value.id !== undefined && !id) problems.push(`"group.id" must be "id", "email" or "metadata.<key>" (the field holding the account id), not ${JSON.stringify(value.id)}`);
   if (value.name !== undefined && !name) problems.push(`"group.name" must be "id", "email" or "metadata.<key>", not ${JSON.stringify(value.name)}`);
   if (typeof objectTypeId !== 'string' || !/^\S+$/.test(objectTypeId)) problems.push(`"group.objectTypeId" must be a Customer.io object type id such as "1", not ${JSON.stringify(value.objectTypeId)}`);
-  if (id && (value.name === undefined || name) && typeof objectTypeId === 'string' && /^\S+$/.test(objectTypeId)) {
-    config.group = { id, objectTypeId, ...(name ? { name } : {}) };
+  if ((value.id === undefined || id) && (value.name === undefined || name) && typeof objectTypeId === 'string' && /^\S+$/.test(objectTypeId)) {
+    config.group = { objectTypeId, ...(id ? { id } : {}), ...(name ? { name } : {}) };
   }
 }
 

@@ -48,7 +48,7 @@ interface AccountGathering {
  * `diff` renders what it yields; `sync` and `backfill` apply it. Both see the same items for the same input.
  */
 export async function* planOperations(records: AsyncIterable<SourceRecord>, context: PlanContext): AsyncGenerator<PlanItem> {
-  const gathering: AccountGathering | undefined = context.accounts && context.config.group ? { book: new AccountBook(), program: undefined } : undefined;
+  const gathering: AccountGathering | undefined = context.accounts && context.config.group?.id ? { book: new AccountBook(), program: undefined } : undefined;
   for await (const record of records) {
     if (record.kind === 'invalid') {
       yield { type: 'invalid', reason: record.reason, location: record.location, ...withId(record.participantId) };
@@ -153,7 +153,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
 function* gatherMember(person: PlannedPerson, location: RecordLocation | undefined, context: PlanContext, gathering: AccountGathering): Generator<PlanItem> {
   const group = context.config.group!;
   const { participant, userId } = person;
-  const found = accountIdOf(participant, group.id);
+  const found = accountIdOf(participant, group.id!);
   if ('missing' in found) {
     yield { type: 'warning', message: `participant ${participant.id} has no account id (${found.missing}): no group call or relationship is sent for them`, location };
     return;

@@ -21,10 +21,16 @@ export interface CioEvent {
   attributes?: Record<string, unknown>;
 }
 
+export interface CioRelationship {
+  identifiers?: Record<string, string>;
+  relationship_attributes?: Record<string, unknown>;
+}
+
 export interface CioOperation {
   type?: string;
   action?: string;
   identifiers?: Record<string, string>;
+  cio_relationships?: CioRelationship[];
   name?: string;
   id?: string;
   timestamp?: number;
@@ -47,6 +53,14 @@ export class FakeCustomerio extends FakeService {
   /** Every accepted event id in arrival order, duplicates included. */
   readonly eventArrivals: string[] = [];
   readonly batchSizes: number[] = [];
+  /** Objects (Track v2 `type: "object"`) by `object_type_id/object_id`, attributes merged like an upsert. */
+  readonly objects = new Map<string, Record<string, unknown>>();
+  /** Object identify operations in arrival order, as `object_type_id/object_id`. */
+  readonly objectArrivals: string[] = [];
+  /** Person–object relationships held, as `person identifier → object_type_id/object_id`. */
+  readonly relationships = new Set<string>();
+  /** Relationship operations in arrival order (each relationship they carry), duplicates included. */
+  readonly relationshipArrivals: string[] = [];
   /** A v2 request this returns an error for is refused whole: 400 `{"errors":[{reason, field, message}]}`. */
   refuseRequest: ((ops: CioOperation[]) => { reason: string; field: string; message: string } | undefined) | undefined;
   /** Operations refused for breaking a documented limit. */
@@ -126,7 +140,9 @@ export class FakeCustomerio extends FakeService {
         const reason = limit ? undefined : (validate(op) ?? this.rejectOperation?.(op));
         if (limit) errors.push({ batch_index: index, ...limit });
         else if (reason) errors.push({ batch_index: index, reason: 'invalid', field: 'batch', message: reason });
+        else if (op.type === 'object') this.applyObject(op);
         else if (op.action === 'identify') this.applyIdentify(op);
+        else if (op.action === 'add_relationships') this.applyRelationships(key(op.identifiers!), op.cio_relationships ?? []);
         else this.applyEvent(op);
       });
       // /entity carries one operation: a refusal is the whole request's, a 400 with the same error shape.
@@ -168,6 +184,29 @@ export class FakeCustomerio extends FakeService {
     return undefined;
   }
 
+  /** An object identify: the object upserted, and any person in `cio_relationships` related to it. */
+  private applyObject(op: CioOperation): void {
+    const object = objectKey(op.identifiers!);
+    this.objectArrivals.push(object);
+    this.objects.set(object, { ...this.objects.get(object), ...op.attributes });
+    for (const relationship of op.cio_relationships ?? []) this.relate(key(relationship.identifiers!), object);
+  }
+
+  /** A person's `add_relationships`: each object named is created if missing and related to the person. */
+  private applyRelationships(person: string, relationships: readonly CioRelationship[]): void {
+    for (const relationship of relationships) {
+      const object = objectKey(relationship.identifiers!);
+      if (!this.objects.has(object)) this.objects.set(object, {});
+      this.relate(person, object);
+    }
+  }
+
+  private relate(person: string, object: string): void {
+    const relationship = `${person} → ${object}`;
+    this.relationshipArrivals.push(relationship);
+    this.relationships.add(relationship);
+  }
+
   private applyIdentify(op: CioOperation): void {
     const identifier = key(op.identifiers!);
     this.identifyArrivals.push(identifier);
@@ -195,10 +234,40 @@ function key(identifiers: Record<string, string>): string {
   return `${kind}:${value}`;
 }
 
+function objectKey(identifiers: Record<string, string>): string {
+  return `${identifiers.object_type_id}/${identifiers.object_id}`;
+}
+
+/** An object's identifiers: `object_type_id` and `object_id`, both strings, the id within 150 bytes. */
+function objectIdentifiersProblem(identifiers: Record<string, unknown> | undefined): string | undefined {
+  if (!identifiers || typeof identifiers.object_type_id !== 'string' || typeof identifiers.object_id !== 'string' || identifiers.object_id === '') {
+    return 'an object needs identifiers.object_type_id and identifiers.object_id (strings)';
+  }
+  if (Buffer.byteLength(identifiers.object_id) > CIO_LIMITS.personIdBytes) return `object_id is over ${CIO_LIMITS.personIdBytes} bytes`;
+  return undefined;
+}
+
 function validate(op: CioOperation): string | undefined {
-  if (op.type !== 'person') return 'type must be person';
+  if (op.type === 'object') {
+    if (op.action !== 'identify') return `unsupported object action ${op.action}`;
+    const problem = objectIdentifiersProblem(op.identifiers);
+    if (problem) return problem;
+    for (const relationship of op.cio_relationships ?? []) {
+      if (!relationship.identifiers || Object.keys(relationship.identifiers).length !== 1) return 'a relationship names exactly one person identifier';
+    }
+    return undefined;
+  }
+  if (op.type !== 'person') return 'type must be person or object';
   if (!op.identifiers || Object.keys(op.identifiers).length !== 1) return 'exactly one identifier is required';
   if (op.action === 'event' && !op.name) return 'name is required';
+  if (op.action === 'add_relationships') {
+    if (!Array.isArray(op.cio_relationships) || op.cio_relationships.length === 0) return 'cio_relationships is required';
+    for (const relationship of op.cio_relationships) {
+      const problem = objectIdentifiersProblem(relationship.identifiers);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
   if (op.action !== 'identify' && op.action !== 'event') return `unsupported action ${op.action}`;
   return undefined;
 }

@@ -46,7 +46,7 @@ export class FakeSegment extends FakeService {
 
   protected handle(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
     const path = (req.url ?? '').split('?')[0];
-    if (req.method !== 'POST' || !['/v1/batch', '/v1/identify', '/v1/track'].includes(path ?? '')) {
+    if (req.method !== 'POST' || !['/v1/batch', '/v1/identify', '/v1/track', '/v1/group'].includes(path ?? '')) {
       this.json(res, 404, { success: false, message: 'not found' });
       return;
     }
@@ -74,6 +74,11 @@ export class FakeSegment extends FakeService {
         this.json(res, 400, { message: `event ${message.messageId} is ${size} bytes, over the 32 KB limit` });
         return;
       }
+      // The spec requires a groupId on a group call (and a userId or anonymousId on every call).
+      if (message.type === 'group' && (typeof message.groupId !== 'string' || message.groupId === '')) {
+        this.json(res, 400, { message: `group ${message.messageId} has no groupId` });
+        return;
+      }
       const status = this.rejectMessage?.(message);
       if (status !== undefined) {
         this.json(res, status, { message: `rejected ${message.messageId}` });
@@ -96,6 +101,11 @@ export class FakeSegment extends FakeService {
 
   tracks(): SegmentMessage[] {
     return [...this.messages.values()].filter((m) => m.type === 'track');
+  }
+
+  /** Group calls kept (deduped by messageId), in arrival order. */
+  groups(): SegmentMessage[] {
+    return [...this.messages.values()].filter((m) => m.type === 'group');
   }
 }
 

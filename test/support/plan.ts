@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 /** One operation line of a `diff --out` plan file. */
 export interface PlanLine {
   destination: 'segment' | 'customerio';
-  kind: 'identify' | 'track';
+  kind: 'identify' | 'track' | 'group' | 'object' | 'relationship';
   key: string;
   userId: string;
   participantId: string;
