@@ -13,6 +13,7 @@ import { SqliteDeliveryQueue } from './sqlite-queue.js';
 import type {
   DeliveryCounts,
   DeliveryRow,
+  FreedLock,
   IdentityWrite,
   LockRecord,
   RunRecord,
@@ -171,6 +172,7 @@ export function emptyState(path: string): StateReader {
     cachedLookup: async () => undefined,
     retryPrograms: async () => [],
     locks: async () => [],
+    runningPrograms: async () => [],
     close: async () => undefined,
   };
 }
@@ -532,14 +534,23 @@ export class SqliteState implements StateStore, StateTransfer {
     this.db.prepare('DELETE FROM lock WHERE program_id = ? AND pid = ? AND host = ?').run(programId, me.pid, me.host);
   }
 
-  async freeLock(programId: string, force: boolean): Promise<LockRecord | undefined> {
+  async freeLock(programId: string, force: boolean): Promise<FreedLock> {
     return this.db.transaction(() => {
       const row = this.lockOf(programId);
-      if (!row) return undefined;
-      assertLockFreeable(row, force);
-      this.db.prepare('DELETE FROM lock WHERE program_id = ?').run(programId);
-      return row;
+      if (row) {
+        assertLockFreeable(row, force);
+        this.db.prepare('DELETE FROM lock WHERE program_id = ?').run(programId);
+      }
+      const crashed = this.db.prepare(`UPDATE runs SET status = 'crashed', finished_at = ? WHERE program_id = ? AND status = 'running'`).run(new Date().toISOString(), programId);
+      return { programId, lock: row, crashedRuns: crashed.changes };
     }).immediate();
+  }
+
+  async runningPrograms(): Promise<string[]> {
+    return this.db
+      .prepare<[], { program_id: string }>(`SELECT DISTINCT program_id FROM runs WHERE status = 'running' ORDER BY program_id`)
+      .all()
+      .map((row) => row.program_id);
   }
 
   private lockOf(programId: string): LockRecord | undefined {
