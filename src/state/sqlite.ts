@@ -449,7 +449,9 @@ export class SqliteState implements StateStore, StateTransfer {
 
   async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {
     if (!this.hasTable(table)) return [];
-    const rows = this.db.prepare(exportSql(table, after !== undefined, () => '?')).all(...exportValues(table, after, limit)) as Record<string, unknown>[];
+    // Read as it is: an older state opened read-only is not migrated, so a column added since may be missing.
+    const available = new Set((this.db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as { name: string }[]).map((column) => column.name));
+    const rows = this.db.prepare(exportSql(table, after !== undefined, () => '?', available)).all(...exportValues(table, after, limit)) as Record<string, unknown>[];
     return rows.map(normalizeRow);
   }
 
