@@ -79,6 +79,11 @@ describe('state copy', () => {
     const again = await runCliInProcess(['sync', ...args, '--state', pg.location], { cwd, env: services.env });
     expect(again.stderr).not.toContain('error');
     expect(sentSoFar(services)).toBe(sent);
+    // diff reads the PostgreSQL state in one read-only snapshot, chunk by chunk: the copied baseline, nothing new to send.
+    const diff = await runCliInProcess(['diff', ...args, '--state', pg.location, '--detailed-exitcode', '--log-format', 'json'], { cwd, env: services.env });
+    expect(diff.stderr).toBe('');
+    expect(diff.code).toBe(0);
+    expect(JSON.parse(diff.stdout)).toMatchObject({ command: 'diff', outcome: 'no changes', stateIsEmpty: false, participants: 48 });
 
     // Copied back into a fresh SQLite file, before retry: the failed delivery is still there, nothing else to send.
     const text = await runCliInProcess(['state', 'copy', '--from', pg.location, '--to', 'back.db'], { cwd });
