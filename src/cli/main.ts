@@ -203,7 +203,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .description('Free the lock of a run that is gone (killed, crashed, machine lost). Refuses while the run lives.')
     .optionsGroup('Options:')
     .option('--campaign <id>', 'only this program\'s lock (default: every lock)')
-    .option('--force', 'free a lock held from another machine, which cannot be checked from here: only when you know that run is gone')
+    .option('--force', 'free a lock held from another machine, which cannot be checked from here: only when you know that run is gone (PostgreSQL: end the live run\'s session, when the role may)')
     .addHelpText('after', examples('npx referral-sync unlock', 'npx referral-sync unlock --campaign abc123 --force'));
   unlock.action(async (flags: UnlockFlags) => {
     result.code = await runUnlock(flags, run.env, run.cwd, output(flags));

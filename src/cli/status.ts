@@ -1,5 +1,5 @@
 import { ExitCode, UsageError } from '../errors.js';
-import { describeHolder, lockHolderState } from '../state/locks.js';
+import { describeHolder, lockHolderState, runsAsSeen } from '../state/locks.js';
 import { openState, stateExists } from '../state/open.js';
 import type { LockRecord, StateSummary, StoredDelivery } from '../state/store.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
@@ -17,9 +17,13 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
   const limit = parseRunLimit(flags.runs);
   const state = await openState(common.statePath, { mode: 'read' });
   try {
-    const summary = await state.summary(limit);
+    // The locks first: on PostgreSQL the first read also fixes the snapshot every later read sees, so a run that
+    // started after this look is not in the runs either, and one in them whose lock nobody held then is dead.
+    const held = await state.locks();
+    const read = await state.summary(limit);
+    const summary = { ...read, runs: runsAsSeen(read.runs, held) };
     const exists = await stateExists(common.statePath);
-    const locks = (await state.locks()).map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
+    const locks = held.map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
     if (flags.json || output.json) {
       // Every failed and dead delivery, however many: streamed from the state, never capped.
       const problems = new StreamedArray(async function* () {
@@ -76,7 +80,8 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
     const counts = Object.entries(run.counts)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    lines.push(`  #${run.id} ${run.command.padEnd(9)} ${run.status.padEnd(9)} ${run.startedAt} → ${run.finishedAt ?? '…'}  program ${run.programId}  ${counts}`);
+    const runner = 'runner' in run ? (run.runner === 'gone' ? '  (not running: its runner is gone)' : run.runner === 'unknown' ? '  (its lock is held from another machine)' : '') : '';
+    lines.push(`  #${run.id} ${run.command.padEnd(9)} ${run.status.padEnd(9)} ${run.startedAt} → ${run.finishedAt ?? '…'}  program ${run.programId}  ${counts}${runner}`);
   }
   if (problems.length > 0) {
     lines.push('', `Failed and dead deliveries (newest ${PROBLEMS_SHOWN} per destination; \`npx referral-sync retry\` resends them)`);

@@ -1,7 +1,7 @@
 import { DataError, LockedError, UsageError } from '../errors.js';
 import { describeHolder, lockHolderState } from './locks.js';
 import { openState, stateExists } from './open.js';
-import { isStateTransfer, TRANSFER_TABLES, type StateTransfer, type TransferCounts, type TransferTable } from './store.js';
+import { isStateTransfer, type StateReader, TRANSFER_TABLES, type StateTransfer, type TransferCounts, type TransferTable } from './store.js';
 
 /** Rows per page: one read from the source, one transaction in the target; never the whole state in memory. */
 export const COPY_PAGE = 1000;
@@ -26,13 +26,7 @@ export async function copyState(from: string, to: string): Promise<CopyResult> {
   const source = await openState(from, { mode: 'read' });
   try {
     if (!isStateTransfer(source)) throw new UsageError(`There is no state at ${source.location} to copy.`, { hint: 'Check --from: a SQLite file path or a postgres:// URL with ?schema=.' });
-    for (const lock of await source.locks()) {
-      if (lockHolderState(lock) === 'alive') {
-        throw new LockedError(`A run still holds the lock on program ${lock.programId} in ${source.location} (${describeHolder(lock)}).`, {
-          hint: 'Wait for it to finish, then copy again.',
-        });
-      }
-    }
+    await assertNoLiveLock(source, 'source');
     await assertEmptyTarget(to);
     const target = await openState(to, { mode: 'write' });
     try {
@@ -49,11 +43,29 @@ export async function copyState(from: string, to: string): Promise<CopyResult> {
   }
 }
 
+/**
+ * Exit 75 while a run holds a lock on the state (one on another machine, which cannot be checked from here,
+ * counts as held): a copy would miss what that run writes after it, or mix with it in the target.
+ */
+async function assertNoLiveLock(state: StateReader, role: 'source' | 'target'): Promise<void> {
+  for (const lock of await state.locks()) {
+    const holder = lockHolderState(lock);
+    if (holder === 'gone') continue;
+    throw new LockedError(`A run ${holder === 'alive' ? 'still holds' : 'on another machine holds'} the lock on program ${lock.programId} in the ${role} ${state.location} (${describeHolder(lock)}).`, {
+      hint:
+        holder === 'alive'
+          ? 'Wait for it to finish, then copy again.'
+          : `Wait for it to finish, then copy again; if that run is gone for good, free its lock first: npx referral-sync unlock --state <${role}> --campaign ${lock.programId} --force`,
+    });
+  }
+}
+
 async function assertEmptyTarget(to: string): Promise<void> {
   if (!(await stateExists(to))) return;
   const existing = await openState(to, { mode: 'read' });
   try {
     if (!isStateTransfer(existing)) return;
+    await assertNoLiveLock(existing, 'target');
     const counts = await existing.transferCounts();
     if (Object.values(counts.tables).some((count) => count > 0) || (await existing.locks()).length > 0) {
       throw new UsageError(`The target ${existing.location} already holds a state; state copy writes only into an empty one.`, {

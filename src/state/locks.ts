@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { LockedError } from '../errors.js';
-import type { LockRecord } from './store.js';
+import type { LockRecord, RunRecord } from './store.js';
 
 /**
  * The rules of a program's lock (DESIGN.md §7), the same for every backend: a lock whose run is gone may be taken
@@ -12,6 +12,29 @@ export function lockHolderState(lock: LockRecord): 'alive' | 'gone' | 'unknown' 
   if (lock.holderState === 'alive') return 'alive';
   if (lock.host !== hostname()) return 'unknown';
   return processAlive(lock.pid) ? 'alive' : 'gone';
+}
+
+/**
+ * Whether the runner of a run recorded as `running` is still there, judged as its program's lock is (one run per
+ * program, and a run takes the lock before its row is written and lets go after it is finished): no lock, or the
+ * lock of a runner that is gone, means the run died (kill -9, a lost machine) and will never finish it.
+ */
+export function runnerState(run: Pick<RunRecord, 'programId'>, locks: readonly LockRecord[]): 'alive' | 'gone' | 'unknown' {
+  const lock = locks.find((candidate) => candidate.programId === run.programId);
+  return lock ? lockHolderState(lock) : 'gone';
+}
+
+/**
+ * The runs as `status` shows them: one recorded `running` whose runner is gone is shown `crashed`, as the next run
+ * of its program will record it (status itself writes nothing), with `runner: 'gone'` saying why.
+ */
+export function runsAsSeen<R extends RunRecord>(runs: readonly R[], locks: readonly LockRecord[]): (R & { runner?: 'gone' | 'unknown' })[] {
+  return runs.map((run) => {
+    if (run.status !== 'running') return run;
+    const runner = runnerState(run, locks);
+    if (runner === 'gone') return { ...run, status: 'crashed', runner };
+    return runner === 'unknown' ? { ...run, runner } : run;
+  });
 }
 
 export function describeHolder(lock: Pick<LockRecord, 'holder' | 'pid' | 'host' | 'acquiredAt'>): string {

@@ -2,7 +2,24 @@ import type pg from 'pg';
 import { LockedError, UnavailableError } from '../errors.js';
 import { describeHolder, thisProcess } from './locks.js';
 import type { PostgresSessions } from './postgres-sessions.js';
-import type { LockRecord } from './store.js';
+import { postgresError } from './postgres-errors.js';
+import type { FreedLock, LockRecord } from './store.js';
+
+/** The backend holding an advisory lock, as pg_locks and pg_stat_activity show it (the address only to roles that may see it). */
+interface AdvisoryHolder {
+  pid: number;
+  clientAddr: string | null;
+  clientPort: number | null;
+  applicationName: string | null;
+}
+
+/**
+ * A granted advisory lock on key `k.key` in this database, in pg_locks `l` (which splits a bigint key into two
+ * 32-bit halves, and lists every database's locks).
+ */
+const HELD_BY_KEY = `l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::text::bigint = ((k.key >> 32) & 4294967295) AND l.objid::text::bigint = (k.key & 4294967295)`;
 
 /**
  * A program's lock on the PostgreSQL state (DESIGN.md §7): a session-level advisory lock, held by a session the
@@ -68,25 +85,77 @@ export class PostgresLocks {
   }
 
   /**
-   * `unlock`: the advisory lock says whether the run lives, on any machine, so there is nothing to force. A lock
-   * no session holds is just a stale row (its run died), which is removed.
+   * `unlock`: the advisory lock says whether the run lives, on any machine. A lock no session holds is just a
+   * stale row (its run died): it is removed and the runs it left `running` are recorded crashed, while this
+   * session holds the advisory lock itself, so a run starting meanwhile is not touched. A live holder keeps its
+   * lock (exit 75, naming its backend so it can be found), unless `force` ends its session, when this role may.
    */
-  async free(programId: string): Promise<LockRecord | undefined> {
+  async free(programId: string, force: boolean): Promise<FreedLock> {
     const row = await this.info(programId);
-    if (!row) return undefined;
     const client = await this.sessions.dedicated();
     try {
-      const taken = await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS taken', [this.key(programId)]);
-      if (!taken.rows[0]?.taken) {
-        throw new LockedError(`Program ${programId} is locked by a run that is still going (${describeHolder(row)}).`, {
+      const holder = await this.holderOf(programId);
+      if (holder && !force) {
+        throw new LockedError(`Program ${programId} is locked by a run that is still going (${this.describe(row, holder)}).`, {
+          hint: `Wait for it to finish, or stop that run${row ? ` (kill ${row.pid} on ${row.host})` : ''}: PostgreSQL frees the lock by itself when it ends or dies. If it hangs and cannot be stopped, \`npx referral-sync unlock --campaign ${programId} --force\` ends its PostgreSQL session (backend pid ${holder.pid}), which frees the lock and makes that run stop writing.`,
+        });
+      }
+      if (holder) await this.terminate(client, programId, row, holder);
+      // A session ended by pg_terminate_backend lets go of its locks a moment later.
+      let taken = false;
+      for (let attempt = 0; ; attempt += 1) {
+        taken = (await client.query<{ taken: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS taken', [this.key(programId)])).rows[0]?.taken ?? false;
+        if (taken || !holder || attempt >= 100) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      if (!taken) {
+        const now = await this.holderOf(programId);
+        throw new LockedError(`Program ${programId} is locked by a run that is still going (${this.describe(await this.info(programId), now)}).`, {
           hint: 'Wait for it to finish, or stop it; PostgreSQL frees the lock by itself when that run ends or dies.',
         });
       }
       await client.query('DELETE FROM lock WHERE program_id = $1', [programId]);
-      return row;
+      const crashed = await client.query(`UPDATE runs SET status = 'crashed', finished_at = $1 WHERE program_id = $2 AND status = 'running'`, [new Date().toISOString(), programId]);
+      return { programId, lock: row, crashedRuns: crashed.rowCount ?? 0, ...(holder ? { terminatedBackend: holder.pid } : {}) };
+    } catch (error) {
+      if (error instanceof LockedError) throw error;
+      throw postgresError(error, this.sessions.target);
     } finally {
+      // Ending the session frees the advisory lock it took.
       await client.end().catch(() => undefined);
     }
+  }
+
+  /** `unlock --force`: ends the session holding the lock, or says exactly what would (exit 75) when this role may not. */
+  private async terminate(client: pg.Client, programId: string, row: LockRecord | undefined, holder: AdvisoryHolder): Promise<void> {
+    const ask = `Stop that run${row ? ` (kill ${row.pid} on ${row.host})` : ''}, or have a superuser (or a member of the role running it, or of pg_signal_backend) run: SELECT pg_terminate_backend(${holder.pid}); then run unlock again.`;
+    try {
+      await client.query('SELECT pg_terminate_backend($1)', [holder.pid]);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== '42501') throw error;
+      throw new LockedError(`Program ${programId} is locked by a run that is still going (${this.describe(row, holder)}), and this PostgreSQL role may not end its session.`, { hint: ask });
+    }
+  }
+
+  /** Who holds the program's advisory lock now: its backend, and where that session connects from when the server says. */
+  private async holderOf(programId: string): Promise<AdvisoryHolder | undefined> {
+    const result = await this.sessions.query<AdvisoryHolder>(
+      `WITH k AS (SELECT hashtextextended($1, 0) AS key)
+       SELECT l.pid, host(a.client_addr) AS "clientAddr", a.client_port AS "clientPort", a.application_name AS "applicationName"
+       FROM pg_locks l CROSS JOIN k LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+       WHERE ${HELD_BY_KEY} LIMIT 1`,
+      [this.key(programId)],
+    );
+    return result.rows[0];
+  }
+
+  private describe(row: LockRecord | undefined, holder: AdvisoryHolder | undefined): string {
+    const parts = row ? [describeHolder(row)] : [];
+    if (holder) {
+      const from = holder.clientAddr ? ` from ${holder.clientAddr}${holder.clientPort && holder.clientPort > 0 ? `:${holder.clientPort}` : ''}` : '';
+      parts.push(`PostgreSQL backend pid ${holder.pid}${from}`);
+    }
+    return parts.join('; ') || 'holder unknown';
   }
 
   /** The locks some session holds now, with who holds them; rows left by runs that died are not locks. */
@@ -107,10 +176,7 @@ export class PostgresLocks {
   private async isHeld(programId: string): Promise<boolean> {
     const result = await this.sessions.query<{ held: boolean }>(
       `WITH k AS (SELECT hashtextextended($1, 0) AS key)
-       SELECT EXISTS (
-         SELECT 1 FROM pg_locks, k WHERE locktype = 'advisory' AND objsubid = 1 AND granted
-           AND classid::text::bigint = ((k.key >> 32) & 4294967295) AND objid::text::bigint = (k.key & 4294967295)
-       ) AS held`,
+       SELECT EXISTS (SELECT 1 FROM pg_locks l, k WHERE ${HELD_BY_KEY}) AS held`,
       [this.key(programId)],
     );
     return result.rows[0]?.held ?? false;

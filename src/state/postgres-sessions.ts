@@ -22,8 +22,30 @@ export class PostgresSessions {
   /** Checked before every write transaction: throws once this run may no longer write (its lock session is gone). */
   writeGuard: (() => void) | undefined;
 
+  /**
+   * A read-only state (diff, status, the source of state copy) reads on one session, in one REPEATABLE READ READ
+   * ONLY transaction begun at its first query and ended at close: every read sees the state as it was at the first
+   * one, whatever runs commit meanwhile. Reads that page (status --json, allProblems) stay inside it.
+   */
+  private snapshot: Promise<pg.Client> | undefined;
+
+  private snapshotSession(): Promise<pg.Client> {
+    this.snapshot ??= (async () => {
+      const client = await this.dedicated();
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      } catch (error) {
+        await client.end().catch(() => undefined);
+        throw postgresError(error, this.target);
+      }
+      return client;
+    })();
+    return this.snapshot;
+  }
+
   async query<R extends QueryResultRow>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>> {
     try {
+      if (this.readOnly) return await (await this.snapshotSession()).query<R>(text, values as unknown[] | undefined);
       return await this.pool.query<R>(text, values as unknown[] | undefined);
     } catch (error) {
       throw postgresError(error, this.target);
@@ -73,6 +95,13 @@ export class PostgresSessions {
   }
 
   async end(): Promise<void> {
+    const snapshot = await this.snapshot?.catch(() => undefined);
+    this.snapshot = undefined;
+    if (snapshot) {
+      // Nothing was written in it: ending it either way only lets go of the snapshot.
+      await snapshot.query('ROLLBACK').catch(() => undefined);
+      await snapshot.end().catch(() => undefined);
+    }
     await this.pool.end();
   }
 }

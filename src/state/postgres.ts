@@ -13,6 +13,7 @@ import { emptyState } from './sqlite.js';
 import type {
   DeliveryCounts,
   DeliveryRow,
+  FreedLock,
   IdentityWrite,
   LockRecord,
   RunRecord,
@@ -370,9 +371,14 @@ export class PostgresState implements StateStore, StateTransfer {
     await this.locksHeld.release(programId);
   }
 
-  /** `force` changes nothing here: the advisory lock tells a live run from a dead one on any machine. */
-  async freeLock(programId: string, _force: boolean): Promise<LockRecord | undefined> {
-    return this.locksHeld.free(programId);
+  /** The advisory lock tells a live run from a dead one on any machine; `force` ends a live one's session. */
+  async freeLock(programId: string, force: boolean): Promise<FreedLock> {
+    return this.locksHeld.free(programId, force);
+  }
+
+  async runningPrograms(): Promise<string[]> {
+    const result = await this.sessions.query<{ program_id: string }>(`SELECT DISTINCT program_id FROM runs WHERE status = 'running' ORDER BY program_id`);
+    return result.rows.map((row) => row.program_id);
   }
 
   async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {

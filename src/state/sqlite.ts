@@ -13,6 +13,7 @@ import { SqliteDeliveryQueue } from './sqlite-queue.js';
 import type {
   DeliveryCounts,
   DeliveryRow,
+  FreedLock,
   IdentityWrite,
   LockRecord,
   RunRecord,
@@ -173,6 +174,7 @@ export function emptyState(path: string): StateReader {
     cachedLookup: async () => undefined,
     retryPrograms: async () => [],
     locks: async () => [],
+    runningPrograms: async () => [],
     close: async () => undefined,
   };
 }
@@ -475,7 +477,9 @@ export class SqliteState implements StateStore, StateTransfer {
 
   async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {
     if (!this.hasTable(table)) return [];
-    const rows = this.db.prepare(exportSql(table, after !== undefined, () => '?')).all(...exportValues(table, after, limit)) as Record<string, unknown>[];
+    // Read as it is: an older state opened read-only is not migrated, so a column added since may be missing.
+    const available = new Set((this.db.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as { name: string }[]).map((column) => column.name));
+    const rows = this.db.prepare(exportSql(table, after !== undefined, () => '?', available)).all(...exportValues(table, after, limit)) as Record<string, unknown>[];
     return rows.map(normalizeRow);
   }
 
@@ -560,14 +564,23 @@ export class SqliteState implements StateStore, StateTransfer {
     this.db.prepare('DELETE FROM lock WHERE program_id = ? AND pid = ? AND host = ?').run(programId, me.pid, me.host);
   }
 
-  async freeLock(programId: string, force: boolean): Promise<LockRecord | undefined> {
+  async freeLock(programId: string, force: boolean): Promise<FreedLock> {
     return this.db.transaction(() => {
       const row = this.lockOf(programId);
-      if (!row) return undefined;
-      assertLockFreeable(row, force);
-      this.db.prepare('DELETE FROM lock WHERE program_id = ?').run(programId);
-      return row;
+      if (row) {
+        assertLockFreeable(row, force);
+        this.db.prepare('DELETE FROM lock WHERE program_id = ?').run(programId);
+      }
+      const crashed = this.db.prepare(`UPDATE runs SET status = 'crashed', finished_at = ? WHERE program_id = ? AND status = 'running'`).run(new Date().toISOString(), programId);
+      return { programId, lock: row, crashedRuns: crashed.changes };
     }).immediate();
+  }
+
+  async runningPrograms(): Promise<string[]> {
+    return this.db
+      .prepare<[], { program_id: string }>(`SELECT DISTINCT program_id FROM runs WHERE status = 'running' ORDER BY program_id`)
+      .all()
+      .map((row) => row.program_id);
   }
 
   private lockOf(programId: string): LockRecord | undefined {

@@ -83,6 +83,8 @@ export interface StateReader {
   retryPrograms(destinations: readonly Destination[], unattributed: string): Promise<string[]>;
   /** The locks held on this state, one per program. */
   locks(): Promise<LockRecord[]>;
+  /** Programs with runs recorded `running` (a live run's, or one a dead runner left behind). */
+  runningPrograms(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -101,10 +103,13 @@ export interface StateStore extends StateReader {
   /** Frees this process's own lock. */
   releaseLock(programId: string): Promise<void>;
   /**
-   * Frees a lock whose run is gone (`referral-sync unlock`). A live local holder is never freed; a holder on
-   * another machine cannot be checked from here, so it is freed only when the user says it is gone (`force`).
+   * Frees a lock whose run is gone (`referral-sync unlock`) and marks the runs that run left `running` crashed, in
+   * one step with the check (a run that takes the lock meanwhile is not touched). SQLite: a live local holder is
+   * never freed; a holder on another machine cannot be checked from here, so it is freed only when the user says
+   * it is gone (`force`). PostgreSQL: the advisory lock tells a live run on any machine; `force` ends its session
+   * (pg_terminate_backend) when this role may. Throws LockedError (exit 75) when the lock stays.
    */
-  freeLock(programId: string, force: boolean): Promise<LockRecord | undefined>;
+  freeLock(programId: string, force: boolean): Promise<FreedLock>;
   /** Records that this run delivers `programId` from `source` to these destinations (idempotent). */
   recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): Promise<void>;
   /** Recorded only when a run succeeded, so a failed run is covered again by the next quick sync. */
@@ -121,6 +126,17 @@ export interface StateStore extends StateReader {
   failedDeliveries(programId: string, destinations: readonly Destination[]): Promise<StoredDelivery[]>;
   /** Marks refused identifies as superseded, in one transaction: they stay in the ledger, `retry` never sends them. */
   markSuperseded(rows: readonly DeliveryRef[], reason: string, now: Date): Promise<void>;
+}
+
+/** What `unlock` did to one program. */
+export interface FreedLock {
+  programId: string;
+  /** The lock's record, when there was one. */
+  lock: LockRecord | undefined;
+  /** Runs left `running` by the gone runner, now recorded crashed. */
+  crashedRuns: number;
+  /** PostgreSQL, with --force: the backend whose session held the lock and was ended. */
+  terminatedBackend?: number;
 }
 
 /** A run's hold on one program of the state (DESIGN.md §7). */

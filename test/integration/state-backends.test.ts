@@ -184,6 +184,42 @@ describe.each(backends())('the $name state behind the StateStore interface', (ba
     expect(summary.schemaVersion).toBeGreaterThan(0);
   });
 
+  // diff and status read a PostgreSQL state in one REPEATABLE READ READ ONLY transaction (SQLite reads the file as it is).
+  it.skipIf(backend.name !== 'postgres')('reads a read-only state in one snapshot: what another session commits after the first read is not seen', async () => {
+    const location = await fresh();
+    const writer = await open(location);
+    const identity = (userId: string): IdentityWrite => ({ destination: 'segment', userId, traits: { referral_tier: 'active' }, hash: `h-${userId}` });
+    await writer.saveIdentities([identity('u1')], NOW);
+    // More failed deliveries than one page of allProblems: its paged reads stay inside the snapshot.
+    const failed = Array.from({ length: 1100 }, (_, i): DeliveryRow => ({ destination: 'customerio', key: `f${i}`, kind: 'identify', userId: `f${i}`, status: 'failed', error: 'HTTP 503' }));
+    await writer.recordDeliveries(failed, NOW);
+    const reader = await openState(location, { mode: 'read' });
+    opened.push(reader);
+    expect((await reader.summary(5)).identities).toEqual([{ destination: 'segment', count: 1 }]);
+
+    await writer.saveIdentities([identity('u2')], NOW);
+    await writer.startRun('sync', 'p1', NOW);
+    await writer.recordDeliveries([{ destination: 'segment', key: 'k-u2', kind: 'identify', userId: 'u2', status: 'failed', error: 'HTTP 500' }], NOW);
+    const refs = [{ destination: 'segment' as const, userId: 'u1' }, { destination: 'segment' as const, userId: 'u2' }];
+    expect((await reader.identities(refs)).map((row) => row.userId)).toEqual(['u1']);
+    expect(await reader.summary(5)).toMatchObject({ identities: [{ destination: 'segment', count: 1 }], deliveries: [{ destination: 'customerio', status: 'failed', count: 1100 }], runs: [] });
+    expect(await reader.runningPrograms()).toEqual([]);
+    const problems: string[] = [];
+    for await (const row of reader.allProblems()) {
+      problems.push(row.key);
+      // A write committed between two pages is not seen either.
+      if (problems.length === 1) await writer.recordDeliveries([{ destination: 'customerio', key: 'f9999', kind: 'identify', userId: 'f9999', status: 'failed', error: 'HTTP 503' }], NOW);
+    }
+    expect(problems).toHaveLength(1100);
+    expect(problems).not.toContain('f9999');
+
+    // A read-only state opened now sees all of it.
+    const later = await openState(location, { mode: 'read' });
+    opened.push(later);
+    expect((await later.identities(refs)).map((row) => row.userId).sort()).toEqual(['u1', 'u2']);
+    expect(await later.runningPrograms()).toEqual(['p1']);
+  });
+
   it('lets one session hold a program: a second is refused (exit 75) until the first lets go', async () => {
     const location = await fresh();
     const first = await open(location);
