@@ -382,6 +382,7 @@ export class PostgresState implements StateStore, StateTransfer {
   }
 
   async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {
+    if (!this.holds(table)) return [];
     const result = await this.sessions.query<Record<string, unknown>>(exportSql(table, after !== undefined, (n) => `$${n}`), exportValues(table, after, limit));
     return result.rows.map(normalizeRow);
   }
@@ -415,12 +416,17 @@ export class PostgresState implements StateStore, StateTransfer {
   async transferCounts(): Promise<TransferCounts> {
     const tables = {} as Record<TransferTable, number>;
     for (const table of Object.keys(TRANSFER_TABLES) as TransferTable[]) {
-      tables[table] = Number((await this.sessions.query<{ count: string }>(`SELECT count(*) AS count FROM ${table}`)).rows[0]?.count ?? 0);
+      tables[table] = this.holds(table) ? Number((await this.sessions.query<{ count: string }>(`SELECT count(*) AS count FROM ${table}`)).rows[0]?.count ?? 0) : 0;
     }
     const result = await this.sessions.query<{ destination: Destination; status: DeliveryStatus; count: string }>(
       'SELECT destination, status, count(*) AS count FROM deliveries GROUP BY destination, status ORDER BY destination, status',
     );
     return { tables, deliveries: result.rows.map((row) => ({ destination: row.destination, status: row.status, count: Number(row.count) })) };
+  }
+
+  /** Whether the schema, as an older version may have left it (read without migrating), has this table. */
+  private holds(table: TransferTable): boolean {
+    return table !== 'accounts' || this.version >= PG_ACCOUNTS_SINCE;
   }
 
   async close(): Promise<void> {

@@ -301,8 +301,7 @@ export class SqliteState implements StateStore, StateTransfer {
    */
   private accountStatement(): Database.Statement<[string, string], AccountColumns> | undefined {
     if (this.accountLookup === undefined) {
-      const exists = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'`).get() !== undefined;
-      this.accountLookup = exists ? this.db.prepare('SELECT traits, hash, updated_at FROM accounts WHERE destination = ? AND account_id = ?') : null;
+      this.accountLookup = this.hasTable('accounts') ? this.db.prepare('SELECT traits, hash, updated_at FROM accounts WHERE destination = ? AND account_id = ?') : null;
     }
     return this.accountLookup ?? undefined;
   }
