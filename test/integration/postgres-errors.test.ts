@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode, ReferralSyncError } from '../../src/errors.js';
 import { openState } from '../../src/state/open.js';
+import { PG_SCHEMA_VERSION } from '../../src/state/postgres-schema.js';
 import type { StateStore } from '../../src/state/store.js';
 import { POSTGRES_SKIP_NOTE, POSTGRES_TEST_URL, postgresBackend, withPostgres, type StateLocation } from '../support/backends.js';
 import { runCli, tempDir } from '../support/cli.js';
@@ -63,7 +64,7 @@ describe.skipIf(!backend)(`PostgreSQL state errors (${backend ? 'against REFERRA
     for (const mode of ['read', 'write'] as const) {
       const newer = await failure(location.location, mode);
       expect(newer).toMatchObject({ exitCode: ExitCode.dataError, hint: undefined });
-      expect(newer.message).toMatch(/^The PostgreSQL state postgres:\/\/\S+ was written by a newer referral-sync \(schema 99, this one knows 1\); upgrade referral-sync to use it\.$/);
+      expect(newer.message).toMatch(new RegExp(`^The PostgreSQL state postgres://\\S+ was written by a newer referral-sync \\(schema 99, this one knows ${PG_SCHEMA_VERSION}\\); upgrade referral-sync to use it\\.$`));
     }
     const foreign = await backend!.fresh();
     locations.push(foreign);
