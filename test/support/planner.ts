@@ -2,6 +2,7 @@ import { defaultConfig, type Config } from '../../src/config/config.js';
 import type { Destination } from '../../src/config/defaults.js';
 import type { Participant } from '../../src/model/participant.js';
 import { scanDirectory } from '../../src/model/referrer-directory.js';
+import type { AccountPlanning } from '../../src/plan/accounts.js';
 import { planOperations } from '../../src/plan/planner.js';
 import { EMPTY_BASELINE, type BaselineView, type PlanItem } from '../../src/plan/types.js';
 import { records } from './participants.js';
@@ -14,6 +15,8 @@ export interface PlanOptions {
   config?: Config;
   destinations?: Destination[];
   resend?: boolean;
+  /** How accounts are planned; needs `config.group`. */
+  accounts?: AccountPlanning;
 }
 
 /** Runs the pure planner over participants the way `diff` does (a directory pass, then planning), collecting items. */
@@ -31,6 +34,7 @@ export async function planItems(people: Participant[], options: PlanOptions = {}
     directory,
     duplicates,
     baseline: options.baseline ?? EMPTY_BASELINE,
+    ...(options.accounts ? { accounts: options.accounts } : {}),
   })) {
     items.push(item);
   }
