@@ -45,7 +45,7 @@ export function crashSuite(backend: Backend): void {
     services = await startServices();
     const state = await fresh();
     const cwd = tempDir();
-    const file = writeProgram(cwd, 6_000, 21);
+    const file = writeProgram(cwd, 3_000, 21);
     const env = { PATH: process.env.PATH ?? '', CI: 'true', ...services.env };
     const backfill = ['backfill', '--file', file, '--state', state.location, ...RATES];
 
