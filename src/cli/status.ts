@@ -62,6 +62,10 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
   lines.push('', 'Identities (last acknowledged traits)');
   if (summary.identities.length === 0) lines.push('  none');
   for (const row of summary.identities) lines.push(`  ${row.destination.padEnd(12)}${String(row.count).padStart(10)}`);
+  if (summary.accounts.length > 0) {
+    lines.push('', 'Accounts (last acknowledged traits)');
+    for (const row of summary.accounts) lines.push(`  ${row.destination.padEnd(12)}${String(row.count).padStart(10)}`);
+  }
   lines.push('', 'Deliveries');
   if (summary.deliveries.length === 0) lines.push('  none');
   for (const row of summary.deliveries) {

@@ -160,6 +160,9 @@ export class PostgresState implements StateStore, StateTransfer {
     const identities = await this.sessions.query<{ destination: Destination; count: number }>(
       'SELECT destination, COUNT(*)::int AS count FROM identities GROUP BY destination ORDER BY destination',
     );
+    const accounts = this.holds('accounts')
+      ? (await this.sessions.query<{ destination: Destination; count: number }>('SELECT destination, COUNT(*)::int AS count FROM accounts GROUP BY destination ORDER BY destination')).rows
+      : [];
     const deliveries = await this.sessions.query<DeliveryCounts>(
       'SELECT destination, status, COUNT(*)::int AS count FROM deliveries GROUP BY destination, status ORDER BY destination, status',
     );
@@ -171,6 +174,7 @@ export class PostgresState implements StateStore, StateTransfer {
       location: this.location,
       schemaVersion: this.version,
       identities: identities.rows,
+      accounts,
       deliveries: deliveries.rows,
       runs: runs.rows.map((row) => ({
         id: row.id,

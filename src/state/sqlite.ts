@@ -165,7 +165,7 @@ export function emptyState(path: string): StateReader {
     identities: async () => [],
     deliveryStatuses: async () => [],
     accounts: async () => [],
-    summary: async () => ({ location: path, schemaVersion: 0, identities: [], deliveries: [], runs: [] }),
+    summary: async () => ({ location: path, schemaVersion: 0, identities: [], accounts: [], deliveries: [], runs: [] }),
     problems: async () => [],
     allProblems: () => noRows(),
     watermark: async () => undefined,
@@ -312,6 +312,9 @@ export class SqliteState implements StateStore, StateTransfer {
         'SELECT destination, COUNT(*) AS count FROM identities GROUP BY destination ORDER BY destination',
       )
       .all();
+    const accounts = this.hasTable('accounts')
+      ? this.db.prepare<[], { destination: Destination; count: number }>('SELECT destination, COUNT(*) AS count FROM accounts GROUP BY destination ORDER BY destination').all()
+      : [];
     const deliveries = this.db
       .prepare<[], DeliveryCounts>(
         'SELECT destination, status, COUNT(*) AS count FROM deliveries GROUP BY destination, status ORDER BY destination, status',
@@ -335,6 +338,7 @@ export class SqliteState implements StateStore, StateTransfer {
       location: this.location,
       schemaVersion: this.db.pragma('user_version', { simple: true }) as number,
       identities,
+      accounts,
       deliveries,
       runs,
     };

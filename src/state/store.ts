@@ -29,6 +29,8 @@ export interface StateSummary {
   location: string;
   schemaVersion: number;
   identities: { destination: Destination; count: number }[];
+  /** Accounts with acknowledged traits (B2B, `--group-id`); absent from a state an older version wrote. */
+  accounts: { destination: Destination; count: number }[];
   deliveries: DeliveryCounts[];
   runs: RunRecord[];
 }

@@ -120,6 +120,13 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
     expect(customerio.objects.get('3/globex')).toEqual(globex);
     expect(customerio.objects.get('3/acme')).toEqual(acme);
 
+    // status counts the accounts each destination acknowledged.
+    const status = await runCliInProcess(['status', '--json', '--state', state.location], { cwd });
+    expect((JSON.parse(status.stdout) as { accounts: unknown }).accounts).toEqual([
+      { destination: 'customerio', count: 3 },
+      { destination: 'segment', count: 3 },
+    ]);
+
     // And once more: nothing.
     const after = sent();
     expect((await runCliInProcess(['sync', ...args], { cwd, env: services.env })).code).toBe(0);
