@@ -22,7 +22,7 @@ import { runPlan } from './plan-run.js';
 import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
 import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
-import { accountPlanning, destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
+import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -57,6 +57,7 @@ export async function runApply(
     throw new UsageError(`${previewFlags.join(', ')} ${previewFlags.length === 1 ? 'belongs' : 'belong'} to a preview: add --dry-run to ${command} (or run \`npx referral-sync diff\`) to use ${previewFlags.length === 1 ? 'it' : 'them'}.`);
   }
   const common = resolveCommon(flags, env, cwd);
+  assertAccountRule(common.config);
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const namespaces = destinationNamespaces(common.config, env);
   const clients = createDestinationClients(common.destinations, flags, env);

@@ -13,7 +13,7 @@ import type { Output } from './output.js';
 import { assertKnownDestinations, assertKnownProgram } from './program-guard.js';
 import { runPlan } from './plan-run.js';
 import { ProblemLog } from './problem-log.js';
-import { accountPlanning, destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
+import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type Env, type SourceFlags } from './settings.js';
 
 export interface DiffFlags extends CommonFlags, SourceFlags {
   full?: boolean;
@@ -32,6 +32,7 @@ const CHANGES_SHOWN = 10;
 /** `referral-sync diff`: the plan `sync` would apply, shown and never sent; the state is opened read-only. */
 export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: Output, now: Date, clock?: Clock): Promise<ExitCode> {
   const common = resolveCommon(flags, env, cwd);
+  assertAccountRule(common.config);
   // The rates of the sources it reads (GrowSurf, Cello lookups) apply here too; a bad value is a usage error.
   parseRates(flags.rate);
   parseRateMode(flags.rateMode);

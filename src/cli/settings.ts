@@ -85,9 +85,6 @@ export function resolveCommon(flags: CommonFlags, env: Env, cwd: string): Common
     if (!rule) throw new UsageError(`--group-id must be "metadata.<key>", "id" or "email" (the field holding the account id), not "${flags.groupId}".`);
     config.group = { objectTypeId: DEFAULT_OBJECT_TYPE_ID, ...config.group, id: rule };
   }
-  if (config.group !== undefined && config.group.id === undefined) {
-    throw new UsageError(`The config's "group" names no account id rule.`, { hint: 'Add "id": "metadata.<key>" to "group" in the config, or pass --group-id metadata.<key>.' });
-  }
   if (flags.syncNulls) config.syncNulls = true;
   let destinations = config.destinations;
   if (flags.to !== undefined) {
@@ -214,6 +211,17 @@ export function destinationNamespaces(config: Config, env: Env): Record<Destinat
  * (--quick) sends memberships but no account traits; Customer.io objects need its Track API v2.
  */
 export function accountPlanning(config: Config, source: Source, customerioApi: string | undefined): AccountPlanning | undefined {
+  assertAccountRule(config);
   if (config.group === undefined) return undefined;
   return { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1' };
+}
+
+/**
+ * The commands that plan (diff, sync, backfill) need an account id rule once the config turns accounts on; the
+ * others (status, retry, check, unlock) read the same config and do not.
+ */
+export function assertAccountRule(config: Config): void {
+  if (config.group !== undefined && config.group.id === undefined) {
+    throw new UsageError(`The config's "group" names no account id rule.`, { hint: 'Add "id": "metadata.<key>" to "group" in the config, or pass --group-id metadata.<key>.' });
+  }
 }

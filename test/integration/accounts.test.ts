@@ -122,6 +122,7 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
 
     // status counts the accounts each destination acknowledged.
     const status = await runCliInProcess(['status', '--json', '--state', state.location], { cwd });
+    expect(status.stderr).toBe('');
     expect((JSON.parse(status.stdout) as { accounts: unknown }).accounts).toEqual([
       { destination: 'customerio', count: 3 },
       { destination: 'segment', count: 3 },
@@ -170,6 +171,20 @@ describe('accounts: problems and limits', () => {
     expect(services.segment.groups()).toHaveLength(6);
     expect(services.customerio.objects.size).toBe(0);
     expect(services.customerio.identifyArrivals.length).toBe(6);
+  });
+
+  it('a config whose "group" has no id rule: diff and sync exit 64 naming the fix; status, which plans nothing, runs', async () => {
+    const cwd = tempDir();
+    writeConfig(cwd);
+    const file = writeCsv(cwd, 'export.csv', PEOPLE);
+    for (const command of ['diff', 'sync']) {
+      const result = await runCliInProcess([command, '--file', file], { cwd });
+      expect(result.code).toBe(64);
+      expect(result.stderr).toContain('The config\'s "group" names no account id rule.');
+      expect(result.stderr).toContain('--group-id metadata.<key>');
+    }
+    expect((await runCliInProcess(['status'], { cwd })).code).toBe(0);
+    expect((await runCliInProcess(['diff', '--file', file, '--group-id', 'id'], { cwd })).code).toBe(0);
   });
 
   it('a file without the account column stops before anything is sent (exit 65), naming the columns it has', async () => {
