@@ -63,7 +63,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       now,
       namespaces,
       baseline: state.baseline(),
-      ...withAccounts(accountPlanning(common.config, source, flags.customerioApi)),
+      ...withAccounts(await accountPlanning(common.config, source, flags.customerioApi, state)),
       changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
       outFile: flags.out,
       output,

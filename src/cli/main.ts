@@ -62,7 +62,7 @@ function addPlanOptions(command: Command): Command {
   return addToOption(command)
     .optionsGroup('Plan:')
     .option('--user-id <rule>', 'downstream user id: email | id | metadata.<key> (default email; Cello: id, its productUserId)')
-    .option('--group-id <rule>', 'B2B: the field holding each person\'s account id, e.g. metadata.company_id (Segment group, Customer.io objects)')
+    .option('--group-id <rule>', 'B2B: the field holding each person\'s account id: metadata.<key> | id | email; sends Segment group calls and Customer.io objects (config "group": id, name, objectTypeId)')
     .option('--sync-nulls', 'send null for a trait that had a value and now has none');
 }
 
@@ -144,6 +144,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       examples(
         'npx referral-sync diff --file fixtures/growsurf/participants.csv',
         'npx referral-sync diff --file export.csv --campaign abc123 --out plan.jsonl --detailed-exitcode',
+        'npx referral-sync diff --file export.csv --campaign abc123 --group-id metadata.company_id   # B2B: accounts too',
       ),
     );
   diff.action(async (flags: DiffFlags) => {

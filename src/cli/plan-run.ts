@@ -97,6 +97,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
       baseline: options.baseline,
       ...(options.backfillSince ? { backfillSince: options.backfillSince } : {}),
       ...(options.accounts ? { accounts: options.accounts } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
     };
     const records = withBaselineLoaded(options.source.records(), context, options.signal ? { signal: options.signal } : {});
     const items = planOperations(counted(records), context);

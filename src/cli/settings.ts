@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Clock } from '../apply/limiter.js';
 import type { AccountPlanning } from '../plan/accounts.js';
+import type { StateReader } from '../state/store.js';
 import { DEFAULT_OBJECT_TYPE_ID, defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
 import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../config/defaults.js';
 import { loadConfigFile } from '../config/load.js';
@@ -210,10 +211,12 @@ export function destinationNamespaces(config: Config, env: Env): Record<Destinat
  * How accounts are planned (`--group-id`, DESIGN.md §11), or undefined without a group rule. A partial read
  * (--quick) sends memberships but no account traits; Customer.io objects need its Track API v2.
  */
-export function accountPlanning(config: Config, source: Source, customerioApi: string | undefined): AccountPlanning | undefined {
+export async function accountPlanning(config: Config, source: Source, customerioApi: string | undefined, state: Pick<StateReader, 'summary'>): Promise<AccountPlanning | undefined> {
   assertAccountRule(config);
   if (config.group === undefined) return undefined;
-  return { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1' };
+  // The accounts the state holds, so that those this run no longer meets are reported.
+  const known = Object.fromEntries((await state.summary(0)).accounts.map((row) => [row.destination, row.count]));
+  return { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1', known };
 }
 
 /**

@@ -19,6 +19,8 @@ export const SEGMENT_LIMITS = {
 /** Customer.io Track API (v1 and v2). */
 export const CUSTOMERIO_LIMITS = {
   personIdBytes: 150,
+  /** An object's id: "our default id limit is set to 150 characters" (Customer.io, Objects). */
+  objectIdBytes: 150,
   attributeNameBytes: 150,
   attributeValueBytes: 1000,
   attributesPerCall: 300,
@@ -43,6 +45,7 @@ const SDK_DEFAULT_TIMESTAMP = new Date(0).toISOString();
 export type LimitName =
   | 'segment.event_bytes'
   | 'customerio.person_id_bytes'
+  | 'customerio.object_id_bytes'
   | 'customerio.attribute_name_bytes'
   | 'customerio.attribute_value_bytes'
   | 'customerio.attributes_per_call'
@@ -159,7 +162,10 @@ function customerioViolations(payload: Record<string, unknown>, operationBytes: 
   };
   push('customerio.operation_bytes', operationBytes, CUSTOMERIO_LIMITS.operationBytes);
   const identifiers = (payload.identifiers ?? {}) as Record<string, unknown>;
-  for (const [kind, value] of Object.entries(identifiers)) push('customerio.person_id_bytes', valueBytes(value), CUSTOMERIO_LIMITS.personIdBytes, `identifiers.${kind}`);
+  for (const [kind, value] of Object.entries(identifiers)) {
+    if (kind === 'object_id') push('customerio.object_id_bytes', valueBytes(value), CUSTOMERIO_LIMITS.objectIdBytes, 'identifiers.object_id');
+    else if (kind !== 'object_type_id') push('customerio.person_id_bytes', valueBytes(value), CUSTOMERIO_LIMITS.personIdBytes, `identifiers.${kind}`);
+  }
   const attributes = (payload.attributes ?? {}) as Record<string, unknown>;
   if (payload.action === 'identify') {
     push('customerio.attributes_per_call', Object.keys(attributes).length, CUSTOMERIO_LIMITS.attributesPerCall, 'attributes', 'attributes');
@@ -229,6 +235,7 @@ function replacementCount(value: unknown): number {
 const LIMIT_TEXT: Record<LimitName, string> = {
   'segment.event_bytes': 'per-event limit',
   'customerio.person_id_bytes': 'limit on a person identifier',
+  'customerio.object_id_bytes': 'limit on an object id',
   'customerio.attribute_name_bytes': 'limit on an attribute name',
   'customerio.attribute_value_bytes': 'limit on an attribute value',
   'customerio.attributes_per_call': 'limit on attributes per identify',

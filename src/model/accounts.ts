@@ -23,7 +23,8 @@ export function accountIdOf(participant: Pick<Participant, 'id' | 'email' | 'met
       return participant.email?.trim() ? { id: normalizeEmail(participant.email) } : { missing: 'it has no email address' };
     case 'metadata': {
       const value = metadataValue(participant.metadata, rule.key);
-      if (value === undefined || value === null) return { missing: `metadata "${rule.key}" is not set` };
+      // An export's empty cell is no metadata at all: "empty or missing" covers both.
+      if (value === undefined || value === null) return { missing: `metadata "${rule.key}" is empty or missing` };
       const text = String(value).trim();
       return text === '' ? { missing: `metadata "${rule.key}" is empty` } : { id: text };
     }

@@ -21,6 +21,8 @@ export interface AccountPlanning {
   traits: boolean;
   /** False with `--customerio-api v1`: Customer.io objects exist only in Track API v2. */
   customerioObjects: boolean;
+  /** How many accounts the state holds per destination (acknowledged traits): those this run does not meet are reported. */
+  known?: Partial<Record<Destination, number>>;
 }
 
 /** Where the program's keys come from: every member of a run shares its source and program. */
@@ -70,8 +72,11 @@ export async function* planAccounts(book: AccountBook, program: AccountProgram |
     };
   }
   if (destinations.includes('customerio')) yield* oversizedIds(accounts);
+  yield* caseVariants(accounts);
 
+  const met = new Map<Destination, number>();
   for (let start = 0; start < accounts.length; start += ACCOUNT_CHUNK) {
+    if (context.signal?.aborted) return;
     const chunk = accounts.slice(start, start + ACCOUNT_CHUNK);
     const drafts = chunk.flatMap((account) =>
       destinations.filter((d) => d !== 'customerio' || fitsCustomerio(account.id)).map((destination) => draft(destination, account, program, planning, context)),
@@ -81,7 +86,29 @@ export async function* planAccounts(book: AccountBook, program: AccountProgram |
       await prefetch.accounts(drafts.map((d): AccountRef => ({ destination: d.destination, accountId: d.account.id })));
       await prefetch.deliveries(drafts.flatMap(deliveryRefs));
     }
-    for (const d of drafts) yield* planAccount(d, planning, context);
+    for (const d of drafts) {
+      if (context.baseline.account(d.destination, d.account.id) !== undefined) met.set(d.destination, (met.get(d.destination) ?? 0) + 1);
+      yield* planAccount(d, planning, context);
+    }
+  }
+  if (planning.traits) yield* unmetAccounts(destinations, planning, met);
+}
+
+/**
+ * Accounts the state holds that no one in this data belongs to any more (everyone moved, or left the program):
+ * nothing is sent for them, since referral-sync never deletes, so their traits stay as last sent. Said once.
+ */
+function* unmetAccounts(destinations: readonly Destination[], planning: AccountPlanning, met: ReadonlyMap<Destination, number>): Generator<PlanItem> {
+  for (const destination of destinations) {
+    const unmet = (planning.known?.[destination] ?? 0) - (met.get(destination) ?? 0);
+    if (unmet <= 0) continue;
+    yield {
+      type: 'warning',
+      message: `${unmet} account${unmet === 1 ? '' : 's'} the state holds for ${DESTINATION_LABELS[destination]} ${unmet === 1 ? 'has' : 'have'} no members in this data: nothing is sent for ${unmet === 1 ? 'it' : 'them'}, so ${unmet === 1 ? 'its' : 'their'} account traits stay as last sent (referral-sync never deletes an account or a relationship)`,
+      location: undefined,
+      destination,
+    };
+    return;
   }
 }
 
@@ -213,7 +240,7 @@ function relationshipOperation(d: Draft, member: AccountMember, key: string, pla
 }
 
 function fitsCustomerio(accountId: string): boolean {
-  return byteLength(accountId) <= CUSTOMERIO_LIMITS.personIdBytes;
+  return byteLength(accountId) <= CUSTOMERIO_LIMITS.objectIdBytes;
 }
 
 /** An account id Customer.io would refuse (over 150 bytes): reported on each member's row, not sent there. */
@@ -224,10 +251,34 @@ function* oversizedIds(accounts: readonly Account[]): Generator<PlanItem> {
     for (const member of account.members) {
       yield {
         type: 'warning',
-        message: `account id of ${member.userId} is ${bytes} bytes, over ${DESTINATION_LABELS.customerio}'s ${CUSTOMERIO_LIMITS.personIdBytes}-byte limit on an object id: the account and its relationships are not sent to ${DESTINATION_LABELS.customerio}`,
+        message: `account id of ${member.userId} is ${bytes} bytes, over ${DESTINATION_LABELS.customerio}'s ${CUSTOMERIO_LIMITS.objectIdBytes}-byte limit on an object id: the account and its relationships are not sent to ${DESTINATION_LABELS.customerio}`,
         location: member.location,
         destination: 'customerio',
-        limits: [{ destination: 'customerio', limit: 'customerio.person_id_bytes', size: bytes, max: CUSTOMERIO_LIMITS.personIdBytes, unit: 'bytes', field: 'identifiers.object_id' }],
+        limits: [{ destination: 'customerio', limit: 'customerio.object_id_bytes', size: bytes, max: CUSTOMERIO_LIMITS.objectIdBytes, unit: 'bytes', field: 'identifiers.object_id' }],
+      };
+    }
+  }
+}
+
+/**
+ * Account ids that differ only by letter case (`ACME`, `acme`) are two accounts at both destinations (their ids
+ * are case-sensitive): most likely one company typed two ways, so each later spelling is reported on its members'
+ * rows. Nothing is merged: which spelling is right is the data's to say.
+ */
+function* caseVariants(accounts: readonly Account[]): Generator<PlanItem> {
+  const first = new Map<string, string>();
+  for (const account of accounts) {
+    const folded = account.id.toLowerCase();
+    const earlier = first.get(folded);
+    if (earlier === undefined) {
+      first.set(folded, account.id);
+      continue;
+    }
+    for (const member of account.members) {
+      yield {
+        type: 'warning',
+        message: `account id "${account.id}" of ${member.userId} differs from "${earlier}" only by letter case: they are sent as two accounts; correct the data if they are one`,
+        location: member.location,
       };
     }
   }

@@ -35,6 +35,11 @@ export interface PlanContext {
   baseline: BaselineView;
   /** Set when people are grouped into accounts (`--group-id`): how their operations are planned. */
   accounts?: AccountPlanning;
+  /**
+   * Aborted by a graceful stop: reading ended early, so nothing computed over every participant (account traits)
+   * is planned from what was read.
+   */
+  signal?: AbortSignal;
 }
 
 /** What planning people gathers for the accounts planned after them. */
@@ -60,7 +65,8 @@ export async function* planOperations(records: AsyncIterable<SourceRecord>, cont
     }
     yield* planParticipant(record.participant, record.location, context, gathering);
   }
-  if (gathering) yield* planAccounts(gathering.book, gathering.program, context);
+  // Accounts are planned over the whole read; a stop that cut the read short leaves them to the next run.
+  if (gathering && !context.signal?.aborted) yield* planAccounts(gathering.book, gathering.program, context);
 }
 
 function withId(participantId: string | undefined): { participantId?: string } {

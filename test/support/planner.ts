@@ -17,6 +17,8 @@ export interface PlanOptions {
   resend?: boolean;
   /** How accounts are planned; needs `config.group`. */
   accounts?: AccountPlanning;
+  /** A graceful stop's signal. */
+  signal?: AbortSignal;
 }
 
 /** Runs the pure planner over participants the way `diff` does (a directory pass, then planning), collecting items. */
@@ -35,6 +37,7 @@ export async function planItems(people: Participant[], options: PlanOptions = {}
     duplicates,
     baseline: options.baseline ?? EMPTY_BASELINE,
     ...(options.accounts ? { accounts: options.accounts } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   })) {
     items.push(item);
   }

@@ -156,4 +156,28 @@ describe('planning accounts', () => {
     const resent = await planItems(people(), { config: groupConfig(), accounts: FULL, baseline: dead, resend: true });
     expect(accountOps(resent).filter((o) => o.destination === 'segment').map((o) => o.userId)).toEqual(['ann@example.com', 'bo@example.com', 'cy@example.com']);
   });
+
+  it('a stop that cut the read short plans no account: traits over part of the members would be wrong', async () => {
+    const stopped = new AbortController();
+    stopped.abort('SIGINT');
+    const items = await planItems(people(), { config: groupConfig(), accounts: FULL, signal: stopped.signal });
+    expect(accountOps(items)).toEqual([]);
+    expect(accountPlans(items)).toEqual([]);
+  });
+
+  it('reports ids that differ only by case on the later spelling\'s rows, and accounts the state holds that no one belongs to any more', async () => {
+    const variants = [...people(), participant({ id: 'di', createdAt: new Date('2025-01-04T00:00:00Z'), metadata: { company_id: 'ACME' } })];
+    const items = await planItems(variants, { config: groupConfig(), accounts: FULL });
+    const warnings = items.flatMap((i) => (i.type === 'warning' ? [i.message] : []));
+    expect(warnings).toEqual(['account id "acme" of ann@example.com differs from "ACME" only by letter case: they are sent as two accounts; correct the data if they are one', 'account id "acme" of bo@example.com differs from "ACME" only by letter case: they are sent as two accounts; correct the data if they are one']);
+    expect(new Set(accountOps(items).map((o) => o.accountId))).toEqual(new Set(['ACME', 'acme', 'initech']));
+
+    // Cy leaves Initech for Acme: the state still holds Initech (and one more account this data never had).
+    const first = await planItems(people(), { config: groupConfig(), accounts: FULL });
+    const everyoneLeft = [people()[0]!, people()[1]!, participant({ ...people()[2]!, metadata: { company_id: 'acme' } })];
+    const later = await planItems(everyoneLeft, { config: groupConfig(), accounts: { ...FULL, known: { segment: 3, customerio: 3 } }, baseline: acknowledged(first) });
+    expect(later.flatMap((i) => (i.type === 'warning' ? [i.message] : []))).toEqual([
+      '2 accounts the state holds for Segment have no members in this data: nothing is sent for them, so their account traits stay as last sent (referral-sync never deletes an account or a relationship)',
+    ]);
+  });
 });
