@@ -34,6 +34,8 @@ const shared = {
   // Files run in parallel (most of their time is spent waiting on fakes, child processes and rate limiters);
   // more workers than this 2-core machine's cores, since few of them use a core at any time.
   maxWorkers: 4,
+  // Each test file's temporary directories are removed when its tests are done.
+  setupFiles: ['test/support/cleanup.ts'],
 };
 
 export default defineConfig({

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -101,8 +101,18 @@ async function runInProcessNow(args: string[], options: { cwd: string; env?: Rec
   }
 }
 
+/** The directories this test file made, removed once its tests are done (test/support/cleanup.ts). */
+const madeDirs: string[] = [];
+
 export function tempDir(prefix = 'referral-sync-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
+/** Removes every directory `tempDir` made in this test file; one a process still holds open is left, not failed on. */
+export function removeTempDirs(): void {
+  for (const dir of madeDirs.splice(0)) rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
 }
 
 /** Writes a CSV built from objects (header = every key any row has, in first-seen order), quoting as needed. */
