@@ -1,15 +1,16 @@
 import type { Destination } from '../config/defaults.js';
-import type { IdentityRef, Operation } from '../plan/types.js';
-import type { StateStore, StoredDelivery, StoredIdentity } from '../state/store.js';
+import type { AccountRef, IdentityRef, Operation } from '../plan/types.js';
+import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
 import type { DeliveryQueue } from './queue.js';
 
 /** What choosing retries needs from the state. */
-export type RetrySource = Pick<StateStore, 'identities' | 'markSuperseded'>;
+export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'markSuperseded'>;
 
 /** Where chosen retries go: the program's durable queue. */
 export type RetryTarget = Pick<DeliveryQueue, 'requeue'>;
 
 export const SUPERSEDED_REASON = 'superseded: newer traits were acknowledged for this person since, so these are not sent';
+export const ACCOUNT_SUPERSEDED_REASON = 'superseded: newer traits were acknowledged for this account since, so these are not sent';
 
 /** People whose acknowledged traits are read at once: one bulk read per this many refused identifies. */
 const IDENTITY_READ_CHUNK = 1_000;
@@ -17,14 +18,34 @@ const IDENTITY_READ_CHUNK = 1_000;
 /**
  * Which stored deliveries to send again. A refused identify is superseded, never resent, when newer traits were
  * acknowledged for the same person since (resending would overwrite them and become the diff baseline), or when
- * a newer refused identify of that person is being resent with it. Rows come oldest first.
+ * a newer refused identify of that person is being resent with it. The same holds for an operation that only
+ * carries an account's traits (a Customer.io object, a Segment group call no one joins by): a membership is
+ * always resent. Rows come oldest first.
  */
-export async function selectRetries(state: Pick<RetrySource, 'identities'>, rows: readonly StoredDelivery[]): Promise<{ resend: StoredDelivery[]; superseded: StoredDelivery[] }> {
+export async function selectRetries(
+  state: Pick<RetrySource, 'identities' | 'accounts'>,
+  rows: readonly StoredDelivery[],
+): Promise<{ resend: StoredDelivery[]; superseded: StoredDelivery[]; supersededAccounts: StoredDelivery[] }> {
   const acknowledged = await acknowledgedTraits(state, rows);
+  const acknowledgedAccounts = await acknowledgedAccountTraits(state, rows);
   const superseded: StoredDelivery[] = [];
+  const supersededAccounts: StoredDelivery[] = [];
   const latestIdentify = new Map<string, StoredDelivery>();
+  const latestTraits = new Map<string, StoredDelivery>();
   const resend: StoredDelivery[] = [];
   for (const row of rows) {
+    const traits = accountTraitsOnly(row);
+    if (traits !== undefined) {
+      const account = accountKey(row.destination, traits.accountId);
+      if (replacedSince(acknowledgedAccounts.get(account), traits.hash, row.updatedAt ?? '')) {
+        supersededAccounts.push(row);
+        continue;
+      }
+      const earlier = latestTraits.get(account);
+      if (earlier) supersededAccounts.push(earlier);
+      latestTraits.set(account, row);
+      continue;
+    }
     if (row.kind !== 'identify' || row.payload === null) {
       resend.push(row);
       continue;
@@ -40,8 +61,16 @@ export async function selectRetries(state: Pick<RetrySource, 'identities'>, rows
     if (earlier) superseded.push(earlier);
     latestIdentify.set(person, row);
   }
-  resend.push(...latestIdentify.values());
-  return { resend, superseded };
+  resend.push(...latestIdentify.values(), ...latestTraits.values());
+  return { resend, superseded, supersededAccounts };
+}
+
+/** The account and traits of a stored operation that carries an account's traits and adds no member; else undefined. */
+function accountTraitsOnly(row: StoredDelivery): { accountId: string; hash: string } | undefined {
+  if ((row.kind !== 'object' && row.kind !== 'group') || row.payload === null) return undefined;
+  const operation = JSON.parse(row.payload) as Operation;
+  if ((operation.kind !== 'object' && operation.kind !== 'group') || operation.membership || !operation.accountTraits) return undefined;
+  return { accountId: operation.accountId, hash: operation.accountTraits.hash };
 }
 
 /** Moves the chosen rows into the queue and marks the superseded ones; returns both lists. */
@@ -54,8 +83,9 @@ export async function requeueRetries(
 ): Promise<{ resend: StoredDelivery[]; superseded: StoredDelivery[] }> {
   const chosen = await selectRetries(state, rows);
   await state.markSuperseded(chosen.superseded, SUPERSEDED_REASON, now);
+  await state.markSuperseded(chosen.supersededAccounts, ACCOUNT_SUPERSEDED_REASON, now);
   await queue.requeue(chosen.resend, runId, now);
-  return chosen;
+  return { resend: chosen.resend, superseded: [...chosen.superseded, ...chosen.supersededAccounts] };
 }
 
 /** sync/backfill: what earlier runs of this program recorded failed (transient, retries used up) goes out again. */
@@ -74,7 +104,7 @@ export async function requeueEarlierFailures(
  * Whether a refused identify was replaced by a newer acknowledged one for the same person: the destination
  * acknowledged traits after this row last changed, or acknowledged these very traits.
  */
-function replacedSince(acknowledged: StoredIdentity | undefined, traitsHash: string | undefined, refusedAt: string): boolean {
+function replacedSince(acknowledged: Pick<StoredIdentity | StoredAccount, 'hash' | 'acknowledgedAt'> | undefined, traitsHash: string | undefined, refusedAt: string): boolean {
   if (!acknowledged) return false;
   return acknowledged.hash === traitsHash || acknowledged.acknowledgedAt.getTime() > Date.parse(refusedAt);
 }
@@ -91,6 +121,25 @@ async function acknowledgedTraits(state: Pick<RetrySource, 'identities'>, rows: 
     for (const identity of await state.identities(refs.slice(start, start + IDENTITY_READ_CHUNK))) acknowledged.set(personKey(identity), identity);
   }
   return acknowledged;
+}
+
+/** The traits acknowledged for every account with a refused traits-only operation among `rows`, read in bulk. */
+async function acknowledgedAccountTraits(state: Pick<RetrySource, 'accounts'>, rows: readonly StoredDelivery[]): Promise<Map<string, StoredAccount>> {
+  const accounts = new Map<string, AccountRef>();
+  for (const row of rows) {
+    const traits = accountTraitsOnly(row);
+    if (traits) accounts.set(accountKey(row.destination, traits.accountId), { destination: row.destination, accountId: traits.accountId });
+  }
+  const refs = [...accounts.values()];
+  const acknowledged = new Map<string, StoredAccount>();
+  for (let start = 0; start < refs.length; start += IDENTITY_READ_CHUNK) {
+    for (const account of await state.accounts(refs.slice(start, start + IDENTITY_READ_CHUNK))) acknowledged.set(accountKey(account.destination, account.accountId), account);
+  }
+  return acknowledged;
+}
+
+function accountKey(destination: Destination, accountId: string): string {
+  return `${destination}|${accountId}`;
 }
 
 function personKey(row: { destination: Destination; userId: string }): string {
