@@ -14,8 +14,14 @@ export function postgresError(error: unknown, target: PostgresTarget): ReferralS
   const where = `The PostgreSQL state ${target.location}`;
   const nothingSent = 'Nothing was sent.';
   if (code === '28P01' || code === '28000') {
+    // A server whose pg_hba.conf has only hostssl lines refuses an unencrypted connection with 28000 and a message
+    // ending "no encryption" (libpq's default would have tried TLS first; node-postgres without ?sslmode= does not):
+    // the fix is then sslmode, not the user or password.
+    const tlsOnly = /\bno encryption\b/i.test(message)
+      ? ' The server refused an unencrypted connection: if it accepts only TLS, add ?sslmode=verify-full (or sslmode=no-verify for a self-signed certificate) to --state.'
+      : '';
     return new UnavailableError(`${where} refused the credentials: ${reason}.`, {
-      hint: `Check the user and password in --state (or REFERRAL_SYNC_STATE), and the server's pg_hba.conf. ${nothingSent}`,
+      hint: `Check the user and password in --state (or REFERRAL_SYNC_STATE), and the server's pg_hba.conf.${tlsOnly} ${nothingSent}`,
     });
   }
   if (code === '3D000') {
