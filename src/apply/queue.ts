@@ -33,9 +33,15 @@ export interface DeliveryQueue {
   waiting(destination: Destination): Promise<number>;
   /** Records every operation still waiting for `destination` as failed (kept for the next run); returns how many. */
   failQueued(destination: Destination, reason: string, runId: number, now: Date): Promise<number>;
-  /** Puts stored deliveries (failed, dead) back in the queue with their stored payload, behind what is there, in one transaction. */
-  requeue(rows: readonly DeliveryRef[], runId: number, now: Date): Promise<void>;
+  /**
+   * Puts stored deliveries (failed, dead) back in the queue with their stored payload, behind what is there, in one
+   * transaction; a row that carries an `operation` is queued as that instead (retry brings its traits up to date).
+   */
+  requeue(rows: readonly RequeuedDelivery[], runId: number, now: Date): Promise<void>;
 }
+
+/** A stored delivery to send again; `operation`, when set, replaces the operation it was stored with. */
+export type RequeuedDelivery = DeliveryRef & { operation?: Operation };
 
 /** Operations still waiting for any of these destinations: what a stopped run leaves for the next one. */
 export async function waitingIn(queue: Pick<DeliveryQueue, 'waiting'>, destinations: readonly Destination[]): Promise<number> {

@@ -1,5 +1,5 @@
 import type { Destination } from '../config/defaults.js';
-import type { AccountRef, IdentityRef, Operation } from '../plan/types.js';
+import type { AccountOperation, AccountRef, IdentityRef, Operation } from '../plan/types.js';
 import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
 import type { DeliveryQueue } from './queue.js';
 
@@ -19,25 +19,32 @@ const IDENTITY_READ_CHUNK = 1_000;
  * Which stored deliveries to send again. A refused identify is superseded, never resent, when newer traits were
  * acknowledged for the same person since (resending would overwrite them and become the diff baseline), or when
  * a newer refused identify of that person is being resent with it. The same holds for an operation that only
- * carries an account's traits (a Customer.io object, a Segment group call no one joins by): a membership is
- * always resent. Rows come oldest first.
+ * carries an account's traits (a Customer.io object, a Segment group call no one joins by). A membership is
+ * always resent; one that carries account traits older than those acknowledged since carries the newer ones.
+ * Rows come oldest first.
  */
 export async function selectRetries(
   state: Pick<RetrySource, 'identities' | 'accounts'>,
   rows: readonly StoredDelivery[],
-): Promise<{ resend: StoredDelivery[]; superseded: StoredDelivery[]; supersededAccounts: StoredDelivery[] }> {
+): Promise<{ resend: RetryChoice[]; superseded: StoredDelivery[]; supersededAccounts: StoredDelivery[] }> {
   const acknowledged = await acknowledgedTraits(state, rows);
   const acknowledgedAccounts = await acknowledgedAccountTraits(state, rows);
   const superseded: StoredDelivery[] = [];
   const supersededAccounts: StoredDelivery[] = [];
   const latestIdentify = new Map<string, StoredDelivery>();
   const latestTraits = new Map<string, StoredDelivery>();
-  const resend: StoredDelivery[] = [];
+  const resend: RetryChoice[] = [];
   for (const row of rows) {
-    const traits = accountTraitsOnly(row);
-    if (traits !== undefined) {
-      const account = accountKey(row.destination, traits.accountId);
-      if (replacedSince(acknowledgedAccounts.get(account), traits.hash, row.updatedAt ?? '')) {
+    const carried = accountTraitsOf(row);
+    if (carried !== undefined) {
+      const account = accountKey(row.destination, carried.operation.accountId);
+      const newer = acknowledgedAccounts.get(account);
+      const replaced = replacedSince(newer, carried.hash, row.updatedAt ?? '');
+      if (carried.operation.membership) {
+        resend.push(replaced && newer && newer.hash !== carried.hash ? { ...row, operation: withAccountTraits(carried.operation, newer) } : row);
+        continue;
+      }
+      if (replaced) {
         supersededAccounts.push(row);
         continue;
       }
@@ -65,12 +72,24 @@ export async function selectRetries(
   return { resend, superseded, supersededAccounts };
 }
 
-/** The account and traits of a stored operation that carries an account's traits and adds no member; else undefined. */
-function accountTraitsOnly(row: StoredDelivery): { accountId: string; hash: string } | undefined {
+/** A stored delivery chosen to be sent again, with the operation to send when it is not the stored one. */
+export type RetryChoice = StoredDelivery & { operation?: Operation };
+
+/** A stored operation that carries account traits (a group call, a Customer.io object), with them; else undefined. */
+function accountTraitsOf(row: StoredDelivery): { operation: AccountOperation; hash: string } | undefined {
   if ((row.kind !== 'object' && row.kind !== 'group') || row.payload === null) return undefined;
   const operation = JSON.parse(row.payload) as Operation;
-  if ((operation.kind !== 'object' && operation.kind !== 'group') || operation.membership || !operation.accountTraits) return undefined;
-  return { accountId: operation.accountId, hash: operation.accountTraits.hash };
+  if ((operation.kind !== 'object' && operation.kind !== 'group') || !operation.accountTraits) return undefined;
+  return { operation, hash: operation.accountTraits.hash };
+}
+
+/** A Segment membership resent with the account traits acknowledged since, not the older ones it was refused with. */
+function withAccountTraits(operation: AccountOperation, acknowledged: StoredAccount): AccountOperation {
+  return {
+    ...operation,
+    payload: { ...operation.payload, traits: acknowledged.traits },
+    accountTraits: { traits: acknowledged.traits, hash: acknowledged.hash },
+  };
 }
 
 /** Moves the chosen rows into the queue and marks the superseded ones; returns both lists. */
@@ -80,7 +99,7 @@ export async function requeueRetries(
   rows: readonly StoredDelivery[],
   runId: number,
   now: Date,
-): Promise<{ resend: StoredDelivery[]; superseded: StoredDelivery[] }> {
+): Promise<{ resend: RetryChoice[]; superseded: StoredDelivery[] }> {
   const chosen = await selectRetries(state, rows);
   await state.markSuperseded(chosen.superseded, SUPERSEDED_REASON, now);
   await state.markSuperseded(chosen.supersededAccounts, ACCOUNT_SUPERSEDED_REASON, now);
@@ -123,12 +142,12 @@ async function acknowledgedTraits(state: Pick<RetrySource, 'identities'>, rows: 
   return acknowledged;
 }
 
-/** The traits acknowledged for every account with a refused traits-only operation among `rows`, read in bulk. */
+/** The traits acknowledged for every account with a refused operation carrying traits among `rows`, read in bulk. */
 async function acknowledgedAccountTraits(state: Pick<RetrySource, 'accounts'>, rows: readonly StoredDelivery[]): Promise<Map<string, StoredAccount>> {
   const accounts = new Map<string, AccountRef>();
   for (const row of rows) {
-    const traits = accountTraitsOnly(row);
-    if (traits) accounts.set(accountKey(row.destination, traits.accountId), { destination: row.destination, accountId: traits.accountId });
+    const carried = accountTraitsOf(row);
+    if (carried) accounts.set(accountKey(row.destination, carried.operation.accountId), { destination: row.destination, accountId: carried.operation.accountId });
   }
   const refs = [...accounts.values()];
   const acknowledged = new Map<string, StoredAccount>();

@@ -1,6 +1,6 @@
-import type { DeliveryQueue, QueuedOperation } from '../apply/queue.js';
+import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
-import type { DeliveryRef, Operation } from '../plan/types.js';
+import type { Operation } from '../plan/types.js';
 import { appendOperations, upsertAccounts, upsertDeliveries, upsertIdentities } from './postgres-ledger.js';
 import type { PostgresSessions } from './postgres-sessions.js';
 import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
@@ -64,7 +64,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     });
   }
 
-  async requeue(rows: readonly DeliveryRef[], runId: number, now: Date): Promise<void> {
+  async requeue(rows: readonly RequeuedDelivery[], runId: number, now: Date): Promise<void> {
     if (rows.length === 0) return;
     await this.sessions.transaction(async (client) => {
       const stored = await client.query<{ destination: string; key: string; payload: string | null }>(
@@ -74,7 +74,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
       const payloads = new Map(stored.rows.map((row) => [`${row.destination}\u0000${row.key}`, row.payload]));
       const operations = rows.flatMap((row) => {
         const payload = payloads.get(`${row.destination}\u0000${row.key}`);
-        return payload ? [JSON.parse(payload) as Operation] : [];
+        return payload ? [row.operation ?? (JSON.parse(payload) as Operation)] : [];
       });
       await appendOperations(client, this.programId, operations, runId, now.toISOString());
     });

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
-import type { DeliveryQueue, QueuedOperation } from '../apply/queue.js';
+import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
-import { ledgerKind, type DeliveryRef, type Operation } from '../plan/types.js';
+import { ledgerKind, type Operation } from '../plan/types.js';
 import type { SqliteLedger } from './sqlite-ledger.js';
 import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
@@ -122,12 +122,12 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   }
 
   /** Puts stored deliveries (failed, dead) back in the queue, behind what is there: `retry` and resumed runs. */
-  async requeue(rows: readonly DeliveryRef[], runId: number, now: Date): Promise<void> {
+  async requeue(rows: readonly RequeuedDelivery[], runId: number, now: Date): Promise<void> {
     const at = now.toISOString();
     this.db.transaction(() => {
       for (const row of rows) {
         const payload = this.statements.requeueRow.get(row.destination, row.key)?.payload;
-        if (payload) this.append(JSON.parse(payload) as Operation, runId, at);
+        if (payload) this.append(row.operation ?? (JSON.parse(payload) as Operation), runId, at);
       }
     })();
   }

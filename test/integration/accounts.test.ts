@@ -135,6 +135,49 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
   });
 });
 
+describe.each(backends())('accounts and retry, $name state', (backend) => {
+  it('retry never sends account traits older than those acknowledged since: a refused object is superseded, a refused membership carries the newer traits', async () => {
+    services = await startServices();
+    state = await backend.fresh();
+    const cwd = tempDir();
+    const file = writeCsv(cwd, 'export.csv', PEOPLE);
+    const args = ['--file', file, '--group-id', 'metadata.company_id', '--state', state.location];
+    const { segment, customerio } = services;
+    // Customer.io refuses Acme's object; Segment refuses Al's group call.
+    customerio.rejectOperation = (op) => (op.type === 'object' && op.identifiers?.object_id === 'acme' ? 'refused for the test' : undefined);
+    segment.rejectMessage = (m) => (m.type === 'group' && m.userId === 'al@acme.example' ? 400 : undefined);
+    expect((await runCliInProcess(['sync', ...args], { cwd, env: services.env })).code).toBe(1);
+    expect(customerio.objects.get('1/acme')).toEqual({});
+
+    // Acme's traits change (Ada's referrals), and the refusals are over: the sync sends the new traits.
+    customerio.rejectOperation = undefined;
+    segment.rejectMessage = undefined;
+    writeCsv(cwd, 'export.csv', PEOPLE.map((p) => (p.ID === 'a1' ? { ...p, 'Referral Count': '4' } : p)));
+    expect((await runCliInProcess(['sync', ...args], { cwd, env: services.env })).code).toBe(0);
+    // No name rule in this run: the traits without a name.
+    const { name: _name, ...acme } = { ...ACCOUNT_TRAITS.acme, referral_count: 4 };
+    expect(customerio.objects.get('1/acme')).toEqual(acme);
+
+    // retry: the old object is superseded, not sent; Al's membership goes, with the traits acknowledged since.
+    const objectsBefore = customerio.objectArrivals.length;
+    const segmentBefore = segment.arrivals.length;
+    const retry = await runCliInProcess(['retry', '--json', '--state', state.location], { cwd, env: services.env });
+    expect(retry.code).toBe(0);
+    expect((JSON.parse(retry.stdout) as { superseded: { destination: string; kind: string; userId: string }[] }).superseded).toEqual([
+      expect.objectContaining({ destination: 'customerio', kind: 'object', userId: 'acme' }),
+    ]);
+    expect(customerio.objectArrivals.length).toBe(objectsBefore);
+    expect(customerio.objects.get('1/acme')).toEqual(acme);
+    const resent = segment.arrivals.slice(segmentBefore).map((id) => segment.messages.get(id)!);
+    expect(resent.map((m) => ({ type: m.type, userId: m.userId, groupId: m.groupId, traits: m.traits }))).toEqual([{ type: 'group', userId: 'al@acme.example', groupId: 'acme', traits: acme }]);
+
+    // And a sync after it sends nothing.
+    const after = [segment.arrivals.length, customerio.objectArrivals.length, customerio.relationshipArrivals.length];
+    expect((await runCliInProcess(['sync', ...args], { cwd, env: services.env })).code).toBe(0);
+    expect([segment.arrivals.length, customerio.objectArrivals.length, customerio.relationshipArrivals.length]).toEqual(after);
+  });
+});
+
 describe('accounts: problems and limits', () => {
   it('reports a person without an account id and an account id over Customer.io\'s 150 bytes on their rows; the rest goes', async () => {
     services = await startServices();

@@ -34,4 +34,26 @@ describe('choosing retries of account operations', () => {
     const older: StoredAccount = { destination: 'customerio', accountId: 'acme', traits: { referral_count: 0 }, hash: 'h0', acknowledgedAt: new Date('2026-11-19T00:00:00Z') };
     expect((await selectRetries(state([older]), [refused])).resend.map((r) => r.key)).toEqual(['k']);
   });
+
+  it('resends a refused Segment membership with the account traits acknowledged since, not the older ones it carried', async () => {
+    const operation = {
+      kind: 'group' as const,
+      accountId: 'acme',
+      membership: true,
+      userId: 'bo@example.com',
+      destination: 'segment' as const,
+      payload: { type: 'group', userId: 'bo@example.com', groupId: 'acme', traits: { referral_count: 1 }, messageId: 'rs1-m' },
+      accountTraits: { traits: { referral_count: 1 }, hash: 'h1' },
+    };
+    const refused = { ...accountRow('k-m', operation), destination: 'segment' as const };
+    const acknowledged: StoredAccount = { destination: 'segment', accountId: 'acme', traits: { referral_count: 3 }, hash: 'h3', acknowledgedAt: new Date('2026-11-21T00:00:00Z') };
+    const [chosen] = (await selectRetries(state([acknowledged]), [refused])).resend;
+    expect(chosen!.key).toBe('k-m');
+    expect(chosen!.operation).toMatchObject({
+      payload: { type: 'group', userId: 'bo@example.com', groupId: 'acme', traits: { referral_count: 3 }, messageId: 'rs1-m' },
+      accountTraits: { traits: { referral_count: 3 }, hash: 'h3' },
+    });
+    // Nothing newer acknowledged: sent as stored.
+    expect((await selectRetries(state([]), [refused])).resend[0]!.operation).toBeUndefined();
+  });
 });
