@@ -273,7 +273,7 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
   ];
   for (const [destination, report] of reports) {
     const counts = summary.destinations[destination];
-    const deduped = counts ? Object.values(counts.events).reduce((sum, e) => sum + e.deduped, 0) + counts.identify.unchanged + counts.accounts.membersRelated + counts.accounts.unchanged : 0;
+    const deduped = counts ? Object.values(counts.events).reduce((sum, e) => sum + e.deduped, 0) + counts.identify.unchanged + counts.accounts.membersRelated : 0;
     const seconds = Math.max(0.001, ((report.finishedAt ?? performance.now()) - report.startedAt) / 1000);
     lines.push(
       `${DESTINATION_LABELS[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,

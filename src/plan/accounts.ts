@@ -155,8 +155,6 @@ function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext)
     }
   }
 
-  yield { type: 'account', account: accountPlan(d, baseline, traitsDue, joining.length) };
-
   const operations: { operation: AccountOperation; member: AccountMember | undefined }[] = [];
   if (destination === 'customerio' && traitsDue) {
     const operation = objectOperation(d, planning, carried!);
@@ -182,6 +180,9 @@ function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext)
       operations.push({ operation, member: account.members[0] });
     }
   }
+  // The account's traits count as sent only when an operation carries them (one the ledger holds dead does not).
+  const traitsSent = traitsDue && operations.some(({ operation }) => operation.accountTraits !== undefined);
+  yield { type: 'account', account: accountPlan(d, baseline, traitsSent, joining.length) };
   for (const { operation, member } of operations) yield* checked(operation, member?.location);
 }
 

@@ -148,6 +148,10 @@ describe.each(backends())('accounts and retry, $name state', (backend) => {
     segment.rejectMessage = (m) => (m.type === 'group' && m.userId === 'al@acme.example' ? 400 : undefined);
     expect((await runCliInProcess(['sync', ...args], { cwd, env: services.env })).code).toBe(1);
     expect(customerio.objects.get('1/acme')).toEqual({});
+    // diff after it: nothing to send but the refused ones, which wait for retry.
+    const pending = await runCliInProcess(['diff', ...args], { cwd, env: services.env });
+    expect(pending.stdout).toMatch(/dead \(see retry\)\s+1\s+1/);
+    expect(pending.stdout.trim().split('\n').at(-1)).toBe('No changes: nothing would be sent.');
 
     // Acme's traits change (Ada's referrals), and the refusals are over: the sync sends the new traits.
     customerio.rejectOperation = undefined;
