@@ -155,6 +155,14 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   }
 }
 
+/**
+ * A string of its own. Values read from a file can be slices of the chunk they were parsed from, which stays in
+ * memory as long as a slice does: what the account book keeps until the end of the read must not hold the file.
+ */
+function flatCopy<T extends string | undefined>(value: T): T {
+  return (value === undefined ? value : Buffer.from(value, 'utf8').toString('utf8')) as T;
+}
+
 /** Adds a planned person to their account, or says on their row why they have none. */
 function* gatherMember(person: PlannedPerson, location: RecordLocation | undefined, context: PlanContext, gathering: AccountGathering): Generator<PlanItem> {
   const group = context.config.group!;
@@ -165,14 +173,14 @@ function* gatherMember(person: PlannedPerson, location: RecordLocation | undefin
     return;
   }
   gathering.program ??= { source: participant.source, programId: participant.programId };
-  gathering.book.add(found.id, {
-    userId,
-    participantId: participant.id,
+  gathering.book.add(flatCopy(found.id), {
+    userId: flatCopy(userId),
+    participantId: flatCopy(participant.id),
     location,
     referred: person.traits.channel === 'referral',
     count: person.count,
     joinedAt: participant.createdAt?.getTime(),
-    name: accountNameOf(participant, group.name),
+    name: flatCopy(accountNameOf(participant, group.name)),
   });
 }
 
