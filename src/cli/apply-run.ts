@@ -15,7 +15,7 @@ import { checkWithRetries } from './check.js';
 import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
 import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags } from './destinations.js';
-import { runDiff, withAccounts, type DiffFlags } from './diff.js';
+import { runDiff, type DiffFlags } from './diff.js';
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { runPlan } from './plan-run.js';
@@ -177,7 +177,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       now: ctx.now,
       namespaces: destinationNamespaces(ctx.common.config, ctx.env),
       baseline: state.baseline(ctx.runId),
-      ...withAccounts(await accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi, state)),
+      ...(await accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi, state)),
       changeLimit: 0,
       outFile: undefined,
       output,

@@ -1,7 +1,6 @@
 import type { Clock } from '../apply/limiter.js';
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
-import type { AccountPlanning } from '../plan/accounts.js';
 import type { PlanMode } from '../plan/types.js';
 import { ExitCode } from '../errors.js';
 import { renderPlanSummary } from '../plan/render.js';
@@ -63,7 +62,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       now,
       namespaces,
       baseline: state.baseline(),
-      ...withAccounts(await accountPlanning(common.config, source, flags.customerioApi, state)),
+      ...(await accountPlanning(common.config, source, flags.customerioApi, state)),
       changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
       outFile: flags.out,
       output,
@@ -112,9 +111,4 @@ function planWritten(file: string, summary: PlanSummary): string {
 function headlineTraits(config: Config, destinations: readonly Destination[]): string[] {
   const names = config.traitNames[destinations[0] ?? 'segment'];
   return [names.tier, names.count, names.channel, names.referredBy, names.status];
-}
-
-/** The accounts option of a plan run, present only with a group rule. */
-export function withAccounts(accounts: AccountPlanning | undefined): { accounts?: AccountPlanning } {
-  return accounts ? { accounts } : {};
 }

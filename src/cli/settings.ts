@@ -208,15 +208,19 @@ export function destinationNamespaces(config: Config, env: Env): Record<Destinat
 }
 
 /**
- * How accounts are planned (`--group-id`, DESIGN.md §11), or undefined without a group rule. A partial read
+ * The plan run's accounts option (`--group-id`, DESIGN.md §11): empty without a group rule. A partial read
  * (--quick) sends memberships but no account traits; Customer.io objects need its Track API v2.
  */
-export async function accountPlanning(config: Config, source: Source, customerioApi: string | undefined, state: Pick<StateReader, 'summary'>): Promise<AccountPlanning | undefined> {
-  assertAccountRule(config);
-  if (config.group === undefined) return undefined;
+export async function accountPlanning(
+  config: Config,
+  source: Source,
+  customerioApi: string | undefined,
+  state: Pick<StateReader, 'summary'>,
+): Promise<{ accounts?: AccountPlanning }> {
+  if (config.group === undefined) return {};
   // The accounts the state holds, so that those this run no longer meets are reported.
   const known = Object.fromEntries((await state.summary(0)).accounts.map((row) => [row.destination, row.count]));
-  return { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1', known };
+  return { accounts: { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1', known } };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { TraitMap } from '../model/traits.js';
 import { checked } from './checked.js';
 import { groupPayload, objectPayload, relationshipPayload } from './payloads.js';
 import type { PlanContext } from './planner.js';
-import type { AccountBaseline, AccountOperation, AccountPlan, AccountRef, DeliveryRef, PlanItem, TraitChange } from './types.js';
+import { acknowledgedSince, type AccountBaseline, type AccountOperation, type AccountPlan, type AccountRef, type DeliveryRef, type PlanItem, type TraitChange } from './types.js';
 
 /** Accounts planned per load of their baselines (and their memberships' ledger rows). */
 export const ACCOUNT_CHUNK = 500;
@@ -31,12 +31,17 @@ export interface AccountProgram {
   programId: string;
 }
 
+/** An account's traits as computed and hashed: what an operation carries and, acknowledged, the baseline. */
+type AccountTraits = { traits: TraitMap; hash: string };
+
 /** One account at one destination, before its baseline is read. */
 interface Draft {
   destination: Destination;
   account: Account;
-  traits: TraitMap | undefined;
-  hash: string | undefined;
+  /** The account traits this run computed (none on a partial read), with their hash. */
+  carried: AccountTraits | undefined;
+  /** The ledger kind of a membership here: a Segment group call, a Customer.io relationship. */
+  membershipKind: 'group' | 'relationship';
   /** The membership key of each member, in member order. */
   memberKeys: string[];
   /** The key of the operation that carries changed traits alone (no member joins). */
@@ -124,8 +129,8 @@ function draft(destination: Destination, account: Account, program: AccountProgr
   return {
     destination,
     account,
-    traits,
-    hash,
+    carried: traits === undefined || hash === undefined ? undefined : { traits, hash },
+    membershipKind,
     memberKeys: account.members.map((m) => key(membershipKind, m.userId, object)),
     // The traits hash is part of the key, as for identifies: Segment dedupes a messageId for about a day.
     traitsKey: hash === undefined ? undefined : key(traitsKind, object, hash),
@@ -140,9 +145,9 @@ function deliveryRefs(d: Draft): DeliveryRef[] {
 function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext): Generator<PlanItem> {
   const { destination, account } = d;
   const baseline = context.baseline.account(destination, account.id);
-  const traitsDue = d.hash !== undefined && (baseline?.hash !== d.hash || (context.mode === 'backfill' && !acknowledgedSince(baseline, context.backfillSince)));
-  const carried = carriedTraits(d);
-  const membershipKind = destination === 'segment' ? 'group' : 'relationship';
+  const { carried, membershipKind } = d;
+  const traitsDue =
+    carried !== undefined && (baseline?.hash !== carried.hash || (context.mode === 'backfill' && !acknowledgedSince(baseline?.acknowledgedAt, context.backfillSince)));
   const joining: { member: AccountMember; key: string }[] = [];
   for (const [index, member] of account.members.entries()) {
     const key = d.memberKeys[index]!;
@@ -186,19 +191,11 @@ function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext)
   for (const { operation, member } of operations) yield* checked(operation, member?.location);
 }
 
-function carriedTraits(d: Draft): { traits: TraitMap; hash: string } | undefined {
-  return d.traits === undefined || d.hash === undefined ? undefined : { traits: d.traits, hash: d.hash };
-}
-
-function acknowledgedSince(baseline: AccountBaseline | undefined, since: Date | undefined): boolean {
-  return baseline?.acknowledgedAt !== undefined && since !== undefined && baseline.acknowledgedAt.getTime() >= since.getTime();
-}
-
 function accountPlan(d: Draft, baseline: AccountBaseline | undefined, traitsDue: boolean, newMembers: number): AccountPlan {
-  const traits = d.traits ?? baseline?.traits ?? {};
+  const traits = d.carried?.traits ?? baseline?.traits ?? {};
   const changes: TraitChange[] = [];
-  if (d.traits !== undefined) {
-    for (const [trait, after] of Object.entries(d.traits)) {
+  if (d.carried !== undefined) {
+    for (const [trait, after] of Object.entries(d.carried.traits)) {
       const before = baseline?.traits[trait];
       if (baseline === undefined || before !== after) changes.push({ trait, before, after });
     }
@@ -218,7 +215,7 @@ function base(d: Draft, member: AccountMember | undefined, key: string): Pick<Ac
   };
 }
 
-function groupOperation(d: Draft, member: AccountMember, key: string, membership: boolean, carried: { traits: TraitMap; hash: string } | undefined): AccountOperation {
+function groupOperation(d: Draft, member: AccountMember, key: string, membership: boolean, carried: AccountTraits | undefined): AccountOperation {
   const payload = groupPayload(member.userId, d.account.id, carried?.traits, key);
   return {
     ...base(d, member, key),
@@ -230,7 +227,7 @@ function groupOperation(d: Draft, member: AccountMember, key: string, membership
   };
 }
 
-function objectOperation(d: Draft, planning: AccountPlanning, carried: { traits: TraitMap; hash: string }): AccountOperation {
+function objectOperation(d: Draft, planning: AccountPlanning, carried: AccountTraits): AccountOperation {
   const payload = objectPayload(d.account.id, planning.objectTypeId, carried.traits);
   return { ...base(d, undefined, d.traitsKey!), kind: 'object', membership: false, accountTraits: carried, payload, bytes: byteLength(JSON.stringify(payload)) };
 }

@@ -11,7 +11,7 @@ import { accountIdOf, accountNameOf, AccountBook } from '../model/accounts.js';
 import { planAccounts, type AccountPlanning, type AccountProgram } from './accounts.js';
 import { checked } from './checked.js';
 import { eventPayload, identifyPayload } from './payloads.js';
-import type { BaselineView, DeliveryRef, EventOperation, IdentityBaseline, IdentityRef, IdentifyOperation, PlanItem, PlanMode, TraitChange } from './types.js';
+import { acknowledgedSince, type BaselineView, type DeliveryRef, type EventOperation, type IdentityBaseline, type IdentityRef, type IdentifyOperation, type PlanItem, type PlanMode, type TraitChange } from './types.js';
 
 export interface PlanContext {
   config: Config;
@@ -331,9 +331,6 @@ function withoutReferrer(participant: Participant): Participant {
   return copy;
 }
 
-function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undefined): boolean {
-  return acknowledgedAt !== undefined && since !== undefined && acknowledgedAt.getTime() >= since.getTime();
-}
 
 /** A left-out attribute is one this run does not know: the baseline keeps what the destination holds. */
 function keepLeftOut(known: TraitMap, before: TraitMap | undefined, leftOut: readonly string[]): TraitMap {

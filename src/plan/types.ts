@@ -126,6 +126,11 @@ export interface AccountOperation extends OperationBase {
 
 export type Operation = IdentifyOperation | EventOperation | AccountOperation;
 
+/** Acknowledged at or after `since`: what a backfill being resumed already sent again (identities, accounts). */
+export function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undefined): boolean {
+  return acknowledgedAt !== undefined && since !== undefined && acknowledgedAt.getTime() >= since.getTime();
+}
+
 /** The ledger's `kind` of an operation: identify, the event kind, or the account operation's kind. */
 export function ledgerKind(operation: Operation): string {
   return operation.kind === 'track' ? operation.event : operation.kind;
