@@ -17,11 +17,13 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
   const limit = parseRunLimit(flags.runs);
   const state = await openState(common.statePath, { mode: 'read' });
   try {
-    // The locks first: on PostgreSQL the first read also fixes the snapshot every later read sees, so a run that
-    // started after this look is not in the runs either, and one in them whose lock nobody held then is dead.
+    // The locks before and after the runs: a run takes its lock before its row is written and lets go after it is
+    // finished, so one that starts or ends between the reads is seen holding it in one of them, and only a run whose
+    // lock nobody held in either is dead. (On PostgreSQL both reads are in one snapshot: the same answer.)
     const held = await state.locks();
     const read = await state.summary(limit);
-    const summary = { ...read, runs: runsAsSeen(read.runs, held) };
+    const heldAfter = await state.locks();
+    const summary = { ...read, runs: runsAsSeen(read.runs, [...held, ...heldAfter]) };
     const exists = await stateExists(common.statePath);
     const locks = held.map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
     if (flags.json || output.json) {

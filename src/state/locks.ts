@@ -20,8 +20,9 @@ export function lockHolderState(lock: LockRecord): 'alive' | 'gone' | 'unknown' 
  * lock of a runner that is gone, means the run died (kill -9, a lost machine) and will never finish it.
  */
 export function runnerState(run: Pick<RunRecord, 'programId'>, locks: readonly LockRecord[]): 'alive' | 'gone' | 'unknown' {
-  const lock = locks.find((candidate) => candidate.programId === run.programId);
-  return lock ? lockHolderState(lock) : 'gone';
+  // `locks` may hold the program's lock more than once (looked at before and after the runs): any live sighting wins.
+  const states = locks.filter((candidate) => candidate.programId === run.programId).map(lockHolderState);
+  return states.includes('alive') ? 'alive' : states.includes('unknown') ? 'unknown' : 'gone';
 }
 
 /**
