@@ -100,7 +100,7 @@ function renderCounts(summary: PlanSummary): string[] {
     rows.push(['accounts', 'new', (d) => accounts(d).new], ['', 'changed', (d) => accounts(d).changed]);
     if (destinations.some((d) => accounts(d).refresh > 0)) rows.push(['', 're-send traits', (d) => accounts(d).refresh]);
     rows.push(['', 'unchanged', (d) => accounts(d).unchanged], ['', 'members to add', (d) => accounts(d).membersToAdd]);
-    rows.push(['', 'already members', (d) => accounts(d).membersRelated]);
+    rows.push(['', 'already joined', (d) => accounts(d).membersRelated]);
   }
   if (destinations.some((d) => summary.destinations[d]!.dead > 0)) {
     rows.push(['', 'dead (see retry)', (d) => summary.destinations[d]!.dead]);
