@@ -289,7 +289,8 @@ describe('what the new-user trial found', () => {
     const signalled = performance.now();
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(130);
-    expect(performance.now() - signalled).toBeLessThan(5_000);
+    // Far below the 60 s the hung check would take, far above a busy machine's process exit.
+    expect(performance.now() - signalled).toBeLessThan(30_000);
     expect(run.stderr().trim().split('\n').at(-1)).toBe('error: Interrupted by SIGINT before anything was sent.');
     expect(services.segment.arrivals).toEqual([]);
   }, 60_000);

@@ -129,7 +129,8 @@ export function crashSuite(backend: Backend): void {
     const second = await runCli(['sync', '--file', file, '--state', state.location], { cwd, env: services.env });
     expect(second.code).toBe(ExitCode.locked);
     expect(second.stderr).toMatch(/Another run holds the lock on program .* \(backfill, pid \d+ on /);
-    expect(performance.now() - started).toBeLessThan(5_000);
+    // Generous (the exit code already says it did not wait for the lock): a busy machine starts a process slowly.
+    expect(performance.now() - started).toBeLessThan(30_000);
 
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');

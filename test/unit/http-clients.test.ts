@@ -118,8 +118,8 @@ describe('HttpClient (undici Pool)', () => {
     expect(error).toBeInstanceOf(HttpError);
     expect((error as HttpError).message).toBe(`Test is unreachable at ${url}: no answer within 0.3 s`);
     expect(service.log.total).toBe(2);
-    // Generous: two 0.3 s timeouts, far from the 30 s default.
-    expect(performance.now() - started).toBeLessThan(5_000);
+    // Generous: two 0.3 s timeouts, far from the 30 s default (which would take 60 s).
+    expect(performance.now() - started).toBeLessThan(30_000);
   });
 });
 
