@@ -127,11 +127,10 @@ describe('rows that differ only by invisible bytes are one person', () => {
   });
 
   it('account ids compare canonical: two spellings of one company are one account', async () => {
-    const config = defaultConfig();
-    config.group = { id: { kind: 'metadata', key: 'company' } };
+    const rule = { kind: 'metadata' as const, key: 'company' };
     const { accountIdOf } = await import('../../src/model/accounts.js');
-    expect(accountIdOf(participant({ id: 'a', metadata: { company: 'Société\u200b' } }), config.group.id!)).toEqual({ id: 'Société'.normalize('NFC') });
-    expect(accountIdOf(participant({ id: 'a', metadata: { company: '\u2066Société\u2069'.normalize('NFD') } }), config.group.id!)).toEqual({ id: 'Société'.normalize('NFC') });
+    expect(accountIdOf(participant({ id: 'a', metadata: { company: 'Société\u200b' } }), rule)).toEqual({ id: 'Société'.normalize('NFC') });
+    expect(accountIdOf(participant({ id: 'a', metadata: { company: '\u2066Société\u2069'.normalize('NFD') } }), rule)).toEqual({ id: 'Société'.normalize('NFC') });
   });
 });
 
