@@ -169,6 +169,8 @@ export class ReferrerDirectory {
   cycleOf(identity: string): ReferralCycle | undefined {
     let known = this.walkedOf.get(identity);
     if (known === undefined) {
+      // Nobody referred this one: on no cycle, and nothing to remember.
+      if (this.edgeOf.get(identity) === undefined) return undefined;
       this.walkFrom(identity);
       known = this.walkedOf.get(identity)!;
     }
