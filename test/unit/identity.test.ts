@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import { canonicalKey, normalizeEmail } from '../../src/model/identity.js';
 import type { Participant } from '../../src/model/participant.js';
+import { scanDirectory } from '../../src/model/referrer-directory.js';
 import type { Operation, PlanItem } from '../../src/plan/types.js';
 import { participant } from '../support/participants.js';
 import { planItems } from '../support/planner.js';
@@ -105,6 +106,19 @@ describe('rows that differ only by invisible bytes are one person', () => {
     expect(made(items).map((o) => `${o.destination} ${o.userId}`).sort()).toEqual([`customerio ${NFC}`, `customerio ${NFC}`, `segment ${NFC}`, `segment ${NFC}`]);
     expect(segmentTraits(items, NFC)).toMatchObject({ referral_count: 2 });
     expect(segmentTraits(items, 'f1@x.com')).toMatchObject({ referred_by: NFC });
+  });
+
+  it.each(VARIANTS)('a participant id repeated with %s is the same participant: the later row is a duplicate', async (_name, variant) => {
+    const id = 'usr_josé_1'.normalize('NFC');
+    async function* rows() {
+      yield { kind: 'participant' as const, participant: participant({ id, email: 'a@x.com' }), location: { file: 'x.csv', line: 2 } };
+      yield { kind: 'participant' as const, participant: participant({ id: variant(id), email: 'b@x.com' }), location: { file: 'x.csv', line: 3 } };
+    }
+    // Under any rule: one id names one participant, whose operations are keyed by it.
+    const { directory, duplicates } = await scanDirectory(rows(), { kind: 'email' });
+    expect([...duplicates]).toEqual(['x.csv:3']);
+    expect(directory.resolve(variant(id))).toBe('a@x.com');
+    directory.close();
   });
 
   it('sends the canonical form: an NFD email with a BOM is identified, and its email trait set, as NFC', async () => {
