@@ -23,6 +23,7 @@ import { assertKnownDestinations, assertKnownProgram } from './program-guard.js'
 import { ProblemLog } from './problem-log.js';
 import { RunProgress } from './progress.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource, type Env } from './settings.js';
+import { joinLines } from '../terminal-text.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -285,6 +286,6 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
     if (report.settledRate !== undefined) lines.push('', `${DESTINATION_LABELS[destination]}'s adaptive rate settled at ${report.settledRate.toFixed(0)} requests/s.`);
   }
   lines.push('');
-  return `${lines.join('\n')}\n`;
+  return `${joinLines(lines)}\n`;
 }
 

@@ -4,6 +4,7 @@ import { ExitCode } from '../errors.js';
 import { createDestinationClients, type DestinationFlags } from './destinations.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
+import { joinLines } from '../terminal-text.js';
 
 export interface CheckFlags extends CommonFlags, DestinationFlags {
   json?: boolean;
@@ -30,8 +31,8 @@ export async function runCheck(flags: CheckFlags, env: Env, cwd: string, output:
   if (flags.json === true || output.json) {
     output.result(`${JSON.stringify({ command: 'check', outcome: failed > 0 ? 'failed' : 'done', exitCode, destinations: results }, null, output.jsonIndent(flags.json))}\n`);
   } else {
-    // The fix, under the failure it is about.
-    output.result(`${results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.message}${r.hint ? `\n     ${r.hint}` : ''}`).join('\n')}\n`);
+    // The fix, under the failure it is about. A service's answer quoted in a message stays on its line.
+    output.result(`${joinLines(results.flatMap((r) => [`${r.ok ? 'ok  ' : 'FAIL'} ${r.message}`, ...(r.hint ? [`     ${r.hint}`] : [])]))}\n`);
     if (failed === 0) output.result(`${verdict}\n`);
   }
   // A failure is said on stderr too, last: a cron job that keeps only stderr hears of it.

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Clock } from '../apply/limiter.js';
 import { ExitCode, isReferralSyncError } from '../errors.js';
 import { redactUrls } from '../redact.js';
+import { shown, terminalSafe } from '../terminal-text.js';
 import { runApply, type ApplyFlags } from './apply-run.js';
 import { runCheck, type CheckFlags } from './check.js';
 import { runDiff, type DiffFlags } from './diff.js';
@@ -122,9 +123,10 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .showHelpAfterError('(`npx referral-sync <command> --help` lists the flags of each command)')
     .exitOverride()
     .configureOutput({
-      writeOut: (text) => run.streams.stdout.write(text),
+      // Commander echoes arguments (an unknown option, a bad value): through the same funnel as everything else.
+      writeOut: (text) => run.streams.stdout.write(terminalSafe(text)),
       // With --log-format json, commander's usage error is collected and written as one JSON object (see run).
-      writeErr: (text) => (usageErrors ? usageErrors.push(text) : run.streams.stderr.write(text)),
+      writeErr: (text) => (usageErrors ? usageErrors.push(text) : run.streams.stderr.write(terminalSafe(text))),
     });
 
   const output = (flags: CommonFlags): Output =>
@@ -245,26 +247,27 @@ export async function run(argv: string[], environment: RunEnvironment): Promise<
     return result.code;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (usageErrors && usageErrors.length > 0) stderr.write(usageAsJson(usageErrors.join('')));
+      if (usageErrors && usageErrors.length > 0) stderr.write(terminalSafe(usageAsJson(usageErrors.join(''))));
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
       return ExitCode.usage;
     }
     if (isReferralSyncError(error)) {
       // Messages may quote a configured URL or an SDK's error that echoes one: never with its credentials.
       if (jsonLogsRequested(argv)) {
-        stderr.write(`${redactUrls(JSON.stringify({ time: new Date().toISOString(), level: 'error', message: error.message, hint: error.hint, exitCode: error.exitCode }))}\n`);
+        stderr.write(`${terminalSafe(redactUrls(JSON.stringify({ time: new Date().toISOString(), level: 'error', message: error.message, hint: error.hint, exitCode: error.exitCode })))}\n`);
       } else {
-        stderr.write(`error: ${redactUrls(error.message)}\n`);
-        if (error.hint) stderr.write(`${redactUrls(error.hint)}\n`);
+        // The sentence and its hint are a line each: they may quote the data (a header, a cell, a service's answer).
+        stderr.write(`error: ${shown(redactUrls(error.message))}\n`);
+        if (error.hint) stderr.write(`${shown(redactUrls(error.hint))}\n`);
       }
       return error.exitCode;
     }
     const detail = redactUrls(error instanceof Error ? (error.stack ?? error.message) : String(error));
     const hint = 'This is a bug in referral-sync; please report it with the command you ran.';
     if (jsonLogsRequested(argv)) {
-      stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: `internal error: ${detail}`, hint, exitCode: INTERNAL_ERROR })}\n`);
+      stderr.write(`${terminalSafe(JSON.stringify({ time: new Date().toISOString(), level: 'error', message: `internal error: ${detail}`, hint, exitCode: INTERNAL_ERROR }))}\n`);
     } else {
-      stderr.write(`internal error: ${detail}\n${hint}\n`);
+      stderr.write(terminalSafe(`internal error: ${detail}\n${hint}\n`));
     }
     return INTERNAL_ERROR;
   }
@@ -296,9 +299,11 @@ export async function main(argv: string[]): Promise<void> {
   // recorded); a second signal, or any signal to a command that sends nothing, exits at once.
   const say = (message: string, fields: Record<string, unknown>): void => {
     process.stderr.write(
-      jsonLogsRequested(argv)
-        ? `${JSON.stringify({ time: new Date().toISOString(), level: 'warn', message, ...fields })}\n`
-        : `${process.stderr.isTTY ? '\n' : ''}${message}\n`,
+      terminalSafe(
+        jsonLogsRequested(argv)
+          ? `${JSON.stringify({ time: new Date().toISOString(), level: 'warn', message, ...fields })}\n`
+          : `${process.stderr.isTTY ? '\n' : ''}${message}\n`,
+      ),
     );
   };
   const onSignal = (signal: NodeJS.Signals): void => {

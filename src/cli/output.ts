@@ -1,9 +1,13 @@
 import { once } from 'node:events';
 import { redactUrls } from '../redact.js';
+import { shown, terminalSafe } from '../terminal-text.js';
 
 /**
  * Where the CLI writes. Results (a diff, a status) go to stdout; logs, warnings and errors to stderr, as text
  * for people or one JSON object per line (`--log-format json`) for cron and log shippers.
+ *
+ * Every write goes through `terminalSafe` (terminal-text.ts): nothing a value holds can act on the terminal, and
+ * a JSON result stays exact. A log message is one line: a line break in it is shown escaped.
  */
 export type LogFormat = 'text' | 'json';
 
@@ -28,9 +32,12 @@ export class Output {
     readonly options: OutputOptions,
   ) {}
 
-  /** The command's result. Any URL in it is shown without its credentials. */
+  /**
+   * The command's result. Any URL in it is shown without its credentials. Text results come from renderers
+   * that lay their lines out with `joinLines`, so a line feed in them is their own.
+   */
   result(text: string): void {
-    this.streams.stdout.write(redactUrls(text));
+    this.streams.stdout.write(terminalSafe(redactUrls(text)));
   }
 
   /** A result too large to hold as one string (every invalid row of a million-row file), written as it comes. */
@@ -38,7 +45,7 @@ export class Output {
     const stdout = this.streams.stdout;
     try {
       for await (const chunk of chunks) {
-        if (!stdout.write(redactUrls(chunk))) await once(stdout, 'drain');
+        if (!stdout.write(terminalSafe(redactUrls(chunk)))) await once(stdout, 'drain');
       }
     } catch (error) {
       // The reader went away (`… --json | head`): there is no one left to write the rest to.
@@ -91,10 +98,10 @@ export class Output {
 
   private log(level: string, message: string, fields: Record<string, unknown>): void {
     if (this.options.logFormat === 'json') {
-      this.streams.stderr.write(`${redactUrls(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields }))}\n`);
+      this.streams.stderr.write(`${terminalSafe(redactUrls(JSON.stringify({ time: new Date().toISOString(), level, message, ...fields })))}\n`);
     } else {
       const prefix = level === 'error' ? 'error: ' : level === 'warn' ? 'warning: ' : '';
-      const line = `${prefix}${redactUrls(message)}\n`;
+      const line = `${prefix}${shown(redactUrls(message))}\n`;
       if (this.above) this.above(line);
       else this.streams.stderr.write(line);
     }

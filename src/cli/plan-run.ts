@@ -1,4 +1,4 @@
-import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, fchmodSync, fstatSync, openSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
@@ -122,14 +122,31 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
   return summary;
 }
 
-/** Opens the plan file up front, so a bad path fails before any reading with exit 64 and the path. */
+/**
+ * Opens the plan file up front, so a bad path fails before any reading with exit 64 and the path.
+ *
+ * The plan holds people's data (emails, names, every payload), so it is written like the state: mode 0600 from
+ * its first byte. A new file is created 0600; a file that already exists is emptied by the open and narrowed to
+ * 0600 before anything is written to it, whatever its mode was (a plan is never left readable by others because
+ * an older file was). A file whose mode this user cannot change (another user's) is refused, nothing written.
+ * A device or a pipe (`--out /dev/stdout`) keeps its mode: it holds nothing.
+ */
 function openPlanFile(path: string): WriteStream {
   let fd: number;
   try {
-    fd = openSync(path, 'w');
+    fd = openSync(path, 'w', 0o600);
   } catch (error) {
     throw new UsageError(`Cannot write the plan file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}.`, {
       hint: 'Pass --out a file in a directory you can write.',
+    });
+  }
+  try {
+    // Only a regular file keeps the data; a device or pipe (`--out /dev/stdout`) is left as it is.
+    if (fstatSync(fd).isFile()) fchmodSync(fd, 0o600);
+  } catch (error) {
+    closeSync(fd);
+    throw new UsageError(`Cannot limit the plan file ${path} to its owner (mode 0600): ${(error as NodeJS.ErrnoException).code ?? String(error)}; it would hold people's data, so nothing was written to it.`, {
+      hint: 'Pass --out a new file, or one you own.',
     });
   }
   return createWriteStream(path, { fd, encoding: 'utf8' });

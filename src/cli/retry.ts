@@ -13,6 +13,7 @@ import { preflight } from './apply-run.js';
 import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
+import { joinLines, shown } from '../terminal-text.js';
 
 export interface RetryFlags extends CommonFlags, DestinationFlags {
   campaign?: string;
@@ -46,7 +47,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
   if (programs.length === 0) {
     const line = `retry: nothing to retry: no failed or dead deliveries${campaign === undefined ? '' : ` of program ${campaign}`} in ${common.statePath}.`;
     if (output.json || flags.json) output.result(`${JSON.stringify({ command: 'retry', outcome: 'done', exitCode: ExitCode.ok, sent: 0, failed: 0, dead: 0, left: 0, programs: [], message: line }, null, output.jsonIndent(flags.json))}\n`);
-    else output.result(`${line}\n`);
+    else output.result(`${shown(line)}\n`);
     return ExitCode.ok;
   }
   const clients = createDestinationClients(common.destinations, flags, env);
@@ -173,5 +174,5 @@ function renderRetry(programs: readonly string[], reports: Map<Destination, Dest
     lines.push(`  ${DESTINATION_LABELS[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
   }
   lines.push('');
-  return `${lines.join('\n')}\n`;
+  return `${joinLines(lines)}\n`;
 }

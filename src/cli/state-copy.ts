@@ -4,6 +4,7 @@ import { copyState } from '../state/copy.js';
 import { assertStateLocation } from '../state/open.js';
 import { isPostgresUrl } from '../state/postgres-url.js';
 import type { Output } from './output.js';
+import { joinLines } from '../terminal-text.js';
 
 export interface StateCopyFlags {
   from?: string;
@@ -30,7 +31,7 @@ export async function runStateCopy(flags: StateCopyFlags, cwd: string, output: O
     for (const row of result.source.deliveries) {
       lines.push(`  deliveries ${row.destination}/${row.status}: ${row.count} -> ${targetByKey.get(`${row.destination}/${row.status}`) ?? 0}`);
     }
-    output.result(`${lines.join('\n')}\n${last}\n`);
+    output.result(`${joinLines([...lines, last])}\n`);
   }
   return exitCode;
 }

@@ -5,6 +5,7 @@ import type { LockRecord, StateSummary, StoredDelivery } from '../state/store.js
 import { jsonChunks, StreamedArray } from './json-stream.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
+import { joinLines } from '../terminal-text.js';
 
 export interface StatusFlags extends CommonFlags {
   json?: boolean;
@@ -58,7 +59,7 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `npx referral-sync diff` shows what the first sync would send.');
-    return `${lines.join('\n')}\n`;
+    return `${joinLines(lines)}\n`;
   }
   lines.push(`  schema version ${summary.schemaVersion}`);
   lines.push('', 'Identities (last acknowledged traits)');
@@ -99,5 +100,5 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
       lines.push(`  … and ${(total - problems.length).toLocaleString('en-US')} more: \`npx referral-sync status --json\` lists every one`);
     }
   }
-  return `${lines.join('\n')}\n`;
+  return `${joinLines(lines)}\n`;
 }

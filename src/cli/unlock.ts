@@ -3,6 +3,7 @@ import { openState, stateExists } from '../state/open.js';
 import type { FreedLock, LockRecord } from '../state/store.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
+import { shown } from '../terminal-text.js';
 
 export interface UnlockFlags extends CommonFlags {
   campaign?: string;
@@ -77,5 +78,5 @@ export async function runUnlock(flags: UnlockFlags, env: Env, cwd: string, outpu
 
 function report(output: Output, freed: readonly LockRecord[], line: string, exitCode: ExitCode = ExitCode.ok): void {
   if (output.json) output.result(`${JSON.stringify({ command: 'unlock', outcome: exitCode === ExitCode.ok ? 'done' : 'failed', exitCode, freed, message: line })}\n`);
-  else output.result(`${line}\n`);
+  else output.result(`${shown(line)}\n`);
 }

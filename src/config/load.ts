@@ -125,8 +125,9 @@ export function parseConfig(raw: unknown, origin: string): Config {
   }
   problems.push(...nameCollisions(config));
   if (problems.length > 0) {
-    const list = problems.map((p) => `  - ${p}`).join('\n');
-    throw new UsageError(`Config file ${origin} has ${problems.length} problem${problems.length > 1 ? 's' : ''}:\n${list}`);
+    // One sentence: an error is one line of output, and the config's own text may be quoted in it.
+    const list = problems.length === 1 ? problems[0]! : problems.map((p, i) => `(${i + 1}) ${p}`).join('; ');
+    throw new UsageError(`Config file ${origin} has ${problems.length} problem${problems.length > 1 ? 's' : ''}: ${list}.`);
   }
   return config;
 }

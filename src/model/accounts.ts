@@ -1,5 +1,5 @@
 import type { IdentityRule } from '../config/config.js';
-import { normalizeEmail } from './identity.js';
+import { canonicalKey, normalizeEmail } from './identity.js';
 import type { Participant, RecordLocation } from './participant.js';
 import { metadataValue, type TraitMap } from './traits.js';
 
@@ -17,15 +17,20 @@ export type AccountIdOf = { id: string } | { missing: string };
  */
 export function accountIdOf(participant: Pick<Participant, 'id' | 'email' | 'metadata'>, rule: IdentityRule): AccountIdOf {
   switch (rule.kind) {
-    case 'id':
-      return participant.id.trim() === '' ? { missing: 'its participant id is empty' } : { id: participant.id.trim() };
-    case 'email':
-      return participant.email?.trim() ? { id: normalizeEmail(participant.email) } : { missing: 'it has no email address' };
+    case 'id': {
+      // Account ids are identity keys: compared and sent in canonical form, like user ids.
+      const id = canonicalKey(participant.id);
+      return id === '' ? { missing: 'its participant id is empty' } : { id };
+    }
+    case 'email': {
+      const email = participant.email === undefined ? '' : normalizeEmail(participant.email);
+      return email !== '' ? { id: email } : { missing: 'it has no email address' };
+    }
     case 'metadata': {
       const value = metadataValue(participant.metadata, rule.key);
       // An export's empty cell is no metadata at all: "empty or missing" covers both.
       if (value === undefined || value === null) return { missing: `metadata "${rule.key}" is empty or missing` };
-      const text = String(value).trim();
+      const text = canonicalKey(String(value));
       return text === '' ? { missing: `metadata "${rule.key}" is empty` } : { id: text };
     }
   }

@@ -1,25 +1,58 @@
 import type { IdentityRule } from '../config/config.js';
 import type { Participant } from './participant.js';
 
+/**
+ * Code points that render as nothing: Unicode's Default_Ignorable_Code_Point set (zero-width space and joiners
+ * U+200B–U+200D, word joiner U+2060, BOM U+FEFF, soft hyphen U+00AD, the bidi marks, embeddings, overrides and
+ * isolates U+200E/U+200F/U+202A–U+202E/U+2066–U+2069, variation selectors, tag characters, Hangul fillers, …).
+ * Unicode maintains this set for exactly "a renderer that does not support it shows nothing", so two keys that
+ * differ only by these look identical to every person who reads them. Other format (Cf) characters outside it,
+ * such as the Arabic number signs U+0600–U+0605, are visible and stay.
+ */
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/gu;
+
+/**
+ * An identity key (a participant id, a user id, a referrer reference, an account id) in the one form it is
+ * compared, stored and sent in: invisible code points removed, Unicode NFC, surrounding whitespace trimmed.
+ * `josé` typed (NFC) and `josé` pasted from a system that decomposes (NFD), or an id with a zero-width space
+ * from a spreadsheet, are one key. Invisibles go first: one between a letter and its accent would block NFC
+ * from composing them.
+ */
+export function canonicalKey(value: string): string {
+  return value.replace(INVISIBLE, '').normalize('NFC').trim();
+}
+
+/** An email address as an identity: its canonical key without letter case (GrowSurf's own rule). */
 export function normalizeEmail(email: string): string {
-  return email.trim().toLowerCase();
+  // Lower case can decompose (İ → i + U+0307), so NFC comes after it.
+  return canonicalKey(email.toLowerCase());
 }
 
 export function looksLikeEmail(value: string): boolean {
-  return /^[^\s@]+@[^\s@]+$/.test(value.trim());
+  return /^[^\s@]+@[^\s@]+$/.test(canonicalKey(value));
+}
+
+/** A referrer as the source names it (an id or an email address), as the directory keys it. */
+export function referenceKey(reference: string): string {
+  const key = canonicalKey(reference);
+  return looksLikeEmail(key) ? normalizeEmail(key) : key;
 }
 
 /** The downstream identity (Segment userId, Customer.io identifier) of a participant, or undefined if it has none. */
 export function identityOf(participant: Pick<Participant, 'id' | 'email' | 'metadata'>, rule: IdentityRule): string | undefined {
   switch (rule.kind) {
-    case 'email':
-      return participant.email ? normalizeEmail(participant.email) : undefined;
-    case 'id':
-      return participant.id.trim() === '' ? undefined : participant.id.trim();
+    case 'email': {
+      const email = participant.email === undefined ? '' : normalizeEmail(participant.email);
+      return email === '' ? undefined : email;
+    }
+    case 'id': {
+      const id = canonicalKey(participant.id);
+      return id === '' ? undefined : id;
+    }
     case 'metadata': {
       const value = participant.metadata[rule.key];
       if (value === null || value === undefined) return undefined;
-      const text = String(value).trim();
+      const text = canonicalKey(String(value));
       return text === '' ? undefined : text;
     }
   }

@@ -2,10 +2,10 @@ import type { Config } from '../config/config.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { describeViolation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
-import { identityOf, missingIdentityReason } from '../model/identity.js';
+import { canonicalKey, identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash } from '../model/ids.js';
 import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
-import { locationKey, namesSelfAsReferrer, type IdentityClaim, type ReferrerDirectory } from '../model/referrer-directory.js';
+import { locationKey, type IdentityClaim, type ReferralCycle, type ReferrerDirectory } from '../model/referrer-directory.js';
 import { computeTraits, destinationTraits, isReferred, type CanonicalTraits, type TraitMap } from '../model/traits.js';
 import { accountIdOf, accountNameOf, AccountBook } from '../model/accounts.js';
 import { planAccounts, type AccountPlanning, type AccountProgram } from './accounts.js';
@@ -78,7 +78,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   if (isRepeatedRow(location, context)) {
     yield {
       type: 'invalid',
-      reason: `participant id "${record.id}" already appeared on an earlier row; the first row wins and this one is ignored`,
+      reason: `participant id "${record.id}" already appeared on an earlier row (ids compare without Unicode form, invisible characters or surrounding spaces); the first row wins and this one is ignored`,
       location,
       participantId: record.id,
     };
@@ -96,19 +96,8 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   }
   const person = personOf(record, userId, context);
   const { participant } = person;
-  if (person.referrerLeftOut === 'self') {
-    yield {
-      type: 'warning',
-      message: `participant ${record.id} is named as their own referrer ("${record.referrerId}"); no Referral Made is planned and the referral earns no credit`,
-      location,
-    };
-  } else if (person.referrerLeftOut === 'unresolved') {
-    yield {
-      type: 'warning',
-      message: `referrer "${record.referrerId}" of participant ${record.id} is not in the data; referred_by is left unset and no Referral Made event is planned`,
-      location,
-    };
-  }
+  const leftOut = referrerLeftOutMessage(record, person);
+  if (leftOut !== undefined) yield { type: 'warning', message: leftOut, location };
   yield { type: 'participant', participantId: participant.id, userId, traits: person.traits };
   if (gathering) yield* gatherMember(person, location, context, gathering);
 
@@ -224,11 +213,12 @@ function plannedUserId(participant: Participant, location: RecordLocation | unde
 
 /** A participant as planned: the referrer resolved (or left out, and why), traits computed, history derived. */
 interface PlannedPerson {
-  /** Without a referrer that is the participant themself. */
+  /** In canonical form (ids as keyed and sent); without a referrer that earns credit, that is the participant themself. */
   participant: Participant;
   userId: string;
   referrerUserId: string | undefined;
-  referrerLeftOut: 'self' | 'unresolved' | undefined;
+  /** Why the source's referrer is not credited (DESIGN.md §10): the same rule as the directory's counts. */
+  referrerLeftOut: { kind: 'self' } | { kind: 'missing' } | { kind: 'cycle'; cycle: ReferralCycle } | undefined;
   /** Converted referrals: the count in the traits and in a tier change's key. */
   count: number;
   traits: CanonicalTraits;
@@ -237,24 +227,63 @@ interface PlannedPerson {
 
 function personOf(record: Participant, userId: string, context: PlanContext): PlannedPerson {
   const { config } = context;
-  let participant = record;
+  let participant = canonicalIds(record);
   let referrerUserId: string | undefined;
   let referrerLeftOut: PlannedPerson['referrerLeftOut'];
-  if (participant.referrerId !== undefined) {
-    const profile = participant.referrerProfile;
-    referrerUserId = (profile ? identityOf(profile, config.identity) : undefined) ?? context.directory.resolve(participant.referrerId);
-    if (namesSelfAsReferrer(participant) || referrerUserId === userId) {
-      referrerLeftOut = 'self';
+  const judgement = context.directory.judgeReferrer(participant, userId);
+  switch (judgement.kind) {
+    case 'credited':
+      referrerUserId = judgement.userId;
+      break;
+    case 'self':
+    case 'cycle':
+      // No referral at all: planned as if the source named no referrer.
+      referrerLeftOut = judgement;
       participant = withoutReferrer(participant);
-      referrerUserId = undefined;
-    } else if (referrerUserId === undefined) {
-      referrerLeftOut = 'unresolved';
-    }
+      break;
+    case 'missing':
+      // A referral did bring this person (their channel and status stay); nobody in the program is credited.
+      referrerLeftOut = judgement;
+      break;
+    case 'none':
+      break;
   }
   const count = participant.referralCount ?? context.directory.referralsOf(participant).converted;
   const traits = computeTraits(participant, { referredBy: referrerUserId, count }, config);
   const facts = deriveEvents(participant, { userId, referrerUserId });
   return { participant, userId, referrerUserId, referrerLeftOut, count, traits, facts };
+}
+
+/**
+ * The participant with its identity keys in canonical form (`canonicalKey`): its id goes into operation keys and
+ * `participant_id`, its referrer reference into `referrer_id`, so a row whose bytes differ only by Unicode form
+ * or invisible characters plans the same operations with the same ids.
+ */
+function canonicalIds(participant: Participant): Participant {
+  const id = canonicalKey(participant.id);
+  const referrerId = participant.referrerId === undefined ? undefined : canonicalKey(participant.referrerId);
+  if (id === participant.id && referrerId === participant.referrerId) return participant;
+  const copy: Participant = { ...participant, id };
+  if (referrerId === undefined || referrerId === '') delete copy.referrerId;
+  else copy.referrerId = referrerId;
+  return copy;
+}
+
+/** The warning on a participant whose referral earns no credit, naming why. */
+function referrerLeftOutMessage(record: Participant, person: PlannedPerson): string | undefined {
+  const left = person.referrerLeftOut;
+  if (left === undefined) return undefined;
+  switch (left.kind) {
+    case 'self':
+      return `participant ${record.id} is named as their own referrer ("${record.referrerId}"); no Referral Made is planned and the referral earns no credit`;
+    case 'missing':
+      return `referrer "${record.referrerId}" of participant ${record.id} is not in the data: no participant of the program has that id or email (a deleted participant?); the referral earns no credit: referred_by is left unset and no Referral Made event is planned`;
+    case 'cycle': {
+      const { members, length } = left.cycle;
+      const chain = [...members, ...(length > members.length ? [`… (${length} in all)`] : [members[0]!])].join(' → ');
+      return `participant ${record.id} is on a referral cycle (${chain}, each referred by the next): no referral on it earns credit; no Referral Made is planned and no referrer is set`;
+    }
+  }
 }
 
 /** What one destination gets for one person, short of the payloads: the identify (if any) and the events, keyed. */
@@ -316,7 +345,8 @@ function identityTaken(participant: Participant, userId: string, first: Identity
   const where = first.location ? ` (${formatLocation(first.location)})` : '';
   return {
     type: 'invalid',
-    reason: `user id "${userId}" already belongs to participant ${first.participantId}${where}; participant ${participant.id} resolves to the same user id, so the first one wins and this row is not sent`,
+    // Ids and emails compare in canonical form (emails without case too), so the two may differ in their bytes.
+    reason: `user id "${userId}" already belongs to participant ${first.participantId}${where}; participant ${participant.id} resolves to the same user id (compared without letter case in emails, Unicode form, invisible characters or surrounding spaces), so the first one wins and this row is not sent`,
     location,
     participantId: participant.id,
   };

@@ -1,10 +1,14 @@
 import { EVENT_KINDS, type Destination, type EventKind, DESTINATION_LABELS } from '../config/defaults.js';
 import { formatLocation } from '../model/participant.js';
+import { joinLines } from '../terminal-text.js';
 import type { TraitValue } from '../model/traits.js';
 import type { DestinationCounts, PersonChange, PlanSummary, Problem } from './summary.js';
 import type { AccountPlan } from './types.js';
 
-/** Text rendering of a plan summary for people (DESIGN.md §9): tables and bars, no colour, no TTY needed. */
+/**
+ * Text rendering of a plan summary for people (DESIGN.md §9): tables and bars, no colour, no TTY needed. Lines
+ * are joined with `joinLines`, which shows a line break or control character inside a value escaped.
+ */
 
 const EVENT_LABEL: Record<EventKind, string> = {
   joined: 'joined',
@@ -70,7 +74,7 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
     );
   }
   out.push('', renderVerdict(summary));
-  return `${out.join('\n')}\n`;
+  return `${joinLines(out)}\n`;
 }
 
 const DELIMITER_NAMES: Record<string, string> = { ';': 'semicolon-separated', '\t': 'tab-separated' };

@@ -330,7 +330,13 @@ async function loadCello(options: CelloCsvOptions, inputs: InputFiles, meter: Re
     out.push(...(await enrich(people, options.api, options.lookupConcurrency ?? DEFAULT_LOOKUP_CONCURRENCY, meter)));
     options.onEnriched?.();
   }
-  for (const { participant, location } of people.values()) out.push({ kind: 'participant', participant, location });
+  for (const { participant, location } of people.values()) {
+    // Cello keys referrers on the customer's own user id and includes only the signups it attributed to one, so
+    // an Included row vouches for its referrer being in the program, even one no aggregates file lists (a
+    // referrer named by nothing in the data is not credited, DESIGN.md §10).
+    if (participant.referrerId !== undefined) participant.referrerProfile = { id: participant.referrerId, metadata: {} };
+    out.push({ kind: 'participant', participant, location });
+  }
   return out;
 }
 
