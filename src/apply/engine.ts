@@ -76,7 +76,7 @@ export class DeliveryEngine {
           random: options.random ?? Math.random,
           planning: () => this.planning,
           planned: this.planned,
-          onFatal: (error) => this.failFatally(error),
+          onFatal: (error) => this.failFatally(error, destination),
           ...(options.rates?.get(destination) ? { rate: options.rates.get(destination)! } : {}),
           ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         }),
@@ -161,9 +161,13 @@ export class DeliveryEngine {
     return this.writes;
   }
 
-  private failFatally(error: unknown): void {
+  private failFatally(error: unknown, from?: Destination): void {
     this.fatal ??= error;
-    // Nothing more can be sent (the credentials were refused): every sender stops at once.
-    for (const sender of this.senders.values()) sender.stop(0);
+    // Nothing more is started. The destination that cannot work (credentials refused, an endpoint that is not its
+    // API) and, after a state fault, every destination stop at once. Another destination's requests already on
+    // the wire get the stop's grace period: the answers it gave are recorded, so the next run does not send them
+    // again.
+    const grace = this.options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    for (const [destination, sender] of this.senders) sender.stop(from === undefined || destination === from ? 0 : grace);
   }
 }

@@ -1,6 +1,8 @@
 import { TrackClient } from 'customerio-node';
 import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
+import { endpointUnusable, unacknowledgedAnswerIn, unacknowledged, type UnacknowledgedAnswer } from '../http/acknowledgement.js';
+import { CUSTOMERIO_BATCH_SUCCESS, CustomerioTransport } from '../http/customerio-http.js';
 import { ENDPOINT_SETTINGS, describeNetworkError, unreachableHint, unreachableMessage } from '../http/errors.js';
 import { redactUrl, redactUrls } from '../redact.js';
 import { CUSTOMERIO_LIMITS } from './limits.js';
@@ -56,14 +58,18 @@ export class CustomerioDestination implements DestinationClient {
   readonly maxBatch: number;
   readonly maxBatchBytes: number;
   private readonly client: TrackClient;
+  /** Judges every answer before the SDK reads it, and follows no redirect (src/http/customerio-http.ts). */
+  private readonly transport: CustomerioTransport;
 
   constructor(private readonly options: CustomerioOptions) {
     this.maxBatch = options.api === 'v2' ? (options.batchSize ?? CUSTOMERIO_BATCH_OPERATIONS) : 1;
     this.maxBatchBytes = options.api === 'v2' ? CUSTOMERIO_SAFE_BATCH_BYTES : Number.POSITIVE_INFINITY;
+    this.transport = new CustomerioTransport(options.trackUrl);
     this.client = new TrackClient(options.siteId, options.apiKey, {
       url: `${options.trackUrl.replace(/\/+$/, '')}/api/v1`,
       timeout: options.timeoutMs ?? 15_000,
       retry: { maxRetries: 0 },
+      dispatcher: this.transport.dispatcher,
     });
   }
 
@@ -74,10 +80,15 @@ export class CustomerioDestination implements DestinationClient {
   async send(operations: readonly Operation[]): Promise<DeliveryOutcome[]> {
     if (this.options.api === 'v1') return Promise.all(operations.map((op) => this.sendV1(op)));
     try {
-      const body = await this.client.batch(operations.map((op) => op.payload));
+      const body = (await this.client.batch(operations.map((op) => op.payload))) as { errors?: unknown };
       const failed = new Map<number, string>();
-      for (const error of (body.errors ?? []) as ItemError[]) {
-        if (typeof error.batch_index === 'number') failed.set(error.batch_index, describeItemError(error));
+      const errors: unknown[] = Array.isArray(body.errors) ? body.errors : [];
+      for (const error of errors) {
+        const index = (error as ItemError | null)?.batch_index;
+        // Every item error must name an operation of this request: one that does not could be any of them, and
+        // reading the others as accepted could record `sent` what Customer.io refused.
+        if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= operations.length) throw this.itemErrorWithoutIndex(error);
+        failed.set(index, describeItemError(error as ItemError));
       }
       return operations.map((op, index) => {
         const reason = failed.get(index);
@@ -129,6 +140,8 @@ export class CustomerioDestination implements DestinationClient {
       }
       return { destination: 'customerio', ok: true, message: `Customer.io accepted the site id and API key (account region: ${region.region ?? 'unknown'}).` };
     } catch (error) {
+      const problem = unacknowledgedAnswerIn(error);
+      if (problem) return { destination: 'customerio', ok: false, transient: problem.transient, message: `${problem.message}.`, hint: problem.hint };
       const e = error as RequestErrorLike;
       if (e.statusCode === 401 || e.statusCode === 403) {
         return { destination: 'customerio', ok: false, message: `Customer.io refused the site id and API key (${e.statusCode}).`, hint: CUSTOMERIO_CREDENTIALS_HINT };
@@ -159,12 +172,29 @@ export class CustomerioDestination implements DestinationClient {
     return unreachableMessage('Customer.io', this.options.trackUrl, describeNetworkError(error, this.options.timeoutMs ?? 15_000));
   }
 
-  async close(): Promise<DeliveryOutcome[]> {
+  async close(timeoutMs?: number): Promise<DeliveryOutcome[]> {
+    await this.transport.close(timeoutMs);
     return [];
+  }
+
+  /** A 207 whose item error names no operation of the request: not the documented answer. */
+  private itemErrorWithoutIndex(error: unknown): UnacknowledgedAnswer {
+    const text = JSON.stringify({ errors: [error] }) ?? '';
+    return unacknowledged(
+      { service: 'Customer.io', baseUrl: this.options.trackUrl, expected: `${CUSTOMERIO_BATCH_SUCCESS} naming each item by batch_index`, endpointSetting: 'CUSTOMERIO_TRACK_URL', endpointSettings: ENDPOINT_SETTINGS.customerio },
+      { status: 207, problem: 'wrong-shape', requestUrl: this.options.trackUrl, body: text, contentType: 'application/json' },
+    );
   }
 
   /** Bad credentials stop the run (exit 69); everything else is an outcome for the operation. */
   private verdictFromError(error: unknown): Verdict {
+    const problem = unacknowledgedAnswerIn(error);
+    if (problem) {
+      // Not Customer.io's success answer. One that every request would get (a redirect, a page that is not the
+      // API) stops the run, as refused credentials do: the operations stay queued, none is recorded sent.
+      if (!problem.transient) throw endpointUnusable(problem);
+      return { kind: 'retry', reason: problem.message };
+    }
     const e = error as RequestErrorLike;
     if (typeof e.statusCode === 'number') {
       if (e.statusCode === 401 || e.statusCode === 403) {

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Analytics, type HTTPClient, type HTTPClientRequest, type HTTPResponse } from '@segment/analytics-node';
 import { parseRetryAfter, verdictForStatus, type Verdict } from '../apply/retry.js';
+import { endpointUnusable, unacknowledgedAnswerIn, type UnacknowledgedAnswer } from '../http/acknowledgement.js';
 import { ENDPOINT_SETTINGS, describeNetworkError, isNetworkError, unreachableHint, unreachableMessage } from '../http/errors.js';
 import { redactUrl, redactUrls } from '../redact.js';
 import { UndiciSegmentHttpClient } from '../http/segment-http.js';
@@ -56,6 +57,8 @@ export class SegmentDestination implements DestinationClient {
   private readonly abandon = new AbortController();
   private readonly http: UndiciSegmentHttpClient;
   private readonly unresolved = new Map<string, (outcome: DeliveryOutcome) => void>();
+  /** Operations whose answer was not Segment's success and says the endpoint itself is wrong, by key. */
+  private readonly endpointProblems = new Map<string, UnacknowledgedAnswer>();
   private closed = false;
   /** Segment's last Retry-After (ms): the engine waits it out, since the SDK is told none (it would retry itself). */
   private retryAfterMs: number | undefined;
@@ -116,11 +119,18 @@ export class SegmentDestination implements DestinationClient {
   async send(operations: readonly Operation[]): Promise<DeliveryOutcome[]> {
     if (this.closed) throw new Error('internal: send after close');
     const client = await this.acquire();
+    let outcomes: DeliveryOutcome[];
     try {
-      return await Promise.all(operations.map((op) => this.sendOne(op, client)));
+      outcomes = await Promise.all(operations.map((op) => this.sendOne(op, client)));
     } finally {
       this.release(client);
     }
+    // An answer that only looked like success and will look the same for every request (a redirect, a page that
+    // is not Segment's API) stops the run, as refused credentials do: the operations stay queued, none is recorded.
+    const stop = outcomes.map((o) => this.endpointProblems.get(o.key)).find((p) => p !== undefined);
+    for (const o of outcomes) this.endpointProblems.delete(o.key);
+    if (stop) throw endpointUnusable(stop);
+    return outcomes;
   }
 
   private sendOne(operation: Operation, analytics: Analytics): Promise<DeliveryOutcome> {
@@ -129,6 +139,8 @@ export class SegmentDestination implements DestinationClient {
       this.unresolved.set(key, resolve);
       const callback = (error?: unknown): void => {
         if (!this.unresolved.delete(key)) return;
+        const problem = unacknowledgedAnswerIn(error);
+        if (problem && !problem.transient) this.endpointProblems.set(key, problem);
         resolve({ key, verdict: error === undefined ? { kind: 'sent' } : verdictFromSdkError(error, this.retryAfterMs, this.options.host) });
       };
       const payload = operation.payload;
@@ -167,16 +179,23 @@ export class SegmentDestination implements DestinationClient {
     });
   }
 
+  /**
+   * Reachability, through the client that sends (so a redirect is not followed, and is judged like a send's
+   * answer). It asks `GET /v1/batch`, which carries no data: an answer that is no acknowledgement (a redirect, a
+   * 2xx other than Segment's success: an HTML or empty page) fails the check with the sentence a send would get;
+   * a refusal of the GET (404, 405) still shows that something answers there.
+   */
   async check(): Promise<CheckResult> {
     try {
-      const response = await fetch(new URL('/v1/batch', this.options.host), { method: 'GET', signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
-      await response.body?.cancel();
+      await this.http.get(new URL('/v1/batch', this.options.host).href, CHECK_TIMEOUT_MS);
       return {
         destination: 'segment',
         ok: true,
         message: `Segment at ${redactUrl(this.options.host)} is reachable. Segment accepts any write key with 200, so the key itself cannot be checked: after the first sync, look for the events in the source's Debugger.`,
       };
     } catch (error) {
+      const problem = unacknowledgedAnswerIn(error);
+      if (problem) return { destination: 'segment', ok: false, transient: problem.transient, message: `${problem.message}.`, hint: problem.hint };
       return {
         destination: 'segment',
         ok: false,
@@ -219,6 +238,9 @@ export class SegmentDestination implements DestinationClient {
  * reason from the response body to that text (see SplittingHttpClient), so it reaches the ledger.
  */
 export function verdictFromSdkError(error: unknown, retryAfterMs?: number, host: string = SEGMENT_HOSTS.us): Verdict {
+  // Not Segment's success answer: retried; the ones that stop the run are taken out before this matters (send).
+  const problem = unacknowledgedAnswerIn(error);
+  if (problem) return { kind: 'retry', reason: problem.message };
   const message = error instanceof Error ? error.message : String(error);
   const match = /^\[(\d{3})\]/.exec(message);
   if (match) {
@@ -274,7 +296,7 @@ class SplittingHttpClient implements HTTPClient {
       }
       return { status: response.status, statusText, headers };
     } catch (error) {
-      this.onResponse?.(undefined);
+      this.onResponse?.(unacknowledgedAnswerIn(error)?.status);
       throw error;
     }
   }

@@ -28,6 +28,8 @@ if (before === undefined && slot[GLOBAL_DISPATCHER] !== undefined) {
 
 export const Pool: typeof import('undici').Pool = undici.Pool;
 export type Pool = import('undici').Pool;
+export const Agent: typeof import('undici').Agent = undici.Agent;
+export type Agent = import('undici').Agent;
 export const errors: typeof import('undici').errors = undici.errors;
 export type { Dispatcher } from 'undici';
 

@@ -17,6 +17,8 @@ class ScriptedService extends FakeService {
   readonly sockets = new Set<Socket>();
   readonly seen: { method: string; path: string; headers: IncomingMessage['headers']; body: string }[] = [];
   script: { status: number; body: string; headers?: Record<string, string> }[] = [];
+  /** The answer once the script is used up; by default 200 JSON naming the path. */
+  fallback: { status: number; body: string; headers?: Record<string, string> } | undefined;
   delayMs = 0;
 
   constructor(faults: FaultOptions = {}) {
@@ -26,7 +28,7 @@ class ScriptedService extends FakeService {
   protected handle(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
     this.sockets.add(req.socket);
     this.seen.push({ method: req.method ?? '', path: req.url ?? '', headers: req.headers, body: body.toString('utf8') });
-    const next = this.script.shift() ?? { status: 200, body: JSON.stringify({ ok: true, path: req.url }), headers: { 'content-type': 'application/json' } };
+    const next = this.script.shift() ?? this.fallback ?? { status: 200, body: JSON.stringify({ ok: true, path: req.url }), headers: { 'content-type': 'application/json' } };
     setTimeout(() => {
       this.count(next.status);
       res.writeHead(next.status, next.headers ?? {});
@@ -157,6 +159,8 @@ describe('UndiciSegmentHttpClient', () => {
     const b = await start(new ScriptedService());
     a.service.delayMs = 20;
     b.service.delayMs = 20;
+    // Segment's success answer: the client throws on any other 2xx (acknowledgement.test.ts).
+    a.service.fallback = b.service.fallback = { status: 200, body: '{"success":true}', headers: { 'content-type': 'application/json' } };
     const http = new UndiciSegmentHttpClient({ connections: 3 });
     started.push({ stop: () => http.close() });
     const post = (url: string) => http.makeRequest({ url: `${url}/v1/batch`, method: 'POST', headers: {}, body: '{}', httpRequestTimeout: 5_000 });
