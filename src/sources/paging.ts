@@ -53,11 +53,11 @@ export async function* cursorPages<T>(listing: CursorListing<T>): AsyncGenerator
     if (page.next === undefined || page.items.length === 0) return;
     const { service, items, cursorName } = listing;
     const after = `after ${pages} ${pages === 1 ? 'page' : 'pages'} and ${seen.size} ${items}`;
-    if (known === page.items.length) {
-      throw never(listing, `${service}'s ${items} listing gave a page holding only ${items} already read (${known} of them, ${cursorName} ${quote(cursor)}) ${after}`);
-    }
     if (asked.has(page.next)) {
       throw never(listing, `${service}'s ${cursorName} cursor came back to a page already read (${cursorName} ${quote(page.next)}) ${after}`);
+    }
+    if (known === page.items.length) {
+      throw never(listing, `${service}'s ${items} listing gave a page holding only ${items} already read (${known} of them, ${cursorName} ${quote(cursor)}) ${after}`);
     }
     if (pages >= listing.maxPages) {
       throw never(listing, `${service}'s ${items} listing went on past ${listing.maxPages} pages (${listing.maxPagesReason}) ${after}`);
