@@ -227,3 +227,88 @@ describe('Cello\'s odd but documented lookup answers are data about one particip
     expectOneSentence(result, /^Cello answered a lookup with 404: <html>404 Not Found<\/html>\.$/);
   });
 });
+
+/** Ways a GrowSurf listing could go on forever; each stopped within a bound, exit 69, naming what repeated. */
+const ENDLESS_LISTINGS: {
+  name: string;
+  /** The listing that misbehaves, and how: the page as served, rewritten; `asked` is the nextId asked for. */
+  listing: 'participants' | 'referrals';
+  rewrite: (page: { items: unknown[]; limit: number; nextId: string | null }, asked: string | null) => Record<string, unknown>;
+  reportedCount?: number;
+  message: RegExp;
+  pages: number;
+}[] = [
+  {
+    name: 'a nextId naming the page it is on',
+    listing: 'participants',
+    rewrite: (page) => ({ participants: page.items, nextId: 'same-page' }),
+    message: /^GrowSurf's nextId cursor came back to a page already read \(nextId "same-page"\) after 2 pages and 30 participants; the listing would never end, so it was stopped\.$/,
+    pages: 2,
+  },
+  {
+    name: 'the first page served again under ever new cursors',
+    listing: 'participants',
+    rewrite: (page, asked) => ({ participants: page.items.slice(0, 10), nextId: `c${Number(asked?.slice(1) ?? 0) + 1}` }),
+    message: /^GrowSurf's participants listing gave a page holding only participants already read \(10 of them, nextId "c1"\) after 2 pages and 10 participants; the listing would never end/,
+    pages: 2,
+  },
+  {
+    name: 'new participants and cursors forever, past what the campaign\'s count can fill',
+    listing: 'participants',
+    reportedCount: 30,
+    rewrite: (_page, asked) => {
+      const n = Number(asked?.slice(1) ?? 0);
+      return { participants: [{ id: `ghost${n}`, email: `ghost${n}@example.com`, createdAt: 1_740_000_000_000 }], nextId: `g${n + 1}` };
+    },
+    // 30 participants fill ceil(2 × 30 / 100) + 10 = 11 pages.
+    message: /^GrowSurf's participants listing went on past 11 pages \(twice what campaign camp7's 30 participants fill, plus 10\) after 11 pages and 11 participants; the listing would never end/,
+    pages: 11,
+  },
+  {
+    name: 'a referrals cursor cycling between two pages',
+    listing: 'referrals',
+    rewrite: (page, asked) => ({ referrals: asked === 'r2' ? page.items.slice(5, 10) : page.items.slice(0, 5), nextId: asked === 'r2' ? 'r1' : 'r2', more: true }),
+    message: /^GrowSurf's nextId cursor came back to a page already read \(nextId "r2"\) after 3 pages and 10 referral rows; the listing would never end/,
+    pages: 3,
+  },
+];
+
+describe('a GrowSurf listing that would never end is stopped (guarantee 2)', () => {
+  it.for(ENDLESS_LISTINGS)('$name', async ({ listing, rewrite, reportedCount, message, pages }, { onTestFinished }) => {
+    const { fake, env } = await startGrowsurf(onTestFinished, (gs) => {
+      if (reportedCount !== undefined) gs.reportedParticipantCount = reportedCount;
+      gs.rewritePage = (kind, page, asked) =>
+        kind === listing ? rewrite(page, asked) : kind === 'participants' ? { participants: page.items, limit: page.limit, nextId: page.nextId } : { referrals: page.items, limit: page.limit, nextId: page.nextId, more: page.nextId !== null };
+    });
+    const result = await runCliInProcess(['diff', '--source', 'growsurf'], { cwd: tempDir(), env });
+    expectOneSentence(result, message);
+    expect(fake.requestsByKind.get(listing)).toBe(pages);
+  });
+});
+
+describe('GrowSurf entries that are not participants, or participants with null fields, are rows, not crashes (guarantee 8)', () => {
+  it('reports each odd entry on its own, plans the rest, and sends no null', async ({ onTestFinished }) => {
+    const { fake, env } = await startGrowsurf(onTestFinished, (gs) => {
+      gs.rewritePage = (kind, page) => {
+        if (kind === 'referrals') return { referrals: page.items, limit: page.limit, nextId: page.nextId, more: page.nextId !== null };
+        const nulls = { id: 'nully', email: 'nully@example.com', firstName: null, lastName: null, createdAt: null, shareUrl: null, vanityKeys: null, referralCount: null, leadCount: null, referralSource: null, referralStatus: null, referrer: null, rewards: null, metadata: { company: null, seats: null } };
+        return { participants: [null, 'p-as-text', {}, { id: 'badmail', email: 42 }, nulls, ...page.items], limit: page.limit, nextId: page.nextId };
+      };
+    });
+    const cwd = tempDir();
+    const out = join(cwd, 'plan.jsonl');
+    const result = await runCliInProcess(['diff', '--source', 'growsurf', '--json', '--out', out, '--to', 'segment'], { cwd, env });
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as { invalidRows: { reason: string }[] };
+    expect(summary.invalidRows.map((r) => r.reason)).toEqual([
+      'GrowSurf sent an entry of page 1 as null, not a participant; it is not sent',
+      'GrowSurf sent an entry of page 1 as text, not a participant; it is not sent',
+      'GrowSurf sent an entry of page 1 as an object with no participant "id", not a participant; it is not sent',
+      'GrowSurf participant badmail: field "email" is a number (42), not text; the participant is not sent',
+    ]);
+    const identifies = readPlan(out).filter((l) => l.kind === 'identify');
+    expect(identifies.map((l) => l.userId)).toContain('nully@example.com');
+    expect(identifies).toHaveLength(fake.program.participants.length + 1);
+    for (const line of identifies) expect(Object.values(line.payload.traits as Record<string, unknown>)).not.toContain(null);
+  });
+});
