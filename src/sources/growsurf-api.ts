@@ -177,8 +177,9 @@ async function* readChanges(options: GrowsurfApiOptions, since: number, meter: R
       raw = await client.getJson<unknown>(path);
       meter.add(1);
     } catch (error) {
-      // A participant deleted since its referral row was written: nothing to sync for it.
-      if (error instanceof HttpError && error.status === 404) {
+      // A participant deleted since its referral row was written: nothing to sync for it. Only GrowSurf's own
+      // (JSON) 404 says so: a proxy's 404 page says the URL is wrong, and would turn every participant into this.
+      if (error instanceof HttpError && error.status === 404 && error.details.json === true) {
         meter.add(1);
         yield { kind: 'warning', message: `participant ${id} named by a referral row no longer exists in GrowSurf` };
         continue;
