@@ -1,6 +1,7 @@
 import { realClock, type Clock } from '../apply/limiter.js';
 import { backoffDelay, parseRetryAfter, type RetryOptions } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 import { describeNetworkError, HttpError, unreachableMessage } from './errors.js';
 import { Pool } from './undici.js';
 import type { SlidingWindowLimiter } from './window-limiter.js';
@@ -47,10 +48,20 @@ export interface HttpClientOptions {
 const LONG_WAIT_MS = 5_000;
 
 /**
+ * 429s in a row for one request that say how long to wait, each of which costs no attempt. Past it the request
+ * fails: a service that answers "wait 0 s" (or any wait) forever would otherwise be asked forever.
+ */
+export const MAX_RATE_LIMIT_WAITS = 20;
+
+/**
  * The one HTTP client of the API sources (DESIGN.md §2): an undici Pool per service (keep-alive, a connection
  * cap, pipelining off), a timeout for the headers and for each gap in the body, the shared window limiter,
- * retries of 429/5xx/network errors with backoff (429s that say how long to wait cost no attempt), and typed
- * errors that never carry the credentials.
+ * retries of 429/5xx/network errors with backoff (429s that say how long to wait cost no attempt, up to
+ * MAX_RATE_LIMIT_WAITS in a row), and typed errors that never carry the credentials.
+ *
+ * Success is a 2xx with a JSON body (204: none); what that JSON must hold is the service's decoder's to check.
+ * A redirect is a failure naming where it points: never followed (the Pool and each request say
+ * maxRedirections 0, so no undici default can turn it on), and not retried, since it would answer the same.
  *
  * undici comes from ./undici.js, which keeps it from installing a global dispatcher: Node's own fetch, used by
  * the Segment and Customer.io SDKs, must keep its own (undici 7's breaks them with UND_ERR_INVALID_ARG).
@@ -75,6 +86,8 @@ export class HttpClient {
       connect: { timeout: Math.min(this.timeoutMs, 10_000) },
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
+      // Never follow a redirect: a 3xx is the answer, and a failure (see requestJson).
+      maxRedirections: 0,
     });
     this.clock = options.clock ?? realClock;
   }
@@ -96,6 +109,7 @@ export class HttpClient {
     for (const [key, value] of Object.entries(query)) if (value !== undefined) search.set(key, String(value));
     const target = `${this.prefix}${path}${search.size > 0 ? `?${search.toString()}` : ''}`;
     const { retry, hooks, limiter } = this.options;
+    let rateLimitWaits = 0;
     for (let attempt = 1; ; ) {
       this.beforeWait(limiter.delay());
       await limiter.take();
@@ -128,17 +142,21 @@ export class HttpClient {
         return body as T;
       }
 
+      if (status !== undefined && status >= 300 && status < 400) throw this.redirect(status, headers, target);
       if (status === 429) {
         const wait = hooks?.retryAfterMs?.(headers, body) ?? parseRetryAfter(header(headers, 'retry-after'));
         if (wait !== undefined) {
+          rateLimitWaits += 1;
+          if (rateLimitWaits > MAX_RATE_LIMIT_WAITS) throw this.endlessRateLimit(rateLimitWaits, wait, body, target);
           limiter.pause(wait);
           this.beforeWait({ ms: wait, policy: hooks?.describeLimit?.(body) ?? 'rate limit' });
-          continue; // a 429 that says how long to wait costs no attempt
+          continue; // a 429 that says how long to wait costs no attempt (up to MAX_RATE_LIMIT_WAITS in a row)
         }
       }
+      if (status !== 429) rateLimitWaits = 0;
       const retryable = status === undefined || status === 408 || status === 429 || status >= 500;
       if (!retryable || attempt >= retry.maxAttempts) {
-        throw this.failure(status, body, networkError, target);
+        throw this.failure(status, body, isJson, networkError, target);
       }
       const delay = backoffDelay(attempt, retry, this.options.random);
       if (delay >= LONG_WAIT_MS) this.options.onWait?.(delay, status === undefined ? 'network error' : `HTTP ${status}`);
@@ -169,6 +187,7 @@ export class HttpClient {
     const response = await this.pool.request({
       path,
       method,
+      maxRedirections: 0,
       headers: { accept: 'application/json', ...this.options.headers, ...headers },
       ...(body === undefined ? {} : { body }),
     });
@@ -187,7 +206,28 @@ export class HttpClient {
     });
   }
 
-  private failure(status: number | undefined, body: unknown, networkError: unknown, path: string): HttpError {
+  /** A 3xx: where it points (redacted), never followed. */
+  private redirect(status: number, headers: ResponseHeaders, path: string): HttpError {
+    const location = header(headers, 'location');
+    const where = location === undefined || location.trim() === '' ? 'with no Location' : `to ${redactUrl(location.trim())}`;
+    return new HttpError(this.options.service, status, `${this.options.service} answered ${status}, a redirect ${where}, which referral-sync does not follow`, {
+      code: REDIRECT,
+      path: path.split('?')[0] ?? path,
+      ...(location === undefined ? {} : { location: redactUrl(location.trim()) }),
+    });
+  }
+
+  private endlessRateLimit(times: number, lastWaitMs: number, body: unknown, path: string): HttpError {
+    const shown = path.split('?')[0] ?? path;
+    return new HttpError(
+      this.options.service,
+      429,
+      `${this.options.service} answered 429 (rate limit) ${times} times in a row to ${shown}, each time asking to wait (last ${lastWaitMs} ms); the limit never lifted`,
+      { code: RATE_LIMIT_REPEATED, path: shown, body },
+    );
+  }
+
+  private failure(status: number | undefined, body: unknown, isJson: boolean, networkError: unknown, path: string): HttpError {
     const shown = path.split('?')[0] ?? path;
     if (status === undefined) {
       const reason = describeNetworkError(networkError, this.timeoutMs);
@@ -195,7 +235,7 @@ export class HttpClient {
     }
     const error = (typeof body === 'object' && body !== null ? body : {}) as { message?: string; code?: string; requestId?: string };
     const message = error.message ?? `HTTP ${status}`;
-    const details: { code?: string; requestId?: string; path?: string; body?: unknown } = { path: shown, body };
+    const details: HttpError['details'] = { path: shown, body, json: isJson };
     if (error.code) details.code = error.code;
     if (error.requestId) details.requestId = error.requestId;
     return new HttpError(this.options.service, status, message, details);
@@ -209,6 +249,10 @@ export function header(headers: ResponseHeaders, name: string): string | undefin
 
 /** HttpError code of a success status whose body is not JSON. */
 export const NOT_JSON = 'NOT_JSON';
+/** HttpError code of a 3xx (never followed). */
+export const REDIRECT = 'REDIRECT';
+/** HttpError code of more than MAX_RATE_LIMIT_WAITS 429s in a row for one request. */
+export const RATE_LIMIT_REPEATED = 'RATE_LIMIT_REPEATED';
 
 function parseJson(text: string): { body: unknown; isJson: boolean } {
   if (text.trim() === '') return { body: undefined, isJson: false };

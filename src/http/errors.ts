@@ -9,7 +9,16 @@ export class HttpError extends Error {
     readonly service: string,
     readonly status: number | undefined,
     message: string,
-    readonly details: { code?: string; requestId?: string; path?: string; body?: unknown } = {},
+    readonly details: {
+      code?: string;
+      requestId?: string;
+      path?: string;
+      body?: unknown;
+      /** A 3xx's Location, redacted. */
+      location?: string;
+      /** Whether the error's body was JSON (a service's own words) rather than text (a proxy's page). */
+      json?: boolean;
+    } = {},
   ) {
     super(message);
     this.name = 'HttpError';

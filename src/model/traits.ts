@@ -61,7 +61,9 @@ export function computeTraits(
   const metadata: Record<string, MetadataValue> = {};
   for (const key of config.metadataTraits) {
     const value = metadataValue(participant.metadata, key);
-    if (value !== undefined) metadata[key] = value;
+    // A null from the source (GrowSurf's `"plan": null`) is no value, like a blank cell: never a trait. Only the
+    // planner, with --sync-nulls, sends null, for a trait the destination holds and the source no longer has.
+    if (value !== undefined && value !== null) metadata[key] = value;
   }
   const traits: CanonicalTraits = {
     tier: tierFor(resolved.count, config.tiers),
@@ -85,12 +87,17 @@ export function computeTraits(
   return traits;
 }
 
-/** Names and formats traits for one destination: Segment dates are ISO strings, Customer.io's unix seconds. */
+/**
+ * Names and formats traits for one destination: Segment dates are ISO strings, Customer.io's unix seconds.
+ * The traits a run sends are built here, so here is where a null never becomes one (issue 17, guarantee 8):
+ * undefined and null alike mean "no value", which never overwrites what the destination holds. `--sync-nulls`
+ * is the planner's (knownTraits): it turns a trait the destination holds and this map lacks into null.
+ */
 export function destinationTraits(traits: CanonicalTraits, destination: Destination, config: Config): TraitMap {
   const names = config.traitNames[destination];
   const out: TraitMap = {};
   const put = (key: TraitKey, value: TraitValue | undefined): void => {
-    if (value !== undefined) out[names[key]] = value;
+    if (value !== undefined && value !== null) out[names[key]] = value;
   };
   put('tier', traits.tier);
   put('channel', traits.channel);
@@ -107,7 +114,7 @@ export function destinationTraits(traits: CanonicalTraits, destination: Destinat
     put('createdAt', destination === 'segment' ? traits.createdAt.toISOString() : toUnixSeconds(traits.createdAt));
   }
   for (const [key, value] of Object.entries(traits.metadata)) {
-    if (!(key in out)) out[key] = value;
+    if (!(key in out) && value !== undefined && value !== null) out[key] = value;
   }
   return out;
 }

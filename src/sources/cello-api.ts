@@ -1,6 +1,6 @@
 import { UnavailableError } from '../errors.js';
 import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
-import { NOT_JSON, type HttpClient } from '../http/client.js';
+import { NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient } from '../http/client.js';
 import type { LookupCache } from '../state/store.js';
 
 /** A code's owner never changes; a referrer's active link may, so it is asked again after a day. */
@@ -14,14 +14,19 @@ const TOKEN_MARGIN_MS = 60_000;
 
 export interface CodeInfo {
   code: string;
+  /** '' when Cello names no owner. */
   productUserId: string;
   valid: boolean;
+  /** '' when Cello names no campaign. */
   campaignId: string;
+  /** For a code that is not valid: what Cello answered ("valid: false", "404: Not Found"), for the row's report. */
+  answered?: string;
 }
 
+/** A referrer's active code and invite link; at least one of the two is there. */
 export interface ActiveLink {
-  activeUcc: string;
-  link: string;
+  activeUcc?: string;
+  link?: string;
 }
 
 interface Token {
@@ -77,31 +82,44 @@ export class CelloApi {
   }
 
   private async lookUpCode(ucc: string): Promise<CodeInfo> {
-    const stored = (await this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS)) as CodeInfo | undefined;
-    if (stored) {
+    // A cached answer is decoded like a fresh one: an older version may have stored what Cello sent as it came.
+    const stored = readCached(await this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS), (value) => decodeCodeInfo(value, ucc));
+    if (stored?.valid) {
       this.cached += 1;
       return stored;
     }
-    const info = await this.authorized((headers) => this.client.getJson<CodeInfo>(`/referral-codes/${encodeURIComponent(ucc)}`, {}, headers));
+    const path = `/referral-codes/${encodeURIComponent(ucc)}`;
+    let body: unknown;
+    try {
+      body = await this.authorized((headers) => this.client.getJson<unknown>(path, {}, headers));
+    } catch (error) {
+      // Cello documents an unknown code as 200 valid:false; a 404 in its own words says the same of this one code.
+      const unknown = oneKeyNotFound(error);
+      if (unknown !== undefined) return { code: ucc, productUserId: '', valid: false, campaignId: '', answered: unknown };
+      throw error;
+    }
+    const info = decodeCodeInfo(body, ucc);
     // Only valid codes are kept: an unknown code may yet be created.
     if (info.valid) await this.cache.current?.put('cello:code', ucc, info);
     return info;
   }
 
   private async lookUpLink(productUserId: string): Promise<ActiveLink | undefined> {
-    const stored = (await this.cache.current?.get('cello:link', productUserId, LINK_MAX_AGE_MS)) as ActiveLink | undefined;
+    const stored = readCached(await this.cache.current?.get('cello:link', productUserId, LINK_MAX_AGE_MS), (value) => decodeActiveLink(value, productUserId));
     if (stored) {
       this.cached += 1;
       return stored;
     }
-    let link: ActiveLink;
+    let body: unknown;
     try {
-      link = await this.authorized((headers) => this.client.getJson<ActiveLink>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers));
+      body = await this.authorized((headers) => this.client.getJson<unknown>(`/referral-codes/active-link/${encodeURIComponent(productUserId)}`, {}, headers));
     } catch (error) {
-      if (error instanceof HttpError && error.status === 404) return undefined;
+      // Undocumented (research/cello.md §2.2): a user with no code may be a 404. For this one user: no link.
+      if (oneKeyNotFound(error) !== undefined) return undefined;
       throw error;
     }
-    await this.cache.current?.put('cello:link', productUserId, link);
+    const link = decodeActiveLink(body, productUserId);
+    if (link) await this.cache.current?.put('cello:link', productUserId, link);
     return link;
   }
 
@@ -138,7 +156,7 @@ export class CelloApi {
 
   private async requestToken(): Promise<Token> {
     try {
-      const response = await this.client.postJson<{ accessToken: string; expiresIn: number }>('/token', this.keys);
+      const response = decodeToken(await this.client.postJson<unknown>('/token', this.keys));
       return { value: response.accessToken, expiresAt: this.now() + Math.max(0, response.expiresIn * 1000 - TOKEN_MARGIN_MS) };
     } catch (error) {
       if (error instanceof HttpError && (error.status === 400 || error.status === 401 || error.status === 403)) {
@@ -158,6 +176,14 @@ export class CelloApi {
  * else what Cello answered; the hint says what to change, or to run without the lookups.
  */
 export function celloFailure(error: HttpError, what: string): UnavailableError {
+  if (error.details.code === REDIRECT) {
+    return new UnavailableError(`${error.message.replace(/\.$/, '')} (${what}).`, {
+      hint: 'Set CELLO_API_URL to where the API really is (default https://api.cello.so; https, not http), or fix the proxy that redirects; or run without --enrich.',
+    });
+  }
+  if (error.details.code === RATE_LIMIT_REPEATED) {
+    return new UnavailableError(`${error.message.replace(/\.$/, '')}.`, { hint: 'Run again later, lower --rate cello, or run without --enrich.' });
+  }
   if (error.status === undefined) {
     return new UnavailableError(`${error.message}.`, { hint: `${unreachableHint(ENDPOINT_SETTINGS.cello)} Or run without --enrich.` });
   }
@@ -167,4 +193,97 @@ export function celloFailure(error: HttpError, what: string): UnavailableError {
   return new UnavailableError(`Cello answered a ${what} with ${error.status}: ${error.message.replace(/\.$/, '')}.`, {
     hint: 'Run again later, or without --enrich; check CELLO_API_URL if it persists.',
   });
+}
+
+// Cello's answers, checked (research/cello.md §1–§2). Every shape the lookups rely on is checked here: a 2xx
+// whose JSON is not what Cello documents is a failure naming what is missing (exit 69: the service, or
+// whatever answers in its place, misbehaves), never a lookup read as "no owner" or "no link".
+
+/** A 200 whose JSON is not the documented shape. */
+function notCello(what: string): UnavailableError {
+  return new UnavailableError(`${what}; it does not look like an answer from the Cello API.`, {
+    hint: 'Check CELLO_API_URL (default https://api.cello.so) and any proxy on the way, or run without --enrich.',
+  });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A JSON value in a few words: "missing", "null", "a number (42)", "text", "a list", "an object". */
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'missing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'string') return value === '' ? 'empty text' : 'text';
+  if (typeof value === 'number') return `a number (${value})`;
+  if (typeof value === 'boolean') return String(value);
+  return 'an object';
+}
+
+/** Text, or '' for null, absent or empty; anything else is not Cello's answer. */
+function optionalText(body: Record<string, unknown>, field: string, where: string): string {
+  const value = body[field];
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string') return value.trim();
+  throw notCello(`Cello's answer to ${where} has a "${field}" that is ${describeValue(value)}, not text`);
+}
+
+/** POST /token → 201 `{accessToken, expiresIn, …}`; both required. */
+export function decodeToken(body: unknown): { accessToken: string; expiresIn: number } {
+  const where = 'POST /token';
+  if (!isObject(body)) throw notCello(`Cello's answer to ${where} is ${describeValue(body)}, not an object`);
+  const { accessToken, expiresIn } = body;
+  if (typeof accessToken !== 'string' || accessToken.trim() === '') throw notCello(`Cello's answer to ${where} has no "accessToken" (it is ${describeValue(accessToken)})`);
+  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) throw notCello(`Cello's answer to ${where} has no "expiresIn" in seconds (it is ${describeValue(expiresIn)})`);
+  return { accessToken, expiresIn };
+}
+
+/** GET /referral-codes/{code} → `{code, valid, productUserId?, campaignId?}`; `valid` required. */
+export function decodeCodeInfo(body: unknown, ucc: string): CodeInfo {
+  const where = `GET /referral-codes/${ucc}`;
+  if (!isObject(body)) throw notCello(`Cello's answer to ${where} is ${describeValue(body)}, not an object`);
+  if (typeof body.valid !== 'boolean') throw notCello(`Cello's answer to ${where} has no "valid" true or false (it is ${describeValue(body.valid)})`);
+  const info: CodeInfo = {
+    code: optionalText(body, 'code', where) || ucc,
+    productUserId: optionalText(body, 'productUserId', where),
+    valid: body.valid,
+    campaignId: optionalText(body, 'campaignId', where),
+  };
+  if (!info.valid) info.answered = 'valid: false';
+  return info;
+}
+
+/**
+ * GET /referral-codes/active-link/{productUserId} → `{activeUcc, link}`. Both null, empty or absent is Cello's
+ * "no link" for this user (undefined), reported for the referrer; a field of another type is not Cello's answer.
+ */
+export function decodeActiveLink(body: unknown, productUserId: string): ActiveLink | undefined {
+  const where = `GET /referral-codes/active-link/${productUserId}`;
+  if (!isObject(body)) throw notCello(`Cello's answer to ${where} is ${describeValue(body)}, not an object`);
+  const activeUcc = optionalText(body, 'activeUcc', where);
+  const link = optionalText(body, 'link', where);
+  if (activeUcc === '' && link === '') return undefined;
+  return { ...(activeUcc === '' ? {} : { activeUcc }), ...(link === '' ? {} : { link }) };
+}
+
+/** A cached answer that decodes, else undefined (asked again). */
+function readCached<T>(value: unknown, decode: (value: unknown) => T): T | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return decode(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A 404 in Cello's own words (`{message}`, research/cello.md §4) for a lookup of one key: "404: Not Found", said
+ * of that key alone; undefined for anything else (a 404 page that is not Cello's JSON says the URL is wrong).
+ */
+function oneKeyNotFound(error: unknown): string | undefined {
+  if (!(error instanceof HttpError) || error.status !== 404) return undefined;
+  const body = error.details.body;
+  if (error.details.json !== true || !isObject(body) || typeof body.message !== 'string') return undefined;
+  return `404: ${body.message.replace(/\.$/, '')}`;
 }

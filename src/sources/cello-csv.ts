@@ -395,7 +395,9 @@ async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: nu
       const ucc = p.metadata.cello_referral_ucc as string;
       const info = infos.get(ucc)!;
       if (!info.valid) {
-        notes.push({ kind: 'warning', message: `referral code ${ucc} is not valid in Cello: ${p.id} is kept without a referrer`, location });
+        // Cello's documented "unknown code" (200 valid:false), or a 404 for this one code: data about this row.
+        const said = info.answered === undefined || info.answered === 'valid: false' ? '' : ` (Cello answered ${info.answered})`;
+        notes.push({ kind: 'warning', message: `referral code ${ucc} is not valid in Cello${said}: ${p.id} is kept without a referrer`, location });
         delete p.referrerId;
         continue;
       }
@@ -412,11 +414,14 @@ async function enrich(people: Map<string, Draft>, api: CelloApi, concurrency: nu
     const links = await mapConcurrent(referrers, concurrency, (id) => counted(api.activeLink(id)));
     for (const [i, id] of referrers.entries()) {
       const link = links[i];
-      if (link) {
-        const entry = people.get(id)!;
-        entry.participant.referralLink = link.link;
-        entry.participant.referralCode = link.activeUcc;
+      const entry = people.get(id)!;
+      if (!link) {
+        // "No link" for one referrer (an empty answer or a 404 for them) is data about that referrer, not a failure.
+        notes.push({ kind: 'warning', message: `Cello has no active referral link for referrer ${id}: it is sent without one`, location: entry.location });
+        continue;
       }
+      if (link.link !== undefined) entry.participant.referralLink = link.link;
+      if (link.activeUcc !== undefined) entry.participant.referralCode = link.activeUcc;
     }
   } catch (error) {
     if (error instanceof HttpError) {

@@ -9,6 +9,9 @@
  *   inside quotes, a quoted field longer than `maxRecordChars`, or a field count that does not match the
  *   header) is the sign of a quote that opened by mistake: its first line is reported and reading resumes at
  *   the next physical line, so the rows the quote swallowed are read after all.
+ * - A row on one line longer than `maxRecordChars` (a 5 MB field) is reported as such, naming its longest field
+ *   when that field alone is past the limit, and reading goes on at the next line; whatever the chunks, the
+ *   text of such a row is never held whole.
  * - Blanks around a quoted field (`a, "b" ,c`) are tolerated; `\n`, `\r\n` and a lone `\r` all end a line.
  *
  * Work is linear in the input: text is re-read only after a failed multi-line record, and only the text that
@@ -22,8 +25,12 @@ export type Malformation =
   | { problem: 'text-after-closing-quote'; field: number; openedOn: number; closedOn: number }
   /** The file ends inside a quoted field. */
   | { problem: 'unclosed-quote'; field: number; openedOn: number }
-  /** A quoted field runs on past `maxRecordChars` characters. */
+  /** A quoted field runs on over line breaks past `maxRecordChars` characters (a stray quote, most likely). */
   | { problem: 'record-too-long'; field: number; openedOn: number; limit: number }
+  /** One field of a row longer than `maxRecordChars` characters (unquoted, or quoted on one line): the row is not read. */
+  | { problem: 'field-too-long'; field: number; limit: number }
+  /** A row longer than `maxRecordChars` characters, though no one field of it is: the row is not read. */
+  | { problem: 'row-too-long'; limit: number }
   /** A record spanning lines has another number of fields than the header. */
   | { problem: 'field-count'; fields: number; expected: number; lastLine: number }
   /** A quoted field spanning lines holds a line shaped like a whole row of its own (a stray quote that closed later). */
@@ -63,6 +70,8 @@ export class CsvTokenizer {
   private line = 1;
   /** Discarding the rest of a bad line that continues past the text we have. */
   private skippingLine = false;
+  /** Reading through a line longer than maxRecordChars, measuring its fields, to report it at its end. */
+  private overlong: Overlong | undefined;
   private delimiterCode: number | undefined;
   /** The header's field count (the first record's): a multi-line record with another count is malformed. */
   private expectedFields: number | undefined;
@@ -102,7 +111,11 @@ export class CsvTokenizer {
       this.delimiterCode = sniffDelimiter(text.slice(this.pos, lineEnd === -1 ? text.length : lineEnd));
     }
     const delimiter = this.delimiterCode;
-    while (this.pos < text.length) {
+    while (this.pos < text.length || (final && this.overlong)) {
+      if (this.overlong) {
+        if (!this.readOverlong(text, final, out)) break;
+        continue;
+      }
       if (this.skippingLine) {
         const end = lineBreakEnd(text, this.pos, final);
         if (end === -1) {
@@ -133,6 +146,11 @@ export class CsvTokenizer {
   private takeRecord(scan: Extract<Scan, { type: 'record' }>, out: CsvToken[]): void {
     const line = this.line;
     const { fields } = scan;
+    if (scan.next - this.pos > this.maxRecordChars) {
+      // Whole in this text, but past the limit all the same: the verdict must not depend on where chunks end.
+      this.rejectLong(scan, out);
+      return;
+    }
     const expected = this.expectedFields;
     if (scan.spanned && expected !== undefined && fields.length !== expected && !isBlank(fields)) {
       // A quote that opened by mistake and closed at some later quote: resume on the next line.
@@ -172,17 +190,81 @@ export class CsvTokenizer {
     this.line += 1;
   }
 
-  /** A record still open after maxRecordChars: report it; resume on its second line, or skip its first. */
+  /**
+   * A record still open after maxRecordChars. Over line breaks: a quote that opened by mistake; report it and
+   * resume on its second line. On one line: read on to the line's end, measuring its fields (readOverlong).
+   */
   private recoverTooLong(text: string, out: CsvToken[]): void {
-    const opened = quoteOpening(text, this.pos, this.delimiterCode!);
-    out.push({ kind: 'malformed', line: this.line, malformation: { problem: 'record-too-long', field: opened.field, openedOn: this.line + opened.breaksBefore, limit: this.maxRecordChars } });
     if (firstLineBreak(text, this.pos) !== -1) {
+      const opened = quoteOpening(text, this.pos, this.delimiterCode!);
+      out.push({ kind: 'malformed', line: this.line, malformation: { problem: 'record-too-long', field: opened.field, openedOn: this.line + opened.breaksBefore, limit: this.maxRecordChars } });
       this.resumeAfterFirstLine();
-    } else {
-      // One line longer than the limit: drop it, through to its end in a later chunk.
-      this.pos = text.length;
-      this.skippingLine = true;
+      return;
     }
+    this.overlong = { line: this.line, field: 0, fieldLength: 0, longestField: 0, longestLength: 0, inQuotes: false };
+  }
+
+  /**
+   * Consumes the overlong line from `pos`; at its end (a line break, or the end of the input) reports it and
+   * returns true. Returns false when the text ends first: the next push goes on where this one stopped.
+   */
+  private readOverlong(text: string, final: boolean, out: CsvToken[]): boolean {
+    const state = this.overlong!;
+    const delimiter = this.delimiterCode!;
+    let i = this.pos;
+    for (; i < text.length; i += 1) {
+      const c = text.charCodeAt(i);
+      if (c === LF || c === CR) break;
+      if (c === QUOTE) state.inQuotes = !state.inQuotes;
+      if (c === delimiter && !state.inQuotes) {
+        measureField(state);
+        state.field += 1;
+        state.fieldLength = 0;
+      } else {
+        state.fieldLength += 1;
+      }
+    }
+    if (i >= text.length && !final) {
+      this.pos = text.length;
+      return false;
+    }
+    let next = i;
+    if (i < text.length) {
+      const end = lineBreakEnd(text, i, final);
+      if (end === -2) {
+        // A \r at the end of the text: whether \r\n, the next push says.
+        this.pos = i;
+        return false;
+      }
+      next = end;
+    }
+    measureField(state);
+    const malformation: Malformation =
+      state.longestLength > this.maxRecordChars ? { problem: 'field-too-long', field: state.longestField, limit: this.maxRecordChars } : { problem: 'row-too-long', limit: this.maxRecordChars };
+    out.push({ kind: 'malformed', line: state.line, malformation });
+    this.overlong = undefined;
+    this.pos = next;
+    if (i < text.length) this.line += 1;
+    return true;
+  }
+
+  /** A whole record past maxRecordChars: reported as readOverlong would (one line) or recoverTooLong (over lines). */
+  private rejectLong(scan: Extract<Scan, { type: 'record' }>, out: CsvToken[]): void {
+    const { fields } = scan;
+    let longest = 0;
+    for (let i = 1; i < fields.length; i += 1) if (fields[i]!.length > fields[longest]!.length) longest = i;
+    if (scan.spanned) {
+      const spanning = Math.max(0, fields.findIndex((field) => /[\r\n]/.test(field)));
+      const breaksBefore = fields.slice(0, spanning).reduce((sum, field) => sum + lineBreaks(field), 0);
+      out.push({ kind: 'malformed', line: this.line, malformation: { problem: 'record-too-long', field: spanning, openedOn: this.line + breaksBefore, limit: this.maxRecordChars } });
+      this.resumeAfterFirstLine();
+      return;
+    }
+    const malformation: Malformation =
+      fields[longest]!.length > this.maxRecordChars ? { problem: 'field-too-long', field: longest, limit: this.maxRecordChars } : { problem: 'row-too-long', limit: this.maxRecordChars };
+    out.push({ kind: 'malformed', line: this.line, malformation });
+    this.pos = scan.next;
+    this.line += scan.terminated ? 1 : 0;
   }
 
   /** Moves to the physical line after the current record's first line. */
@@ -193,6 +275,28 @@ export class CsvTokenizer {
     this.pos = end;
     this.line += 1;
   }
+}
+
+/** A line longer than maxRecordChars being read through: the field in progress, and the longest so far. */
+interface Overlong {
+  line: number;
+  field: number;
+  fieldLength: number;
+  longestField: number;
+  longestLength: number;
+  inQuotes: boolean;
+}
+
+function measureField(state: Overlong): void {
+  if (state.fieldLength > state.longestLength) {
+    state.longestLength = state.fieldLength;
+    state.longestField = state.field;
+  }
+}
+
+/** Line breaks in a field's text (\r\n counts once). */
+function lineBreaks(text: string): number {
+  return text.match(/\r\n|\r|\n/g)?.length ?? 0;
 }
 
 /**

@@ -205,6 +205,11 @@ async function firstRecord(tokens: Tokens, path: string): Promise<{ fields: stri
   return { fields: first.value.fields, tokenizer: tokens.tokenizer };
 }
 
+/** "1,048,576 characters": the limit (DEFAULT_MAX_RECORD_CHARS unless a reader set another) as a person reads it. */
+function characters(limit: number): string {
+  return `${limit.toLocaleString('en-US')} characters`;
+}
+
 function columnName(header: string[], field: number): string {
   const name = header[field];
   return name ? `column "${name}"` : `field ${field + 1}`;
@@ -222,7 +227,11 @@ export function describeMalformation(found: Malformation, header: string[]): str
     case 'unclosed-quote':
       return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} never closes; the rest of the file is read as if it were not there`;
     case 'record-too-long':
-      return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} does not close within ${Math.round(found.limit / 1024)} K characters: a stray quote; the rest of the file is read as if it were not there`;
+      return `a quote opened in ${columnName(header, found.field)} on line ${found.openedOn} does not close within ${characters(found.limit)}: a stray quote; the rest of the file is read as if it were not there`;
+    case 'field-too-long':
+      return `a field longer than ${characters(found.limit)} in ${columnName(header, found.field)} (the most one row may hold); the row is not read`;
+    case 'row-too-long':
+      return `a row longer than ${characters(found.limit)} (the most one row may hold); it is not read`;
     case 'swallowed-rows':
       return `a quote opened in ${columnName(header, found.field)} on this line runs to line ${found.lastLine} over lines shaped like rows of their own: a stray quote; the lines after this one were read on their own`;
     case 'field-count':

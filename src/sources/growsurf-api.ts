@@ -1,10 +1,11 @@
 import { UnavailableError, UsageError } from '../errors.js';
 import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
-import { header, NOT_JSON, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../http/client.js';
+import { header, NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../http/client.js';
 import type { SlidingWindowLimiter } from '../http/window-limiter.js';
 import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, readEpochMs, type DateReading, type YearRange } from '../model/dates.js';
 import { normalizeEmail } from '../model/identity.js';
 import { normalizeReferralStatus, type MetadataValue, type Participant, type Reward, type SourceRecord } from '../model/participant.js';
+import { cursorPages } from './paging.js';
 import { ReadMeter } from './read-meter.js';
 import type { Source } from './source.js';
 
@@ -48,6 +49,8 @@ export interface GsCampaign {
   id: string;
   name?: string;
   participantCount?: number;
+  /** Email invites sent (research/growsurf.md §2.5): with the participants, the referral rows there can be. */
+  inviteCount?: number;
 }
 
 export const GROWSURF_API_URL = 'https://api.growsurf.com/v2';
@@ -118,36 +121,26 @@ export function growsurfApiSource(options: GrowsurfApiOptions): Source & { reado
 async function* readCampaign(options: GrowsurfApiOptions, meter: ReadMeter): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;
-  const campaign = expectObject(await call(() => client.getJson<GsCampaign>(base), campaignId), base);
+  const campaign = decodeCampaign(await call(() => client.getJson<unknown>(base), campaignId), base);
   // The campaign says how many participants there are: the progress total (research/growsurf.md §2.5).
-  if (typeof campaign.participantCount === 'number') meter.setTotal(campaign.participantCount);
-  const conversions = await conversionTimes(client, base, campaignId);
+  if (campaign.participantCount !== undefined) meter.setTotal(campaign.participantCount);
+  const conversions = await conversionTimes(client, campaignId, campaign);
   const years = plausibleYears(options.now ?? new Date());
 
-  const seen = new Set<string>();
+  let read = 0;
   let pages = 0;
-  let nextId: string | undefined;
-  for (;;) {
-    const page = await call(
-      () => client.getJson<{ participants?: GsParticipant[]; nextId?: string | null }>(`${base}/participants`, { limit: PAGE_SIZE, nextId }),
-      campaignId,
-    );
+  for await (const participants of listing(client, campaignId, 'participants', {}, participantPageCap(campaign))) {
     pages += 1;
-    const participants = listIn<GsParticipant>(page, 'participants', `${base}/participants`);
     for (const raw of participants) {
-      // The order is undocumented and a cursor may repeat a row: each participant counts once.
-      if (!raw?.id || seen.has(raw.id)) continue;
-      seen.add(raw.id);
       meter.add(1);
-      yield* participantRecords(raw, campaignId, conversions.get(raw.id), years);
+      read += 1;
+      yield* participantRecords(raw, campaignId, conversions, years, `an entry of page ${pages}`);
     }
-    if (!page.nextId || participants.length === 0) break;
-    nextId = page.nextId;
   }
-  if (campaign.participantCount !== undefined && campaign.participantCount !== seen.size) {
+  if (campaign.participantCount !== undefined && campaign.participantCount !== read) {
     yield {
       kind: 'warning',
-      message: `GrowSurf says campaign ${campaignId} has ${campaign.participantCount} participants, but ${pages} pages gave ${seen.size}; deleted or blocked participants may be counted differently.`,
+      message: `GrowSurf says campaign ${campaignId} has ${campaign.participantCount} participants, but ${pages} pages gave ${read}; deleted or blocked participants may be counted differently.`,
     };
   }
 }
@@ -160,65 +153,106 @@ async function* readCampaign(options: GrowsurfApiOptions, meter: ReadMeter): Asy
 async function* readChanges(options: GrowsurfApiOptions, since: number, meter: ReadMeter): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;
-  expectObject(await call(() => client.getJson<GsCampaign>(base), campaignId), base);
+  const campaign = decodeCampaign(await call(() => client.getJson<unknown>(base), campaignId), base);
   const years = plausibleYears(options.now ?? new Date());
   const conversions = new Map<string, number>();
   const touched = new Set<string>();
-  let nextId: string | undefined;
-  paging: for (;;) {
-    const page = await call(
-      () => client.getJson<{ referrals?: GsReferral[]; nextId?: string | null; more?: boolean }>(`${base}/referrals`, { sortBy: 'updatedAt', desc: true, limit: PAGE_SIZE, nextId }),
-      campaignId,
-    );
-    const referrals = listIn<GsReferral>(page, 'referrals', `${base}/referrals`);
-    for (const row of referrals) {
-      if (typeof row.updatedAt === 'number' && row.updatedAt < since) break paging;
+  paging: for await (const referrals of listing(client, campaignId, 'referrals', { sortBy: 'updatedAt', desc: true }, referralPageCap(campaign))) {
+    for (const row of referrals.map(referralRow)) {
+      if (row === undefined) continue;
+      if (row.updatedAt !== undefined && row.updatedAt < since) break paging;
       // Invite rows name no participant yet (their email is masked); their referrer's counts did not move.
       if (row.referralStatus === 'INVITE_SENT') continue;
       touched.add(row.id);
       if (row.referredBy) touched.add(row.referredBy);
-      if (row.referralStatus === 'CREDIT_AWARDED' && typeof row.updatedAt === 'number' && !conversions.has(row.id)) conversions.set(row.id, row.updatedAt);
+      if (row.referralStatus === 'CREDIT_AWARDED' && row.updatedAt !== undefined && !conversions.has(row.id)) conversions.set(row.id, row.updatedAt);
     }
-    if (!page.nextId || referrals.length === 0 || page.more === false) break;
-    nextId = page.nextId;
   }
   // Only now is it known how many participants there are to fetch.
   meter.setTotal(touched.size);
   for (const id of touched) {
-    let raw: GsParticipant;
+    const path = `${base}/participant/${encodeURIComponent(id)}`;
+    let raw: unknown;
     try {
-      raw = await client.getJson<GsParticipant>(`${base}/participant/${encodeURIComponent(id)}`);
+      raw = await client.getJson<unknown>(path);
       meter.add(1);
     } catch (error) {
-      // A participant deleted since its referral row was written: nothing to sync for it.
-      if (error instanceof HttpError && error.status === 404) {
+      // A participant deleted since its referral row was written: nothing to sync for it. Only GrowSurf's own
+      // (JSON) 404 says so: a proxy's 404 page says the URL is wrong, and would turn every participant into this.
+      if (error instanceof HttpError && error.status === 404 && error.details.json === true) {
         meter.add(1);
         yield { kind: 'warning', message: `participant ${id} named by a referral row no longer exists in GrowSurf` };
         continue;
       }
       throw explain(error, campaignId);
     }
-    yield* participantRecords(expectObject(raw, `${base}/participant/${id}`), campaignId, conversions.get(raw.id), years);
+    yield* participantRecords(decodeParticipant(raw, path), campaignId, conversions, years, `participant ${id}`);
   }
 }
 
 /** `updatedAt` of each CREDIT_AWARDED referral row: the best-known conversion time (research/growsurf.md §4.1). */
-async function conversionTimes(client: HttpClient, base: string, campaignId: string): Promise<Map<string, number>> {
+async function conversionTimes(client: HttpClient, campaignId: string, campaign: GsCampaign): Promise<Map<string, number>> {
   const times = new Map<string, number>();
-  let nextId: string | undefined;
-  for (;;) {
-    const page = await call(
-      () => client.getJson<{ referrals?: GsReferral[]; nextId?: string | null; more?: boolean }>(`${base}/referrals`, { sortBy: 'updatedAt', limit: PAGE_SIZE, nextId }),
-      campaignId,
-    );
-    const referrals = listIn<GsReferral>(page, 'referrals', `${base}/referrals`);
-    for (const row of referrals) {
-      if (row.referralStatus === 'CREDIT_AWARDED' && typeof row.updatedAt === 'number' && !times.has(row.id)) times.set(row.id, row.updatedAt);
+  for await (const referrals of listing(client, campaignId, 'referrals', { sortBy: 'updatedAt' }, referralPageCap(campaign))) {
+    for (const row of referrals.map(referralRow)) {
+      if (row?.referralStatus === 'CREDIT_AWARDED' && row.updatedAt !== undefined && !times.has(row.id)) times.set(row.id, row.updatedAt);
     }
-    if (!page.nextId || referrals.length === 0 || page.more === false) break;
-    nextId = page.nextId;
   }
   return times;
+}
+
+/**
+ * Pages at most in a listing whose size nothing announces (GrowSurf's referrals without an invite count): 20
+ * million rows at 100 a page. A listing that runs into it is inventing rows (DESIGN.md §8: every loop bounded).
+ */
+export const MAX_PAGES = 200_000;
+
+/**
+ * The pages the participants listing may take: twice what the campaign's participant count fills (people join
+ * while it is read, and pages may come back short), plus 10, and never more than MAX_PAGES.
+ */
+export function participantPageCap(campaign: GsCampaign): { maxPages: number; reason: string } {
+  if (campaign.participantCount === undefined) return { maxPages: MAX_PAGES, reason: `the most referral-sync reads; campaign ${campaign.id} reports no participant count` };
+  const maxPages = Math.min(MAX_PAGES, Math.ceil((2 * campaign.participantCount) / PAGE_SIZE) + 10);
+  return { maxPages, reason: `twice what campaign ${campaign.id}'s ${campaign.participantCount} participants fill, plus 10` };
+}
+
+/** The referral rows are the referred participants and the invites: bounded like participants when both are counted. */
+function referralPageCap(campaign: GsCampaign): { maxPages: number; reason: string } {
+  if (campaign.participantCount === undefined || campaign.inviteCount === undefined) {
+    return { maxPages: MAX_PAGES, reason: `the most referral-sync reads; campaign ${campaign.id} reports no participant or invite count` };
+  }
+  const rows = campaign.participantCount + campaign.inviteCount;
+  const maxPages = Math.min(MAX_PAGES, Math.ceil((2 * rows) / PAGE_SIZE) + 10);
+  return { maxPages, reason: `twice what campaign ${campaign.id}'s ${campaign.participantCount} participants and ${campaign.inviteCount} invites fill, plus 10` };
+}
+
+const PAGING_HINT =
+  'GrowSurf\'s API is misbehaving; run again later. If it persists, export the participants to CSV (GrowSurf → Participants → Export) and use --file, and tell GrowSurf support.';
+
+/** GrowSurf's `nextId` paging of one listing (research/growsurf.md §2.1), with the bounds of cursorPages. */
+function listing(
+  client: HttpClient,
+  campaignId: string,
+  key: 'participants' | 'referrals',
+  query: Record<string, string | boolean>,
+  cap: { maxPages: number; reason: string },
+): AsyncGenerator<unknown[]> {
+  const path = `/campaign/${encodeURIComponent(campaignId)}/${key}`;
+  return cursorPages<unknown>({
+    service: 'GrowSurf',
+    items: key === 'participants' ? 'participants' : 'referral rows',
+    cursorName: 'nextId',
+    maxPages: cap.maxPages,
+    maxPagesReason: cap.reason,
+    hint: PAGING_HINT,
+    fetch: async (nextId) => {
+      const page = decodePage(await call(() => client.getJson<unknown>(path, { ...query, limit: PAGE_SIZE, nextId }), campaignId), key, path);
+      // `more: false` (the referrals listing) ends it as surely as a missing nextId.
+      return { items: page.items, next: page.more === false ? undefined : page.nextId };
+    },
+    idOf: (item) => idOf(item),
+  });
 }
 
 /** Runs a campaign-level request, explaining its failure. */
@@ -230,26 +264,83 @@ async function call<T>(request: () => Promise<T>, campaignId: string): Promise<T
   }
 }
 
-/**
- * An answer that is JSON but not what the API documents (no list where a page has one) is treated like one that
- * is not JSON: it did not come from the GrowSurf API (a proxy, a wrong GROWSURF_API_URL), and read as an empty
- * page it would silently end the listing. Exit 69, like an unreachable service: nothing was read or sent.
- */
+// GrowSurf's answers, checked. Every shape the source relies on is checked here, against research/growsurf.md:
+// an answer that is JSON but not what the API documents (no list where a page has one, a cursor that is not
+// text) did not come from the GrowSurf API (a proxy, a wrong GROWSURF_API_URL), and read as an empty page it
+// would silently end the listing. Exit 69, like an unreachable service: the service misbehaves.
+
 function notTheApi(what: string): UnavailableError {
   return new UnavailableError(`${what}; it does not look like an answer from the GrowSurf API.`, { hint: NOT_THE_API_HINT });
 }
 
 const NOT_THE_API_HINT = 'Nothing was sent. Check GROWSURF_API_URL (default https://api.growsurf.com/v2) and any proxy between here and GrowSurf.';
 
-function listIn<T>(page: unknown, key: 'participants' | 'referrals', path: string): T[] {
-  const list = typeof page === 'object' && page !== null ? (page as Record<string, unknown>)[key] : undefined;
-  if (Array.isArray(list)) return list as T[];
-  throw notTheApi(`GrowSurf's answer to GET ${path} has no "${key}" list`);
+function objectAt(value: unknown, path: string): Record<string, unknown> {
+  if (isObject(value)) return value;
+  throw notTheApi(`GrowSurf's answer to GET ${path} is ${describeValue(value)}, not an object`);
 }
 
-function expectObject<T>(value: T, path: string): T {
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value;
-  throw notTheApi(`GrowSurf's answer to GET ${path} is not an object`);
+/** GET /campaign/:id: the counts are kept only when they are counts. */
+function decodeCampaign(body: unknown, path: string): GsCampaign {
+  const raw = objectAt(body, path);
+  const campaign: GsCampaign = { id: typeof raw.id === 'string' && raw.id !== '' ? raw.id : decodeURIComponent(path.slice('/campaign/'.length)) };
+  if (typeof raw.name === 'string') campaign.name = raw.name;
+  if (isCount(raw.participantCount)) campaign.participantCount = raw.participantCount;
+  if (isCount(raw.inviteCount)) campaign.inviteCount = raw.inviteCount;
+  return campaign;
+}
+
+/** A page of a `nextId` listing: `{ <key>: [...], nextId: string | null, more?: boolean }`. */
+function decodePage(body: unknown, key: 'participants' | 'referrals', path: string): { items: unknown[]; nextId: string | undefined; more: boolean | undefined } {
+  const raw = objectAt(body, path);
+  const items = raw[key];
+  if (!Array.isArray(items)) throw notTheApi(`GrowSurf's answer to GET ${path} has no "${key}" list${key in raw ? ` (it is ${describeValue(items)})` : ''}`);
+  const nextId = raw.nextId;
+  if (nextId !== undefined && nextId !== null && typeof nextId !== 'string') throw notTheApi(`GrowSurf's answer to GET ${path} has a "nextId" that is ${describeValue(nextId)}, not a cursor`);
+  const more = raw.more;
+  if (more !== undefined && more !== null && typeof more !== 'boolean') throw notTheApi(`GrowSurf's answer to GET ${path} has a "more" that is ${describeValue(more)}, not true or false`);
+  return { items, nextId: nextId === null || nextId === '' ? undefined : nextId, more: more ?? undefined };
+}
+
+/** GET /campaign/:id/participant/:id: one participant object. */
+function decodeParticipant(body: unknown, path: string): unknown {
+  const raw = objectAt(body, path);
+  if (idOf(raw) === undefined) throw notTheApi(`GrowSurf's answer to GET ${path} has no participant "id"`);
+  return raw;
+}
+
+/** A referral row with what the source uses from it; undefined for an entry with no id (nothing to key it by). */
+function referralRow(item: unknown): GsReferral | undefined {
+  const id = idOf(item);
+  if (id === undefined || !isObject(item)) return undefined;
+  const row: GsReferral = { id };
+  if (typeof item.referralStatus === 'string') row.referralStatus = item.referralStatus;
+  if (typeof item.referredBy === 'string' && item.referredBy !== '') row.referredBy = item.referredBy;
+  if (typeof item.updatedAt === 'number' && Number.isFinite(item.updatedAt)) row.updatedAt = item.updatedAt;
+  return row;
+}
+
+function idOf(item: unknown): string | undefined {
+  return isObject(item) && typeof item.id === 'string' && item.id.trim() !== '' ? item.id : undefined;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
+}
+
+/** A JSON value in a few words, for messages: "null", "a number (42)", "text", "a list", "an object". */
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'missing';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'string') return value === '' ? 'empty text' : 'text';
+  if (typeof value === 'number') return `a number (${value})`;
+  if (typeof value === 'boolean') return String(value);
+  return 'an object';
 }
 
 /** GrowSurf's errors as the sentences and exit codes of DESIGN.md §9 (404 here: the campaign). */
@@ -258,6 +349,12 @@ function explain(error: unknown, campaignId: string): unknown {
   const said = error.message.replace(/\.$/, '');
   // DESIGN.md §9: the answer is not from the GrowSurf API, which is as good as unreachable (69), not bad data (65).
   if (error.details.code === NOT_JSON) return new UnavailableError(`${said} (GET ${error.details.path ?? ''}).`, { hint: NOT_THE_API_HINT });
+  if (error.details.code === REDIRECT) {
+    return new UnavailableError(`${said} (GET ${error.details.path ?? ''}).`, {
+      hint: 'Nothing was sent. Set GROWSURF_API_URL to where the API really is (default https://api.growsurf.com/v2; https, not http), or fix the proxy that redirects.',
+    });
+  }
+  if (error.details.code === RATE_LIMIT_REPEATED) return new UnavailableError(`${said}.`, { hint: 'Run again later; lower --rate growsurf if it keeps happening.' });
   if (error.status === 404) {
     return new UsageError(`GrowSurf has no campaign "${campaignId}" (404: ${said}).`, {
       hint: 'Check --campaign / GROWSURF_CAMPAIGN_ID: the program id is in the dashboard URL and under Program → Settings.',
@@ -277,13 +374,20 @@ function explain(error: unknown, campaignId: string): unknown {
   return new UnavailableError(`GrowSurf answered ${error.status}: ${said}.`, { hint: 'Nothing was sent; run again later.' });
 }
 
-/** One participant from the API as records: the participant and any warnings about it, or why it is invalid. */
-function participantRecords(raw: GsParticipant, campaignId: string, convertedAtMs: number | undefined, years: YearRange): SourceRecord[] {
-  const result = normalizeGrowsurfParticipant(raw, campaignId, convertedAtMs, years);
-  if ('invalid' in result) return [{ kind: 'invalid', reason: `GrowSurf participant ${raw.id}: ${result.invalid}`, participantId: raw.id }];
+/**
+ * One entry of a participants page (or a participant fetched by id) as records: the participant and any
+ * warnings about it, or why it is invalid. An entry that is no participant at all is reported, not skipped.
+ */
+function participantRecords(raw: unknown, campaignId: string, conversions: Map<string, number>, years: YearRange, where: string): SourceRecord[] {
+  const id = idOf(raw);
+  if (id === undefined || !isObject(raw)) {
+    return [{ kind: 'invalid', reason: `GrowSurf sent ${where} as ${isObject(raw) ? 'an object with no participant "id"' : describeValue(raw)}, not a participant; it is not sent` }];
+  }
+  const result = normalizeGrowsurfParticipant(raw as GsParticipant, campaignId, conversions.get(id), years);
+  if ('invalid' in result) return [{ kind: 'invalid', reason: `GrowSurf participant ${id}: ${result.invalid}`, participantId: id }];
   return [
     { kind: 'participant', participant: result.participant },
-    ...result.warnings.map((message): SourceRecord => ({ kind: 'warning', message: `GrowSurf participant ${raw.id}: ${message}` })),
+    ...result.warnings.map((message): SourceRecord => ({ kind: 'warning', message: `GrowSurf participant ${id}: ${message}` })),
   ];
 }
 
@@ -293,9 +397,13 @@ export type NormalizedParticipant = { participant: Participant; warnings: string
  * DESIGN.md §3 for GrowSurf: referredBy ?? referrer.id, vanityKeys[0] ?? id, unknown enums kept, PII dropped.
  * Times follow the rule of every source (model/dates.ts): a time that is not one makes the participant
  * invalid; one in an unusual year is kept with a warning. Text GrowSurf sent as invalid UTF-8 is never sent on.
+ * Null, absent and empty fields are no value (never a trait); a field of another type than documented is
+ * reported: the participant is invalid when it is the email or the referrer (who they are, who referred them),
+ * else the field is left out with a warning.
  */
 export function normalizeGrowsurfParticipant(raw: GsParticipant, programId: string, convertedAtMs?: number, years: YearRange = plausibleYears(new Date())): NormalizedParticipant {
   const warnings: string[] = [];
+  const fields = raw as Record<string, unknown>;
   const time = (value: unknown, field: string): Date | undefined | { invalid: string } => {
     if (value === undefined || value === null || value === '') return undefined;
     const reading: DateReading =
@@ -304,37 +412,80 @@ export function normalizeGrowsurfParticipant(raw: GsParticipant, programId: stri
     if (reading.unusualYear) warnings.push(describeUnusualYear(reading.date, String(value), `field "${field}"`, years));
     return reading.date;
   };
-  const createdAt = time(raw.createdAt, 'createdAt');
+  /** Text, or no value; anything else is left out with a warning (`identity`: makes the participant invalid). */
+  let wrongIdentity: string | undefined;
+  const text = (value: unknown, field: string, identity = false): string | undefined => {
+    if (value === undefined || value === null) return undefined;
+    if (typeof value === 'string') return value.trim() === '' ? undefined : value;
+    const problem = `field "${field}" is ${describeValue(value)}, not text`;
+    if (identity) wrongIdentity ??= `${problem}; the participant is not sent`;
+    else warnings.push(`${problem}; it is left out`);
+    return undefined;
+  };
+  const count = (value: unknown, field: string): number | undefined => {
+    if (value === undefined || value === null) return undefined;
+    if (isCount(value)) return value;
+    if (typeof value === 'string' && /^\d+$/.test(value.trim())) return Number(value.trim());
+    warnings.push(`field "${field}" is ${describeValue(value)}, not a count; it is left out`);
+    return undefined;
+  };
+  const object = (value: unknown, field: string): Record<string, unknown> | undefined => {
+    if (value === undefined || value === null) return undefined;
+    if (isObject(value)) return value;
+    warnings.push(`field "${field}" is ${describeValue(value)}, not an object; it is left out`);
+    return undefined;
+  };
+
+  const createdAt = time(fields.createdAt, 'createdAt');
   if (createdAt && 'invalid' in createdAt) return createdAt;
   const rewards: Reward[] = [];
-  for (const [index, rawReward] of (raw.rewards ?? []).entries()) {
+  const rawRewards = fields.rewards;
+  if (rawRewards !== undefined && rawRewards !== null && !Array.isArray(rawRewards)) warnings.push(`field "rewards" is ${describeValue(rawRewards)}, not a list; no reward is sent`);
+  for (const [index, rawReward] of (Array.isArray(rawRewards) ? rawRewards : []).entries()) {
+    const rewardId = isObject(rawReward) ? text(rawReward.id, `rewards[${index}].id`) : undefined;
+    if (!isObject(rawReward) || rewardId === undefined) {
+      warnings.push(`rewards[${index}] is ${isObject(rawReward) ? 'a reward with no id' : describeValue(rawReward)}; its event is not sent`);
+      continue;
+    }
     const field = rawReward.approvedAt !== undefined && rawReward.approvedAt !== null ? 'approvedAt' : 'fulfilledAt';
     const at = time(rawReward[field], `rewards[${index}].${field}`);
     if (at && 'invalid' in at) return at;
-    rewards.push(normalizeReward(rawReward, at));
+    rewards.push(normalizeReward(rawReward, rewardId, index, at, text));
   }
   const participant: Participant = {
     source: 'growsurf',
     programId,
     id: raw.id,
     rewards,
-    metadata: normalizeMetadata(raw.metadata),
+    metadata: normalizeMetadata(object(fields.metadata, 'metadata')),
   };
-  if (raw.email) participant.email = normalizeEmail(raw.email);
-  if (raw.firstName) participant.firstName = raw.firstName;
-  if (raw.lastName) participant.lastName = raw.lastName;
+  const email = text(fields.email, 'email', true);
+  if (email) participant.email = normalizeEmail(email);
+  const firstName = text(fields.firstName, 'firstName');
+  if (firstName) participant.firstName = firstName;
+  const lastName = text(fields.lastName, 'lastName');
+  if (lastName) participant.lastName = lastName;
   if (createdAt) participant.createdAt = createdAt;
-  participant.referralCode = raw.vanityKeys?.[0] ?? raw.id;
-  if (raw.shareUrl) participant.referralLink = raw.shareUrl;
-  const referrerId = raw.referredBy ?? raw.referrer?.id ?? undefined;
+  const vanityKeys = fields.vanityKeys;
+  let vanityKey: string | undefined;
+  if (Array.isArray(vanityKeys)) vanityKey = vanityKeys.map((key, i) => text(key, `vanityKeys[${i}]`)).find((key) => key !== undefined);
+  else if (vanityKeys !== undefined && vanityKeys !== null) warnings.push(`field "vanityKeys" is ${describeValue(vanityKeys)}, not a list; it is left out`);
+  participant.referralCode = vanityKey ?? raw.id;
+  const shareUrl = text(fields.shareUrl, 'shareUrl');
+  if (shareUrl) participant.referralLink = shareUrl;
+  const referrer = object(fields.referrer, 'referrer');
+  const referrerId = text(fields.referredBy, 'referredBy', true) ?? (referrer ? text(referrer.id, 'referrer.id', true) : undefined);
   if (referrerId) {
     participant.referrerId = referrerId;
-    if (raw.referrer?.id) {
-      participant.referrerProfile = { id: raw.referrer.id, metadata: normalizeMetadata(raw.referrer.metadata) };
-      if (raw.referrer.email) participant.referrerProfile.email = normalizeEmail(raw.referrer.email);
+    const profileId = referrer ? text(referrer.id, 'referrer.id', true) : undefined;
+    if (referrer && profileId) {
+      participant.referrerProfile = { id: profileId, metadata: normalizeMetadata(object(referrer.metadata, 'referrer.metadata')) };
+      const referrerEmail = text(referrer.email, 'referrer.email', true);
+      if (referrerEmail) participant.referrerProfile.email = normalizeEmail(referrerEmail);
     }
   }
-  const status = normalizeReferralStatus(raw.referralStatus);
+  if (wrongIdentity) return { invalid: wrongIdentity };
+  const status = normalizeReferralStatus(text(fields.referralStatus, 'referralStatus'));
   if (status.status) participant.referralStatus = status.status;
   if (status.raw) participant.referralStatusRaw = status.raw;
   if (participant.referralStatus === 'converted' && convertedAtMs !== undefined) {
@@ -342,24 +493,36 @@ export function normalizeGrowsurfParticipant(raw: GsParticipant, programId: stri
     if (convertedAt && 'invalid' in convertedAt) return convertedAt;
     if (convertedAt) participant.convertedAt = convertedAt;
   }
-  if (typeof raw.referralCount === 'number') participant.referralCount = raw.referralCount;
-  else if (typeof raw.referralCount === 'string' && /^\d+$/.test(raw.referralCount)) participant.referralCount = Number(raw.referralCount);
-  if (typeof raw.leadCount === 'number') participant.pendingCount = raw.leadCount;
-  if (raw.referralSource) participant.joinedVia = raw.referralSource;
+  const referralCount = count(fields.referralCount, 'referralCount');
+  if (referralCount !== undefined) participant.referralCount = referralCount;
+  const leadCount = count(fields.leadCount, 'leadCount');
+  if (leadCount !== undefined) participant.pendingCount = leadCount;
+  const joinedVia = text(fields.referralSource, 'referralSource');
+  if (joinedVia) participant.joinedVia = joinedVia;
   if (JSON.stringify(participant).includes('\uFFFD')) {
     return { invalid: 'GrowSurf sent text that is not valid UTF-8 (it reads as U+FFFD); the participant is not sent' };
   }
   return { participant, warnings };
 }
 
-function normalizeReward(raw: GsReward, at: Date | undefined): Reward {
-  const reward: Reward = { id: raw.id, isReferrer: raw.isReferrer === true, status: raw.status ?? 'UNKNOWN' };
-  if (raw.rewardId) reward.configId = raw.rewardId;
+function normalizeReward(
+  raw: Record<string, unknown>,
+  id: string,
+  index: number,
+  at: Date | undefined,
+  text: (value: unknown, field: string) => string | undefined,
+): Reward {
+  const reward: Reward = { id, isReferrer: raw.isReferrer === true, status: text(raw.status, `rewards[${index}].status`) ?? 'UNKNOWN' };
+  const configId = text(raw.rewardId, `rewards[${index}].rewardId`);
+  if (configId) reward.configId = configId;
   if (at) reward.at = at;
   return reward;
 }
 
-/** Metadata is a shallow map of strings and numbers; anything nested is kept as JSON text. */
+/**
+ * Metadata is a shallow map of strings, numbers and booleans; anything nested is kept as JSON text. A null is
+ * kept as GrowSurf's "no value" (an account rule reads it as missing); traits never send it (model/traits.ts).
+ */
 function normalizeMetadata(raw: Record<string, unknown> | undefined): Record<string, MetadataValue> {
   const out: Record<string, MetadataValue> = {};
   for (const [key, value] of Object.entries(raw ?? {})) {

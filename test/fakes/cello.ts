@@ -19,6 +19,11 @@ export class FakeCello extends FakeService {
   tokenErrorShape: 'openapi' | 'nestjs' = 'nestjs';
   /** A token stops working after this many uses (an early expiry the client must survive). */
   tokenUses = Number.POSITIVE_INFINITY;
+  /**
+   * Answers a request this way instead (a redirect, a proxy's page, an odd or misshapen lookup answer) when it
+   * returns one: gets the method and path; undefined lets the fake answer as usual.
+   */
+  answer: ((method: string, path: string) => { status: number; body: string; contentType?: string; headers?: Record<string, string> } | undefined) | undefined;
   private readonly issued = new Map<string, { expiresAt: number; uses: number }>();
 
   constructor(
@@ -31,6 +36,14 @@ export class FakeCello extends FakeService {
 
   protected handle(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0]!;
+    const instead = this.answer?.(req.method ?? 'GET', path);
+    if (instead) {
+      this.lookups.set(path, (this.lookups.get(path) ?? 0) + 1);
+      this.count(instead.status);
+      res.writeHead(instead.status, { 'content-type': instead.contentType ?? 'application/json', 'content-length': Buffer.byteLength(instead.body), ...instead.headers });
+      res.end(instead.body);
+      return;
+    }
     if (req.method === 'POST' && path === '/token') {
       const keys = JSON.parse(body.toString('utf8') || '{}') as { accessKeyId?: string; secretAccessKey?: string };
       if (keys.accessKeyId !== this.accessKeyId || keys.secretAccessKey !== this.secretAccessKey) {

@@ -125,7 +125,12 @@ export class FakeGrowsurf extends FakeService {
   /** Serve `referredBy` on participants too, as the SDK types and webhooks have it (the REST examples do not). */
   servesReferredBy = false;
   /** Answer requests whose path matches `path` (every request without one) with this instead: a proxy's HTML page. */
-  rawAnswer: { status: number; contentType: string; body: string; path?: RegExp } | undefined;
+  rawAnswer: { status: number; contentType: string; body: string; path?: RegExp; headers?: Record<string, string> } | undefined;
+  /**
+   * Rewrites each page of a listing before it is served (a cursor that cycles, a page served again, pages that
+   * never end): gets the page as the fake would serve it and the `nextId` it was asked for; returns the body.
+   */
+  rewritePage: ((listing: 'participants' | 'referrals', page: { items: unknown[]; limit: number; nextId: string | null }, askedNextId: string | null) => unknown) | undefined;
   /** What `GET /campaign/:id` says the participant count is, when it should disagree with the pages. */
   reportedParticipantCount: number | undefined;
   policies: GrowsurfPolicy[] = [];
@@ -159,7 +164,7 @@ export class FakeGrowsurf extends FakeService {
     const url = new URL(req.url ?? '/', 'http://fake');
     if (this.rawAnswer && (!this.rawAnswer.path || this.rawAnswer.path.test(url.pathname))) {
       this.count(this.rawAnswer.status);
-      res.writeHead(this.rawAnswer.status, { 'content-type': this.rawAnswer.contentType, 'content-length': Buffer.byteLength(this.rawAnswer.body) });
+      res.writeHead(this.rawAnswer.status, { 'content-type': this.rawAnswer.contentType, 'content-length': Buffer.byteLength(this.rawAnswer.body), ...this.rawAnswer.headers });
       res.end(this.rawAnswer.body);
       return;
     }
@@ -202,12 +207,15 @@ export class FakeGrowsurf extends FakeService {
       // Newest first, as the MCP docs describe; clients must not rely on it.
       const all = [...this.program.participants].reverse();
       const page = paginate(all, (p) => p.id, nextId, limit);
-      return this.ok(res, { participants: page.items.map((p) => this.served(p)), limit, nextId: page.nextId });
+      const items = page.items.map((p) => this.served(p));
+      if (this.rewritePage) return this.ok(res, this.rewritePage('participants', { items, limit, nextId: page.nextId }, nextId));
+      return this.ok(res, { participants: items, limit, nextId: page.nextId });
     }
     if (rest === '/referrals') {
       const desc = url.searchParams.get('desc') !== 'false';
       const sorted = [...this.program.referrals].sort((a, b) => (desc ? b.updatedAt - a.updatedAt : a.updatedAt - b.updatedAt) || a.id.localeCompare(b.id));
       const page = paginate(sorted, (r) => r.id, nextId, limit);
+      if (this.rewritePage) return this.ok(res, this.rewritePage('referrals', { items: page.items, limit, nextId: page.nextId }, nextId));
       return this.ok(res, { referrals: page.items, limit, nextId: page.nextId, more: page.nextId !== null });
     }
     const single = /^\/participant\/([^/]+)$/.exec(rest);
