@@ -1,7 +1,7 @@
 import type { Destination } from '../config/defaults.js';
 import type { AccountOperation, AccountRef, IdentityRef, Operation } from '../plan/types.js';
 import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
-import type { DeliveryQueue } from './queue.js';
+import type { DeliveryQueue, ReclaimableQueue } from './queue.js';
 
 /** What choosing retries needs from the state. */
 export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'markSuperseded'>;
@@ -107,16 +107,37 @@ export async function requeueRetries(
   return { resend: chosen.resend, superseded: [...chosen.superseded, ...chosen.supersededAccounts] };
 }
 
-/** sync/backfill: what earlier runs of this program recorded failed (transient, retries used up) goes out again. */
-export async function requeueEarlierFailures(
-  state: RetrySource & Pick<StateStore, 'failedDeliveries'>,
-  queue: RetryTarget & Pick<DeliveryQueue, 'programId'>,
+/** The last error of an operation an interrupted run left in the queue, while the next sync checks it. */
+export const RECLAIMED_REASON = 'interrupted before it was acknowledged; the next sync or backfill sends it again if the source still shows it';
+/** Why sync or backfill does not resend an earlier failed operation: what is resent must still be true. */
+export const NOT_SHOWN_REASON = 'superseded: a later run read the whole source and no longer found this there, so it is not sent';
+
+/**
+ * sync/backfill, before anything is sent: what earlier runs left in the queue (a kill, a stop) is taken back into
+ * the ledger as failed, with its operation. A run that reads the source sends nothing an earlier run planned as it
+ * was planned: the planner plans again, from the source as this run reads it, every failed or interrupted
+ * operation that still agrees with it (the same operation, so the same key and id: a failed event the source
+ * still shows, an identify whose traits it still shows), and replaces the rest (DESIGN.md §6). Returns how many.
+ */
+export async function reclaimLeftovers(queue: Pick<ReclaimableQueue, 'reclaim'>, destinations: readonly Destination[], now: Date): Promise<number> {
+  let reclaimed = 0;
+  for (const destination of destinations) reclaimed += await queue.reclaim(destination, RECLAIMED_REASON, now);
+  return reclaimed;
+}
+
+/**
+ * sync/backfill, once the whole source was read and planned: the earlier failures it did not plan again are what
+ * the source no longer shows (a trait value, a tier move that went back, a participant gone). They are marked
+ * superseded, never resent; returns how many. Not after a partial read (`--quick`, a stop), which cannot tell.
+ */
+export async function supersedeUnplanned(
+  state: Pick<StateStore, 'supersedeUnplanned'>,
+  programId: string,
   destinations: readonly Destination[],
   runId: number,
   now: Date,
 ): Promise<number> {
-  const failed = await state.failedDeliveries(queue.programId, destinations);
-  return (await requeueRetries(state, queue, failed, runId, now)).resend.length;
+  return state.supersedeUnplanned(programId, destinations, runId, NOT_SHOWN_REASON, now);
 }
 
 /**
