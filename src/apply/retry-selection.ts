@@ -1,10 +1,10 @@
 import type { Destination } from '../config/defaults.js';
-import type { AccountOperation, AccountRef, IdentityRef, Operation } from '../plan/types.js';
+import { issuedGeneration, type AccountOperation, type AccountRef, type GenerationRef, type IdentityRef, type IssuedGeneration, type Operation } from '../plan/types.js';
 import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
 import type { DeliveryQueue, ReclaimableQueue } from './queue.js';
 
 /** What choosing retries needs from the state. */
-export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'markSuperseded'>;
+export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'generations' | 'markSuperseded'>;
 
 /** Where chosen retries go: the program's durable queue. */
 export type RetryTarget = Pick<DeliveryQueue, 'requeue'>;
@@ -16,19 +16,21 @@ export const ACCOUNT_SUPERSEDED_REASON = 'superseded: newer traits were acknowle
 const IDENTITY_READ_CHUNK = 1_000;
 
 /**
- * Which stored deliveries to send again. A refused identify is superseded, never resent, when newer traits were
- * acknowledged for the same person since (resending would overwrite them and become the diff baseline), or when
- * a newer refused identify of that person is being resent with it. The same holds for an operation that only
- * carries an account's traits (a Customer.io object, a Segment group call no one joins by). A membership is
- * always resent; one that carries account traits older than those acknowledged since carries the newer ones.
- * Rows come oldest first.
+ * Which stored deliveries to send again. `retry` reads no source, so it cannot tell whether what failed is still
+ * true; it drops what it can tell is not. A refused identify is superseded, never resent, when newer traits were
+ * acknowledged for the same person since (resending would overwrite them and become the diff baseline), when a
+ * newer identify of that person was planned since (a later generation), or when a newer refused identify of that
+ * person is being resent with it. The same holds for an operation that carries an account's traits (a Customer.io
+ * object, a Segment group call carrying them). A membership is always resent; one an older version stored carrying
+ * account traits older than those acknowledged since carries the newer ones. Rows come oldest first.
  */
 export async function selectRetries(
-  state: Pick<RetrySource, 'identities' | 'accounts'>,
+  state: Pick<RetrySource, 'identities' | 'accounts'> & Partial<Pick<RetrySource, 'generations'>>,
   rows: readonly StoredDelivery[],
 ): Promise<{ resend: RetryChoice[]; superseded: StoredDelivery[]; supersededAccounts: StoredDelivery[] }> {
   const acknowledged = await acknowledgedTraits(state, rows);
   const acknowledgedAccounts = await acknowledgedAccountTraits(state, rows);
+  const newest = await newestGenerations(state, rows);
   const superseded: StoredDelivery[] = [];
   const supersededAccounts: StoredDelivery[] = [];
   const latestIdentify = new Map<string, StoredDelivery>();
@@ -44,7 +46,7 @@ export async function selectRetries(
         resend.push(replaced && newer && newer.hash !== carried.hash ? { ...row, operation: withAccountTraits(carried.operation, newer) } : row);
         continue;
       }
-      if (replaced) {
+      if (replaced || outgenerated(newest, carried.operation)) {
         supersededAccounts.push(row);
         continue;
       }
@@ -60,7 +62,7 @@ export async function selectRetries(
     const operation = JSON.parse(row.payload) as Operation;
     const hash = operation.kind === 'identify' ? operation.traitsHash : undefined;
     const person = personKey(row);
-    if (replacedSince(acknowledged.get(person), hash, row.updatedAt ?? '')) {
+    if (replacedSince(acknowledged.get(person), hash, row.updatedAt ?? '') || outgenerated(newest, operation)) {
       superseded.push(row);
       continue;
     }
@@ -70,6 +72,35 @@ export async function selectRetries(
   }
   resend.push(...latestIdentify.values(), ...latestTraits.values());
   return { resend, superseded, supersededAccounts };
+}
+
+/** Whether a newer operation carrying the same person's or account's traits was planned since this one. */
+function outgenerated(newest: ReadonlyMap<string, IssuedGeneration>, operation: Operation): boolean {
+  const issued = issuedGeneration(operation);
+  if (issued === undefined) return false;
+  const latest = newest.get(generationKey(issued));
+  return latest !== undefined && latest.key !== issued.key && latest.generation > issued.generation;
+}
+
+/** The newest generation of every person and account with a stored traits operation among `rows`, read in bulk. */
+async function newestGenerations(state: Partial<Pick<RetrySource, 'generations'>>, rows: readonly StoredDelivery[]): Promise<Map<string, IssuedGeneration>> {
+  const newest = new Map<string, IssuedGeneration>();
+  if (state.generations === undefined) return newest;
+  const refs = new Map<string, GenerationRef>();
+  for (const row of rows) {
+    if ((row.kind !== 'identify' && row.kind !== 'object' && row.kind !== 'group') || row.payload === null) continue;
+    const issued = issuedGeneration(JSON.parse(row.payload) as Operation);
+    if (issued) refs.set(generationKey(issued), { destination: issued.destination, subject: issued.subject, id: issued.id });
+  }
+  const list = [...refs.values()];
+  for (let start = 0; start < list.length; start += IDENTITY_READ_CHUNK) {
+    for (const row of await state.generations(list.slice(start, start + IDENTITY_READ_CHUNK))) newest.set(generationKey(row), row);
+  }
+  return newest;
+}
+
+function generationKey(ref: GenerationRef): string {
+  return `${ref.destination}|${ref.subject}|${ref.id}`;
 }
 
 /** A stored delivery chosen to be sent again, with the operation to send when it is not the stored one. */
