@@ -125,12 +125,13 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
       };
     }
     const { baseline } = draft;
+    const tiers = tierDecision(draft, destination, context);
     const identify = identifyDecision(draft, destination, context);
     if (identify === undefined) {
       const thisRun = baseline?.acknowledgedAt !== undefined && baseline.acknowledgedAt.getTime() >= context.now.getTime();
       yield { type: 'unchanged', destination, userId, ...(thisRun ? { thisRun } : {}) };
     } else {
-      const operation = identifyOperation(destination, participant, userId, draft, identify, context);
+      const operation = identifyOperation(destination, participant, userId, draft, identify, tiers, context);
       if (!context.resend && identify.status === 'dead') {
         // The destination refused exactly these traits for good; `retry` (or a change of traits) sends them.
         yield { type: 'deduped', destination, event: 'identify', key: operation.key, status: 'dead' };
@@ -139,7 +140,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
       }
     }
 
-    for (const { fact, key } of eventsToPlan(draft, destination, context)) {
+    for (const { fact, key } of tiers.events) {
       const status = context.baseline.delivery(destination, key);
       if ((status === 'sent' || status === 'sentThisRun') && !context.resend) {
         yield { type: 'deduped', destination, event: fact.kind, key, status };
@@ -209,7 +210,8 @@ export function deliveryReads(record: SourceRecord, context: PlanContext): Deliv
     const draft = draftDestination(person, destination, context);
     // The newest identify issued (its status says whether the destination's traits are known) and every event.
     const keys = draft.latest === undefined ? [] : [draft.latest.key];
-    if (draft.acknowledgedMove !== undefined) keys.push(draft.acknowledgedMove.key);
+    if (draft.move !== undefined) keys.push(draft.move.event.key);
+    if (draft.acknowledgedMove !== undefined) keys.push(draft.acknowledgedMove.event.key);
     for (const event of draft.events) keys.push(event.key);
     return keys.map((key) => ({ destination, key }));
   });
@@ -274,20 +276,23 @@ interface DestinationDraft {
   /** What the destination holds once the identify is acknowledged: the next baseline. */
   known: TraitMap;
   hash: string;
-  /** The tier move against the last acknowledged traits, if this run sees one. */
-  tierMove: TierMove | undefined;
-  tierChanges: number;
+  /** The tier move against the last acknowledged traits, if the source shows one, with its Referral Tier Changed. */
+  move: KeyedMove | undefined;
   /** The key an identify with these traits has in the newest generation issued (a resend of it), if any. */
   keyAgain: string | undefined;
   /** The key an identify with these traits has in the next generation (a new operation). */
   keyNext: string;
-  events: { fact: EventFact; key: string }[];
+  /** The events the source shows, but a tier move. */
+  events: KeyedFact[];
   /**
-   * The Referral Tier Changed of the move the last acknowledged identify made, while the source still shows it: a
-   * run that stopped after that identify was acknowledged may not have delivered it (`eventsToPlan` decides).
+   * The move the last acknowledged traits made, while the source still shows its tier, with its Referral Tier
+   * Changed: a run that stopped once that identify was acknowledged may not have delivered it (`tierDecision`).
    */
-  acknowledgedMove: { fact: EventFact; key: string } | undefined;
+  acknowledgedMove: KeyedMove | undefined;
 }
+
+type KeyedFact = { fact: EventFact; key: string };
+type KeyedMove = { move: TierMove; event: KeyedFact };
 
 function draftDestination(person: PlannedPerson, destination: Destination, context: PlanContext): DestinationDraft {
   const { config } = context;
@@ -296,20 +301,16 @@ function draftDestination(person: PlannedPerson, destination: Destination, conte
   const baseline = context.baseline.identity(destination, userId);
   const latest = context.baseline.generation?.(destination, 'identify', userId);
   const tierTrait = config.traitNames[destination].tier;
-  const transition = tierTransition(baseline, person.traits.tier, tierTrait, context.mode);
-  const tierMove = transition === undefined ? undefined : { ...transition, count: person.count };
-  const tierChanges = (baseline?.tierChanges ?? 0) + (tierMove === undefined ? 0 : 1);
+  const transition = tierTransition(baseline, person.traits.tier, tierTrait);
   const known = keepLeftOut(knownTraits(named, baseline?.traits, config.syncNulls), baseline?.traits, leftOut.map((l) => l.attribute));
   const hash = stableHash(known);
   // The key names what is sent too: two identifies that leave the same traits behind but send different ones differ.
   const sentHash = config.syncNulls ? hash : stableHash(named);
-  const facts = tierMove === undefined ? person.facts : [...person.facts, tierChangedFact(participant, userId, tierMove)];
-  const keyed = (fact: EventFact): { fact: EventFact; key: string } => ({ fact, key: eventKey(destination, participant, fact, context) });
-  const move = latest?.tierMove;
+  const keyed = (fact: EventFact): KeyedFact => ({ fact, key: eventKey(destination, participant, fact, context) });
+  const withEvent = (move: TierMove): KeyedMove => ({ move, event: keyed(tierChangedFact(participant, userId, move)) });
+  const last = latest?.tierMove;
   const acknowledgedMove =
-    context.mode === 'sync' && tierMove === undefined && move !== undefined && baseline?.traits[tierTrait] === move.to && (baseline.tierChanges ?? 0) === move.ordinal
-      ? keyed(tierChangedFact(participant, userId, move))
-      : undefined;
+    transition === undefined && last !== undefined && baseline?.traits[tierTrait] === last.to && (baseline.tierChanges ?? 0) === last.ordinal ? withEvent(last) : undefined;
   return {
     baseline,
     latest,
@@ -317,11 +318,10 @@ function draftDestination(person: PlannedPerson, destination: Destination, conte
     leftOut,
     known,
     hash,
-    tierMove,
-    tierChanges,
+    move: transition === undefined ? undefined : withEvent({ ...transition, count: person.count }),
     keyAgain: latest === undefined ? undefined : identifyKey(destination, participant, userId, latest.generation, hash, sentHash, context),
     keyNext: identifyKey(destination, participant, userId, (latest?.generation ?? 0) + 1, hash, sentHash, context),
-    events: facts.map(keyed),
+    events: person.facts.map(keyed),
     acknowledgedMove,
   };
 }
@@ -352,28 +352,44 @@ interface IdentifyChoice {
   status?: DeliveryStatus | 'sentThisRun';
 }
 
-/**
- * The events to plan: every fact the source shows, and the Referral Tier Changed of the acknowledged move while its
- * own delivery is not settled (pending, failed or never queued: the run that planned it stopped).
- */
-function eventsToPlan(draft: DestinationDraft, destination: Destination, context: PlanContext): { fact: EventFact; key: string }[] {
-  const move = draft.acknowledgedMove;
-  if (move === undefined || draft.latest === undefined) return draft.events;
-  const identify = context.baseline.delivery(destination, draft.latest.key);
-  if (identify !== 'sent' && identify !== 'sentThisRun') return draft.events;
-  const status = context.baseline.delivery(destination, move.key);
-  return status === 'sent' || status === 'sentThisRun' || status === 'dead' ? draft.events : [...draft.events, move];
+/** What this run plans of tier moves: the move its identify makes, the events to plan, the move it carries on. */
+interface TierDecision {
+  /** The move this person's identify makes, counted in its tier transitions. */
+  move: TierMove | undefined;
+  events: KeyedFact[];
+  /** The move the identify records with its generation: its own, or the acknowledged one whose event may still be due. */
+  carried: TierMove | undefined;
 }
 
-/** The tier move a sync observes against the last acknowledged traits, with its ordinal among this person's moves. */
-function tierTransition(
-  baseline: IdentityBaseline | undefined,
-  tier: string,
-  tierTrait: string,
-  mode: PlanMode,
-): { from: string; to: string; ordinal: number } | undefined {
+/**
+ * A sync plans every tier move it observes against the last acknowledged traits, with its Referral Tier Changed; a
+ * backfill plans none, but one an earlier sync planned and did not settle (the same operation, resent). Either
+ * plans again the Referral Tier Changed of the acknowledged move while its delivery is not settled (pending,
+ * failed, or never queued: the run that planned it stopped) and the source still shows that tier.
+ */
+function tierDecision(draft: DestinationDraft, destination: Destination, context: PlanContext): TierDecision {
+  const unsettled = (key: string): boolean => {
+    const status = context.baseline.delivery(destination, key);
+    return status !== 'sent' && status !== 'sentThisRun' && status !== 'dead';
+  };
+  let events = draft.events;
+  let move: TierMove | undefined;
+  if (draft.move !== undefined) {
+    const issued = context.baseline.delivery(destination, draft.move.event.key);
+    if (context.mode === 'sync' || issued === 'pending' || issued === 'failed' || issued === 'superseded') {
+      move = draft.move.move;
+      events = [...events, draft.move.event];
+    }
+  }
+  const acknowledged = draft.acknowledgedMove;
+  if (acknowledged !== undefined && unsettled(acknowledged.event.key)) events = [...events, acknowledged.event];
+  return { move, events, carried: move ?? acknowledged?.move };
+}
+
+/** The tier move the source shows against the last acknowledged traits, with its ordinal among this person's moves. */
+function tierTransition(baseline: IdentityBaseline | undefined, tier: string, tierTrait: string): { from: string; to: string; ordinal: number } | undefined {
   const previous = baseline?.traits[tierTrait];
-  if (mode !== 'sync' || typeof previous !== 'string' || previous === tier) return undefined;
+  if (typeof previous !== 'string' || previous === tier) return undefined;
   return { from: previous, to: tier, ordinal: (baseline?.tierChanges ?? 0) + 1 };
 }
 
@@ -449,6 +465,7 @@ function identifyOperation(
   userId: string,
   draft: DestinationDraft,
   identify: IdentifyChoice,
+  tiers: TierDecision,
   context: PlanContext,
 ): IdentifyOperation {
   const { key } = identify;
@@ -471,9 +488,9 @@ function identifyOperation(
     changes,
     traits,
     traitsHash: draft.hash,
-    tierChanges: draft.tierChanges,
+    tierChanges: (draft.baseline?.tierChanges ?? 0) + (tiers.move === undefined ? 0 : 1),
     generation: identify.generation,
-    ...(draft.tierMove ? { tierMove: draft.tierMove } : {}),
+    ...(tiers.carried ? { tierMove: tiers.carried } : {}),
     payload,
     bytes: Buffer.byteLength(JSON.stringify(payload)),
   };

@@ -125,6 +125,21 @@ describe('ids and resends over any history of snapshots and faults (guarantees 3
   }, 120_000);
 
   // The issue's examples, as fixed histories through the same model.
+  it('a backfill resends the identify with 5 and its tier move that a sync could not deliver, same ids, while the source still shows them', async () => {
+    const history: History = { steps: [{ kind: 'sync', snapshot: { p0: 4 }, faults: [] }, { kind: 'sync', snapshot: { p0: 5 }, faults: ['fail', 'fail'] }], final: { p0: 5 } };
+    const { world, snapshots } = await play(history, ['backfill', 'sync']);
+    try {
+      expect(untrue(world.destination.received, snapshots)).toEqual([]);
+      expect(diverged(world, history.final)).toEqual([]);
+      const failed = world.destination.received.filter((m) => m.run === 2);
+      const backfill = world.destination.received.filter((m) => m.run === 3);
+      expect(backfill.map((m) => [m.key, m.applied])).toEqual([...new Set(failed.map((m) => m.key))].map((key) => [key, true]));
+      expect(world.destination.received.filter((m) => m.run === 4)).toEqual([]);
+    } finally {
+      await world.close();
+    }
+  });
+
   it.each<[string, History, (world: World) => void]>([
     [
       '4 → 5 → 4 over three syncs: three identifies, three ids, and the destination keeps 4',
@@ -173,6 +188,23 @@ describe('ids and resends over any history of snapshots and faults (guarantees 3
           [3, true],
         ]);
         expect(moves[1]!.key).toBe(moves[0]!.key);
+      },
+    ],
+    [
+      'the identify with 5 goes through but its Referral Tier Changed fails, twice, the count moving within the tier meanwhile: that event still goes, once',
+      {
+        steps: [
+          { kind: 'sync', snapshot: { p0: 4 }, faults: [] },
+          // The identify with 5 goes through, its Referral Tier Changed fails; then 5 → 6 with that event failing again.
+          { kind: 'sync', snapshot: { p0: 5 }, faults: ['ok', 'fail'] },
+          { kind: 'sync', snapshot: { p0: 6 }, faults: ['ok', 'fail'] },
+        ],
+        final: { p0: 6 },
+      },
+      (world) => {
+        const moves = world.destination.received.filter((m) => m.operation.kind === 'track' && m.operation.event === 'tierChanged');
+        expect(new Set(moves.map((m) => m.key)).size).toBe(1);
+        expect(moves.filter((m) => m.applied).map((m) => m.run)).toEqual([4]);
       },
     ],
   ])('%s', async (_name, history, check) => {
