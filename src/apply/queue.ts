@@ -17,7 +17,9 @@ export interface DeliveryQueue {
   readonly programId: string;
   /**
    * Appends operations as `pending` rows with their payloads, in one transaction. Positions follow the order of
-   * the calls, so a caller that enqueues more than once at a time must wait for each before the next.
+   * the calls, so a caller that enqueues more than once at a time must wait for each before the next. An operation
+   * that carries a generation (`issuedGeneration`) becomes its person's or account's newest, in the same
+   * transaction; the one it replaces, if not settled, is superseded and leaves the queue.
    */
   enqueue(operations: readonly Operation[], runId: number, now: Date): Promise<void>;
   /** Up to `limit` pending operations of one destination after position `afterSeq`, oldest first. */
@@ -38,6 +40,16 @@ export interface DeliveryQueue {
    * transaction; a row that carries an `operation` is queued as that instead (retry brings its traits up to date).
    */
   requeue(rows: readonly RequeuedDelivery[], runId: number, now: Date): Promise<void>;
+}
+
+/** The state's queue, as the runs that read the source use it before they start sending. */
+export interface ReclaimableQueue extends DeliveryQueue {
+  /**
+   * Takes back what earlier runs left waiting for `destination` (a kill, a stop): the entries leave the queue and
+   * their ledger rows say failed, with their operations and the run that planned them, so that a sync checks each
+   * against the source before anything is sent (DESIGN.md §6). Returns how many.
+   */
+  reclaim(destination: Destination, reason: string, now: Date): Promise<number>;
 }
 
 /** A stored delivery to send again; `operation`, when set, replaces the operation it was stored with. */

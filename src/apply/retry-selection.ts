@@ -1,10 +1,10 @@
 import type { Destination } from '../config/defaults.js';
-import type { AccountOperation, AccountRef, IdentityRef, Operation } from '../plan/types.js';
+import { issuedGeneration, type AccountOperation, type AccountRef, type GenerationRef, type IdentityRef, type IssuedGeneration, type Operation } from '../plan/types.js';
 import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
-import type { DeliveryQueue } from './queue.js';
+import type { DeliveryQueue, ReclaimableQueue } from './queue.js';
 
 /** What choosing retries needs from the state. */
-export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'markSuperseded'>;
+export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'generations' | 'markSuperseded'>;
 
 /** Where chosen retries go: the program's durable queue. */
 export type RetryTarget = Pick<DeliveryQueue, 'requeue'>;
@@ -16,19 +16,21 @@ export const ACCOUNT_SUPERSEDED_REASON = 'superseded: newer traits were acknowle
 const IDENTITY_READ_CHUNK = 1_000;
 
 /**
- * Which stored deliveries to send again. A refused identify is superseded, never resent, when newer traits were
- * acknowledged for the same person since (resending would overwrite them and become the diff baseline), or when
- * a newer refused identify of that person is being resent with it. The same holds for an operation that only
- * carries an account's traits (a Customer.io object, a Segment group call no one joins by). A membership is
- * always resent; one that carries account traits older than those acknowledged since carries the newer ones.
- * Rows come oldest first.
+ * Which stored deliveries to send again. `retry` reads no source, so it cannot tell whether what failed is still
+ * true; it drops what it can tell is not. A refused identify is superseded, never resent, when newer traits were
+ * acknowledged for the same person since (resending would overwrite them and become the diff baseline), when a
+ * newer identify of that person was planned since (a later generation), or when a newer refused identify of that
+ * person is being resent with it. The same holds for an operation that carries an account's traits (a Customer.io
+ * object, a Segment group call carrying them). A membership is always resent; one an older version stored carrying
+ * account traits older than those acknowledged since carries the newer ones. Rows come oldest first.
  */
 export async function selectRetries(
-  state: Pick<RetrySource, 'identities' | 'accounts'>,
+  state: Pick<RetrySource, 'identities' | 'accounts'> & Partial<Pick<RetrySource, 'generations'>>,
   rows: readonly StoredDelivery[],
 ): Promise<{ resend: RetryChoice[]; superseded: StoredDelivery[]; supersededAccounts: StoredDelivery[] }> {
   const acknowledged = await acknowledgedTraits(state, rows);
   const acknowledgedAccounts = await acknowledgedAccountTraits(state, rows);
+  const newest = await newestGenerations(state, rows);
   const superseded: StoredDelivery[] = [];
   const supersededAccounts: StoredDelivery[] = [];
   const latestIdentify = new Map<string, StoredDelivery>();
@@ -44,7 +46,7 @@ export async function selectRetries(
         resend.push(replaced && newer && newer.hash !== carried.hash ? { ...row, operation: withAccountTraits(carried.operation, newer) } : row);
         continue;
       }
-      if (replaced) {
+      if (replaced || outgenerated(newest, carried.operation)) {
         supersededAccounts.push(row);
         continue;
       }
@@ -60,7 +62,7 @@ export async function selectRetries(
     const operation = JSON.parse(row.payload) as Operation;
     const hash = operation.kind === 'identify' ? operation.traitsHash : undefined;
     const person = personKey(row);
-    if (replacedSince(acknowledged.get(person), hash, row.updatedAt ?? '')) {
+    if (replacedSince(acknowledged.get(person), hash, row.updatedAt ?? '') || outgenerated(newest, operation)) {
       superseded.push(row);
       continue;
     }
@@ -70,6 +72,35 @@ export async function selectRetries(
   }
   resend.push(...latestIdentify.values(), ...latestTraits.values());
   return { resend, superseded, supersededAccounts };
+}
+
+/** Whether a newer operation carrying the same person's or account's traits was planned since this one. */
+function outgenerated(newest: ReadonlyMap<string, IssuedGeneration>, operation: Operation): boolean {
+  const issued = issuedGeneration(operation);
+  if (issued === undefined) return false;
+  const latest = newest.get(generationKey(issued));
+  return latest !== undefined && latest.key !== issued.key && latest.generation > issued.generation;
+}
+
+/** The newest generation of every person and account with a stored traits operation among `rows`, read in bulk. */
+async function newestGenerations(state: Partial<Pick<RetrySource, 'generations'>>, rows: readonly StoredDelivery[]): Promise<Map<string, IssuedGeneration>> {
+  const newest = new Map<string, IssuedGeneration>();
+  if (state.generations === undefined) return newest;
+  const refs = new Map<string, GenerationRef>();
+  for (const row of rows) {
+    if ((row.kind !== 'identify' && row.kind !== 'object' && row.kind !== 'group') || row.payload === null) continue;
+    const issued = issuedGeneration(JSON.parse(row.payload) as Operation);
+    if (issued) refs.set(generationKey(issued), { destination: issued.destination, subject: issued.subject, id: issued.id });
+  }
+  const list = [...refs.values()];
+  for (let start = 0; start < list.length; start += IDENTITY_READ_CHUNK) {
+    for (const row of await state.generations(list.slice(start, start + IDENTITY_READ_CHUNK))) newest.set(generationKey(row), row);
+  }
+  return newest;
+}
+
+function generationKey(ref: GenerationRef): string {
+  return `${ref.destination}|${ref.subject}|${ref.id}`;
 }
 
 /** A stored delivery chosen to be sent again, with the operation to send when it is not the stored one. */
@@ -107,16 +138,37 @@ export async function requeueRetries(
   return { resend: chosen.resend, superseded: [...chosen.superseded, ...chosen.supersededAccounts] };
 }
 
-/** sync/backfill: what earlier runs of this program recorded failed (transient, retries used up) goes out again. */
-export async function requeueEarlierFailures(
-  state: RetrySource & Pick<StateStore, 'failedDeliveries'>,
-  queue: RetryTarget & Pick<DeliveryQueue, 'programId'>,
+/** The last error of an operation an interrupted run left in the queue, while the next sync checks it. */
+export const RECLAIMED_REASON = 'interrupted before it was acknowledged; the next sync or backfill sends it again if the source still shows it';
+/** Why sync or backfill does not resend an earlier failed operation: what is resent must still be true. */
+export const NOT_SHOWN_REASON = 'superseded: a later run read the whole source and no longer found this there, so it is not sent';
+
+/**
+ * sync/backfill, before anything is sent: what earlier runs left in the queue (a kill, a stop) is taken back into
+ * the ledger as failed, with its operation. A run that reads the source sends nothing an earlier run planned as it
+ * was planned: the planner plans again, from the source as this run reads it, every failed or interrupted
+ * operation that still agrees with it (the same operation, so the same key and id: a failed event the source
+ * still shows, an identify whose traits it still shows), and replaces the rest (DESIGN.md §6). Returns how many.
+ */
+export async function reclaimLeftovers(queue: Pick<ReclaimableQueue, 'reclaim'>, destinations: readonly Destination[], now: Date): Promise<number> {
+  let reclaimed = 0;
+  for (const destination of destinations) reclaimed += await queue.reclaim(destination, RECLAIMED_REASON, now);
+  return reclaimed;
+}
+
+/**
+ * sync/backfill, once the whole source was read and planned: the earlier failures it did not plan again are what
+ * the source no longer shows (a trait value, a tier move that went back, a participant gone). They are marked
+ * superseded, never resent; returns how many. Not after a partial read (`--quick`, a stop), which cannot tell.
+ */
+export async function supersedeUnplanned(
+  state: Pick<StateStore, 'supersedeUnplanned'>,
+  programId: string,
   destinations: readonly Destination[],
   runId: number,
   now: Date,
 ): Promise<number> {
-  const failed = await state.failedDeliveries(queue.programId, destinations);
-  return (await requeueRetries(state, queue, failed, runId, now)).resend.length;
+  return state.supersedeUnplanned(programId, destinations, runId, NOT_SHOWN_REASON, now);
 }
 
 /**

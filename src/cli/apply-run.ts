@@ -1,7 +1,7 @@
 import type { DestinationReport } from '../apply/engine.js';
 import type { Clock } from '../apply/limiter.js';
 import { waitingIn } from '../apply/queue.js';
-import { requeueEarlierFailures } from '../apply/retry-selection.js';
+import { reclaimLeftovers, supersedeUnplanned } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, InterruptedError, UnavailableError, UsageError } from '../errors.js';
@@ -157,9 +157,10 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     onProgress: (destination, report) => progress.delivered(destination, report),
     clock: ctx.clock,
   });
-  // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
-  const requeued = await requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
-  if (requeued > 0) output.info(`Resending ${requeued} operation${requeued === 1 ? '' : 's'} an earlier run could not deliver.`);
+  // What an earlier run left in the queue is not sent as it was planned: it waits in the ledger, failed, with what
+  // earlier runs could not deliver, and goes out again only if this run plans it again from the source.
+  const reclaimed = await reclaimLeftovers(queue, ctx.common.destinations, ctx.now);
+  if (reclaimed > 0) output.info(`${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} sent again if the source still shows ${reclaimed === 1 ? 'it' : 'them'}.`);
   for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
   const stop = (): void => engine.stop();
   interrupt?.addEventListener('abort', stop, { once: true });
@@ -211,6 +212,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const elapsed = (performance.now() - started) / 1000;
   const counts = countsOf(reports, summary);
   const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
+  // Only a run that read the whole source can tell what it no longer shows.
+  if (!interrupt?.aborted && ctx.source.partial !== true) {
+    const superseded = await supersedeUnplanned(state, ctx.programId, ctx.common.destinations, ctx.runId, new Date());
+    if (superseded > 0) output.info(`${plural(superseded, 'operation', 'operations')} earlier runs could not deliver ${superseded === 1 ? 'is' : 'are'} superseded, not sent: the source no longer shows ${superseded === 1 ? 'it' : 'them'}.`);
+  }
   const outcome = runOutcome(reports, elapsed, interrupt, left);
   await state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
 

@@ -27,6 +27,18 @@ function escapePart(part: string): string {
   return part.replaceAll('\\', '\\\\').replaceAll('|', '\\|');
 }
 
+/**
+ * The object part of the key of an operation that carries traits (an identify, an account's traits): the
+ * generation it was issued in, then the hashes of what it carries (DESIGN.md §6). A new operation takes the next
+ * generation, so traits that go A → B → A get three keys, and a resend of the same operation (same generation,
+ * same traits) gets the same one. Generation 0 is the key an older version gave (the first hash alone): a failed
+ * operation it recorded is still resent under its own id.
+ */
+export function traitsObjectId(generation: number, hashes: readonly [string, ...string[]]): string {
+  if (generation === 0) return hashes[0];
+  return `g${generation}:${hashes.join(':')}`;
+}
+
 /** Segment messageId: `rs1-` + 40 hex chars (44 chars, well under Segment's 100). */
 export function segmentMessageId(key: string): string {
   return `rs1-${key.slice(0, 40)}`;

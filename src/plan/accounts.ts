@@ -1,12 +1,12 @@
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { CUSTOMERIO_LIMITS, byteLength } from '../destinations/limits.js';
 import { accountTraits, type Account, type AccountBook, type AccountMember } from '../model/accounts.js';
-import { operationKey, stableHash } from '../model/ids.js';
+import { operationKey, stableHash, traitsObjectId } from '../model/ids.js';
 import type { TraitMap } from '../model/traits.js';
 import { checked } from './checked.js';
 import { groupPayload, objectPayload, relationshipPayload } from './payloads.js';
 import type { PlanContext } from './planner.js';
-import { acknowledgedSince, type AccountBaseline, type AccountOperation, type AccountPlan, type AccountRef, type DeliveryRef, type PlanItem, type TraitChange } from './types.js';
+import { acknowledgedSince, type AccountBaseline, type AccountOperation, type AccountPlan, type AccountRef, type DeliveryRef, type DeliveryStatus, type PlanItem, type TraitChange } from './types.js';
 
 /** Accounts planned per load of their baselines (and their memberships' ledger rows). */
 export const ACCOUNT_CHUNK = 500;
@@ -44,16 +44,17 @@ interface Draft {
   membershipKind: 'group' | 'relationship';
   /** The membership key of each member, in member order. */
   memberKeys: string[];
-  /** The key of the operation that carries changed traits alone (no member joins). */
-  traitsKey: string | undefined;
+  /** The key of the operation that carries the account's traits in a generation (DESIGN.md §6). */
+  traitsKey: ((generation: number) => string) | undefined;
 }
 
 /**
  * The accounts' operations, planned once every person is: each account's traits are computed over all its members.
- * Segment: a `group` call for each person joining an account, carrying the account's traits, or (no one joins and
- * the traits changed) one `group` call from its first member. Customer.io: the account as an object when its
- * traits changed, and a relationship for each person joining it. A membership is sent once (the ledger dedupes it
- * like an event); traits are sent when they differ from what the destination acknowledged, like an identify.
+ * Segment: a `group` call for each person joining an account, and one from its first member carrying the account's
+ * traits when they changed. Customer.io: the account as an object when its traits changed, and a relationship for
+ * each person joining it. A membership is a fact, sent once (the ledger dedupes it like an event), and carries no
+ * traits: one id always says the same thing. Traits are sent like an identify's: when they differ from what the
+ * destination acknowledged, or when what it holds is in doubt, each time as a new operation with an id of its own.
  */
 export async function* planAccounts(book: AccountBook, program: AccountProgram | undefined, context: PlanContext): AsyncGenerator<PlanItem> {
   const planning = context.accounts;
@@ -88,8 +89,9 @@ export async function* planAccounts(book: AccountBook, program: AccountProgram |
     );
     const prefetch = context.baseline.prefetch;
     if (prefetch) {
+      // The traits keys depend on the generations, loaded with the accounts.
       await prefetch.accounts(drafts.map((d): AccountRef => ({ destination: d.destination, accountId: d.account.id })));
-      await prefetch.deliveries(drafts.flatMap(deliveryRefs));
+      await prefetch.deliveries(drafts.flatMap((d) => deliveryRefs(d, context)));
     }
     for (const d of drafts) {
       if (context.baseline.account(d.destination, d.account.id) !== undefined) met.set(d.destination, (met.get(d.destination) ?? 0) + 1);
@@ -132,22 +134,42 @@ function draft(destination: Destination, account: Account, program: AccountProgr
     carried: traits === undefined || hash === undefined ? undefined : { traits, hash },
     membershipKind,
     memberKeys: account.members.map((m) => key(membershipKind, m.userId, object)),
-    // The traits hash is part of the key, as for identifies: Segment dedupes a messageId for about a day.
-    traitsKey: hash === undefined ? undefined : key(traitsKind, object, hash),
+    // The generation and the traits are part of the key, as for identifies: Segment dedupes a messageId for about a
+    // day, so traits that go A → B → A need three ids.
+    traitsKey: hash === undefined ? undefined : (generation) => key(traitsKind, object, traitsObjectId(generation, [hash])),
   };
 }
 
-function deliveryRefs(d: Draft): DeliveryRef[] {
-  const keys = d.traitsKey === undefined ? d.memberKeys : [...d.memberKeys, d.traitsKey];
+/** The ledger rows planning an account reads: its memberships, and the newest traits operation issued for it. */
+function deliveryRefs(d: Draft, context: PlanContext): DeliveryRef[] {
+  const latest = context.baseline.generation?.(d.destination, 'account', d.account.id);
+  const keys = latest === undefined ? d.memberKeys : [...d.memberKeys, latest.key];
   return keys.map((key) => ({ destination: d.destination, key }));
+}
+
+/**
+ * Whether the account's traits are sent, and under which key: as for a person's identify (planner.ts), the newest
+ * traits operation's key is reused only to resend it (the same traits, its outcome in doubt or refused for good);
+ * traits that differ from the baseline, or a baseline in doubt, get a new operation in the next generation.
+ */
+function traitsDecision(d: Draft, baseline: AccountBaseline | undefined, context: PlanContext): { key: string; generation: number; status?: DeliveryStatus | 'sentThisRun' } | undefined {
+  if (d.carried === undefined || d.traitsKey === undefined) return undefined;
+  const latest = context.baseline.generation?.(d.destination, 'account', d.account.id);
+  const status = latest === undefined ? undefined : context.baseline.delivery(d.destination, latest.key);
+  const inDoubt = latest !== undefined && status !== 'sent' && status !== 'sentThisRun' && status !== 'dead';
+  if (latest !== undefined && d.traitsKey(latest.generation) === latest.key && (inDoubt || status === 'dead')) {
+    return { key: latest.key, generation: latest.generation, ...(status === undefined ? {} : { status }) };
+  }
+  const due = baseline?.hash !== d.carried.hash || (context.mode === 'backfill' && !acknowledgedSince(baseline?.acknowledgedAt, context.backfillSince));
+  if (!inDoubt && !due) return undefined;
+  const generation = (latest?.generation ?? 0) + 1;
+  return { key: d.traitsKey(generation), generation };
 }
 
 function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext): Generator<PlanItem> {
   const { destination, account } = d;
   const baseline = context.baseline.account(destination, account.id);
   const { carried, membershipKind } = d;
-  const traitsDue =
-    carried !== undefined && (baseline?.hash !== carried.hash || (context.mode === 'backfill' && !acknowledgedSince(baseline?.acknowledgedAt, context.backfillSince)));
   const joining: { member: AccountMember; key: string }[] = [];
   for (const [index, member] of account.members.entries()) {
     const key = d.memberKeys[index]!;
@@ -161,32 +183,26 @@ function* planAccount(d: Draft, planning: AccountPlanning, context: PlanContext)
   }
 
   const operations: { operation: AccountOperation; member: AccountMember | undefined }[] = [];
-  if (destination === 'customerio' && traitsDue) {
-    const operation = objectOperation(d, planning, carried!);
-    if (!context.resend && context.baseline.delivery(destination, operation.key) === 'dead') {
-      yield { type: 'deduped', destination, event: 'object', key: operation.key, status: 'dead' };
+  const traits = traitsDecision(d, baseline, context);
+  let traitsSent = false;
+  if (traits !== undefined) {
+    // Customer.io: the account as an object. Segment: a group call from the first member, carrying the traits.
+    const first = account.members[0]!;
+    const operation = destination === 'customerio' ? objectOperation(d, planning, carried!, traits) : groupOperation(d, first, traits.key, false, { carried: carried!, generation: traits.generation });
+    if (!context.resend && traits.status === 'dead') {
+      yield { type: 'deduped', destination, event: operation.kind, key: operation.key, status: 'dead' };
     } else {
-      operations.push({ operation, member: undefined });
+      // Sent before the memberships, as Customer.io's object must exist before relationships to it.
+      operations.push({ operation, member: destination === 'customerio' ? undefined : first });
+      traitsSent = true;
     }
   }
   for (const { member, key } of joining) {
     operations.push({
-      operation:
-        destination === 'segment' ? groupOperation(d, member, key, true, carried) : relationshipOperation(d, member, key, planning),
+      operation: destination === 'segment' ? groupOperation(d, member, key, true, undefined) : relationshipOperation(d, member, key, planning),
       member,
     });
   }
-  if (destination === 'segment' && traitsDue && joining.length === 0) {
-    // Nobody joins, so no membership call carries the changed traits: the first member's call does.
-    const operation = groupOperation(d, account.members[0]!, d.traitsKey!, false, carried);
-    if (!context.resend && context.baseline.delivery(destination, operation.key) === 'dead') {
-      yield { type: 'deduped', destination, event: 'group', key: operation.key, status: 'dead' };
-    } else {
-      operations.push({ operation, member: account.members[0] });
-    }
-  }
-  // The account's traits count as sent only when an operation carries them (one the ledger holds dead does not).
-  const traitsSent = traitsDue && operations.some(({ operation }) => operation.accountTraits !== undefined);
   yield { type: 'account', account: accountPlan(d, baseline, traitsSent, joining.length) };
   for (const { operation, member } of operations) yield* checked(operation, member?.location);
 }
@@ -215,21 +231,30 @@ function base(d: Draft, member: AccountMember | undefined, key: string): Pick<Ac
   };
 }
 
-function groupOperation(d: Draft, member: AccountMember, key: string, membership: boolean, carried: AccountTraits | undefined): AccountOperation {
-  const payload = groupPayload(member.userId, d.account.id, carried?.traits, key);
+/** A Segment group call: a membership (no traits: a fact, one payload per id), or the account's traits in a generation. */
+function groupOperation(d: Draft, member: AccountMember, key: string, membership: boolean, traits: { carried: AccountTraits; generation: number } | undefined): AccountOperation {
+  const payload = groupPayload(member.userId, d.account.id, traits?.carried.traits, key);
   return {
     ...base(d, member, key),
     kind: 'group',
     membership,
-    ...(carried ? { accountTraits: carried } : {}),
+    ...(traits ? { accountTraits: traits.carried, generation: traits.generation } : {}),
     payload,
     bytes: byteLength(JSON.stringify(payload)),
   };
 }
 
-function objectOperation(d: Draft, planning: AccountPlanning, carried: AccountTraits): AccountOperation {
+function objectOperation(d: Draft, planning: AccountPlanning, carried: AccountTraits, traits: { key: string; generation: number }): AccountOperation {
   const payload = objectPayload(d.account.id, planning.objectTypeId, carried.traits);
-  return { ...base(d, undefined, d.traitsKey!), kind: 'object', membership: false, accountTraits: carried, payload, bytes: byteLength(JSON.stringify(payload)) };
+  return {
+    ...base(d, undefined, traits.key),
+    kind: 'object',
+    membership: false,
+    accountTraits: carried,
+    generation: traits.generation,
+    payload,
+    bytes: byteLength(JSON.stringify(payload)),
+  };
 }
 
 function relationshipOperation(d: Draft, member: AccountMember, key: string, planning: AccountPlanning): AccountOperation {

@@ -3,7 +3,7 @@ import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { describeViolation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
 import { canonicalKey, identityOf, missingIdentityReason } from '../model/identity.js';
-import { operationKey, stableHash } from '../model/ids.js';
+import { operationKey, stableHash, traitsObjectId } from '../model/ids.js';
 import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
 import { locationKey, type IdentityClaim, type ReferralCycle, type ReferrerDirectory } from '../model/referrer-directory.js';
 import { computeTraits, destinationTraits, isReferred, type CanonicalTraits, type TraitMap } from '../model/traits.js';
@@ -11,7 +11,7 @@ import { accountIdOf, accountNameOf, AccountBook } from '../model/accounts.js';
 import { planAccounts, type AccountPlanning, type AccountProgram } from './accounts.js';
 import { checked } from './checked.js';
 import { eventPayload, identifyPayload } from './payloads.js';
-import { acknowledgedSince, type BaselineView, type DeliveryRef, type EventOperation, type IdentityBaseline, type IdentityRef, type IdentifyOperation, type PlanItem, type PlanMode, type TraitChange } from './types.js';
+import { acknowledgedSince, type BaselineView, type DeliveryRef, type DeliveryStatus, type EventOperation, type IdentityBaseline, type IdentityRef, type IdentifyOperation, type IssuedGeneration, type PlanItem, type PlanMode, type TierMove, type TraitChange } from './types.js';
 
 export interface PlanContext {
   config: Config;
@@ -102,9 +102,9 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   if (gathering) yield* gatherMember(person, location, context, gathering);
 
   for (const destination of context.destinations) {
-    const plan = planDestination(person, destination, context);
+    const draft = draftDestination(person, destination, context);
     // An attribute the destination would refuse is left out; the rest of the identify still goes.
-    for (const { attribute, violations } of plan.leftOut) {
+    for (const { attribute, violations } of draft.leftOut) {
       yield {
         type: 'warning',
         message: `${DESTINATION_LABELS[destination]} attribute "${attribute}" of ${userId} is left out of the identify: ${violations.map(describeViolation).join('; ')}. The rest is sent; ${DESTINATION_LABELS[destination]} keeps its current value`,
@@ -113,21 +113,23 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
         limits: violations,
       };
     }
-    const { baseline } = plan;
-    if (plan.identifyKey === undefined) {
+    const { baseline } = draft;
+    const tiers = tierDecision(draft, destination, context);
+    const identify = identifyDecision(draft, destination, context);
+    if (identify === undefined) {
       const thisRun = baseline?.acknowledgedAt !== undefined && baseline.acknowledgedAt.getTime() >= context.now.getTime();
       yield { type: 'unchanged', destination, userId, ...(thisRun ? { thisRun } : {}) };
     } else {
-      const identify = identifyOperation(destination, participant, userId, plan, context);
-      if (!context.resend && context.baseline.delivery(destination, identify.key) === 'dead') {
+      const operation = identifyOperation(destination, participant, userId, draft, identify, tiers, context);
+      if (!context.resend && identify.status === 'dead') {
         // The destination refused exactly these traits for good; `retry` (or a change of traits) sends them.
-        yield { type: 'deduped', destination, event: 'identify', key: identify.key, status: 'dead' };
+        yield { type: 'deduped', destination, event: 'identify', key: operation.key, status: 'dead' };
       } else {
-        yield* checked(identify, location);
+        yield* checked(operation, location);
       }
     }
 
-    for (const { fact, key } of plan.events) {
+    for (const { fact, key } of tiers.events) {
       const status = context.baseline.delivery(destination, key);
       if ((status === 'sent' || status === 'sentThisRun') && !context.resend) {
         yield { type: 'deduped', destination, event: fact.kind, key, status };
@@ -194,9 +196,12 @@ export function deliveryReads(record: SourceRecord, context: PlanContext): Deliv
   if (userId === undefined) return [];
   const person = personOf(record.participant, userId, context);
   return context.destinations.flatMap((destination) => {
-    const plan = planDestination(person, destination, context);
-    const keys = plan.identifyKey === undefined ? [] : [plan.identifyKey];
-    for (const event of plan.events) keys.push(event.key);
+    const draft = draftDestination(person, destination, context);
+    // The newest identify issued (its status says whether the destination's traits are known) and every event.
+    const keys = draft.latest === undefined ? [] : [draft.latest.key];
+    if (draft.move !== undefined) keys.push(draft.move.event.key);
+    if (draft.acknowledgedMove !== undefined) keys.push(draft.acknowledgedMove.event.key);
+    for (const event of draft.events) keys.push(event.key);
     return keys.map((key) => ({ destination, key }));
   });
 }
@@ -286,53 +291,134 @@ function referrerLeftOutMessage(record: Participant, person: PlannedPerson): str
   }
 }
 
-/** What one destination gets for one person, short of the payloads: the identify (if any) and the events, keyed. */
-interface DestinationPlan {
+/**
+ * What one destination gets for one person, short of the payloads and of any ledger status: what the baseline,
+ * the newest identify issued (its generation) and the source say. `identifyDecision` then reads the ledger.
+ */
+interface DestinationDraft {
   baseline: IdentityBaseline | undefined;
+  /** The newest identify issued for this person here, acknowledged or not. */
+  latest: IssuedGeneration | undefined;
   /** The traits this run knows and sends. */
   named: TraitMap;
   leftOut: { attribute: string; violations: LimitViolation[] }[];
   /** What the destination holds once the identify is acknowledged: the next baseline. */
   known: TraitMap;
   hash: string;
-  tierChanges: number;
-  /** Undefined when the destination already holds these traits: no identify. */
-  identifyKey: string | undefined;
-  events: { fact: EventFact; key: string }[];
+  /** The tier move against the last acknowledged traits, if the source shows one, with its Referral Tier Changed. */
+  move: KeyedMove | undefined;
+  /** The key an identify with these traits has in the newest generation issued (a resend of it), if any. */
+  keyAgain: string | undefined;
+  /** The key an identify with these traits has in the next generation (a new operation). */
+  keyNext: string;
+  /** The events the source shows, but a tier move. */
+  events: KeyedFact[];
+  /**
+   * The move the last acknowledged traits made, while the source still shows its tier, with its Referral Tier
+   * Changed: a run that stopped once that identify was acknowledged may not have delivered it (`tierDecision`).
+   */
+  acknowledgedMove: KeyedMove | undefined;
 }
 
-function planDestination(person: PlannedPerson, destination: Destination, context: PlanContext): DestinationPlan {
+type KeyedFact = { fact: EventFact; key: string };
+type KeyedMove = { move: TierMove; event: KeyedFact };
+
+function draftDestination(person: PlannedPerson, destination: Destination, context: PlanContext): DestinationDraft {
   const { config } = context;
   const { participant, userId } = person;
   const { attributes: named, leftOut } = withinAttributeLimits(destination, destinationTraits(person.traits, destination, config));
   const baseline = context.baseline.identity(destination, userId);
-  const tierMove = tierTransition(baseline, person.traits.tier, config.traitNames[destination].tier, context.mode);
-  const tierChanges = (baseline?.tierChanges ?? 0) + (tierMove === undefined ? 0 : 1);
+  const latest = context.baseline.generation?.(destination, 'identify', userId);
+  const tierTrait = config.traitNames[destination].tier;
+  const transition = tierTransition(baseline, person.traits.tier, tierTrait);
   const known = keepLeftOut(knownTraits(named, baseline?.traits, config.syncNulls), baseline?.traits, leftOut.map((l) => l.attribute));
   const hash = stableHash(known);
-  const unchanged = baseline?.hash === hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince));
-  const facts = tierMove === undefined ? person.facts : [...person.facts, tierChangedFact(participant, userId, { ...tierMove, count: person.count })];
+  // The key names what is sent too: two identifies that leave the same traits behind but send different ones differ.
+  const sentHash = config.syncNulls ? hash : stableHash(named);
+  const keyed = (fact: EventFact): KeyedFact => ({ fact, key: eventKey(destination, participant, fact, context) });
+  const withEvent = (move: TierMove): KeyedMove => ({ move, event: keyed(tierChangedFact(participant, userId, move)) });
+  const last = latest?.tierMove;
+  const acknowledgedMove =
+    transition === undefined && last !== undefined && baseline?.traits[tierTrait] === last.to && (baseline.tierChanges ?? 0) === last.ordinal ? withEvent(last) : undefined;
   return {
     baseline,
+    latest,
     named,
     leftOut,
     known,
     hash,
-    tierChanges,
-    identifyKey: unchanged ? undefined : identifyKey(destination, participant, userId, hash, context),
-    events: facts.map((fact) => ({ fact, key: eventKey(destination, participant, fact, context) })),
+    move: transition === undefined ? undefined : withEvent({ ...transition, count: person.count }),
+    keyAgain: latest === undefined ? undefined : identifyKey(destination, participant, userId, latest.generation, hash, sentHash, context),
+    keyNext: identifyKey(destination, participant, userId, (latest?.generation ?? 0) + 1, hash, sentHash, context),
+    events: person.facts.map(keyed),
+    acknowledgedMove,
   };
 }
 
-/** The tier move a sync observes against the last acknowledged traits, with its ordinal among this person's moves. */
-function tierTransition(
-  baseline: IdentityBaseline | undefined,
-  tier: string,
-  tierTrait: string,
-  mode: PlanMode,
-): { from: string; to: string; ordinal: number } | undefined {
+/**
+ * Whether this person gets an identify, and under which key (DESIGN.md §6). The key reused is that of the newest
+ * identify issued, and only for a resend of it: the same traits while its outcome is in doubt (pending after a
+ * crash, failed, perhaps applied by a destination that answered too late) or refused for good. Otherwise, the
+ * traits differ from what the destination holds, or what it holds is in doubt (then this run's traits are sent
+ * whatever the baseline says): a new identify, in the next generation, under a key never used before.
+ */
+function identifyDecision(draft: DestinationDraft, destination: Destination, context: PlanContext): IdentifyChoice | undefined {
+  const { latest, baseline } = draft;
+  const status = latest === undefined ? undefined : context.baseline.delivery(destination, latest.key);
+  const inDoubt = latest !== undefined && status !== 'sent' && status !== 'sentThisRun' && status !== 'dead';
+  if (latest !== undefined && draft.keyAgain === latest.key && (inDoubt || status === 'dead')) {
+    return { key: latest.key, generation: latest.generation, ...(status === undefined ? {} : { status }) };
+  }
+  const unchanged = baseline?.hash === draft.hash && (context.mode === 'sync' || acknowledgedSince(baseline.acknowledgedAt, context.backfillSince));
+  if (!inDoubt && unchanged) return undefined;
+  return { key: draft.keyNext, generation: (latest?.generation ?? 0) + 1 };
+}
+
+/** The identify a person gets: its key and generation, and the ledger status of that key when it is a resend. */
+interface IdentifyChoice {
+  key: string;
+  generation: number;
+  status?: DeliveryStatus | 'sentThisRun';
+}
+
+/** What this run plans of tier moves: the move its identify makes, the events to plan, the move it carries on. */
+interface TierDecision {
+  /** The move this person's identify makes, counted in its tier transitions. */
+  move: TierMove | undefined;
+  events: KeyedFact[];
+  /** The move the identify records with its generation: its own, or the acknowledged one whose event may still be due. */
+  carried: TierMove | undefined;
+}
+
+/**
+ * A sync plans every tier move it observes against the last acknowledged traits, with its Referral Tier Changed; a
+ * backfill plans none, but one an earlier sync planned and did not settle (the same operation, resent). Either
+ * plans again the Referral Tier Changed of the acknowledged move while its delivery is not settled (pending,
+ * failed, or never queued: the run that planned it stopped) and the source still shows that tier.
+ */
+function tierDecision(draft: DestinationDraft, destination: Destination, context: PlanContext): TierDecision {
+  const unsettled = (key: string): boolean => {
+    const status = context.baseline.delivery(destination, key);
+    return status !== 'sent' && status !== 'sentThisRun' && status !== 'dead';
+  };
+  let events = draft.events;
+  let move: TierMove | undefined;
+  if (draft.move !== undefined) {
+    const issued = context.baseline.delivery(destination, draft.move.event.key);
+    if (context.mode === 'sync' || issued === 'pending' || issued === 'failed' || issued === 'superseded') {
+      move = draft.move.move;
+      events = [...events, draft.move.event];
+    }
+  }
+  const acknowledged = draft.acknowledgedMove;
+  if (acknowledged !== undefined && unsettled(acknowledged.event.key)) events = [...events, acknowledged.event];
+  return { move, events, carried: move ?? acknowledged?.move };
+}
+
+/** The tier move the source shows against the last acknowledged traits, with its ordinal among this person's moves. */
+function tierTransition(baseline: IdentityBaseline | undefined, tier: string, tierTrait: string): { from: string; to: string; ordinal: number } | undefined {
   const previous = baseline?.traits[tierTrait];
-  if (mode !== 'sync' || typeof previous !== 'string' || previous === tier) return undefined;
+  if (typeof previous !== 'string' || previous === tier) return undefined;
   return { from: previous, to: tier, ordinal: (baseline?.tierChanges ?? 0) + 1 };
 }
 
@@ -387,24 +473,36 @@ function knownTraits(named: TraitMap, before: TraitMap | undefined, syncNulls: b
   return known;
 }
 
-/** The traits hash is part of the key: Segment dedupes messageIds for ~24 h, so a changed identify needs a new one. */
-function identifyKey(destination: Destination, participant: Participant, userId: string, hash: string, context: PlanContext): string {
+/**
+ * An identify's key: the person, the generation it is issued in and the traits it carries (DESIGN.md §6). Segment
+ * dedupes a messageId for about a day: a new identify must never carry the id of an older one, even one with the
+ * same traits (4 → 5 → 4), or Segment drops it while the state believes it applied.
+ */
+function identifyKey(destination: Destination, participant: Participant, userId: string, generation: number, hash: string, sentHash: string, context: PlanContext): string {
   return operationKey({
     namespace: context.namespaces[destination],
     source: participant.source,
     programId: participant.programId,
     kind: 'identify',
     subjectId: userId,
-    objectId: hash,
+    objectId: traitsObjectId(generation, [hash, sentHash]),
   });
 }
 
-function identifyOperation(destination: Destination, participant: Participant, userId: string, plan: DestinationPlan, context: PlanContext): IdentifyOperation {
-  const key = plan.identifyKey!;
+function identifyOperation(
+  destination: Destination,
+  participant: Participant,
+  userId: string,
+  draft: DestinationDraft,
+  identify: IdentifyChoice,
+  tiers: TierDecision,
+  context: PlanContext,
+): IdentifyOperation {
+  const { key } = identify;
   // `named` is what this run knows and sends; `known` is what the destination holds afterwards: the next baseline.
-  const traits = plan.known;
-  const before = plan.baseline?.traits;
-  const payload = identifyPayload(destination, userId, context.config.syncNulls ? traits : plan.named, key);
+  const traits = draft.known;
+  const before = draft.baseline?.traits;
+  const payload = identifyPayload(destination, userId, context.config.syncNulls ? traits : draft.named, key);
   const changes: TraitChange[] = [];
   for (const [trait, after] of Object.entries(traits)) {
     const previous = before?.[trait];
@@ -419,8 +517,10 @@ function identifyOperation(destination: Destination, participant: Participant, u
     change: before === undefined ? 'new' : changes.length > 0 ? 'changed' : 'refresh',
     changes,
     traits,
-    traitsHash: plan.hash,
-    tierChanges: plan.tierChanges,
+    traitsHash: draft.hash,
+    tierChanges: (draft.baseline?.tierChanges ?? 0) + (tiers.move === undefined ? 0 : 1),
+    generation: identify.generation,
+    ...(tiers.carried ? { tierMove: tiers.carried } : {}),
     payload,
     bytes: Buffer.byteLength(JSON.stringify(payload)),
   };

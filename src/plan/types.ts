@@ -23,6 +23,45 @@ export interface BaselineView {
   readonly prefetch?: BaselinePrefetch;
   /** What a destination last acknowledged for one account (B2B, DESIGN.md §11). */
   account(destination: Destination, accountId: string): AccountBaseline | undefined;
+  /**
+   * The newest traits operation issued for a person (an identify) or an account (its traits) at a destination,
+   * acknowledged or not: its generation and key (DESIGN.md §6). Loaded with the identities (or accounts) it
+   * belongs to. Both state backends answer it; a view without it (a test's hand-made baseline) knows of none.
+   */
+  generation?(destination: Destination, subject: GenerationSubject, id: string): IssuedGeneration | undefined;
+}
+
+/** Whose traits a generation counts: a person's identifies, or an account's traits operations. */
+export type GenerationSubject = 'identify' | 'account';
+
+/**
+ * The newest traits operation issued for one person or account. Generations count operations issued, not
+ * acknowledged: one that failed or was lost in flight may have been applied, so the next one (whatever its
+ * traits) takes the next generation, and with it an id never sent before.
+ */
+export interface IssuedGeneration {
+  generation: number;
+  /** Its ledger key: its status says whether the destination acknowledged it, refused it, or is in doubt. */
+  key: string;
+  /** An identify that moved the tier: the move, whose Referral Tier Changed belongs with it. */
+  tierMove?: TierMove;
+}
+
+/** A tier transition as its Referral Tier Changed key names it. */
+export interface TierMove {
+  from: string;
+  to: string;
+  /** The referral count it was observed at. */
+  count: number;
+  /** Its ordinal among the person's transitions (1 for the first). */
+  ordinal: number;
+}
+
+/** One generation row a bulk read asks for. */
+export interface GenerationRef {
+  destination: Destination;
+  subject: GenerationSubject;
+  id: string;
 }
 
 /** One account's last acknowledged traits at one destination, as the planner asks for them. */
@@ -54,7 +93,7 @@ export interface BaselinePrefetch {
   identities(refs: readonly IdentityRef[]): Promise<void>;
   /** Called after `identities` for the same chunk: the identify and tier-change keys depend on them. */
   deliveries(refs: readonly DeliveryRef[]): Promise<void>;
-  /** Accounts are planned after every person: their baselines load a chunk of accounts at a time. */
+  /** Accounts are planned after every person: their baselines (and generations) load a chunk of accounts at a time. */
   accounts(refs: readonly AccountRef[]): Promise<void>;
 }
 
@@ -72,6 +111,7 @@ export const EMPTY_BASELINE: BaselineView = {
   identity: () => undefined,
   delivery: () => undefined,
   account: () => undefined,
+  generation: () => undefined,
 };
 
 export interface TraitChange {
@@ -100,6 +140,13 @@ export interface IdentifyOperation extends OperationBase {
   traitsHash: string;
   /** Tier transitions acknowledged once this identify is: the baseline's count, plus one if it moves the tier. */
   tierChanges: number;
+  /**
+   * Its generation among the identifies issued for this person (DESIGN.md §6), part of its key. Absent from
+   * operations an older version stored.
+   */
+  generation?: number;
+  /** The tier move this identify carries (its Referral Tier Changed is planned with it). */
+  tierMove?: TierMove;
 }
 
 export interface EventOperation extends OperationBase {
@@ -122,6 +169,8 @@ export interface AccountOperation extends OperationBase {
   membership: boolean;
   /** The account traits this operation carries: acknowledged, they become the account's baseline. */
   accountTraits?: { traits: TraitMap; hash: string };
+  /** Set on the operation that carries the account's traits alone: its generation among them (DESIGN.md §6). */
+  generation?: number;
 }
 
 export type Operation = IdentifyOperation | EventOperation | AccountOperation;
@@ -130,6 +179,21 @@ export type Operation = IdentifyOperation | EventOperation | AccountOperation;
 export function acknowledgedSince(acknowledgedAt: Date | undefined, since: Date | undefined): boolean {
   return acknowledgedAt !== undefined && since !== undefined && acknowledgedAt.getTime() >= since.getTime();
 }
+
+/**
+ * The generation row an operation writes when it is queued: an identify, or the operation that carries an account's
+ * traits alone, when it was planned with a generation (operations an older version stored carry none).
+ */
+export function issuedGeneration(operation: Operation): (GenerationRef & IssuedGeneration) | undefined {
+  if (operation.kind === 'track' || typeof operation.generation !== 'number') return undefined;
+  const { destination, key, generation } = operation;
+  if (operation.kind === 'identify') return { destination, subject: 'identify', id: operation.userId, generation, key, ...(operation.tierMove ? { tierMove: operation.tierMove } : {}) };
+  if (operation.kind === 'relationship' || operation.membership) return undefined;
+  return { destination, subject: 'account', id: operation.accountId, generation, key };
+}
+
+/** Why a queued operation that a newer one replaces is never sent: in the ledger, as its last error. */
+export const REPLACED_REASON = 'superseded: a newer operation carrying these traits was planned, so this one is never sent again';
 
 /** The ledger's `kind` of an operation: identify, the event kind, or the account operation's kind. */
 export function ledgerKind(operation: Operation): string {

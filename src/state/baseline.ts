@@ -1,5 +1,5 @@
 import type { Destination } from '../config/defaults.js';
-import type { AccountBaseline, AccountRef, BaselinePrefetch, BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
+import type { AccountBaseline, AccountRef, BaselinePrefetch, BaselineView, DeliveryRef, DeliveryStatus, GenerationRef, GenerationSubject, IdentityBaseline, IdentityRef, IssuedGeneration } from '../plan/types.js';
 import type { StateReader } from './store.js';
 
 /** A ledger row as the planner reads it: sent by the run that is planning (a queue it resumed) is `sentThisRun`. */
@@ -8,7 +8,7 @@ export function ledgerAnswer(status: DeliveryStatus, rowRunId: number | null, pl
 }
 
 /** The bulk reads a prefetched baseline is loaded with. */
-export type BaselineRows = Pick<StateReader, 'identities' | 'deliveryStatuses' | 'accounts'>;
+export type BaselineRows = Pick<StateReader, 'identities' | 'deliveryStatuses' | 'accounts' | 'generations'>;
 
 /**
  * The planner's view over a backend it cannot ask synchronously (one over the network): plan-run loads each
@@ -21,6 +21,8 @@ export class PrefetchedBaseline implements BaselineView {
   private identityRows = new Map<string, IdentityBaseline | undefined>();
   private deliveryRows = new Map<string, DeliveryStatus | 'sentThisRun' | undefined>();
   private accountRows = new Map<string, AccountBaseline | undefined>();
+  /** The generations of the identities loaded (`identify`) and of the accounts loaded (`account`). */
+  private generationRows: Record<GenerationSubject, Map<string, IssuedGeneration | undefined>> = { identify: new Map(), account: new Map() };
 
   readonly prefetch: BaselinePrefetch = {
     identities: async (refs) => {
@@ -30,6 +32,7 @@ export class PrefetchedBaseline implements BaselineView {
         loaded.set(refKey(destination, userId), baseline);
       }
       this.identityRows = loaded;
+      this.generationRows.identify = await this.loadGenerations(refs.map((ref) => ({ destination: ref.destination, subject: 'identify', id: ref.userId })));
     },
     deliveries: async (refs) => {
       const loaded = new Map<string, DeliveryStatus | 'sentThisRun' | undefined>(refs.map((ref) => [refKey(ref.destination, ref.key), undefined]));
@@ -45,6 +48,7 @@ export class PrefetchedBaseline implements BaselineView {
         loaded.set(refKey(destination, accountId), baseline);
       }
       this.accountRows = loaded;
+      this.generationRows.account = await this.loadGenerations(refs.map((ref) => ({ destination: ref.destination, subject: 'account', id: ref.accountId })));
     },
   };
 
@@ -53,6 +57,21 @@ export class PrefetchedBaseline implements BaselineView {
     /** The run that is planning, if it sends: what it acknowledged itself reads as `sentThisRun`. */
     private readonly runId?: number,
   ) {}
+
+  private async loadGenerations(refs: GenerationRef[]): Promise<Map<string, IssuedGeneration | undefined>> {
+    const loaded = new Map<string, IssuedGeneration | undefined>(refs.map((ref) => [refKey(ref.destination, ref.id), undefined]));
+    for (const row of await this.rows.generations(unique(refs, (ref) => refKey(ref.destination, ref.id)))) {
+      const { destination, id, generation, key, tierMove } = row;
+      loaded.set(refKey(destination, id), { generation, key, ...(tierMove ? { tierMove } : {}) });
+    }
+    return loaded;
+  }
+
+  generation(destination: Destination, subject: GenerationSubject, id: string): IssuedGeneration | undefined {
+    const key = refKey(destination, id);
+    if (!this.generationRows[subject].has(key)) throw notLoaded(`the ${subject === 'identify' ? 'identify' : 'account'} generation of ${id} at ${destination}`);
+    return this.generationRows[subject].get(key);
+  }
 
   identity(destination: Destination, userId: string): IdentityBaseline | undefined {
     const key = refKey(destination, userId);
@@ -77,7 +96,7 @@ function refKey(destination: Destination, id: string): string {
   return `${destination}\u0000${id}`;
 }
 
-function unique<T extends IdentityRef | DeliveryRef | AccountRef>(refs: readonly T[], keyOf: (ref: T) => string): T[] {
+function unique<T extends IdentityRef | DeliveryRef | AccountRef | GenerationRef>(refs: readonly T[], keyOf: (ref: T) => string): T[] {
   return [...new Map(refs.map((ref) => [keyOf(ref), ref])).values()];
 }
 

@@ -1,5 +1,5 @@
 import type { ClientBase } from 'pg';
-import { ledgerKind, type Operation } from '../plan/types.js';
+import { issuedGeneration, ledgerKind, REPLACED_REASON, type GenerationRef, type IssuedGeneration, type Operation } from '../plan/types.js';
 import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
 /**
@@ -113,6 +113,69 @@ export async function appendOperations(client: ClientBase, programId: string, op
       runId,
       programId,
       sorted.map((o) => seqOf.get(`${o.destination}\u0000${o.key}`)!),
+      at,
+    ],
+  );
+  await recordGenerations(client, fresh, at);
+}
+
+/**
+ * Operations with a generation become their person's or account's newest; each one they replace is never sent:
+ * superseded if it was not settled, and out of the queue. An older one put back (by `retry`) changes nothing. As
+ * SQLite's queue does one operation at a time (sqlite-queue.ts).
+ */
+async function recordGenerations(client: ClientBase, operations: readonly Operation[], at: string): Promise<void> {
+  const newest = new Map<string, GenerationRef & IssuedGeneration>();
+  for (const operation of operations) {
+    const issued = issuedGeneration(operation);
+    if (issued === undefined) continue;
+    const id = `${issued.destination}\u0000${issued.subject}\u0000${issued.id}`;
+    const earlier = newest.get(id);
+    if (earlier === undefined || earlier.generation <= issued.generation) newest.set(id, issued);
+  }
+  if (newest.size === 0) return;
+  const issued = [...newest.entries()].sort((a, b) => compare(a[0], b[0])).map(([, row]) => row);
+  const current = await client.query<{ destination: string; subject: string; subject_id: string; generation: number; key: string }>(
+    `SELECT g.destination, g.subject, g.subject_id, g.generation, g.key
+     FROM generations g JOIN unnest($1::text[], $2::text[], $3::text[]) AS r(destination, subject, subject_id) USING (destination, subject, subject_id)`,
+    [issued.map((g) => g.destination), issued.map((g) => g.subject), issued.map((g) => g.id)],
+  );
+  const stored = new Map(current.rows.map((row) => [`${row.destination}\u0000${row.subject}\u0000${row.subject_id}`, row]));
+  const writes: (GenerationRef & IssuedGeneration)[] = [];
+  const replaced: { destination: string; key: string }[] = [];
+  for (const row of issued) {
+    const before = stored.get(`${row.destination}\u0000${row.subject}\u0000${row.id}`);
+    if (before !== undefined && before.generation > row.generation) continue;
+    if (before !== undefined && before.key !== row.key) replaced.push({ destination: row.destination, key: before.key });
+    writes.push(row);
+  }
+  if (replaced.length > 0) {
+    const refs = [replaced.map((r) => r.destination), replaced.map((r) => r.key)];
+    await client.query(
+      `DELETE FROM queue q USING deliveries d, unnest($1::text[], $2::text[]) AS r(destination, key)
+       WHERE d.destination = r.destination AND d.key = r.key AND d.status = 'pending' AND q.seq = d.seq`,
+      refs,
+    );
+    await client.query(
+      `UPDATE deliveries d SET status = 'superseded', last_error = $3, updated_at = $4
+       FROM unnest($1::text[], $2::text[]) AS r(destination, key)
+       WHERE d.destination = r.destination AND d.key = r.key AND d.status IN ('pending', 'failed')`,
+      [...refs, REPLACED_REASON, at],
+    );
+  }
+  if (writes.length === 0) return;
+  await client.query(
+    `INSERT INTO generations (destination, subject, subject_id, generation, key, tier_move, updated_at)
+     SELECT d, s, i, g, k, m, $7 FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[]) AS t(d, s, i, g, k, m)
+     ON CONFLICT (destination, subject, subject_id) DO UPDATE SET
+       generation = excluded.generation, key = excluded.key, tier_move = excluded.tier_move, updated_at = excluded.updated_at`,
+    [
+      writes.map((w) => w.destination),
+      writes.map((w) => w.subject),
+      writes.map((w) => w.id),
+      writes.map((w) => w.generation),
+      writes.map((w) => w.key),
+      writes.map((w) => (w.tierMove ? JSON.stringify(w.tierMove) : null)),
       at,
     ],
   );

@@ -1,4 +1,4 @@
-import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from '../apply/queue.js';
+import type { QueuedOperation, ReclaimableQueue, RequeuedDelivery } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
 import type { Operation } from '../plan/types.js';
 import { appendOperations, upsertAccounts, upsertDeliveries, upsertIdentities } from './postgres-ledger.js';
@@ -10,7 +10,7 @@ import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
  * (sqlite-queue.ts). Each call is one round trip of batched statements, in one transaction when it writes, so an
  * outcome and its ledger row are committed together and a killed runner loses nothing.
  */
-export class PostgresDeliveryQueue implements DeliveryQueue {
+export class PostgresDeliveryQueue implements ReclaimableQueue {
   constructor(
     private readonly sessions: PostgresSessions,
     readonly programId: string,
@@ -58,6 +58,20 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
          FROM queue WHERE queue.program_id = $4 AND queue.destination = $5
            AND deliveries.destination = queue.destination AND deliveries.key = queue.key`,
         [reason, runId, now.toISOString(), this.programId, destination],
+      );
+      await client.query('DELETE FROM queue WHERE program_id = $1 AND destination = $2', [this.programId, destination]);
+      return changed.rowCount ?? 0;
+    });
+  }
+
+  async reclaim(destination: Destination, reason: string, now: Date): Promise<number> {
+    return this.sessions.transaction(async (client) => {
+      // As failQueued, but the row keeps the run that planned it: a run that plans it again makes it its own.
+      const changed = await client.query(
+        `UPDATE deliveries SET status = 'failed', last_error = $1, updated_at = $2, payload = queue.operation
+         FROM queue WHERE queue.program_id = $3 AND queue.destination = $4
+           AND deliveries.destination = queue.destination AND deliveries.key = queue.key`,
+        [reason, now.toISOString(), this.programId, destination],
       );
       await client.query('DELETE FROM queue WHERE program_id = $1 AND destination = $2', [this.programId, destination]);
       return changed.rowCount ?? 0;

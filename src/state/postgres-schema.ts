@@ -94,11 +94,30 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (destination, account_id)
   );
   `,
+  `
+  CREATE TABLE generations (
+    destination text NOT NULL,
+    subject text NOT NULL,
+    subject_id text NOT NULL,
+    generation integer NOT NULL,
+    key text NOT NULL,
+    tier_move text,
+    updated_at text NOT NULL,
+    PRIMARY KEY (destination, subject, subject_id)
+  );
+  -- As in SQLite (schema.ts): what an older version left failed or pending is generation 0.
+  INSERT INTO generations (destination, subject, subject_id, generation, key, tier_move, updated_at)
+  SELECT DISTINCT ON (destination, kind, user_id) destination, CASE kind WHEN 'identify' THEN 'identify' ELSE 'account' END, user_id, 0, key, NULL, updated_at
+  FROM deliveries WHERE kind IN ('identify', 'object') AND status IN ('pending', 'failed')
+  ORDER BY destination, kind, user_id, updated_at DESC, key DESC;
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
 /** The schema version that created the accounts table. */
 export const PG_ACCOUNTS_SINCE = 2;
+/** The schema version that created the generations table. */
+export const PG_GENERATIONS_SINCE = 3;
 
 /** The schema's version: 0 when the schema or its version table is not there (nothing created yet). */
 export async function schemaVersion(client: ClientBase, target: PostgresTarget): Promise<number> {

@@ -1,11 +1,11 @@
 import type { Destination } from '../config/defaults.js';
 import type { TraitMap } from '../model/traits.js';
-import type { AccountRef, BaselineView, DeliveryRef, DeliveryStatus, IdentityRef } from '../plan/types.js';
+import type { AccountRef, BaselineView, DeliveryRef, DeliveryStatus, GenerationRef, IdentityRef, TierMove } from '../plan/types.js';
 import { PrefetchedBaseline } from './baseline.js';
 import { upsertDeliveries, upsertIdentities } from './postgres-ledger.js';
 import { PostgresLocks } from './postgres-lock.js';
 import { PostgresDeliveryQueue } from './postgres-queue.js';
-import { migrate, PG_ACCOUNTS_SINCE, schemaVersion } from './postgres-schema.js';
+import { migrate, PG_ACCOUNTS_SINCE, PG_GENERATIONS_SINCE, schemaVersion } from './postgres-schema.js';
 import { PostgresSessions } from './postgres-sessions.js';
 import { parsePostgresUrl } from './postgres-url.js';
 import { postgresError } from './postgres-errors.js';
@@ -22,6 +22,7 @@ import type {
   StateSummary,
   StoredAccount,
   StoredDelivery,
+  StoredGeneration,
   StoredIdentity,
   StoredStatus,
   StateTransfer,
@@ -153,6 +154,24 @@ export class PostgresState implements StateStore, StateTransfer {
       traits: JSON.parse(row.traits) as TraitMap,
       hash: row.hash,
       acknowledgedAt: new Date(row.updated_at),
+    }));
+  }
+
+  async generations(refs: readonly GenerationRef[]): Promise<StoredGeneration[]> {
+    // A schema an older version wrote, read without migrating (diff, status): no generation was recorded there.
+    if (refs.length === 0 || this.version < PG_GENERATIONS_SINCE) return [];
+    const result = await this.sessions.query<{ destination: Destination; subject: GenerationRef['subject']; subject_id: string; generation: number; key: string; tier_move: string | null }>(
+      `SELECT g.destination, g.subject, g.subject_id, g.generation, g.key, g.tier_move
+       FROM generations g JOIN unnest($1::text[], $2::text[], $3::text[]) AS r(destination, subject, subject_id) USING (destination, subject, subject_id)`,
+      [refs.map((ref) => ref.destination), refs.map((ref) => ref.subject), refs.map((ref) => ref.id)],
+    );
+    return result.rows.map((row) => ({
+      destination: row.destination,
+      subject: row.subject,
+      id: row.subject_id,
+      generation: row.generation,
+      key: row.key,
+      ...(row.tier_move === null ? {} : { tierMove: JSON.parse(row.tier_move) as TierMove }),
     }));
   }
 
@@ -328,6 +347,16 @@ export class PostgresState implements StateStore, StateTransfer {
     );
   }
 
+  async supersedeUnplanned(programId: string, destinations: readonly Destination[], runId: number, reason: string, now: Date): Promise<number> {
+    if (destinations.length === 0) return 0;
+    const result = await this.sessions.query(
+      `UPDATE deliveries SET status = 'superseded', last_error = $1, updated_at = $2
+       WHERE status = 'failed' AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
+      [reason, now.toISOString(), programId, destinations, runId],
+    );
+    return result.rowCount ?? 0;
+  }
+
   async cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): Promise<unknown> {
     const result = await this.sessions.query<{ value: string; fetched_at: string }>('SELECT value, fetched_at FROM lookup_cache WHERE service = $1 AND key = $2', [
       service,
@@ -430,7 +459,9 @@ export class PostgresState implements StateStore, StateTransfer {
 
   /** Whether the schema, as an older version may have left it (read without migrating), has this table. */
   private holds(table: TransferTable): boolean {
-    return table !== 'accounts' || this.version >= PG_ACCOUNTS_SINCE;
+    if (table === 'accounts') return this.version >= PG_ACCOUNTS_SINCE;
+    if (table === 'generations') return this.version >= PG_GENERATIONS_SINCE;
+    return true;
   }
 
   async close(): Promise<void> {

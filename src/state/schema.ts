@@ -125,6 +125,30 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (destination, account_id)
   ) WITHOUT ROWID;
   `,
+  `
+  -- The newest operation issued that carries a person's traits (subject 'identify') or an account's ('account'),
+  -- acknowledged or not: its generation, which is part of its key, so that a new operation never reuses an older
+  -- one's id (DESIGN.md §6); its key, whose ledger status says whether the destination's traits are known; the
+  -- tier move it carried (JSON).
+  CREATE TABLE generations (
+    destination TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    tier_move TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (destination, subject, subject_id)
+  ) WITHOUT ROWID;
+  -- What an older version left failed or pending is generation 0 (keyed by its traits hash alone, as it was): it is
+  -- resent under its own id while the source still shows its traits, and replaced under a new id otherwise.
+  INSERT INTO generations (destination, subject, subject_id, generation, key, tier_move, updated_at)
+  SELECT destination, subject, subject_id, 0, key, NULL, updated_at FROM (
+    SELECT destination, CASE kind WHEN 'identify' THEN 'identify' ELSE 'account' END AS subject, user_id AS subject_id, key, updated_at,
+           ROW_NUMBER() OVER (PARTITION BY destination, kind, user_id ORDER BY updated_at DESC, key DESC) AS n
+    FROM deliveries WHERE kind IN ('identify', 'object') AND status IN ('pending', 'failed'))
+  WHERE n = 1;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

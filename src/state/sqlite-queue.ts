@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
-import { ledgerKind, type Operation } from '../plan/types.js';
+import { issuedGeneration, ledgerKind, REPLACED_REASON, type Operation } from '../plan/types.js';
 import type { SqliteLedger } from './sqlite-ledger.js';
 import type { AccountWrite, DeliveryRow, IdentityWrite } from './store.js';
 
@@ -27,6 +27,11 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     waiting: Database.Statement<[string, string], { n: number }>;
     requeueRow: Database.Statement<[string, string], { payload: string | null }>;
     lastSeq: Database.Statement<[], { seq: number | null }>;
+    reclaim: Database.Statement;
+    generationRow: Database.Statement<[string, string, string], { generation: number; key: string }>;
+    dropReplaced: Database.Statement<[string, string]>;
+    supersedeReplaced: Database.Statement;
+    saveGeneration: Database.Statement;
   };
 
   constructor(
@@ -56,6 +61,24 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
       waiting: db.prepare('SELECT COUNT(*) AS n FROM queue WHERE program_id = ? AND destination = ?'),
       requeueRow: db.prepare('SELECT payload FROM deliveries WHERE destination = ? AND key = ?'),
       lastSeq: db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'queue'`),
+      // As failQueued, but the row keeps the run that planned it: a run that plans it again makes it its own.
+      reclaim: db.prepare(
+        `UPDATE deliveries SET status = 'failed', last_error = @reason, updated_at = @at, payload = queue.operation
+         FROM queue WHERE queue.program_id = @programId AND queue.destination = @destination
+           AND deliveries.destination = queue.destination AND deliveries.key = queue.key`,
+      ),
+      generationRow: db.prepare('SELECT generation, key FROM generations WHERE destination = ? AND subject = ? AND subject_id = ?'),
+      dropReplaced: db.prepare(`DELETE FROM queue WHERE seq = (SELECT seq FROM deliveries WHERE destination = ? AND key = ? AND status = 'pending')`),
+      supersedeReplaced: db.prepare(
+        `UPDATE deliveries SET status = 'superseded', last_error = @reason, updated_at = @at
+         WHERE destination = @destination AND key = @key AND status IN ('pending', 'failed')`,
+      ),
+      saveGeneration: db.prepare(
+        `INSERT INTO generations (destination, subject, subject_id, generation, key, tier_move, updated_at)
+         VALUES (@destination, @subject, @id, @generation, @key, @tierMove, @at)
+         ON CONFLICT (destination, subject, subject_id) DO UPDATE SET
+           generation = excluded.generation, key = excluded.key, tier_move = excluded.tier_move, updated_at = excluded.updated_at`,
+      ),
     };
   }
 
@@ -93,6 +116,31 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
       seq,
       at,
     });
+    this.recordGeneration(operation, at);
+  }
+
+  /**
+   * An operation with a generation becomes its person's or account's newest; the one it replaces is never sent:
+   * superseded if it was not settled, and out of the queue. An older one put back (by `retry`) changes nothing.
+   */
+  private recordGeneration(operation: Operation, at: string): void {
+    const issued = issuedGeneration(operation);
+    if (issued === undefined) return;
+    const current = this.statements.generationRow.get(issued.destination, issued.subject, issued.id);
+    if (current !== undefined && current.generation > issued.generation) return;
+    if (current !== undefined && current.key !== issued.key) {
+      this.statements.dropReplaced.run(issued.destination, current.key);
+      this.statements.supersedeReplaced.run({ destination: issued.destination, key: current.key, reason: REPLACED_REASON, at });
+    }
+    this.statements.saveGeneration.run({
+      destination: issued.destination,
+      subject: issued.subject,
+      id: issued.id,
+      generation: issued.generation,
+      key: issued.key,
+      tierMove: issued.tierMove ? JSON.stringify(issued.tierMove) : null,
+      at,
+    });
   }
 
   async queued(destination: Destination, afterSeq: number, limit: number): Promise<QueuedOperation[]> {
@@ -116,6 +164,14 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
   async failQueued(destination: Destination, reason: string, runId: number, now: Date): Promise<number> {
     return this.db.transaction(() => {
       const changed = this.statements.failQueued.run({ programId: this.programId, destination, reason, runId, at: now.toISOString() }).changes;
+      this.statements.dropQueued.run(this.programId, destination);
+      return changed;
+    })();
+  }
+
+  async reclaim(destination: Destination, reason: string, now: Date): Promise<number> {
+    return this.db.transaction(() => {
+      const changed = this.statements.reclaim.run({ programId: this.programId, destination, reason, at: now.toISOString() }).changes;
       this.statements.dropQueued.run(this.programId, destination);
       return changed;
     })();

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Destination } from '../config/defaults.js';
 import { DataError, StateUnwritableError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
-import { EMPTY_BASELINE, type AccountRef, type BaselineView, type DeliveryRef, type DeliveryStatus, type IdentityRef } from '../plan/types.js';
+import { EMPTY_BASELINE, type AccountRef, type BaselineView, type DeliveryRef, type DeliveryStatus, type GenerationRef, type IdentityRef, type IssuedGeneration, type TierMove } from '../plan/types.js';
 import { ledgerAnswer } from './baseline.js';
 import { assertLockFreeable, assertLockTakeable, thisProcess } from './locks.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
@@ -23,6 +23,7 @@ import type {
   StateTransfer,
   StoredAccount,
   StoredDelivery,
+  StoredGeneration,
   StoredIdentity,
   StoredStatus,
   TransferCounts,
@@ -165,6 +166,7 @@ export function emptyState(path: string): StateReader {
     identities: async () => [],
     deliveryStatuses: async () => [],
     accounts: async () => [],
+    generations: async () => [],
     summary: async () => ({ location: path, schemaVersion: 0, identities: [], accounts: [], deliveries: [], runs: [] }),
     problems: async () => [],
     allProblems: () => noRows(),
@@ -254,6 +256,10 @@ export class SqliteState implements StateStore, StateTransfer {
         const row = this.accountStatement()?.get(destination, accountId);
         return row ? accountBaseline(row) : undefined;
       },
+      generation: (destination, subject, id) => {
+        const row = this.generationStatement()?.get(destination, subject, id);
+        return row ? issuedGeneration(row) : undefined;
+      },
       identity: (destination, userId) => {
         const row = identity.get(destination, userId);
         return row ? identityBaseline(row) : undefined;
@@ -291,6 +297,26 @@ export class SqliteState implements StateStore, StateTransfer {
       const row = statement?.get(ref.destination, ref.accountId);
       return row ? [{ destination: ref.destination, accountId: ref.accountId, ...accountBaseline(row) }] : [];
     });
+  }
+
+  async generations(refs: readonly GenerationRef[]): Promise<StoredGeneration[]> {
+    const statement = this.generationStatement();
+    return refs.flatMap((ref) => {
+      const row = statement?.get(ref.destination, ref.subject, ref.id);
+      return row ? [{ destination: ref.destination, subject: ref.subject, id: ref.id, ...issuedGeneration(row) }] : [];
+    });
+  }
+
+  private generationLookup: Database.Statement<[string, string, string], GenerationColumns> | null | undefined;
+
+  /** Prepared on first use; a state an older version wrote, read without migrating, has no generation yet. */
+  private generationStatement(): Database.Statement<[string, string, string], GenerationColumns> | undefined {
+    if (this.generationLookup === undefined) {
+      this.generationLookup = this.hasTable('generations')
+        ? this.db.prepare('SELECT generation, key, tier_move FROM generations WHERE destination = ? AND subject = ? AND subject_id = ?')
+        : null;
+    }
+    return this.generationLookup ?? undefined;
   }
 
   private accountLookup: Database.Statement<[string, string], AccountColumns> | null | undefined;
@@ -478,6 +504,16 @@ export class SqliteState implements StateStore, StateTransfer {
     })();
   }
 
+  async supersedeUnplanned(programId: string, destinations: readonly Destination[], runId: number, reason: string, now: Date): Promise<number> {
+    if (destinations.length === 0) return 0;
+    return this.db
+      .prepare(
+        `UPDATE deliveries SET status = 'superseded', last_error = ?, updated_at = ?
+         WHERE status = 'failed' AND program_id = ? AND destination IN (${destinations.map(() => '?').join(', ')}) AND (run_id IS NULL OR run_id <> ?)`,
+      )
+      .run(reason, now.toISOString(), programId, ...destinations, runId).changes;
+  }
+
   async exportRows(table: TransferTable, after: TransferRow | undefined, limit: number): Promise<TransferRow[]> {
     if (!this.hasTable(table)) return [];
     // Read as it is: an older state opened read-only is not migrated, so a column added since may be missing.
@@ -612,6 +648,16 @@ interface IdentityColumns {
   hash: string;
   updated_at: string;
   tier_changes: number;
+}
+
+interface GenerationColumns {
+  generation: number;
+  key: string;
+  tier_move: string | null;
+}
+
+function issuedGeneration(row: GenerationColumns): IssuedGeneration {
+  return { generation: row.generation, key: row.key, ...(row.tier_move === null ? {} : { tierMove: JSON.parse(row.tier_move) as TierMove }) };
 }
 
 interface AccountColumns {

@@ -1,7 +1,7 @@
-import type { DeliveryQueue } from '../apply/queue.js';
+import type { ReclaimableQueue } from '../apply/queue.js';
 import type { Destination } from '../config/defaults.js';
 import type { TraitMap } from '../model/traits.js';
-import type { AccountBaseline, AccountRef, BaselineView, DeliveryRef, DeliveryStatus, IdentityBaseline, IdentityRef } from '../plan/types.js';
+import type { AccountBaseline, AccountRef, BaselineView, DeliveryRef, DeliveryStatus, GenerationRef, IdentityBaseline, IdentityRef, IssuedGeneration } from '../plan/types.js';
 
 /**
  * One schema, every backend (DESIGN.md §7). Only `apply/` and `state/` write through it. Every method that reads
@@ -46,6 +46,9 @@ export interface StoredIdentity extends IdentityRef, IdentityBaseline {
   tierChanges: number;
 }
 
+/** The newest traits operation issued for a person or an account (read in bulk, by GenerationRef). */
+export interface StoredGeneration extends GenerationRef, IssuedGeneration {}
+
 /** A ledger row's status (read in bulk, by DeliveryRef); `runId` is the run that last wrote it. */
 export interface StoredStatus extends DeliveryRef {
   status: DeliveryStatus;
@@ -64,6 +67,8 @@ export interface StateReader {
   deliveryStatuses(refs: readonly DeliveryRef[]): Promise<StoredStatus[]>;
   /** The accounts of these refs that the state holds (any order; refs it does not hold are left out). */
   accounts(refs: readonly AccountRef[]): Promise<StoredAccount[]>;
+  /** The generations of these refs that the state holds (any order; refs it does not hold are left out). */
+  generations(refs: readonly GenerationRef[]): Promise<StoredGeneration[]>;
   summary(runLimit: number): Promise<StateSummary>;
   /** Failed and dead deliveries, newest first, at most `limit` per destination. */
   problems(limit: number): Promise<StoredDelivery[]>;
@@ -118,7 +123,7 @@ export interface StateStore extends StateReader {
   setWatermark(programId: string, source: string, watermark: number, now: Date): Promise<void>;
   cacheLookup(service: string, key: string, value: unknown, now: Date): Promise<void>;
   /** This program's durable delivery queue (DESIGN.md §8); no I/O until it is used. */
-  queue(programId: string): DeliveryQueue;
+  queue(programId: string): ReclaimableQueue;
   /**
    * One program's deliveries that `retry` sends again: failed and dead, with the payload they were sent with,
    * by destination, oldest first. Rows from before deliveries carried their program belong to `unattributed`.
@@ -128,6 +133,12 @@ export interface StateStore extends StateReader {
   failedDeliveries(programId: string, destinations: readonly Destination[]): Promise<StoredDelivery[]>;
   /** Marks refused identifies as superseded, in one transaction: they stay in the ledger, `retry` never sends them. */
   markSuperseded(rows: readonly DeliveryRef[], reason: string, now: Date): Promise<void>;
+  /**
+   * After a run that read the whole source: this program's failed deliveries to these destinations that the run
+   * did not plan again (it plans again every one the source still shows) are marked superseded, with `reason`;
+   * returns how many. Rows this run itself recorded failed are kept.
+   */
+  supersedeUnplanned(programId: string, destinations: readonly Destination[], runId: number, reason: string, now: Date): Promise<number>;
 }
 
 /** What `unlock` did to one program. */
@@ -217,6 +228,10 @@ export const TRANSFER_TABLES = {
   lookup_cache: { key: ['service', 'key'], columns: ['service', 'key', 'value', 'fetched_at'] },
   identities: { key: ['destination', 'user_id'], columns: ['destination', 'user_id', 'traits', 'hash', 'updated_at', 'tier_changes'] },
   accounts: { key: ['destination', 'account_id'], columns: ['destination', 'account_id', 'traits', 'hash', 'updated_at'] },
+  generations: {
+    key: ['destination', 'subject', 'subject_id'],
+    columns: ['destination', 'subject', 'subject_id', 'generation', 'key', 'tier_move', 'updated_at'],
+  },
   queue: { key: ['seq'], columns: ['seq', 'program_id', 'destination', 'key', 'operation'] },
   deliveries: {
     key: ['destination', 'key'],
@@ -227,7 +242,7 @@ export const TRANSFER_TABLES = {
 export type TransferTable = keyof typeof TRANSFER_TABLES;
 
 /** Integer columns: PostgreSQL returns a bigint as text, so both backends hand them over as numbers. */
-export const TRANSFER_INTEGERS: ReadonlySet<string> = new Set(['id', 'watermark', 'tier_changes', 'seq', 'attempts', 'run_id']);
+export const TRANSFER_INTEGERS: ReadonlySet<string> = new Set(['id', 'watermark', 'tier_changes', 'seq', 'attempts', 'run_id', 'generation']);
 
 /** One row of a transferred table, by column name; values as both backends store them. */
 export type TransferRow = Record<string, string | number | null>;

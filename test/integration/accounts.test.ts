@@ -17,6 +17,9 @@ afterEach(async () => {
 
 type Row = Record<string, string>;
 
+/** Whether a Segment group call carries account traits (a membership carries none; the SDK sends it `{}`). */
+const carriesTraits = (group: { traits?: Record<string, unknown> }): boolean => group.traits !== undefined && Object.keys(group.traits).length > 0;
+
 /** Three accounts: Acme (organic founder who referred two colleagues), Globex (joined through Acme's founder), Initech. */
 const PEOPLE: Row[] = [
   { ID: 'a1', Email: 'ada@acme.example', 'Referral Count': '2', 'Created At': '2025-01-01', 'Company ID': 'acme', Company: 'Acme Inc' },
@@ -48,7 +51,7 @@ function writeConfig(cwd: string): void {
 }
 
 describe.each(backends())('accounts (--group-id), $name state', (backend) => {
-  it('sends a group per person → account and the Customer.io objects and relationships with the account traits; a second sync sends nothing; a move sends exactly the new membership and the changed traits', async () => {
+  it('sends a group per person → account and one with the account traits, and the Customer.io objects and relationships; a second sync sends nothing; a move sends exactly the new membership and the changed traits', async () => {
     services = await startServices();
     state = await backend.fresh();
     const cwd = tempDir();
@@ -66,16 +69,21 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
     expect(diff.stdout).toMatch(/accounts\s+new\s+3\s+3/);
     const plan = readPlan(planPath);
     const groupLines = plan.filter((l) => l.destination === 'segment' && l.kind === 'group');
-    expect(groupLines).toHaveLength(6);
+    // A membership per person, and the traits of each account (from its first member).
+    expect(groupLines).toHaveLength(9);
 
     const first = await runCliInProcess(['sync', ...args], { cwd, env: services.env });
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
 
-    // Segment: one group call per person, to their account, carrying the account's traits, with the planned ids.
+    // Segment: one group call per person, to their account, and one per account from its first member carrying its
+    // traits (a membership carries none: one id always says the same thing), with the planned ids.
     const groups = segment.groups();
-    expect(groups.map((g) => `${g.userId} → ${g.groupId as string}`).sort()).toEqual(Object.entries(MEMBERS).map(([u, a]) => `${u} → ${a}`).sort());
-    for (const group of groups) expect(group.traits).toEqual(ACCOUNT_TRAITS[group.groupId as keyof typeof ACCOUNT_TRAITS]);
+    const memberships = groups.filter((g) => !carriesTraits(g));
+    expect(memberships.map((g) => `${g.userId} → ${g.groupId as string}`).sort()).toEqual(Object.entries(MEMBERS).map(([u, a]) => `${u} → ${a}`).sort());
+    const carrying = groups.filter(carriesTraits);
+    expect(Object.fromEntries(carrying.map((g) => [g.groupId as string, g.traits]))).toEqual(ACCOUNT_TRAITS);
+    expect(carrying.map((g) => g.userId).sort()).toEqual(['ada@acme.example', 'gus@globex.example', 'ivy@initech.example']);
     expect(groups.map((g) => g.messageId).sort()).toEqual(groupLines.map((l) => l.payload.messageId as string).sort());
 
     // Customer.io: each account an object of the configured type with the same traits, each person related to it.
@@ -105,16 +113,17 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
     const third = await runCliInProcess(['sync', ...args], { cwd, env: services.env });
     expect(third.code).toBe(0);
     const newSegment = segment.arrivals.slice(segmentBefore).map((id) => segment.messages.get(id)!);
-    // Globex gets Al's group call with its new traits; Acme, which nobody joins, gets its new traits from its first member.
+    // Al joins Globex; each account gets its new traits from its first member.
     const globex = { ...ACCOUNT_TRAITS.globex, referred_members: 3 };
     const acme = { ...ACCOUNT_TRAITS.acme, referred_members: 1 };
     expect(newSegment.map((m) => ({ type: m.type, userId: m.userId, groupId: m.groupId, traits: m.traits }))).toEqual(
       expect.arrayContaining([
+        { type: 'group', userId: 'al@acme.example', groupId: 'globex', traits: {} },
         { type: 'group', userId: 'al@acme.example', groupId: 'globex', traits: globex },
         { type: 'group', userId: 'ada@acme.example', groupId: 'acme', traits: acme },
       ]),
     );
-    expect(newSegment).toHaveLength(2);
+    expect(newSegment).toHaveLength(3);
     expect(customerio.relationshipArrivals.slice(relationshipsBefore)).toEqual(['email:al@acme.example → 3/globex']);
     expect(customerio.objectArrivals.slice(objectsBefore).sort()).toEqual(['3/acme', '3/globex']);
     expect(customerio.objects.get('3/globex')).toEqual(globex);
@@ -136,7 +145,7 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
 });
 
 describe.each(backends())('accounts and retry, $name state', (backend) => {
-  it('retry never sends account traits older than those acknowledged since: a refused object is superseded, a refused membership carries the newer traits', async () => {
+  it('retry never sends account traits older than those acknowledged since: a refused object is superseded, a refused membership goes as it was planned', async () => {
     services = await startServices();
     state = await backend.fresh();
     const cwd = tempDir();
@@ -162,7 +171,7 @@ describe.each(backends())('accounts and retry, $name state', (backend) => {
     const { name: _name, ...acme } = { ...ACCOUNT_TRAITS.acme, referral_count: 4 };
     expect(customerio.objects.get('1/acme')).toEqual(acme);
 
-    // retry: the old object is superseded, not sent; Al's membership goes, with the traits acknowledged since.
+    // retry: the old object is superseded, not sent; Al's membership goes, as it was planned (it carries no traits).
     const objectsBefore = customerio.objectArrivals.length;
     const segmentBefore = segment.arrivals.length;
     const retry = await runCliInProcess(['retry', '--json', '--state', state.location], { cwd, env: services.env });
@@ -173,7 +182,8 @@ describe.each(backends())('accounts and retry, $name state', (backend) => {
     expect(customerio.objectArrivals.length).toBe(objectsBefore);
     expect(customerio.objects.get('1/acme')).toEqual(acme);
     const resent = segment.arrivals.slice(segmentBefore).map((id) => segment.messages.get(id)!);
-    expect(resent.map((m) => ({ type: m.type, userId: m.userId, groupId: m.groupId, traits: m.traits }))).toEqual([{ type: 'group', userId: 'al@acme.example', groupId: 'acme', traits: acme }]);
+    expect(resent.map((m) => ({ type: m.type, userId: m.userId, groupId: m.groupId, traits: m.traits }))).toEqual([{ type: 'group', userId: 'al@acme.example', groupId: 'acme', traits: {} }]);
+    expect(segment.groups().filter((g) => g.groupId === 'acme' && carriesTraits(g)).at(-1)!.traits).toEqual(acme);
 
     // And a sync after it sends nothing.
     const after = [segment.arrivals.length, customerio.objectArrivals.length, customerio.relationshipArrivals.length];
@@ -202,7 +212,7 @@ describe('accounts: problems and limits', () => {
       ]),
     );
     // Segment takes both accounts (it has no such limit); Customer.io only the one that fits.
-    expect(services.segment.groups().map((g) => g.groupId).sort()).toEqual(['a', long]);
+    expect(services.segment.groups().filter((g) => !carriesTraits(g)).map((g) => g.groupId).sort()).toEqual(['a', long]);
     expect([...services.customerio.objects.keys()]).toEqual(['1/a']);
     expect([...services.customerio.relationships]).toEqual(['email:pat@a.example → 1/a']);
   });
@@ -215,7 +225,7 @@ describe('accounts: problems and limits', () => {
     expect(result.code).toBe(0);
     const json = JSON.parse(result.stdout) as { plan: { warningRows: { reason: string; destination?: string }[] } };
     expect(json.plan.warningRows).toEqual([expect.objectContaining({ destination: 'customerio', reason: expect.stringContaining('Customer.io objects need Track API v2') })]);
-    expect(services.segment.groups()).toHaveLength(6);
+    expect(services.segment.groups().filter((g) => !carriesTraits(g))).toHaveLength(6);
     expect(services.customerio.objects.size).toBe(0);
     expect(services.customerio.identifyArrivals.length).toBe(6);
   });

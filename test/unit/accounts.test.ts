@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import { accountTraits, type AccountMember } from '../../src/model/accounts.js';
 import type { AccountPlanning } from '../../src/plan/accounts.js';
-import type { AccountOperation, AccountPlan, BaselineView, DeliveryStatus, PlanItem } from '../../src/plan/types.js';
+import { issuedGeneration, type AccountOperation, type AccountPlan, type BaselineView, type DeliveryStatus, type IssuedGeneration, type PlanItem } from '../../src/plan/types.js';
 import { participant } from '../support/participants.js';
 import { planItems } from '../support/planner.js';
 
@@ -58,25 +58,35 @@ const describeOp = (op: AccountOperation): string => `${op.destination} ${op.kin
 function acknowledged(...plans: PlanItem[][]): BaselineView {
   const sent = new Map<string, DeliveryStatus>();
   const accounts = new Map<string, { traits: Record<string, string | number | boolean | null>; hash: string }>();
+  const generations = new Map<string, IssuedGeneration>();
   for (const item of plans.flat()) {
     if (item.type !== 'operation') continue;
     const op = item.operation;
     sent.set(`${op.destination}|${op.key}`, 'sent');
+    const issued = issuedGeneration(op);
+    if (issued) generations.set(`${op.destination}|${issued.subject}|${issued.id}`, issued);
     if (op.kind !== 'identify' && op.kind !== 'track' && op.accountTraits) accounts.set(`${op.destination}|${op.accountId}`, op.accountTraits);
   }
-  return { identity: () => undefined, delivery: (d, k) => sent.get(`${d}|${k}`), account: (d, a) => accounts.get(`${d}|${a}`) };
+  return {
+    identity: () => undefined,
+    delivery: (d, k) => sent.get(`${d}|${k}`),
+    account: (d, a) => accounts.get(`${d}|${a}`),
+    generation: (d, subject, id) => generations.get(`${d}|${subject}|${id}`),
+  };
 }
 
 describe('planning accounts', () => {
-  it('plans a Segment group per person carrying the account traits, and Customer.io objects before their relationships', async () => {
+  it('plans a Segment group per person and one carrying the account traits, and Customer.io objects before their relationships', async () => {
     const items = await planItems(people(), { config: groupConfig(), accounts: FULL });
     expect(accountOps(items).map(describeOp)).toEqual([
       'segment group ann@example.com → acme +traits',
-      'segment group bo@example.com → acme +traits',
+      'segment group ann@example.com → acme',
+      'segment group bo@example.com → acme',
       'customerio object acme → acme +traits',
       'customerio relationship ann@example.com → acme',
       'customerio relationship bo@example.com → acme',
       'segment group cy@example.com → initech +traits',
+      'segment group cy@example.com → initech',
       'customerio object initech → initech +traits',
       'customerio relationship cy@example.com → initech',
     ]);
@@ -104,11 +114,13 @@ describe('planning accounts', () => {
     ]);
   });
 
-  it('a move: exactly the new membership (carrying the new traits) and the old account\'s traits', async () => {
+  it('a move: exactly the new membership and the traits of both accounts', async () => {
     const first = await planItems(people(), { config: groupConfig(), accounts: FULL });
     const moved = await planItems(people({ company: 'initech' }), { config: groupConfig(), accounts: FULL, baseline: acknowledged(first) });
     expect(accountOps(moved).map(describeOp).sort()).toEqual(
       [
+        'segment group bo@example.com → initech',
+        // Initech's first member, by join date, speaks for its traits.
         'segment group bo@example.com → initech +traits',
         'segment group ann@example.com → acme +traits',
         'customerio object acme → acme +traits',
@@ -116,6 +128,26 @@ describe('planning accounts', () => {
         'customerio relationship bo@example.com → initech',
       ].sort(),
     );
+  });
+
+  it('account traits that go A → B → A get three ids; a membership says the same whatever the traits (one id, one payload)', async () => {
+    const a = await planItems(people(), { config: groupConfig(), accounts: FULL });
+    const b = await planItems(people({ referralCount: 2 }), { config: groupConfig(), accounts: FULL, baseline: acknowledged(a) });
+    const again = await planItems(people(), { config: groupConfig(), accounts: FULL, baseline: acknowledged(a, b) });
+    const traitsKeys = (items: PlanItem[]): string[] => accountOps(items).filter((o) => o.accountId === 'acme' && o.accountTraits).map((o) => o.key);
+    const keys = [a, b, again].flatMap(traitsKeys);
+    // Segment's group call and Customer.io's object, in each of the three runs.
+    expect(keys).toHaveLength(6);
+    expect(new Set(keys).size).toBe(6);
+    expect(accountOps(again).filter((o) => o.accountId === 'acme').map((o) => o.accountTraits?.traits.referral_count)).toEqual([1, 1]);
+
+    // Bo's membership, refused by a run that had the traits A, planned again under B: the same id, the same payload.
+    const bo = (items: PlanItem[]): AccountOperation => accountOps(items).find((o) => o.destination === 'segment' && o.userId === 'bo@example.com' && o.membership)!;
+    const refused: BaselineView = { ...acknowledged(a), delivery: (d, k) => (k === bo(a).key ? 'failed' : acknowledged(a).delivery(d, k)) };
+    const later = await planItems(people({ referralCount: 2 }), { config: groupConfig(), accounts: FULL, baseline: refused });
+    expect(bo(later).key).toBe(bo(a).key);
+    expect(bo(later).payload).toEqual(bo(a).payload);
+    expect(bo(a).payload).not.toHaveProperty('traits');
   });
 
   it('--quick: memberships without traits and a warning; --customerio-api v1: nothing for Customer.io and a warning', async () => {
@@ -146,9 +178,12 @@ describe('planning accounts', () => {
       'segment group cy@example.com → initech +traits',
       'customerio object initech → initech +traits',
     ]);
+    // A refresh is a new operation: not the ids of the first sends, which Segment would drop.
+    const firstKeys = new Set(accountOps(first).map((o) => o.key));
+    expect(accountOps(backfill).some((o) => firstKeys.has(o.key))).toBe(false);
     expect(accountPlans(backfill).every((a) => a.change === 'refresh')).toBe(true);
 
-    const bo = accountOps(first).find((o) => o.destination === 'segment' && o.userId === 'bo@example.com')!;
+    const bo = accountOps(first).find((o) => o.destination === 'segment' && o.userId === 'bo@example.com' && o.membership)!;
     const dead: BaselineView = { ...settled, delivery: (d, k) => (d === 'segment' && k === bo.key ? 'dead' : settled.delivery(d, k)) };
     const withDead = await planItems(people(), { config: groupConfig(), accounts: FULL, baseline: dead });
     expect(accountOps(withDead)).toEqual([]);

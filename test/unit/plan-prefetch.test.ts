@@ -4,9 +4,9 @@ import type { Participant } from '../../src/model/participant.js';
 import { scanDirectory } from '../../src/model/referrer-directory.js';
 import { planOperations, type PlanContext } from '../../src/plan/planner.js';
 import { withBaselineLoaded } from '../../src/plan/prefetch.js';
-import type { BaselineView, DeliveryRef, DeliveryStatus, IdentityRef, Operation, PlanItem, PlanMode } from '../../src/plan/types.js';
+import { issuedGeneration, type BaselineView, type DeliveryRef, type DeliveryStatus, type GenerationRef, type IdentityRef, type Operation, type PlanItem, type PlanMode } from '../../src/plan/types.js';
 import { ledgerAnswer, PrefetchedBaseline, type BaselineRows } from '../../src/state/baseline.js';
-import type { StoredAccount, StoredIdentity, StoredStatus } from '../../src/state/store.js';
+import type { StoredAccount, StoredGeneration, StoredIdentity, StoredStatus } from '../../src/state/store.js';
 import { participant, records } from '../support/participants.js';
 import { PLAN_NOW, planItems } from '../support/planner.js';
 
@@ -16,17 +16,30 @@ const RUN_ID = 7;
 class MemoryState implements BaselineRows {
   readonly identityRows = new Map<string, StoredIdentity>();
   readonly statusRows = new Map<string, StoredStatus>();
+  readonly generationRows = new Map<string, StoredGeneration>();
   /** Every bulk read, for checking that each chunk is read once and holds only its own rows. */
-  readonly reads: { identities: number; deliveries: number }[] = [];
+  readonly reads: { identities: number; deliveries: number; generations?: number }[] = [];
 
   acknowledge(plan: PlanItem[], at: Date): void {
     for (const op of operations(plan)) {
+      this.issue(op);
+      this.setStatus(op, 'sent', 1);
       if (op.kind === 'identify') {
         this.identityRows.set(`${op.destination}|${op.userId}`, { destination: op.destination, userId: op.userId, traits: op.traits, hash: op.traitsHash, acknowledgedAt: at, tierChanges: op.tierChanges });
-      } else {
-        this.setStatus(op, 'sent', 1);
       }
     }
+  }
+
+  /** What queueing an operation records: an identify becomes its person's newest generation. */
+  issue(op: Operation): void {
+    const issued = issuedGeneration(op);
+    if (issued) this.generationRows.set(`${issued.destination}|${issued.subject}|${issued.id}`, issued);
+  }
+
+  async generations(refs: readonly GenerationRef[]): Promise<StoredGeneration[]> {
+    await Promise.resolve();
+    this.reads.push({ identities: 0, deliveries: 0, generations: refs.length });
+    return refs.flatMap((ref) => this.generationRows.get(`${ref.destination}|${ref.subject}|${ref.id}`) ?? []);
   }
 
   setStatus(ref: DeliveryRef, status: DeliveryStatus, runId: number | null): void {
@@ -61,6 +74,10 @@ class MemoryState implements BaselineRows {
         return row && ledgerAnswer(row.status, row.runId, RUN_ID);
       },
       account: () => undefined,
+      generation: (destination, subject, id) => {
+        const row = this.generationRows.get(`${destination}|${subject}|${id}`);
+        return row && { generation: row.generation, key: row.key, ...(row.tierMove ? { tierMove: row.tierMove } : {}) };
+      },
     };
   }
 }
@@ -122,6 +139,7 @@ describe('planning a chunk at a time over a prefetched baseline', () => {
     state.setStatus(planned.find((o) => o.kind === 'track')!, 'dead', 1);
     state.setStatus(planned.find((o) => o.kind === 'track' && o.destination === 'customerio')!, 'sent', RUN_ID);
     const identify = planned.find((o) => o.kind === 'identify' && o.userId === 'person20@example.com')!;
+    state.issue(identify);
     state.setStatus(identify, 'dead', 1);
 
     const direct = await planChunked(next, state.direct(), { chunkSize: 1_000 });
@@ -143,13 +161,14 @@ describe('planning a chunk at a time over a prefetched baseline', () => {
     expect(await planChunked(people, new PrefetchedBaseline(state, RUN_ID), { chunkSize: 3, ...options })).toEqual(direct);
   });
 
-  it('reads each chunk in two bulk reads and keeps only that chunk', async () => {
+  it('reads each chunk in three bulk reads and keeps only that chunk', async () => {
     const people = program(() => 0);
     const state = new MemoryState();
     await planChunked(people, new PrefetchedBaseline(state), { chunkSize: 10 });
-    // 24 records: chunks of 10, 10 and 4; identities then ledger rows for each.
-    expect(state.reads.map((r) => (r.identities > 0 ? 'identities' : 'deliveries'))).toEqual(['identities', 'deliveries', 'identities', 'deliveries', 'identities', 'deliveries']);
-    expect(state.reads.map((r) => r.identities + r.deliveries)[4]).toBe(8);
+    // 24 records: chunks of 10, 10 and 4; identities and their generations, then ledger rows, for each.
+    const kind = (r: (typeof state.reads)[number]): string => (r.identities > 0 ? 'identities' : r.generations !== undefined ? 'generations' : 'deliveries');
+    expect(state.reads.map(kind)).toEqual(['identities', 'generations', 'deliveries', 'identities', 'generations', 'deliveries', 'identities', 'generations', 'deliveries']);
+    expect(state.reads.map((r) => r.identities + (r.generations ?? 0))[6]).toBe(8);
   });
 
   it('a question about a row that was not loaded fails loudly instead of planning it as new', () => {

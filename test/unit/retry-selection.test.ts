@@ -57,3 +57,21 @@ describe('choosing retries of account operations', () => {
     expect((await selectRetries(state([]), [refused])).resend[0]!.operation).toBeUndefined();
   });
 });
+
+describe('choosing retries of identifies', () => {
+  const identifyRow = (key: string, generation: number, status: 'dead' | 'failed'): StoredDelivery => {
+    const operation = { destination: 'segment', kind: 'identify', key, userId: 'ann@example.com', participantId: 'a', payload: {}, bytes: 2, change: 'changed', changes: [], traits: {}, traitsHash: `h${generation}`, tierChanges: 0, generation };
+    return { destination: 'segment', key, kind: 'identify', userId: 'ann@example.com', status, attempts: 1, lastError: 'refused', payload: JSON.stringify(operation), updatedAt: REFUSED_AT };
+  };
+
+  it('drops a refused identify that a newer identify of the same person replaced (a later generation), whatever became of that one', async () => {
+    const old = identifyRow('k-g1', 1, 'dead');
+    const newest = { destination: 'segment' as const, subject: 'identify' as const, id: 'ann@example.com', generation: 2, key: 'k-g2' };
+    const chosen = await selectRetries({ identities: async () => [], accounts: async () => [], generations: async () => [newest] }, [old]);
+    expect(chosen.resend).toEqual([]);
+    expect(chosen.superseded.map((r) => r.key)).toEqual(['k-g1']);
+    // It is the newest: resent as it was planned (retry reads no source).
+    const current = await selectRetries({ identities: async () => [], accounts: async () => [], generations: async () => [{ ...newest, generation: 1, key: 'k-g1' }] }, [old]);
+    expect(current.resend.map((r) => r.key)).toEqual(['k-g1']);
+  });
+});
