@@ -87,9 +87,22 @@ export async function runApply(
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
-    if (lockTaken) await state.releaseLock(programId);
-    await state.close();
+    // Neither may hide how the run ended (the error being thrown, or the outcome already recorded): a lock left
+    // behind is a dead runner's, which the next run takes over (SQLite) or the server has freed with the session.
+    if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
+    await state.close().catch(() => undefined);
   }
+}
+
+/**
+ * Records how a run ended once it failed or was stopped: once, and never in the way of the error being reported,
+ * since the state may be what failed. On PostgreSQL the write goes out on a fresh session from the pool (the
+ * broken ones are dropped), so a cut connection is retried once, within the connect timeout. When it cannot be
+ * written (the server gone, the disk full, the file locked elsewhere), the row stays `running` and `status` shows
+ * it `crashed`, since no live runner holds its lock; the next run of the program records it so.
+ */
+export async function recordRunEnd(state: StateStore, runId: number, status: 'failed' | 'interrupted', counts: Record<string, number>): Promise<void> {
+  await state.finishRun(runId, status, counts, new Date()).catch(() => undefined);
 }
 
 /** Bad credentials or an unreachable service stop the run before anything is read or marked (exit 69). */
@@ -145,6 +158,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const { output, state, clients, interrupt } = ctx;
   const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
+  const stop = (): void => engine.stop();
   const engine = createEngine({
     queue,
     runId: ctx.runId,
@@ -156,18 +170,18 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     onProgress: (destination, report) => progress.delivered(destination, report),
     clock: ctx.clock,
   });
-  // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
-  const requeued = await requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
-  if (requeued > 0) output.info(`Resending ${requeued} operation${requeued === 1 ? '' : 's'} an earlier run could not deliver.`);
-  for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
-  const stop = (): void => engine.stop();
-  interrupt?.addEventListener('abort', stop, { once: true });
-  await engine.start();
   const started = performance.now();
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
   const problems = ctx.problems;
+  // From here on the run is recorded `running`: whatever fails (the state itself included) ends it `failed`.
   try {
+    // What an earlier run of this program could not deliver (failed, or left pending by a kill) goes out first.
+    const requeued = await requeueEarlierFailures(state, queue, ctx.common.destinations, ctx.runId, ctx.now);
+    if (requeued > 0) output.info(`Resending ${requeued} operation${requeued === 1 ? '' : 's'} an earlier run could not deliver.`);
+    for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
+    interrupt?.addEventListener('abort', stop, { once: true });
+    await engine.start();
     summary = await runPlan({
       source: ctx.source,
       config: ctx.common.config,
@@ -201,7 +215,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     // Whatever was sent before the failure is in the ledger; the rest stays in the queue for the next run.
     engine.stop(0);
     await engine.finish().catch(() => undefined);
-    await state.finishRun(ctx.runId, 'failed', countsOf(engine.reports, summary), new Date());
+    await recordRunEnd(state, ctx.runId, interrupt?.aborted ? 'interrupted' : 'failed', countsOf(engine.reports, summary));
     throw error;
   } finally {
     interrupt?.removeEventListener('abort', stop);
@@ -209,9 +223,16 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   progress.stop();
   const elapsed = (performance.now() - started) / 1000;
   const counts = countsOf(reports, summary);
-  const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
-  const outcome = runOutcome(reports, elapsed, interrupt, left);
-  await state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
+  let outcome: ReturnType<typeof runOutcome>;
+  try {
+    const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
+    outcome = runOutcome(reports, elapsed, interrupt, left);
+    await state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
+  } catch (error) {
+    // Everything was sent and recorded, but the run's own row could not be ended: try once more, then say why.
+    await recordRunEnd(state, ctx.runId, interrupt?.aborted ? 'interrupted' : 'failed', counts);
+    throw error;
+  }
 
   // Warnings first: the summary's last line is the run's verdict, whatever the reader sees last.
   for (const line of stalledLines(reports)) output.warn(line);
