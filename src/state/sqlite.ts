@@ -172,8 +172,11 @@ function checkSchema(db: Db, path: string, options: { keepOpen?: boolean } = {})
   let version: number;
   let tables: string[];
   try {
-    version = db.pragma('user_version', { simple: true }) as number;
-    tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
+    // One read transaction for both: a run creating the state at this moment commits all or nothing in between.
+    ({ version, tables } = db.transaction(() => ({
+      version: db.pragma('user_version', { simple: true }) as number,
+      tables: (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name),
+    }))());
   } catch (error) {
     throw fail(isBusy(error) ? sqliteError(error, path, 'open') : corrupt(path, error));
   }

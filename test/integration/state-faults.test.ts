@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -7,7 +9,7 @@ import { beforeAll, describe, it, type TestContext } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
 import { TcpProxy } from '../fakes/tcp-proxy.js';
 import { backends, POSTGRES_TEST_URL, readDeliveries, withPostgres, type Backend, type StateLocation } from '../support/backends.js';
-import { runCli, runCliInProcess, startCli, tempDir, type CliResult } from '../support/cli.js';
+import { ROOT, runCli, runCliInProcess, startCli, tempDir, type CliResult } from '../support/cli.js';
 import { mountSmallDisk, type SmallDisk } from '../support/disk.js';
 import { readPlan, type PlanLine } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
@@ -77,6 +79,7 @@ const SIZE = 40;
  */
 const SLOW = ['--customerio-api', 'v1', '--rate', 'customerio=30', '--rate-mode', 'fixed'];
 const PG = POSTGRES_TEST_URL ? new URL(POSTGRES_TEST_URL) : undefined;
+const execFileAsync = promisify(execFile);
 
 function postgresLocation(cell: Cell, changes: { port?: number; params?: Record<string, string> }): string {
   const url = new URL(cell.state.location);
@@ -431,5 +434,36 @@ describe.concurrent('state faults: every one ends in its documented exit, the ru
     for (const fault of FAULTS.filter((f) => f.on.includes(backend.name))) {
       it(`${backend.name}: ${fault.name}`, (context) => exercise(fault, backend, context), 90_000);
     }
+  }
+});
+
+/**
+ * The creation race at its narrowest, to catch it every time rather than when two CLI starts happen to overlap:
+ * processes that open the same new state for writing at the same instant (each spins until a common moment), as
+ * `sync` does first. Every one must get the state, created and migrated once, or a documented refusal.
+ */
+describe.concurrent('creation race: openers of one new state at the same instant', () => {
+  for (const backend of backends()) {
+    it(`${backend.name}: every one opens it`, async ({ expect, onTestFinished }) => {
+      const state = await backend.fresh();
+      onTestFinished(() => state.drop());
+      const open = pathToFileURL(join(ROOT, 'dist', 'state', 'open.js')).href;
+      const script = `
+        const { openState } = await import(${JSON.stringify(open)});
+        const at = Number(process.argv[1]);
+        while (Date.now() < at);
+        try {
+          const state = await openState(process.argv[2], { mode: 'write' });
+          await state.close();
+          console.log('opened');
+        } catch (error) {
+          console.log(\`exit \${error.exitCode}: \${error.message}\`);
+        }`;
+      const at = String(Date.now() + 2_000);
+      const openers = Array.from({ length: 8 }, () => execFileAsync(process.execPath, ['--input-type=module', '-e', script, at, state.location], { cwd: ROOT }));
+      const outputs = (await Promise.all(openers)).map((result) => result.stdout.trim());
+      expect(outputs).toEqual(Array.from({ length: 8 }, () => 'opened'));
+      expect(await runsInTable(state.location)).toEqual([]);
+    }, 60_000);
   }
 });
