@@ -214,8 +214,9 @@ const FAULTS: readonly Fault[] = [
         cell.held.disk = disk;
         return;
       }
-      // No mount here (not root): the SQLite connections of the run are capped at their size instead, from the
-      // moment the marker file exists (test/support/sqlite-full.mjs), which SQLite reports as the same SQLITE_FULL.
+      // No mount here (not root): from the moment the marker file exists, the run's row writes fail with the
+      // error SQLite gives on a full disk (SqliteError SQLITE_FULL), through a module loaded into it
+      // (test/support/sqlite-full.mjs). The run's end cannot be written either: status shows it crashed.
       const marker = join(cell.cwd, 'disk-full');
       cell.held.marker = marker;
       cell.env = { ...cell.env, REFERRAL_SYNC_TEST_DISK_FULL: marker, NODE_OPTIONS: `--import=${pathToFileURL(fileURLToPath(new URL('../support/sqlite-full.mjs', import.meta.url))).href}` };
@@ -356,8 +357,6 @@ function expectOneSentence(expect: TestContext['expect'], stderr: string, fault:
 
 async function exercise(fault: Fault, backend: Backend, context: TestContext): Promise<void> {
   const { expect, onTestFinished } = context;
-  const t0 = performance.now();
-  const mark = (what: string): void => void (process.env.DEBUG_FAULTS && console.log(`${backend.name} ${fault.name.slice(0, 30)}: ${what} at ${Math.round(performance.now() - t0)}`));
   const cell: Cell = { backend, state: await backend.fresh(), location: '', env: {}, services: await startServicesFor(onTestFinished), cwd: tempDir(), cleanups: [], held: {} };
   cell.location = cell.state.location;
   onTestFinished(async () => {
@@ -379,11 +378,9 @@ async function exercise(fault: Fault, backend: Backend, context: TestContext): P
     const customerio = (): number => services.customerio.eventArrivals.length + services.customerio.identifyArrivals.length;
     while (!exited && customerio() < (program.cioEvents.length + program.cioPeople.length) / 4) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(exited, `the run ended before its fault: ${runs[0]!.stderr()}`).toBe(false);
-    mark('strike');
     await fault.strike(cell, runs[0]!);
   }
   const codes = await Promise.all(runs.map((run) => run.exited));
-  mark(`exited ${codes.join(' ')}\n${runs.map((run) => run.stderr()).join('\n')}`);
   await fault.heal?.(cell);
 
   // The documented exit, and one sentence saying what happened and what to do.
@@ -410,7 +407,6 @@ async function exercise(fault: Fault, backend: Backend, context: TestContext): P
   const acknowledgedIds = new Set(before.acknowledged.map((row) => arrivalId(row.destination, row.key).id));
 
   // A healthy run delivers the rest: every planned id, and none that was acknowledged before the fault twice.
-  mark('checked');
   const healthy = await runUnlocked(['sync', '--file', program.file, '--state', state.location], { cwd, env: services.env });
   expect(healthy.stderr).not.toMatch(/error|warning/i);
   expect(healthy.code).toBe(ExitCode.ok);
@@ -421,7 +417,6 @@ async function exercise(fault: Fault, backend: Backend, context: TestContext): P
     const twice = list.filter((id, index) => list.indexOf(id) !== index);
     expect(twice.filter((id) => acknowledgedIds.has(id))).toEqual([]);
   }
-  mark('healthy');
   const after = await runsShown(state.location, cwd);
   expect(after[0]).toBe('succeeded');
   expect(after).not.toContain('running');

@@ -1,21 +1,24 @@
 // A full disk for the SQLite state where the test cannot mount a small one (test/support/disk.ts needs root):
 // loaded into a CLI child with `--import` (NODE_OPTIONS). From the moment the file named by
-// REFERRAL_SYNC_TEST_DISK_FULL exists, each SQLite connection of the process that writes is capped at the pages it
-// holds (PRAGMA max_page_count), so the next write that needs one more page fails with SQLITE_FULL ("database or
-// disk is full"), as on a disk with no room left. Nothing of the CLI is changed; the next run, without it, has room.
+// REFERRAL_SYNC_TEST_DISK_FULL exists, every statement of the process that writes rows fails as SQLite fails it on
+// a disk with no room left: better-sqlite3's SqliteError, code SQLITE_FULL, "database or disk is full". (A cap
+// such as PRAGMA max_page_count would not do: a run's writes mostly reuse the pages its queue frees.) Nothing of
+// the CLI is changed; the next run, without it, has room.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const Database = require('better-sqlite3');
 const marker = process.env.REFERRAL_SYNC_TEST_DISK_FULL;
-const capped = new WeakSet();
-const prepare = Database.prototype.prepare;
+// Statements are prepared once and run many times: the check goes where every write passes.
+const probe = new Database(':memory:');
+const Statement = Object.getPrototypeOf(probe.prepare('SELECT 1'));
+probe.close();
+const run = Statement.run;
 
-Database.prototype.prepare = function (...args) {
-  if (marker && !this.readonly && !capped.has(this) && existsSync(marker)) {
-    capped.add(this);
-    this.pragma(`max_page_count = ${this.pragma('page_count', { simple: true })}`);
+Statement.run = function (...args) {
+  if (marker && /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(this.source) && existsSync(marker)) {
+    throw new Database.SqliteError('database or disk is full', 'SQLITE_FULL');
   }
-  return prepare.apply(this, args);
+  return run.apply(this, args);
 };
