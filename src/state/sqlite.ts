@@ -183,7 +183,7 @@ function checkSchema(db: Db, path: string, options: { keepOpen?: boolean } = {})
   if (version > SCHEMA_VERSION) {
     throw fail(
       new DataError(`State file ${path} was written by a newer referral-sync (schema ${version}, this one knows ${SCHEMA_VERSION}).`, {
-        hint: 'Upgrade referral-sync, or point --state at another file.',
+        hint: 'Upgrade referral-sync to use it: the state is intact (another file would start from nothing and send the whole history again).',
       }),
     );
   }
