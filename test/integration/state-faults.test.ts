@@ -92,7 +92,7 @@ function postgresLocation(cell: Cell, changes: { port?: number; params?: Record<
   return url.toString();
 }
 
-/** The server's name for a schema-local object, quoted as the state's schema name needs none. */
+/** The schema of a PostgreSQL state location (a plain identifier: spliced into SQL as it is). */
 function schemaOf(cell: Cell): string {
   return new URL(cell.state.location).searchParams.get('schema')!;
 }
@@ -364,7 +364,7 @@ async function exercise(fault: Fault, backend: Backend, context: TestContext): P
     for (const cleanup of cell.cleanups.reverse()) await cleanup();
   });
   await fault.arrange?.(cell);
-  // After arrange: the state's drop goes before what arrange set up under it (a tablespace).
+  // After arrange (which may move the state onto a disk of its own): dropped before what arrange set up is undone.
   const state = cell.state;
   cell.cleanups.push(() => state.drop());
   const { services, cwd } = cell;
