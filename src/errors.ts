@@ -11,7 +11,8 @@ export const ExitCode = {
   unavailable: 69,
   stateUnwritable: 73,
   locked: 75,
-  /** Stopped by Ctrl-C (SIGINT) / SIGTERM, as a shell reports a process ended by that signal. */
+  /** Stopped by SIGHUP (the terminal closed) / Ctrl-C (SIGINT) / SIGTERM, as a shell reports a process ended by that signal. */
+  interruptedHup: 129,
   interruptedInt: 130,
   interruptedTerm: 143,
 } as const;
@@ -65,10 +66,26 @@ export class LockedError extends ReferralSyncError {
   }
 }
 
-/** Stopped by SIGINT/SIGTERM before anything was sent (during the checks a run makes first). Exit 130/143. */
+/**
+ * A temporary conflict on the state: a statement that timed out, another process holding a lock on it past the
+ * wait allowed, a transaction the server gave up on. Nothing is wrong with the state; the same command later will
+ * do. Exit 75, the code a scheduler treats as "try again" (EX_TEMPFAIL), like a lock.
+ */
+export class TemporaryError extends ReferralSyncError {
+  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, ExitCode.locked, options);
+  }
+}
+
+/** The exit code of a run stopped by `signal`, as a shell reports a process ended by it (128 + its number). */
+export function signalExitCode(signal: unknown): ExitCode {
+  return signal === 'SIGTERM' ? ExitCode.interruptedTerm : signal === 'SIGHUP' ? ExitCode.interruptedHup : ExitCode.interruptedInt;
+}
+
+/** Stopped by SIGHUP/SIGINT/SIGTERM before anything was sent (during the checks a run makes first). Exit 129/130/143. */
 export class InterruptedError extends ReferralSyncError {
   constructor(signal: string, options: { hint?: string } = {}) {
-    super(`Interrupted by ${signal} before anything was sent.`, signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt, options);
+    super(`Interrupted by ${signal} before anything was sent.`, signalExitCode(signal), options);
   }
 }
 

@@ -110,10 +110,14 @@ export class Sender {
     const every = Math.max(50, Math.min(1_000, this.options.stallTimeoutMs / 4));
     this.watchdog = setInterval(() => this.checkStall(), every);
     this.watchdog.unref();
-    this.done = this.run(earlier).finally(() => {
-      if (this.watchdog) clearInterval(this.watchdog);
-      if (this.graceTimer) clearTimeout(this.graceTimer);
-    });
+    // A state that fails under the reader (a lost connection, a full disk) stops this run like any fatal error:
+    // finish() rethrows it. Left unhandled until then, the rejection would end the process with a stack trace.
+    this.done = this.run(earlier)
+      .catch((error: unknown) => this.failFatally(error))
+      .finally(() => {
+        if (this.watchdog) clearInterval(this.watchdog);
+        if (this.graceTimer) clearTimeout(this.graceTimer);
+      });
   }
 
   wake(): void {
@@ -208,6 +212,12 @@ export class Sender {
     }
   }
 
+  private failFatally(error: unknown): void {
+    this.fatal = true;
+    this.abandon.abort();
+    this.options.onFatal(error);
+  }
+
   private async drainInFlight(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.race(this.inFlight);
   }
@@ -222,9 +232,7 @@ export class Sender {
     const task: Promise<void> = this.limit(() => this.deliver(entries))
       .catch((error: unknown) => {
         if (error instanceof Abandoned) return;
-        this.fatal = true;
-        this.abandon.abort();
-        this.options.onFatal(error);
+        this.failFatally(error);
       })
       .finally(() => this.inFlight.delete(task));
     this.inFlight.add(task);

@@ -88,8 +88,29 @@ export async function runApply(
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
-    if (lockTaken) await state.releaseLock(programId);
-    await state.close();
+    // Neither may hide how the run ended (the error being thrown, or the outcome already recorded): a lock left
+    // behind is a dead runner's, which the next run takes over (SQLite) or the server has freed with the session.
+    if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
+    await state.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Records how a run ended once it failed or was stopped, never in the way of the error being reported, since the
+ * state may be what failed. Tried twice: on PostgreSQL the first write may land on a pooled session that broke
+ * with the fault and has not said so yet; the pool drops it, and the second opens a fresh one (a reconnect, within
+ * the connect timeout). When it cannot be written (the server gone, the disk full, the file locked elsewhere),
+ * the row stays `running` and `status` shows it `crashed`, since no live runner holds its lock; the next run of
+ * the program records it so.
+ */
+export async function recordRunEnd(state: StateStore, runId: number, status: 'failed' | 'interrupted', counts: Record<string, number>): Promise<void> {
+  for (let attempt = 1; attempt <= 2; attempt += 1) {
+    try {
+      await state.finishRun(runId, status, counts, new Date());
+      return;
+    } catch {
+      // The fault itself is what the run reports.
+    }
   }
 }
 
@@ -146,6 +167,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   const { output, state, clients, interrupt } = ctx;
   const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
+  const stop = (): void => engine.stop();
   const engine = createEngine({
     queue,
     runId: ctx.runId,
@@ -157,19 +179,19 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     onProgress: (destination, report) => progress.delivered(destination, report),
     clock: ctx.clock,
   });
-  // What an earlier run left in the queue is not sent as it was planned: it waits in the ledger, failed, with what
-  // earlier runs could not deliver, and goes out again only if this run plans it again from the source.
-  const reclaimed = await reclaimLeftovers(queue, ctx.common.destinations, ctx.now);
-  if (reclaimed > 0) output.info(`${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} sent again if the source still shows ${reclaimed === 1 ? 'it' : 'them'}.`);
-  for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
-  const stop = (): void => engine.stop();
-  interrupt?.addEventListener('abort', stop, { once: true });
-  await engine.start();
   const started = performance.now();
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
   const problems = ctx.problems;
+  // From here on the run is recorded `running`: whatever fails (the state itself included) ends it `failed`.
   try {
+    // What an earlier run left in the queue is not sent as it was planned: it waits in the ledger, failed, with what
+    // earlier runs could not deliver, and goes out again only if this run plans it again from the source.
+    const reclaimed = await reclaimLeftovers(queue, ctx.common.destinations, ctx.now);
+    if (reclaimed > 0) output.info(`${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} sent again if the source still shows ${reclaimed === 1 ? 'it' : 'them'}.`);
+    for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
+    interrupt?.addEventListener('abort', stop, { once: true });
+    await engine.start();
     summary = await runPlan({
       source: ctx.source,
       config: ctx.common.config,
@@ -203,7 +225,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     // Whatever was sent before the failure is in the ledger; the rest stays in the queue for the next run.
     engine.stop(0);
     await engine.finish().catch(() => undefined);
-    await state.finishRun(ctx.runId, 'failed', countsOf(engine.reports, summary), new Date());
+    await recordRunEnd(state, ctx.runId, interrupt?.aborted ? 'interrupted' : 'failed', countsOf(engine.reports, summary));
     throw error;
   } finally {
     interrupt?.removeEventListener('abort', stop);
@@ -211,14 +233,21 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   progress.stop();
   const elapsed = (performance.now() - started) / 1000;
   const counts = countsOf(reports, summary);
-  const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
-  // Only a run that read the whole source can tell what it no longer shows.
-  if (!interrupt?.aborted && ctx.source.partial !== true) {
-    const superseded = await supersedeUnplanned(state, ctx.programId, ctx.common.destinations, ctx.runId, new Date());
-    if (superseded > 0) output.info(`${plural(superseded, 'operation', 'operations')} earlier runs could not deliver ${superseded === 1 ? 'is' : 'are'} superseded, not sent: the source no longer shows ${superseded === 1 ? 'it' : 'them'}.`);
+  let outcome: ReturnType<typeof runOutcome>;
+  try {
+    const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
+    // Only a run that read the whole source can tell what it no longer shows.
+    if (!interrupt?.aborted && ctx.source.partial !== true) {
+      const superseded = await supersedeUnplanned(state, ctx.programId, ctx.common.destinations, ctx.runId, new Date());
+      if (superseded > 0) output.info(`${plural(superseded, 'operation', 'operations')} earlier runs could not deliver ${superseded === 1 ? 'is' : 'are'} superseded, not sent: the source no longer shows ${superseded === 1 ? 'it' : 'them'}.`);
+    }
+    outcome = runOutcome(reports, elapsed, interrupt, left);
+    await state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
+  } catch (error) {
+    // Everything was sent and recorded, but the run's own row could not be ended: try once more, then say why.
+    await recordRunEnd(state, ctx.runId, interrupt?.aborted ? 'interrupted' : 'failed', counts);
+    throw error;
   }
-  const outcome = runOutcome(reports, elapsed, interrupt, left);
-  await state.finishRun(ctx.runId, outcome.outcome === 'done' ? 'succeeded' : outcome.outcome, counts, new Date());
 
   // Warnings first: the summary's last line is the run's verdict, whatever the reader sees last.
   for (const line of stalledLines(reports)) output.warn(line);

@@ -4,7 +4,7 @@ import type { DeliveryQueue } from '../apply/queue.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
-import { ExitCode, UsageError } from '../errors.js';
+import { ExitCode, signalExitCode, UsageError } from '../errors.js';
 import { AdaptiveRate } from '../apply/adaptive-rate.js';
 import { concurrencyFor, DEFAULT_CEILINGS, DEFAULT_RATES, type RateMode } from './destinations.js';
 import { parseDuration } from './duration.js';
@@ -65,9 +65,9 @@ function burstFor(rate: number): number {
   return Math.max(1, Math.ceil(rate / 10));
 }
 
-/** The exit code of a signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them. */
+/** The exit code of a signal: 129 for SIGHUP, 130 for SIGINT (Ctrl-C), 143 for SIGTERM, as shells report them. */
 export function interruptedExitCode(signal: AbortSignal | undefined): ExitCode {
-  return signal?.reason === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt;
+  return signalExitCode(signal?.reason);
 }
 
 /** Operations that stalled destinations recorded failed, named per destination, for the run's warning. */

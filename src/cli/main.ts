@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import type { Clock } from '../apply/limiter.js';
-import { ExitCode, isReferralSyncError } from '../errors.js';
+import { ExitCode, isReferralSyncError, signalExitCode } from '../errors.js';
 import { redactUrls } from '../redact.js';
 import { shown, terminalSafe } from '../terminal-text.js';
 import { runApply, type ApplyFlags } from './apply-run.js';
@@ -230,7 +230,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     'after',
     '\nExit codes: 0 done, 1 failed deliveries, 2 changes found (diff --detailed-exitcode), 64 usage/config error,\n' +
       '65 bad input data, 69 service unreachable or credentials refused, 73 the state cannot be created or written,\n' +
-      '75 another run holds the lock, 130/143 interrupted by SIGINT/SIGTERM.\n' +
+      '75 another run holds the lock or a temporary conflict on the state, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n' +
       examples('npx referral-sync diff --file fixtures/growsurf/participants.csv', 'npx referral-sync sync --help'),
   );
   return program;
@@ -293,6 +293,10 @@ export async function main(argv: string[]): Promise<void> {
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code !== 'EPIPE') throw error;
   });
+  // Nor is a terminal that went away (SIGHUP's usual cause): its run still ends as it should, unheard.
+  process.stderr.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE' && error.code !== 'EIO') throw error;
+  });
   const interrupt = new AbortController();
   const sends = SENDING_COMMANDS.has(argv.slice(2).find((arg) => !arg.startsWith('-')) ?? '') && !argv.includes('--dry-run');
   // A command that sends stops gracefully on the first signal (in-flight requests finish, outcomes are
@@ -307,7 +311,7 @@ export async function main(argv: string[]): Promise<void> {
     );
   };
   const onSignal = (signal: NodeJS.Signals): void => {
-    const code = signal === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt;
+    const code = signalExitCode(signal);
     if (interrupt.signal.aborted) process.exit(code);
     if (!sends) {
       // Nothing is being sent: stop at once, and say so (the run's last line, as for every run).
@@ -318,8 +322,11 @@ export async function main(argv: string[]): Promise<void> {
     say(`${signal}: stopping after the requests in flight (at most 10 s); ${again} to quit at once.`, { signal });
     interrupt.abort(signal);
   };
+  // SIGHUP too (the terminal or SSH session closed, or a supervisor's reload): by default it would kill the process
+  // on the spot, leaving the run `running` and its in-flight outcomes unrecorded.
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
   const code = await run(argv, {
     env: process.env,
     cwd: process.cwd(),
@@ -328,7 +335,7 @@ export async function main(argv: string[]): Promise<void> {
     interrupt: interrupt.signal,
   });
   // A signal that arrived after the last send still ends the process as a shell expects.
-  const exitCode = interrupt.signal.aborted && code === ExitCode.ok ? (interrupt.signal.reason === 'SIGTERM' ? ExitCode.interruptedTerm : ExitCode.interruptedInt) : code;
+  const exitCode = interrupt.signal.aborted && code === ExitCode.ok ? signalExitCode(interrupt.signal.reason) : code;
   // Let stdout drain (a large --json piped to a file) before exiting.
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(exitCode);

@@ -9,7 +9,7 @@ import { openState } from '../state/open.js';
 import type { StateStore, StoredDelivery } from '../state/store.js';
 import { createEngine, parseStallTimeout, stalledLines } from './delivery.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags, type RateMode } from './destinations.js';
-import { preflight } from './apply-run.js';
+import { preflight, recordRunEnd } from './apply-run.js';
 import { outcomeJson, plural, reportJson, reportOutcome, runOutcome } from './outcome.js';
 import type { Output } from './output.js';
 import { resolveCommon, type CommonFlags, type Env } from './settings.js';
@@ -57,7 +57,7 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     for (const program of programs) {
       await state.acquireLock(program, 'retry', now);
       locked.push(program);
-      state.markCrashedRuns(program, now);
+      await state.markCrashedRuns(program, now);
     }
     // As sync does: an unreachable destination or refused credentials stop here, with nothing sent (exit 69).
     await preflight(clients, output, interrupt, clock);
@@ -91,8 +91,9 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
     reportOutcome(output, 'retry', outcome, output.json || flags.json === true);
     return outcome.exitCode;
   } finally {
-    for (const program of locked) await state.releaseLock(program);
-    await state.close();
+    // As in sync: neither may hide how the run ended (the state may be what failed).
+    for (const program of locked) await state.releaseLock(program).catch(() => undefined);
+    await state.close().catch(() => undefined);
   }
 }
 
@@ -116,19 +117,24 @@ async function retryProgram(ctx: ProgramRetry): Promise<{ reports: Map<Destinati
   const { state, interrupt } = ctx;
   const runId = await state.startRun('retry', ctx.program, ctx.now);
   const queue = state.queue(ctx.program);
-  const retryable: StoredDelivery[] = [];
-  for await (const row of state.retryable(ctx.destinations, ctx.program, ctx.unattributed)) retryable.push(row);
-  const { resend, superseded } = await requeueRetries(state, queue, retryable, runId, ctx.now);
   const engine = createEngine({ queue, runId, clients: ctx.clients, rates: ctx.rates, stallTimeoutMs: ctx.stallTimeoutMs, ratesGiven: ratesGiven(ctx.rateFlag), rateMode: ctx.rateMode, ...(ctx.clock ? { clock: ctx.clock } : {}) });
   const stop = (): void => engine.stop();
-  interrupt?.addEventListener('abort', stop, { once: true });
-  await engine.start();
   let reports: Map<Destination, DestinationReport>;
+  let resend: StoredDelivery[] = [];
+  let superseded: StoredDelivery[] = [];
+  // From here on the run is recorded `running`: whatever fails (the state itself included) ends it `failed`.
   try {
+    const retryable: StoredDelivery[] = [];
+    for await (const row of state.retryable(ctx.destinations, ctx.program, ctx.unattributed)) retryable.push(row);
+    ({ resend, superseded } = await requeueRetries(state, queue, retryable, runId, ctx.now));
+    interrupt?.addEventListener('abort', stop, { once: true });
+    await engine.start();
     // Nothing is planned: the senders drain what the queue holds, and finish.
     reports = await engine.finish();
   } catch (error) {
-    await state.finishRun(runId, 'failed', { retried: resend.length }, new Date());
+    engine.stop(0);
+    await engine.finish().catch(() => undefined);
+    await recordRunEnd(state, runId, interrupt?.aborted ? 'interrupted' : 'failed', { retried: resend.length });
     throw error;
   } finally {
     interrupt?.removeEventListener('abort', stop);
@@ -141,9 +147,15 @@ async function retryProgram(ctx: ProgramRetry): Promise<{ reports: Map<Destinati
   }
   // What went out: the deliveries put back now, and whatever an interrupted run had left in the queue.
   counts.retried = counts.sent + counts.failed + counts.dead;
-  const left = interrupt?.aborted ? await waitingIn(queue, ctx.destinations) : 0;
   const status = interrupt?.aborted ? 'interrupted' : counts.failed + counts.dead > 0 ? 'failed' : 'succeeded';
-  await state.finishRun(runId, status, counts, new Date());
+  let left: number;
+  try {
+    left = interrupt?.aborted ? await waitingIn(queue, ctx.destinations) : 0;
+    await state.finishRun(runId, status, counts, new Date());
+  } catch (error) {
+    await recordRunEnd(state, runId, interrupt?.aborted ? 'interrupted' : 'failed', counts);
+    throw error;
+  }
   return { reports, superseded, left };
 }
 

@@ -67,7 +67,9 @@ export class PostgresLocks {
     if (this.lost === undefined) return;
     throw new UnavailableError(
       `The PostgreSQL state ${this.sessions.target.location} ended the session holding this run's lock on program ${this.lost} (a server restart, or an administrator ended it), so this run stopped writing rather than overlap another.`,
-      { hint: 'Run it again: operations sent but not recorded go out again with the same ids, which the destinations deduplicate.' },
+      {
+        hint: 'Check that the server is up and reachable from here. Then run the same command again: the state is intact, and the run goes on where this one stopped, with the same ids (what was sent but not recorded is deduplicated by the destinations).',
+      },
     );
   }
 
@@ -119,7 +121,7 @@ export class PostgresLocks {
       return { programId, lock: row, crashedRuns: crashed.rowCount ?? 0, ...(holder ? { terminatedBackend: holder.pid } : {}) };
     } catch (error) {
       if (error instanceof LockedError) throw error;
-      throw postgresError(error, this.sessions.target);
+      throw postgresError(error, this.sessions.target, this.sessions.phase);
     } finally {
       // Ending the session frees the advisory lock it took.
       await client.end().catch(() => undefined);

@@ -17,7 +17,15 @@ export class PostgresSessions {
     this.pool = new pg.Pool({ ...target.config({ readOnly }), max: 4 });
     // An idle session the server drops (restart, idle timeout) must not crash the run; the next query reconnects.
     this.pool.on('error', () => undefined);
+    // Nor one in use: a session checked out for a transaction has no listener of the pool's, and pool.query's own
+    // is a `once`, while a connection that breaks can emit 'error' twice (a reset, then the failed write). Without
+    // a listener, Node ends the process on the event with a stack trace. The query in flight is rejected anyway,
+    // and a session that broke is not queryable any more: that error, typed, is what the run reports.
+    this.pool.on('connect', (client) => client.on('error', () => undefined));
   }
+
+  /** `run` once the state is open: errors then advise running again on the intact state (postgres-errors.ts). */
+  phase: 'open' | 'run' = 'open';
 
   /** Checked before every write transaction: throws once this run may no longer write (its lock session is gone). */
   writeGuard: (() => void) | undefined;
@@ -36,7 +44,7 @@ export class PostgresSessions {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       } catch (error) {
         await client.end().catch(() => undefined);
-        throw postgresError(error, this.target);
+        throw postgresError(error, this.target, this.phase);
       }
       return client;
     })();
@@ -48,7 +56,7 @@ export class PostgresSessions {
       if (this.readOnly) return await (await this.snapshotSession()).query<R>(text, values as unknown[] | undefined);
       return await this.pool.query<R>(text, values as unknown[] | undefined);
     } catch (error) {
-      throw postgresError(error, this.target);
+      throw postgresError(error, this.target, this.phase);
     }
   }
 
@@ -63,20 +71,24 @@ export class PostgresSessions {
       try {
         client = await this.pool.connect();
       } catch (error) {
-        throw postgresError(error, this.target);
+        throw postgresError(error, this.target, this.phase);
       }
+      let failed: Error | undefined;
       try {
         await client.query('BEGIN');
         const result = await work(client);
         await client.query('COMMIT');
         return result;
       } catch (error) {
+        failed = error instanceof Error ? error : new Error(String(error));
         await client.query('ROLLBACK').catch(() => undefined);
         const code = (error as { code?: unknown }).code;
         if ((code === '40P01' || code === '40001') && attempt < 3) continue;
-        throw postgresError(error, this.target);
+        throw postgresError(error, this.target, this.phase);
       } finally {
-        client.release();
+        // A session that failed is not given back: its connection may be the one that broke, and the next query
+        // (recording the run's end, say) would find it dead. The pool opens a fresh one when needed.
+        client.release(failed);
       }
     }
   }
@@ -89,7 +101,7 @@ export class PostgresSessions {
       await client.connect();
     } catch (error) {
       await client.end().catch(() => undefined);
-      throw postgresError(error, this.target);
+      throw postgresError(error, this.target, this.phase);
     }
     return client;
   }

@@ -45,6 +45,10 @@ export function parsePostgresUrl(url: string): PostgresTarget {
     });
   }
   parsed.searchParams.delete('schema');
+  // `?options=` (libpq's: server settings such as `-c statement_timeout=60000`) is merged into ours rather than
+  // left in the URL, where node-postgres would let it replace ours wholesale, search_path included.
+  const userOptions = parsed.searchParams.get('options')?.trim();
+  parsed.searchParams.delete('options');
   const connectionString = parsed.toString();
   const password = parsed.password ? safeDecode(parsed.password) : undefined;
   return {
@@ -57,7 +61,9 @@ export function parsePostgresUrl(url: string): PostgresTarget {
       // read-only session makes every transaction of diff and status read-only: the server refuses any write.
       // Keepalives: the server ends the session of a runner whose machine vanished within about a minute, which
       // frees its advisory lock; without them that could take the OS default of two hours.
-      options: `-c search_path=${schema} -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3${options.readOnly ? ' -c default_transaction_read_only=on' : ''}`,
+      // The user's options come between the keepalives (theirs may change them) and the schema and read-only
+      // settings, which must hold: later settings win.
+      options: `-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3${userOptions ? ` ${userOptions}` : ''} -c search_path=${schema}${options.readOnly ? ' -c default_transaction_read_only=on' : ''}`,
       application_name: 'referral-sync',
       connectionTimeoutMillis: 10_000,
     }),

@@ -106,6 +106,7 @@ export class PostgresState implements StateStore, StateTransfer {
   ) {
     this.location = sessions.target.location;
     this.locksHeld = new PostgresLocks(sessions);
+    sessions.phase = 'run';
     sessions.writeGuard = () => this.locksHeld.assertHeld();
   }
 

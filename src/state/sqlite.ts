@@ -2,12 +2,13 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Destination } from '../config/defaults.js';
-import { DataError, StateUnwritableError } from '../errors.js';
+import { DataError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
 import { EMPTY_BASELINE, type AccountRef, type BaselineView, type DeliveryRef, type DeliveryStatus, type GenerationRef, type IdentityRef, type IssuedGeneration, type TierMove } from '../plan/types.js';
 import { ledgerAnswer } from './baseline.js';
 import { assertLockFreeable, assertLockTakeable, thisProcess } from './locks.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
+import { corrupt, isWriteFailure, sqliteError, unwritable } from './sqlite-errors.js';
 import { SqliteLedger } from './sqlite-ledger.js';
 import { SqliteDeliveryQueue } from './sqlite-queue.js';
 import type {
@@ -41,12 +42,14 @@ type Db = Database.Database;
  */
 export function openSqliteStateReadOnly(path: string): StateReader {
   if (!existsSync(path)) return emptyState(path);
-  if (statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
+  if (statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }), 'create');
   let db: Db;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true });
+    // A run creating or migrating it holds it a moment: wait for that rather than fail.
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   } catch (error) {
-    throw corrupt(path, error);
+    throw isBusy(error) ? sqliteError(error, path, 'open') : corrupt(path, error);
   }
   const version = checkSchema(db, path);
   if (version === 0) {
@@ -56,28 +59,35 @@ export function openSqliteStateReadOnly(path: string): StateReader {
   return new SqliteState(db, path);
 }
 
+/** How long a statement waits for a write lock another connection holds before it fails (SQLITE_BUSY, exit 75). */
+const BUSY_TIMEOUT_MS = 5000;
+
 /**
  * Opens (creating, mode 0600, and migrating) the state for a run that writes. A path that cannot be created or
  * written is a StateUnwritableError (exit 73); a file that is not our state is a DataError (exit 65) and is left
  * exactly as it was, bytes and mode: only a file we created, or one already holding our state, is chmod 600.
+ * Two runs may create the same new state at the same moment: each waits for the other's lock (busy_timeout, set
+ * first) and the schema is checked and migrated inside one write transaction, so the second finds it done.
  */
 export function openSqliteStateForWriting(path: string): SqliteState {
   const created = !existsSync(path);
-  if (!created && statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
+  const phase = created ? 'create' : 'open';
+  if (!created && statSync(path).isDirectory()) throw unwritable(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }), 'create');
   if (created) {
     try {
       mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
       // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL files the same mode.
       closeSync(openSync(path, 'a', 0o600));
     } catch (error) {
-      throw unwritable(path, error);
+      throw unwritable(path, error, 'create');
     }
   }
   let db: Db;
   try {
     db = new Database(path, { fileMustExist: true });
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   } catch (error) {
-    throw isWriteFailure(error) ? unwritable(path, error) : corrupt(path, error);
+    throw isWriteFailure(error) || isBusy(error) ? sqliteError(error, path, phase) : corrupt(path, error);
   }
   const version = checkSchema(db, path);
   try {
@@ -89,13 +99,17 @@ export function openSqliteStateForWriting(path: string): SqliteState {
     db.pragma('synchronous = NORMAL');
     db.pragma('wal_autocheckpoint = 10000');
     db.pragma('cache_size = -65536');
-    db.pragma('busy_timeout = 5000');
-    migrate(db);
-    // A file opened read-only by SQLite (no write permission) fails only at the first write: try one now.
-    db.pragma(`user_version = ${db.pragma('user_version', { simple: true }) as number}`);
+    // Checked again inside the write transaction: another run may have created or migrated it since the look
+    // above. IMMEDIATE takes the write lock first, so the check and the migration are one step. It also proves
+    // the file writable (SQLite opens a file it may not write read-only and fails only at the first write).
+    db.transaction(() => {
+      if (version === 0) checkSchema(db, path, { keepOpen: true });
+      migrate(db);
+      db.pragma(`user_version = ${db.pragma('user_version', { simple: true }) as number}`);
+    }).immediate();
   } catch (error) {
-    db.close();
-    throw isWriteFailure(error) ? unwritable(path, error) : corrupt(path, error);
+    if (db.open) db.close();
+    throw error instanceof DataError ? error : isWriteFailure(error) || isBusy(error) ? sqliteError(error, path, phase) : corrupt(path, error);
   }
   return new SqliteState(db, path);
 }
@@ -117,45 +131,9 @@ function isEmptyFile(path: string): boolean {
   }
 }
 
-/** File-system codes and SQLite codes that mean "cannot write here", as opposed to "this is not a state". */
-const WRITE_FAILURE_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'EEXIST', 'ENOENT', 'ENOSPC', 'EDQUOT', 'ELOOP', 'ENAMETOOLONG']);
-
-function isWriteFailure(error: unknown): boolean {
+function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code !== 'string') return false;
-  if (WRITE_FAILURE_CODES.has(code)) return true;
-  return /^SQLITE_(READONLY|CANTOPEN|PERM|FULL|IOERR)/.test(code);
-}
-
-const WRITE_FAILURE_REASONS: Record<string, string> = {
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EROFS: 'the file system is read-only',
-  ENOTDIR: 'a part of the path is a file, not a directory',
-  EEXIST: 'a part of the path is a file, not a directory',
-  EISDIR: 'it is a directory',
-  ENOENT: 'a part of the path does not exist and cannot be created',
-  ENOSPC: 'the disk is full',
-  EDQUOT: 'the disk quota is exhausted',
-  ENAMETOOLONG: 'the path is too long',
-  ELOOP: 'the path loops through symbolic links',
-  SQLITE_READONLY: 'it cannot be written (read-only file, directory or file system)',
-  SQLITE_CANTOPEN: 'it cannot be opened for writing, or its directory cannot hold the journal beside it',
-  SQLITE_PERM: 'permission denied',
-  SQLITE_FULL: 'the disk is full',
-  SQLITE_IOERR: 'the disk reported an I/O error',
-};
-
-function unwritable(path: string, error: unknown): StateUnwritableError {
-  const raw = String((error as { code?: unknown }).code ?? '');
-  // mkdir -p says EEXIST when a part of the path is a file: the same fault as ENOTDIR, named as people know it.
-  const code = raw === 'EEXIST' ? 'ENOTDIR' : raw;
-  const base = Object.keys(WRITE_FAILURE_REASONS).find((known) => code === known || code.startsWith(`${known}_`));
-  const reason = base ? WRITE_FAILURE_REASONS[base] : error instanceof Error ? error.message : String(error);
-  return new StateUnwritableError(`The state ${path} cannot be created or written: ${reason} (${code || 'error'}).`, {
-    hint: 'Point --state (or REFERRAL_SYNC_STATE) at a file in a writable directory, e.g. --state ./.referral-sync/state.db. Nothing was sent.',
-    cause: error,
-  });
+  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|PROTOCOL)/.test(code);
 }
 
 /** A state that does not exist yet, read as empty (nothing is created to read it). */
@@ -184,33 +162,45 @@ export function emptyState(path: string): StateReader {
 /** An empty stream of rows. */
 async function* noRows(): AsyncGenerator<StoredDelivery> {}
 
-/** Returns the schema version; throws a DataError, touching nothing, for a file that is not our state. */
-function checkSchema(db: Db, path: string): number {
+/**
+ * Returns the schema version; throws a DataError, touching nothing, for a file that is not our state (closing
+ * it, unless `keepOpen`: inside a transaction, the caller closes it once that is rolled back).
+ */
+function checkSchema(db: Db, path: string, options: { keepOpen?: boolean } = {}): number {
+  const fail = (error: unknown): unknown => {
+    if (!options.keepOpen) db.close();
+    return error;
+  };
   let version: number;
   let tables: string[];
   try {
-    version = db.pragma('user_version', { simple: true }) as number;
-    tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name);
+    // One read transaction for both: a run creating the state at this moment commits all or nothing in between.
+    ({ version, tables } = db.transaction(() => ({
+      version: db.pragma('user_version', { simple: true }) as number,
+      tables: (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).all() as { name: string }[]).map((r) => r.name),
+    }))());
   } catch (error) {
-    db.close();
-    throw corrupt(path, error);
+    throw fail(isBusy(error) ? sqliteError(error, path, 'open') : corrupt(path, error));
   }
   if (version > SCHEMA_VERSION) {
-    db.close();
-    throw new DataError(`State file ${path} was written by a newer referral-sync (schema ${version}, this one knows ${SCHEMA_VERSION}).`, {
-      hint: 'Upgrade referral-sync, or point --state at another file.',
-    });
+    throw fail(
+      new DataError(`State file ${path} was written by a newer referral-sync (schema ${version}, this one knows ${SCHEMA_VERSION}).`, {
+        hint: 'Upgrade referral-sync to use it: the state is intact (another file would start from nothing and send the whole history again).',
+      }),
+    );
   }
   const ours = REQUIRED_TABLES.every((t) => tables.includes(t));
   if ((version === 0 && tables.length > 0) || (version > 0 && !ours)) {
-    db.close();
-    throw new DataError(`State file ${path} is a SQLite database but not a referral-sync state; it was left untouched.`, {
-      hint: 'Point --state (or REFERRAL_SYNC_STATE) at another file.',
-    });
+    throw fail(
+      new DataError(`State file ${path} is a SQLite database but not a referral-sync state; it was left untouched.`, {
+        hint: 'Point --state (or REFERRAL_SYNC_STATE) at another file.',
+      }),
+    );
   }
   return version;
 }
 
+/** Applies the migrations not applied yet; called inside the opening write transaction (each one a savepoint). */
 function migrate(db: Db): void {
   const version = db.pragma('user_version', { simple: true }) as number;
   for (let index = version; index < MIGRATIONS.length; index += 1) {
@@ -219,14 +209,6 @@ function migrate(db: Db): void {
       db.pragma(`user_version = ${index + 1}`);
     })();
   }
-}
-
-function corrupt(path: string, error: unknown): DataError {
-  const reason = error instanceof Error ? error.message : String(error);
-  return new DataError(`State file ${path} cannot be read (${reason}); it was left untouched.`, {
-    hint: 'Move it aside to start from an empty state, or restore a backup; --state picks another file.',
-    cause: error,
-  });
 }
 
 export class SqliteState implements StateStore, StateTransfer {
@@ -628,12 +610,24 @@ export class SqliteState implements StateStore, StateTransfer {
       .get(programId);
   }
 
+  /**
+   * Called when a statement failed on a state fault (guardState, open.ts). After a wait for another process's lock
+   * ran out, the run is ending: its last writes (the run's end, the lock row) are tried once each, at once, rather
+   * than each sitting out the busy timeout again (better-sqlite3 waits with the whole process blocked).
+   */
+  onFault(error: unknown): void {
+    if (isBusy(error) && this.db.open) this.db.pragma('busy_timeout = 0');
+  }
+
   async close(): Promise<void> {
     if (!this.db.open) return;
     if (!this.db.readonly) {
       // Leave the file in rollback-journal mode when no run is writing: a later read-only open (diff, status)
       // then needs no -wal/-shm files and leaves the directory exactly as it found it.
       try {
+        // Without waiting: the switch is a courtesy, and a run that stops on a state fault must not sit out the
+        // busy timeout again on its way out.
+        this.db.pragma('busy_timeout = 0');
         this.db.pragma('journal_mode = DELETE');
       } catch {
         // Another connection still has it open; it stays in WAL mode, which is just as correct.

@@ -5,6 +5,7 @@ import type { DeliveryQueue, QueuedOperation } from '../../src/apply/queue.js';
 import type { Destination } from '../../src/config/defaults.js';
 import type { DeliveryOutcome, DestinationClient } from '../../src/destinations/types.js';
 import type { DeliveryRef, Operation } from '../../src/plan/types.js';
+import { UnavailableError } from '../../src/errors.js';
 import type { DeliveryRow, IdentityWrite } from '../../src/state/store.js';
 import { seededRandom } from '../fakes/http.js';
 
@@ -168,5 +169,32 @@ describe('the engine over a queue whose calls are asynchronous', () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(sent.segment).toHaveLength(500);
     await engine.finish();
+  });
+
+  it('a queue read that fails (the state lost mid-run) stops the run with that error: enqueue and finish() throw it, nothing is left unhandled', async () => {
+    const queue = new SlowQueue();
+    const lost = new UnavailableError('The PostgreSQL state lost its connection.');
+    const read = queue.queued.bind(queue);
+    let reads = 0;
+    // The senders' reads go through first, then fail: the state went away between two of them.
+    queue.queued = async (...args) => {
+      reads += 1;
+      if (reads > 3) throw lost;
+      return read(...args);
+    };
+    const engine = engineOver(queue, { segment: [], customerio: [] });
+    await engine.start();
+    let thrown: unknown;
+    for (let i = 0; i < 5_000 && thrown === undefined; i += 1) {
+      try {
+        await engine.enqueue(operation('segment', i));
+      } catch (error) {
+        thrown = error;
+      }
+      // Time for the senders to read (and fail) while the planner goes on: a rejection nobody handled would surface here.
+      if (i % 100 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(thrown).toBe(lost);
+    await expect(engine.finish()).rejects.toBe(lost);
   });
 });
