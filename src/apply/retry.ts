@@ -16,6 +16,13 @@ export type Verdict =
    */
   | { kind: 'dead'; reason: string; wholeBatch?: boolean };
 
+/**
+ * 429s in a row for one request (or one operation) that say how long to wait, each of which costs no attempt.
+ * Past it the request fails: a service that answers "wait 0 s" (or any wait) forever would otherwise be asked
+ * forever.
+ */
+export const MAX_RATE_LIMIT_WAITS = 20;
+
 export interface RetryOptions {
   /** Attempts per operation, the first included (429 with Retry-After not counted). */
   maxAttempts: number;

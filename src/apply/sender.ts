@@ -7,7 +7,7 @@ import { setMaxListeners } from 'node:events';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Clock, TokenBucket } from './limiter.js';
 import type { DeliveryQueue, QueuedOperation } from './queue.js';
-import { backoffDelay, type RetryOptions, type Verdict } from './retry.js';
+import { backoffDelay, MAX_RATE_LIMIT_WAITS, type RetryOptions, type Verdict } from './retry.js';
 
 export interface SenderReport {
   sent: number;
@@ -241,7 +241,7 @@ export class Sender {
   /** Sends one batch until every operation has a final outcome; splits a batch refused as a whole. */
   private async deliver(entries: QueuedOperation[]): Promise<void> {
     const { client, limiter, retry } = this.options;
-    let pending = entries.map((entry) => ({ ...entry, attempts: 0 }));
+    let pending = entries.map((entry) => ({ ...entry, attempts: 0, rateLimitWaits: 0 }));
     while (pending.length > 0) {
       // Stopping: only requests already on the wire finish; the rest stays pending for the next run.
       if (this.stopping) return;
@@ -269,11 +269,15 @@ export class Sender {
           continue;
         }
         this.lastError = verdict.reason;
-        if (verdict.retryAfterMs !== undefined && verdict.retryAfterMs <= retry.maxRetryAfterMs) {
-          // The service said when: everyone waits that long (the shared bucket), and no attempt is used.
+        if (verdict.retryAfterMs !== undefined && verdict.retryAfterMs <= retry.maxRetryAfterMs && attempt.rateLimitWaits < MAX_RATE_LIMIT_WAITS) {
+          // The service said when: everyone waits that long (the shared bucket), and no attempt is used, up to a
+          // bound: a service that says "wait" forever must not be asked forever.
           limiter.pause(verdict.retryAfterMs);
           attempt.attempts -= 1;
+          attempt.rateLimitWaits += 1;
           again.push(attempt);
+        } else if (verdict.retryAfterMs !== undefined && attempt.rateLimitWaits >= MAX_RATE_LIMIT_WAITS) {
+          settled.push({ entry: attempt, verdict: { kind: 'retry', reason: `${verdict.reason} (rate limited ${attempt.rateLimitWaits} times in a row; left for the next run)` } });
         } else if (attempt.attempts < retry.maxAttempts) {
           delay = Math.max(delay, backoffDelay(attempt.attempts, retry, this.options.random));
           again.push(attempt);

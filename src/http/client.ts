@@ -1,5 +1,5 @@
 import { realClock, type Clock } from '../apply/limiter.js';
-import { backoffDelay, parseRetryAfter, type RetryOptions } from '../apply/retry.js';
+import { backoffDelay, MAX_RATE_LIMIT_WAITS, parseRetryAfter, type RetryOptions } from '../apply/retry.js';
 import { UnavailableError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { describeNetworkError, HttpError, unreachableMessage } from './errors.js';
@@ -47,11 +47,8 @@ export interface HttpClientOptions {
 
 const LONG_WAIT_MS = 5_000;
 
-/**
- * 429s in a row for one request that say how long to wait, each of which costs no attempt. Past it the request
- * fails: a service that answers "wait 0 s" (or any wait) forever would otherwise be asked forever.
- */
-export const MAX_RATE_LIMIT_WAITS = 20;
+/** The sources' bound on 429s in a row that say how long to wait (shared with the destinations' sender). */
+export { MAX_RATE_LIMIT_WAITS } from '../apply/retry.js';
 
 /**
  * The one HTTP client of the API sources (DESIGN.md §2): an undici Pool per service (keep-alive, a connection

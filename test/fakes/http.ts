@@ -20,6 +20,8 @@ export interface FaultOptions {
   hangPosts?: boolean;
   /** A real rate limit: at most `perSecond` requests a second (bucket of one second); beyond it, 429. */
   rateLimitPerSecond?: number;
+  /** The injected faults (drops, 429s, 5xx) spare GETs (a credentials check): they hit only what carries data. */
+  spareGets?: boolean;
   seed?: number;
 }
 
@@ -123,7 +125,7 @@ export abstract class FakeService {
       this.json(res, 429, { errors: [{ message: 'rate limit exceeded' }] }, { 'retry-after': '1' });
       return;
     }
-    const dice = this.random();
+    const dice = this.faults.spareGets && req.method === 'GET' ? 1 : this.random();
     const drop = this.faults.dropRate ?? 0;
     const e429 = this.faults.rate429 ?? 0;
     const e5xx = this.faults.error5xxRate ?? 0;
