@@ -61,6 +61,8 @@ export interface ProxiedRequest {
   path: string;
   /** The fault it got, or undefined when it was passed through. */
   fault: Fault['kind'] | undefined;
+  /** When it arrived (performance.now()). */
+  at: number;
 }
 
 interface ActiveRule extends FaultRule {
@@ -114,8 +116,7 @@ export class FaultProxy {
 
   /**
    * The service is healthy again: every request from now on is passed through. Answers already hung or trickling
-   * stay as they are until `stop()`: ending them here would let a client's transparent retry of an idempotent
-   * request (undici retries a PUT whose connection closes) reach the healthy service long after its run gave up.
+   * stay as they are until `stop()`, as a sick service's would: their client ends them (a timeout, a stall bound).
    */
   heal(): void {
     this.heals += 1;
@@ -164,7 +165,7 @@ export class FaultProxy {
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     let fault = this.pick(method, path);
-    const request: ProxiedRequest = { method, path, fault: fault?.kind };
+    const request: ProxiedRequest = { method, path, fault: fault?.kind, at: performance.now() };
     this.requests.push(request);
     const heals = this.heals;
     this.onRequest?.(request, this.requests.length);
