@@ -187,7 +187,18 @@ export class SegmentDestination implements DestinationClient {
    */
   async check(): Promise<CheckResult> {
     try {
-      await this.http.get(new URL('/v1/batch', this.options.host).href, CHECK_TIMEOUT_MS);
+      const status = await this.http.get(new URL('/v1/batch', this.options.host).href, CHECK_TIMEOUT_MS);
+      // A 4xx to a GET of the batch endpoint is Segment's API answering (it takes only POSTs); a 5xx is a service
+      // (or a proxy in front of it) that cannot take data now, so it is no reachable Segment.
+      if (status >= 500) {
+        return {
+          destination: 'segment',
+          ok: false,
+          transient: true,
+          message: `Segment at ${redactUrl(this.options.host)} answered the check with ${status}: it cannot take data now.`,
+          hint: unreachableHint(ENDPOINT_SETTINGS.segment),
+        };
+      }
       return {
         destination: 'segment',
         ok: true,

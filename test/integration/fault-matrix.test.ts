@@ -274,16 +274,33 @@ const LASTS = { segment: FAILED_DELIVERIES, customerio: FAILED_DELIVERIES, grows
 /** A fault the retries get past: exit 0. */
 const RECOVERS = { segment: OK, customerio: OK, growsurf: OK, cello: OK } as const;
 const CREDENTIALS = { ...LASTS, customerio: UNAVAILABLE } as const;
+/**
+ * An answer that is not the service's API at all (a redirect, a page that is not its JSON): every request would get
+ * it, so the run stops at once with exit 69 and the sentence saying what came back; nothing is recorded sent and
+ * what was queued stays for the next run (README: exit codes, 69).
+ */
+const NOT_THE_API = { segment: UNAVAILABLE, customerio: UNAVAILABLE, growsurf: UNAVAILABLE, cello: UNAVAILABLE } as const;
+const USAGE = 64;
 
 const ROWS: Row[] = [
   // Redirects: never followed into a success, never followed without a bound.
-  { name: '301 to https', fault: FAULTS.redirectHttps(), times: 'always', expect: LASTS },
-  { name: '302 loop to itself', fault: FAULTS.redirectLoop(), times: 'always', expect: LASTS },
+  { name: '301 to https', fault: FAULTS.redirectHttps(), times: 'always', expect: NOT_THE_API },
+  { name: '302 loop to itself', fault: FAULTS.redirectLoop(), times: 'always', expect: NOT_THE_API },
   // 4xx: refused for good (dead), or the credentials refused.
   { name: '400', fault: FAULTS.status(400), times: 'always', expect: LASTS },
   { name: '401', fault: FAULTS.status(401), times: 'always', expect: CREDENTIALS },
   { name: '403', fault: FAULTS.status(403), times: 'always', expect: CREDENTIALS },
-  { name: '404', fault: FAULTS.status(404), times: 'always', expect: { ...LASTS, cello: { na: 'a 404 lookup is an answer ("no link", "unknown code": guarantee 8), not a fault' } } },
+  {
+    name: '404',
+    fault: FAULTS.status(404),
+    times: 'always',
+    expect: {
+      ...LASTS,
+      // GrowSurf documents a 404 on a campaign's listings as "no such campaign": a usage error naming --campaign.
+      growsurf: USAGE,
+      cello: { na: 'a 404 lookup is an answer ("no link", "unknown code": guarantee 8), not a fault' },
+    },
+  },
   { name: '413', fault: FAULTS.status(413), times: 'always', expect: LASTS },
   // 429 and 5xx: retried; recovered from when they pass, reported when they last.
   { name: '429 with Retry-After, once', fault: FAULTS.status(429, { 'retry-after': '2' }), times: 'once', expect: RECOVERS },
@@ -294,15 +311,15 @@ const ROWS: Row[] = [
   { name: '503', fault: FAULTS.status(503), times: 'always', expect: LASTS },
   { name: '503, once', fault: FAULTS.status(503), times: 'once', expect: RECOVERS },
   // 200s that are not the service's documented success.
-  { name: 'HTML 200', fault: FAULTS.html200(), times: 'always', expect: LASTS },
-  { name: 'text/plain 200', fault: FAULTS.text200(), times: 'always', expect: LASTS },
-  { name: 'empty 200', fault: FAULTS.empty200(), times: 'always', expect: LASTS },
+  { name: 'HTML 200', fault: FAULTS.html200(), times: 'always', expect: NOT_THE_API },
+  { name: 'text/plain 200', fault: FAULTS.text200(), times: 'always', expect: NOT_THE_API },
+  { name: 'empty 200', fault: FAULTS.empty200(), times: 'always', expect: NOT_THE_API },
   { name: 'truncated JSON 200', fault: FAULTS.truncated200(), times: 'always', expect: LASTS },
   {
     name: '200 {} (undocumented shape)',
     fault: FAULTS.shape200({}),
     times: 'always',
-    expect: { ...LASTS, customerio: { na: 'Customer.io documents its success as a 200 with JSON, {} included: no JSON 200 is the wrong shape' } },
+    expect: { ...NOT_THE_API, customerio: { na: 'Customer.io documents its success as a 200 with JSON, {} included: no JSON 200 is the wrong shape' } },
   },
   // The connection.
   { name: 'connection refused', fault: 'refused', times: 'always', expect: { segment: UNAVAILABLE, customerio: UNAVAILABLE, growsurf: UNAVAILABLE, cello: UNAVAILABLE } },
