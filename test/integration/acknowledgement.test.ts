@@ -9,8 +9,8 @@ import { SegmentDestination } from '../../src/destinations/segment.js';
 import type { DeliveryOutcome, DestinationClient } from '../../src/destinations/types.js';
 import { UnavailableError } from '../../src/errors.js';
 import type { Operation } from '../../src/plan/types.js';
-import { runCli, runCliInProcess, tempDir } from '../support/cli.js';
-import { readPlan } from '../support/plan.js';
+import { runCli, tempDir } from '../support/cli.js';
+import { plannedIds } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
 
@@ -282,16 +282,6 @@ describe('end to end through the built CLI', () => {
     services = undefined;
   });
 
-  async function planned(cwd: string, file: string, env: Record<string, string>): Promise<{ segment: string[]; customerioEvents: string[] }> {
-    const out = join(cwd, 'plan.jsonl');
-    expect((await runCliInProcess(['diff', '--file', file, '--out', out, '--quiet'], { cwd, env })).code).toBe(0);
-    const plan = readPlan(out);
-    return {
-      segment: plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string),
-      customerioEvents: plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string),
-    };
-  }
-
   /** A healthy run after the failed one: exit 0, and every planned id has arrived exactly once. */
   async function healthyRunDeliversEachIdOnce(cwd: string, file: string, ids: { segment: string[]; customerioEvents: string[] }): Promise<void> {
     const again = await runCli(['sync', '--file', file], { cwd, env: services!.env });
@@ -307,7 +297,7 @@ describe('end to end through the built CLI', () => {
     const redirecting = await serve((req, s) => ({ status: 301, headers: { location: `${s.base.replace('http:', 'https:')}${req.path}` } }));
     const cwd = tempDir();
     const file = writeProgram(cwd, 12);
-    const ids = await planned(cwd, file, services.env);
+    const ids = await plannedIds(cwd, file, services.env);
     const env = { ...services.env, SEGMENT_HOST: redirecting.base };
     const sentence = `Segment at ${redirecting.base} answered 301 (a redirect to ${redirecting.base.replace('http:', 'https:')}/v1/batch), not its success answer (200 {"success": true}).`;
 
@@ -351,7 +341,7 @@ describe('end to end through the built CLI', () => {
     const wrong = await serve(cell.answer);
     const cwd = tempDir();
     const file = writeProgram(cwd, 12);
-    const ids = await planned(cwd, file, services.env);
+    const ids = await plannedIds(cwd, file, services.env);
     const env = { ...services.env, ...(cell.service === 'segment' ? { SEGMENT_HOST: wrong.base } : { CUSTOMERIO_TRACK_URL: wrong.base }) };
 
     const sync = await runCli(['sync', '--file', file], { cwd, env });

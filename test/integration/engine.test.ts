@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { runCli, runCliInProcess, startCli, tempDir } from '../support/cli.js';
-import { readPlan } from '../support/plan.js';
+import { plannedIds } from '../support/plan.js';
 import { writeProgram } from '../support/program.js';
 import { startServicesFor } from '../support/services.js';
 
@@ -16,16 +16,6 @@ import { startServicesFor } from '../support/services.js';
 
 function lastArrival(log: { arrivals: { at: number; path: string }[] }, path: RegExp): number {
   return Math.max(...log.arrivals.filter((a) => path.test(a.path)).map((a) => a.at));
-}
-
-async function plannedIds(cwd: string, file: string, env: Record<string, string>): Promise<{ segment: string[]; customerioEvents: string[] }> {
-  const out = join(cwd, 'plan.jsonl');
-  expect((await runCliInProcess(['diff', '--file', file, '--out', out, '--quiet'], { cwd, env })).code).toBe(0);
-  const plan = readPlan(out);
-  return {
-    segment: plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string),
-    customerioEvents: plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string),
-  };
 }
 
 /** Resolves once the run writing this SQLite state has queued operations (read as another process would). */

@@ -1,7 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import Database from 'better-sqlite3';
 import pLimit from 'p-limit';
 import { describe, expect, it, vi, type TestContext } from 'vitest';
@@ -12,7 +11,7 @@ import { FakeGrowsurf, generateGrowsurfProgram } from '../fakes/growsurf.js';
 import { FakeSegment } from '../fakes/segment.js';
 import { backends, withPostgres, type Backend } from '../support/backends.js';
 import { seedCello, writeCelloProgram } from '../support/cello-program.js';
-import { BIN, tempDir, writeCsv, type CliResult } from '../support/cli.js';
+import { BIN, capturingStreams, tempDir, writeCsv, type CliResult } from '../support/cli.js';
 import { SkipClock } from '../support/clock.js';
 import { readPlan, type PlanLine } from '../support/plan.js';
 import { CIO_KEY, CIO_SITE, SEGMENT_KEY } from '../support/services.js';
@@ -85,15 +84,7 @@ vi.mock('../../src/http/undici.js', async (importOriginal) => {
 async function runInProcess(args: string[], env: Record<string, string>, options: { shortTimeouts?: boolean; interrupt?: AbortSignal } = {}): Promise<CliResult> {
   const { run } = await import('../../src/cli/main.js');
   const cwd = tempDir('referral-sync-matrix-');
-  const captured = { stdout: '', stderr: '' };
-  const sink = (name: 'stdout' | 'stderr'): Writable =>
-    new Writable({
-      decodeStrings: false,
-      write(chunk: string | Buffer, _encoding, done) {
-        captured[name] += chunk.toString();
-        done();
-      },
-    });
+  const { captured, sink } = capturingStreams();
   const code = await shortTimeouts.run(options.shortTimeouts === true, () =>
     run([process.execPath, BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: cwd, CI: 'true', ...env },

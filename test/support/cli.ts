@@ -68,10 +68,8 @@ export function runCliInProcess(args: string[], options: { cwd: string; env?: Re
   return turn;
 }
 
-let inProcessTurn: Promise<unknown> = Promise.resolve();
-
-async function runInProcessNow(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
-  const { run } = await import('../../src/cli/main.js');
+/** Streams for an in-process run of the CLI that collect what it writes. */
+export function capturingStreams(): { captured: { stdout: string; stderr: string }; sink: (name: 'stdout' | 'stderr') => Writable } {
   const captured = { stdout: '', stderr: '' };
   const sink = (name: 'stdout' | 'stderr'): Writable =>
     new Writable({
@@ -81,6 +79,14 @@ async function runInProcessNow(args: string[], options: { cwd: string; env?: Rec
         done();
       },
     });
+  return { captured, sink };
+}
+
+let inProcessTurn: Promise<unknown> = Promise.resolve();
+
+async function runInProcessNow(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+  const { run } = await import('../../src/cli/main.js');
+  const { captured, sink } = capturingStreams();
   // A warning Node prints (a listener leak, a deprecation) would reach a spawned CLI's stderr: here too.
   const onWarning = (warning: Error): void => void (captured.stderr += `(node) ${warning.name}: ${warning.message}\n`);
   process.on('warning', onWarning);

@@ -1,4 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { runCliInProcess } from './cli.js';
 
 /** One operation line of a `diff --out` plan file. */
 export interface PlanLine {
@@ -37,4 +40,15 @@ export function readPlan(path: string): PlanLine[] {
 /** The invalid-row and warning lines of a plan file. */
 export function readPlanProblems(path: string): PlanProblemLine[] {
   return lines(path).filter((line) => line.type === 'invalid' || line.type === 'warning') as unknown as PlanProblemLine[];
+}
+
+/** The ids a sync would send, from `diff --out`: Segment messageIds and Customer.io event ids. */
+export async function plannedIds(cwd: string, file: string, env: Record<string, string>): Promise<{ segment: string[]; customerioEvents: string[] }> {
+  const out = join(cwd, 'plan.jsonl');
+  expect((await runCliInProcess(['diff', '--file', file, '--out', out, '--quiet'], { cwd, env })).code).toBe(0);
+  const plan = readPlan(out);
+  return {
+    segment: plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string),
+    customerioEvents: plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string),
+  };
 }
