@@ -152,3 +152,21 @@ describe('a referrer the source vouches for', () => {
     expect(made.some((l) => l.userId === 'usr_1000')).toBe(true);
   });
 });
+
+describe('a problem names its real cause (guarantee 8)', () => {
+  it('a 5 MB unquoted field is "a field longer than N characters" for its row, and the other rows are planned', async () => {
+    const cwd = tempDir();
+    const file = join(cwd, 'big.csv');
+    writeFileSync(file, ['Email,First Name,Referral Count', `a@x.com,${'A'.repeat(5_000_000)},1`, 'b@x.com,Bee,2', ''].join('\n'));
+    const result = await runCli(['diff', '--file', file, '--json'], { cwd });
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as { invalidRows: { line: number; reason: string }[] };
+    expect(summary.invalidRows).toEqual([
+      expect.objectContaining({ line: 2, reason: expect.stringMatching(/^a field longer than 1,048,576 characters in column "First Name"/) as unknown }),
+    ]);
+    expect(summary.invalidRows[0]!.reason).not.toMatch(/quote/);
+    const text = await runCli(['diff', '--file', file], { cwd });
+    expect(text.code).toBe(0);
+    expect(text.stdout + text.stderr).toMatch(/a field longer than 1,048,576 characters/);
+  }, 60_000);
+});

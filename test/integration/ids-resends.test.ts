@@ -44,16 +44,17 @@ describe('an id names one send of one value (guarantee 3)', () => {
 
 describe('what is resent is still true (guarantee 4)', () => {
   it('4 is sent, the identify with 5 fails, the source goes back to 4: the next sync sends neither 5 nor the reverted tier move, and says what it superseded', async () => {
+    // The built CLI, as a user runs it.
     services = await startServices();
     const cwd = tempDir();
-    expect((await runCliInProcess(['sync', '--file', write(cwd, 4), '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCli(['sync', '--file', write(cwd, 4), '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
     // Segment fails Tess's messages (5xx on every attempt): the identify with 5 and its Referral Tier Changed end failed.
     services.segment.rejectMessage = (m) => (m.userId === 'tess@x.com' ? 503 : undefined);
-    expect((await runCliInProcess(['sync', '--file', write(cwd, 5), '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    expect((await runCli(['sync', '--file', write(cwd, 5), '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
     services.segment.rejectMessage = undefined;
     const before = services.segment.arrivals.length;
 
-    const third = await runCliInProcess(['sync', '--file', write(cwd, 4), '--to', 'segment', '--json'], { cwd, env: services.env });
+    const third = await runCli(['sync', '--file', write(cwd, 4), '--to', 'segment', '--json'], { cwd, env: services.env });
     expect(third.code).toBe(0);
     // The tier move is superseded at the end of the run; the identify with 5, when the new identify replaced it.
     expect(third.stderr).toContain('1 operation earlier runs could not deliver is superseded, not sent: the source no longer shows it.');

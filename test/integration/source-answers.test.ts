@@ -4,7 +4,7 @@ import { MAX_RATE_LIMIT_WAITS } from '../../src/http/client.js';
 import { FakeCello } from '../fakes/cello.js';
 import { FakeGrowsurf, generateGrowsurfProgram } from '../fakes/growsurf.js';
 import { seedCello, writeCelloProgram, type CelloProgram } from '../support/cello-program.js';
-import { runCliInProcess, tempDir, type CliResult } from '../support/cli.js';
+import { runCli, runCliInProcess, tempDir, type CliResult } from '../support/cli.js';
 import { readPlan } from '../support/plan.js';
 
 /**
@@ -203,7 +203,8 @@ describe('Cello\'s odd but documented lookup answers are data about one particip
     const friend = `nu_21_1_0`;
     fake.answer = (_method, path) => (path === (what === 'code' ? `/referral-codes/${code}` : `/referral-codes/active-link/${referrer}`) ? answer : undefined);
     const out = join(dir, 'plan.jsonl');
-    const result = await runCliInProcess(['diff', '--source', 'cello', '--file', ...program.files, '--enrich', '--to', 'segment', '--json', '--out', out], { cwd: dir, env });
+    // The built CLI, as a user runs it.
+    const result = await runCli(['diff', '--source', 'cello', '--file', ...program.files, '--enrich', '--to', 'segment', '--json', '--out', out], { cwd: dir, env });
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as { warningSamples: { reason: string }[] };
     const expected = warning({ code, referrer, friend });
