@@ -54,11 +54,14 @@ describe.each(backends())('delivery under faults, $name state', (backend) => {
       faults.dropped += log.byStatus.get('dropped') ?? 0;
     }
     for (const count of Object.values(faults)) expect(count).toBeGreaterThan(0);
-    // …and every planned message arrived, none twice.
+    // …and every planned message arrived, under its planned id. The injected faults strike before the fakes
+    // process a request, so nothing needs sending twice; but on a loaded machine an answer can come after the
+    // SDK's own timeout, and the engine then rightly sends the same ids again (the services dedupe them by id). So
+    // the ids are compared as a set; that nothing acknowledged is sent again is the crash suite's check.
     const segmentIds = plan.filter((l) => l.destination === 'segment').map((l) => l.payload.messageId as string);
-    expect([...segment.arrivals].sort()).toEqual(segmentIds.sort());
+    expect([...new Set(segment.arrivals)].sort()).toEqual(segmentIds.sort());
     const cioEventIds = plan.filter((l) => l.destination === 'customerio' && l.kind === 'track').map((l) => l.payload.id as string);
-    expect([...customerio.eventArrivals].sort()).toEqual(cioEventIds.sort());
+    expect([...new Set(customerio.eventArrivals)].sort()).toEqual(cioEventIds.sort());
     const cioIdentifies = plan.filter((l) => l.destination === 'customerio' && l.kind === 'identify').length;
     expect(customerio.people.size).toBe(cioIdentifies);
 
