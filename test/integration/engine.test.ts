@@ -149,7 +149,8 @@ describe.concurrent('adaptive rate for Customer.io', () => {
     expect(result.code).toBe(0);
     const report = (JSON.parse(result.stdout) as { delivery: { customerio: { settledRate: number } } }).delivery.customerio;
     expect(report.settledRate).toBeGreaterThan(15);
-    expect(report.settledRate).toBeLessThan(45);
+    // No upper bound on the settled rate: on a loaded machine the run cannot reach its own rate, meets no 429, and
+    // rightly keeps raising it. What a busy machine cannot break is that the 429s stay few.
     const log = services.customerio.log;
     expect(log.rateLimited / log.total).toBeLessThan(0.15);
     expect([...services.customerio.eventArrivals].sort()).toEqual([...planned.customerioEvents].sort());
