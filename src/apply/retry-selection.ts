@@ -1,5 +1,5 @@
 import type { Destination } from '../config/defaults.js';
-import { issuedGeneration, type AccountOperation, type AccountRef, type GenerationRef, type IdentityRef, type IssuedGeneration, type Operation } from '../plan/types.js';
+import { issuedGeneration, type AccountOperation, type AccountRef, type DeliveryRef, type GenerationRef, type IdentityRef, type IssuedGeneration, type Operation, type PlanItem } from '../plan/types.js';
 import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
 import type { DeliveryQueue, ReclaimableQueue } from './queue.js';
 
@@ -169,6 +169,63 @@ export async function supersedeUnplanned(
   now: Date,
 ): Promise<number> {
   return state.supersedeUnplanned(programId, destinations, runId, NOT_SHOWN_REASON, now);
+}
+
+/**
+ * What a sync or backfill that read the whole source supersedes at its end (both rules below): the failed and the
+ * dead deliveries of earlier runs that the source no longer shows. `met` holds the dead deliveries the planner met
+ * again (`metDeadDelivery`). Returns how many.
+ */
+export async function supersedeAfterCompleteRead(
+  state: Pick<StateStore, 'supersedeUnplanned' | 'retryable' | 'markSuperseded'>,
+  programId: string,
+  destinations: readonly Destination[],
+  runId: number,
+  met: ReadonlySet<string>,
+  now: Date,
+): Promise<number> {
+  return (await supersedeUnplanned(state, programId, destinations, runId, now)) + (await supersedeUnplannedDead(state, programId, destinations, runId, met, now));
+}
+
+/** Adds a planned item to `met` when it is a dead delivery the source still shows (the planner skips it). */
+export function metDeadDelivery(item: PlanItem, met: Set<string>): void {
+  if (item.type === 'deduped' && item.status === 'dead') met.add(deliveryRefKey({ destination: item.destination, key: item.key }));
+}
+
+/** Dead rows marked superseded at once. */
+const SUPERSEDE_CHUNK = 1_000;
+
+/** Never a program id: rows from before deliveries carried their program are left alone by `supersedeUnplannedDead`. */
+const NO_PROGRAM = 'referral-sync: rows of no program';
+
+/** The ledger row a planned item names, as a set member. */
+export function deliveryRefKey(ref: DeliveryRef): string {
+  return `${ref.destination}\u0000${ref.key}`;
+}
+
+/**
+ * After a run that read the whole source: this program's dead deliveries (refused for good) that the run neither
+ * planned itself nor met again while planning are marked superseded, with `NOT_SHOWN_REASON`; returns how many.
+ * The planner meets every dead delivery the source still shows (it reports it as deduped, `dead`), so what it did
+ * not meet is a value or a move the source no longer shows, which `retry` (it reads no source) must never send:
+ * fixing the cause of a refusal and running `retry` after a sync in which the trait went back would otherwise
+ * send the stale value.
+ */
+export async function supersedeUnplannedDead(
+  state: Pick<StateStore, 'retryable' | 'markSuperseded'>,
+  programId: string,
+  destinations: readonly Destination[],
+  runId: number,
+  met: ReadonlySet<string>,
+  now: Date,
+): Promise<number> {
+  const stale: DeliveryRef[] = [];
+  for await (const row of state.retryable(destinations, programId, NO_PROGRAM)) {
+    // What this run planned and the destination refused is what the source shows now: kept.
+    if (row.status === 'dead' && row.runId !== runId && !met.has(deliveryRefKey(row))) stale.push({ destination: row.destination, key: row.key });
+  }
+  for (let start = 0; start < stale.length; start += SUPERSEDE_CHUNK) await state.markSuperseded(stale.slice(start, start + SUPERSEDE_CHUNK), NOT_SHOWN_REASON, now);
+  return stale.length;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { DestinationReport } from '../apply/engine.js';
 import type { Clock } from '../apply/limiter.js';
 import { waitingIn } from '../apply/queue.js';
-import { reclaimLeftovers, supersedeUnplanned } from '../apply/retry-selection.js';
+import { metDeadDelivery, reclaimLeftovers, supersedeAfterCompleteRead } from '../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import { ExitCode, InterruptedError, UnavailableError, UsageError } from '../errors.js';
@@ -183,6 +183,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   let summary: PlanSummary | undefined;
   let reports: Map<Destination, DestinationReport>;
   const problems = ctx.problems;
+  const metDead = new Set<string>();
   // From here on the run is recorded `running`: whatever fails (the state itself included) ends it `failed`.
   try {
     // What an earlier run left in the queue is not sent as it was planned: it waits in the ledger, failed, with what
@@ -210,6 +211,8 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
       progress,
       onItem: (item) => {
+        // A dead delivery the source still shows, met again: kept for `retry` (the others are superseded below).
+        metDeadDelivery(item, metDead);
         if (item.type !== 'operation') return;
         progress.operationPlanned(item.operation.destination);
         return engine.enqueue(item.operation);
@@ -238,7 +241,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
     // Only a run that read the whole source can tell what it no longer shows.
     if (!interrupt?.aborted && ctx.source.partial !== true) {
-      const superseded = await supersedeUnplanned(state, ctx.programId, ctx.common.destinations, ctx.runId, new Date());
+      const superseded = await supersedeAfterCompleteRead(state, ctx.programId, ctx.common.destinations, ctx.runId, metDead, new Date());
       if (superseded > 0) output.info(`${plural(superseded, 'operation', 'operations')} earlier runs could not deliver ${superseded === 1 ? 'is' : 'are'} superseded, not sent: the source no longer shows ${superseded === 1 ? 'it' : 'them'}.`);
     }
     outcome = runOutcome(reports, elapsed, interrupt, left);

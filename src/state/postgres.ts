@@ -239,7 +239,7 @@ export class PostgresState implements StateStore, StateTransfer {
     let after: { destination: string; created_at: string; key: string } = { destination: '', created_at: '', key: '' };
     for (;;) {
       const page = await this.sessions.query<StoredDelivery & { created_at: string }>(
-        `SELECT ${DELIVERY_COLUMNS}, payload, updated_at AS "updatedAt", created_at FROM deliveries
+        `SELECT ${DELIVERY_COLUMNS}, payload, updated_at AS "updatedAt", run_id AS "runId", created_at FROM deliveries
          WHERE status IN ('failed', 'dead') AND payload IS NOT NULL AND COALESCE(program_id, $1) = $2 AND destination = ANY($3)
            AND (destination, created_at, key) > ($4, $5, $6)
          ORDER BY destination, created_at, key LIMIT ${PAGE}`,

@@ -381,7 +381,7 @@ export class SqliteState implements StateStore, StateTransfer {
 
   async *retryable(destinations: readonly Destination[], programId: string, unattributed: string): AsyncGenerator<StoredDelivery> {
     const statement = this.db.prepare<[string, string], StoredDelivery & { destination: Destination }>(
-      `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt
+      `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, payload, updated_at AS updatedAt, run_id AS runId
        FROM deliveries WHERE status IN ('failed', 'dead') AND payload IS NOT NULL AND COALESCE(program_id, ?) = ?
        ORDER BY destination, created_at, key`,
     );

@@ -209,6 +209,8 @@ export interface StoredDelivery {
   payload: string | null;
   /** When the row last changed (ISO): a refused identify older than the acknowledged traits is superseded. */
   updatedAt?: string;
+  /** The run that last queued or recorded it (null for rows from before runs were kept). */
+  runId?: number | null;
 }
 
 /** Where lookup answers are kept between runs; a read-only run (diff) reads it and writes nothing. */

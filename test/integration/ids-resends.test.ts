@@ -44,17 +44,17 @@ describe('an id names one send of one value (guarantee 3)', () => {
 
 describe('what is resent is still true (guarantee 4)', () => {
   it('4 is sent, the identify with 5 fails, the source goes back to 4: the next sync sends neither 5 nor the reverted tier move, and says what it superseded', async () => {
-    // The built CLI, as a user runs it.
+    // In process, on a clock that skips the backoff between the 503s (the built CLI: the 400 cases below).
     services = await startServices();
     const cwd = tempDir();
-    expect((await runCli(['sync', '--file', write(cwd, 4), '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    expect((await runCliInProcess(['sync', '--file', write(cwd, 4), '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
     // Segment fails Tess's messages (5xx on every attempt): the identify with 5 and its Referral Tier Changed end failed.
     services.segment.rejectMessage = (m) => (m.userId === 'tess@x.com' ? 503 : undefined);
-    expect((await runCli(['sync', '--file', write(cwd, 5), '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    expect((await runCliInProcess(['sync', '--file', write(cwd, 5), '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
     services.segment.rejectMessage = undefined;
     const before = services.segment.arrivals.length;
 
-    const third = await runCli(['sync', '--file', write(cwd, 4), '--to', 'segment', '--json'], { cwd, env: services.env });
+    const third = await runCliInProcess(['sync', '--file', write(cwd, 4), '--to', 'segment', '--json'], { cwd, env: services.env });
     expect(third.code).toBe(0);
     // The tier move is superseded at the end of the run; the identify with 5, when the new identify replaced it.
     expect(third.stderr).toContain('1 operation earlier runs could not deliver is superseded, not sent: the source no longer shows it.');
@@ -75,5 +75,26 @@ describe('what is resent is still true (guarantee 4)', () => {
       { kind: 'identify', status: 'superseded' },
       { kind: 'tierChanged', status: 'superseded' },
     ]);
+  });
+
+  it.for([
+    { name: 'the source went back to 4: sync supersedes the dead 5 and its move, retry sends nothing', back: 4, resent: [] as number[] },
+    { name: 'the source still shows 5: sync keeps the dead 5 for retry, which sends it', back: 5, resent: [5] },
+  ])('4 is sent, Segment refuses the identify with 5 for good (400): $name', async ({ back, resent }) => {
+    services = await startServices();
+    const cwd = tempDir();
+    expect((await runCli(['sync', '--file', write(cwd, 4), '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    services.segment.rejectMessage = (m) => (m.userId === 'tess@x.com' ? 400 : undefined);
+    expect((await runCli(['sync', '--file', write(cwd, 5), '--to', 'segment'], { cwd, env: services.env })).code).toBe(1);
+    services.segment.rejectMessage = undefined;
+    expect((await runCli(['sync', '--file', write(cwd, back), '--to', 'segment'], { cwd, env: services.env })).code).toBe(0);
+    const before = services.segment.arrivals.length;
+    // The cause of the refusal fixed, the user runs retry, which reads no source.
+    const retry = await runCli(['retry', '--to', 'segment'], { cwd, env: services.env });
+    expect(retry.code).toBe(0);
+    const sent = services.segment.arrivals.slice(before).map((id) => services!.segment.messages.get(id)!);
+    expect(sent.filter((m) => m.type === 'identify').map((m) => m.traits?.referral_count)).toEqual(resent);
+    if (back === 4) expect(sent).toEqual([]);
+    expect(segmentTraits(services)).toMatchObject({ referral_count: back });
   });
 });

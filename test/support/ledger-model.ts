@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { DeliveryEngine } from '../../src/apply/engine.js';
 import { TokenBucket, type Clock } from '../../src/apply/limiter.js';
-import { reclaimLeftovers, requeueRetries, supersedeUnplanned } from '../../src/apply/retry-selection.js';
+import { metDeadDelivery, reclaimLeftovers, requeueRetries, supersedeAfterCompleteRead } from '../../src/apply/retry-selection.js';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import type { Destination } from '../../src/config/defaults.js';
 import type { DeliveryOutcome, DestinationClient } from '../../src/destinations/types.js';
@@ -217,7 +217,11 @@ export class World {
       baseline: state.baseline(runId),
       ...(backfillSince ? { backfillSince } : {}),
     });
-    for await (const item of plan) if (item.type === 'operation') await engine.enqueue(item.operation);
+    const metDead = new Set<string>();
+    for await (const item of plan) {
+      metDeadDelivery(item, metDead);
+      if (item.type === 'operation') await engine.enqueue(item.operation);
+    }
     directory.close();
     const finished = engine.finish();
     if (step.kind === 'crash') {
@@ -229,7 +233,7 @@ export class World {
       return;
     }
     await finished;
-    await supersedeUnplanned(state, PROGRAM, DESTINATIONS, runId, now);
+    await supersedeAfterCompleteRead(state, PROGRAM, DESTINATIONS, runId, metDead, now);
     await state.finishRun(runId, 'succeeded', {}, now);
   }
 

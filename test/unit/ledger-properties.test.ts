@@ -11,7 +11,8 @@ import { tierOf, userIdOf, World, type Fault, type Received, type RunKind, type 
  * - converged: the destination holds what the last snapshot says, and the state believes what the destination holds;
  * - one id, one operation: no messageId was ever sent with two different contents;
  * - what is sent is still true: every identify and Referral Tier Changed a run that reads the source sends says
- *   what that run read (nothing older), and nothing is sent about someone the source no longer has;
+ *   what that run read (nothing older), and nothing is sent about someone the source no longer has; a `retry`,
+ *   which reads no source, sends nothing that the last complete read (a sync or backfill not killed) did not show;
  * - nothing stale waits for `retry` (which reads no source): once a healthy sync read the whole source, every
  *   earlier failure was either sent again or superseded.
  */
@@ -47,8 +48,13 @@ async function play(history: History, healthy: readonly RunKind[] = ['retry', 's
   const world = new World();
   const snapshots = new Map<number, Snapshot>();
   const runs: Step[] = [...history.steps, ...healthy.map((kind) => ({ kind, snapshot: history.final, faults: [] }))];
+  // The source the last run that read it in full read (a killed run read part of it: after one, none is known).
+  let complete: Snapshot | undefined;
   for (const [index, step] of runs.entries()) {
-    snapshots.set(index + 1, step.snapshot);
+    // A retry reads no source: what it sends must agree with the last source a sync or backfill read in full.
+    const read = step.kind === 'retry' ? complete : step.snapshot;
+    if (step.kind !== 'retry') complete = step.kind === 'crash' ? undefined : step.snapshot;
+    if (read !== undefined) snapshots.set(index + 1, read);
     await world.run(step);
   }
   return { world, snapshots };
@@ -69,8 +75,9 @@ function reusedId(received: readonly Received[]): string | undefined {
 function untrue(received: readonly Received[], snapshots: ReadonlyMap<number, Snapshot>): string[] {
   const out: string[] = [];
   for (const message of received) {
-    if (message.kind === 'retry') continue;
-    const snapshot = snapshots.get(message.run)!;
+    // A retry with no complete read before it (none yet, or a killed run since) has nothing to agree with.
+    const snapshot = snapshots.get(message.run);
+    if (snapshot === undefined) continue;
     const person = Object.keys(snapshot).find((id) => userIdOf(id) === message.operation.userId);
     const count = person === undefined ? undefined : snapshot[person];
     const { operation } = message;
