@@ -245,8 +245,19 @@ function describeEncoding(encoding: FileEncoding): string {
 
 function describeUnreadable(value: string, column: string, encoding: FileEncoding): string {
   const shown = value.replace(/[\u0000\u0080-\u009F]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const quoted = `"${shown.length > 60 ? `${shown.slice(0, 57)}…` : shown}"`;
+  const control = /[\u0000\u0080-\u009F]/.exec(value)?.[0];
+  if (control !== undefined && !value.includes('\uFFFD') && encoding.encoding.startsWith('utf-')) {
+    // Decoded without a fault: the file really holds the control character (a damaged cell, or text pasted with
+    // it). Its encoding is the likely cause only when the file is not what it was read as.
+    const code = `U+${control.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+    return (
+      `column "${column}" holds the control character ${code}, which no export writes on purpose (${quoted}; the file was read as ${encoding.encoding}, ` +
+      `${describeEncoding(encoding)}): fix that cell, or pass --encoding if the file is not ${encoding.encoding}; the row is not sent`
+    );
+  }
   return (
-    `column "${column}" holds bytes that are not valid ${encoding.encoding} ("${shown.length > 60 ? `${shown.slice(0, 57)}…` : shown}"; ` +
+    `column "${column}" holds bytes that are not valid ${encoding.encoding} (${quoted}; ` +
     `the file was read as ${encoding.encoding}, ${describeEncoding(encoding)}): pass --encoding with the file's encoding ` +
     `(utf-8, utf-16le, utf-16be or windows-1252); the row is not sent`
   );

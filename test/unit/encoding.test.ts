@@ -101,6 +101,23 @@ describe('encoding detection', () => {
     expect(names[1]).toBe('José');
   });
 
+  it.for([
+    { name: 'NUL', char: '\u0000', code: 'U+0000' },
+    { name: 'NEL (C1)', char: '\u0085', code: 'U+0085' },
+    { name: 'a C1 control', char: '\u009b', code: 'U+009B' },
+  ])('a valid UTF-8 file holding $name in a cell: the row is invalid, naming the control character, not the encoding', async ({ char, code }) => {
+    const dir = tempDir();
+    const path = join(dir, 'control.csv');
+    writeFileSync(path, `ID,Email,First Name\np1,a@example.com,Jo${char}e\np2,b@example.com,José\n`, 'utf8');
+    const names = await firstNames(path);
+    const shown = `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+    expect(names[0]).toBe(
+      `error: column "First Name" holds the control character ${code}, which no export writes on purpose ("Jo${shown}e"; the file was read as utf-8, detected: valid UTF-8): fix that cell, or pass --encoding if the file is not utf-8; the row is not sent`,
+    );
+    expect(names[0]).not.toContain('not valid utf-8');
+    expect(names[1]).toBe('José');
+  });
+
   it('stops with exit 65 when the header itself does not decode, and says --encoding', async () => {
     const dir = tempDir();
     const path = join(dir, 'header.csv');
