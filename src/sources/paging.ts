@@ -60,7 +60,12 @@ export async function* cursorPages<T>(listing: CursorListing<T>): AsyncGenerator
       throw never(listing, `${service}'s ${items} listing gave a page holding only ${items} already read (${known} of them, ${cursorName} ${quote(cursor)}) ${after}`);
     }
     if (pages >= listing.maxPages) {
-      throw never(listing, `${service}'s ${items} listing went on past ${listing.maxPages} pages (${listing.maxPagesReason}) ${after}`);
+      // Not a repeat: the listing may be endless, or the count the cap was derived from may be stale; say both.
+      throw new UnavailableError(
+        `${service}'s ${items} listing still announced more after ${pages} pages and ${seen.size} ${items}, its cap (${listing.maxPagesReason}): ` +
+          `either the listing would never end or that count is wrong, so it was stopped.`,
+        { hint: listing.hint },
+      );
     }
     cursor = page.next;
   }
