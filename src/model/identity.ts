@@ -28,8 +28,18 @@ export function normalizeEmail(email: string): string {
   return canonicalKey(email.toLowerCase());
 }
 
+/** The first C0 or C1 control character in an identity key, as `U+001B`; undefined when it holds none. */
+export function controlCharacterIn(key: string): string | undefined {
+  const found = CONTROL.exec(key)?.[0];
+  return found === undefined ? undefined : `U+${found.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** C0 and C1 controls and DEL: no address, id or account key holds one on purpose (an ANSI sequence, a pasted NUL). */
+const CONTROL = /[\u0000-\u001F\u007F-\u009F]/;
+
 export function looksLikeEmail(value: string): boolean {
-  return /^[^\s@]+@[^\s@]+$/.test(canonicalKey(value));
+  const key = canonicalKey(value);
+  return /^[^\s@]+@[^\s@]+$/.test(key) && !CONTROL.test(key);
 }
 
 /** A referrer as the source names it (an id or an email address), as the directory keys it. */

@@ -2,7 +2,7 @@ import type { Config } from '../config/config.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { describeViolation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
-import { canonicalKey, identityOf, missingIdentityReason } from '../model/identity.js';
+import { canonicalKey, controlCharacterIn, identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash, traitsObjectId } from '../model/ids.js';
 import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
 import { locationKey, type IdentityClaim, type ReferralCycle, type ReferrerDirectory } from '../model/referrer-directory.js';
@@ -87,6 +87,12 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   const userId = identityOf(record, config.identity);
   if (userId === undefined) {
     yield { type: 'invalid', reason: missingIdentityReason(config.identity), location, participantId: record.id };
+    return;
+  }
+  const control = controlCharacterIn(userId);
+  if (control !== undefined) {
+    // Sent, it would make a person no one can type or find; shown, it could steer a terminal.
+    yield { type: 'invalid', reason: `the user id holds the control character ${control}; the row is not sent (fix it in the source)`, location, participantId: record.id };
     return;
   }
   const claimed = context.directory.claim(userId, record.id, location);

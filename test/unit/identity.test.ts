@@ -154,6 +154,24 @@ function idRule(): Config {
   return config;
 }
 
+describe('an identity holding a control character is not sent', () => {
+  it.for(['\u0000', '\u0007', '\u001b', '\u007f', '\u0085', '\u009b'])('%j in a user id (email, id, metadata): the row is invalid, naming it', async (control) => {
+    const code = `U+${control.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+    const byId = idRule();
+    const byMetadata = defaultConfig();
+    byMetadata.identity = { kind: 'metadata', key: 'uid' };
+    for (const [config, person] of [
+      [defaultConfig(), participant({ id: 'p1', email: `a${control}b@x.com` })],
+      [byId, participant({ id: `usr${control}1`, email: 'a@x.com' })],
+      [byMetadata, participant({ id: 'p1', metadata: { uid: `u${control}1` } })],
+    ] as const) {
+      const items = await planItems([person, participant({ id: 'p2', email: 'ok@x.com', metadata: { uid: 'ok' } })], { config, destinations: ['segment'] });
+      expect(identifies(items)).toHaveLength(1);
+      expect(invalid(items)).toEqual([expect.objectContaining({ reason: `the user id holds the control character ${code}; the row is not sent (fix it in the source)` })]);
+    }
+  });
+});
+
 describe('referrals that make no sense earn no credit', () => {
   const at = (day: number) => new Date(Date.UTC(2025, 0, day));
 
