@@ -76,7 +76,7 @@ export class DeliveryEngine {
           random: options.random ?? Math.random,
           planning: () => this.planning,
           planned: this.planned,
-          onFatal: (error) => this.failFatally(error, destination),
+          onFatal: (error, own) => this.failFatally(error, own ? destination : undefined),
           ...(options.rates?.get(destination) ? { rate: options.rates.get(destination)! } : {}),
           ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         }),

@@ -47,7 +47,11 @@ export interface SenderOptions {
   /** Whether the planner may still enqueue work. */
   planning: () => boolean;
   planned: Promise<void>;
-  onFatal: (error: unknown) => void;
+  /**
+   * A fault that ends the run. `own` is true when it is this destination's (its client threw: credentials refused,
+   * an endpoint that is not its API); false for anything else, a state that cannot be written above all.
+   */
+  onFatal: (error: unknown, own: boolean) => void;
   /** The destination's adaptive rate, told how each answer went. */
   rate?: RateFeedback;
   onProgress?: (destination: Destination, report: SenderReport) => void;
@@ -82,6 +86,8 @@ export class Sender {
   private stopping = false;
   private stalled: string | undefined;
   private fatal = false;
+  /** Errors this destination's client threw, as told apart from the state's (see `onFatal`). */
+  private readonly ownFaults = new WeakSet<object>();
   /** Aborted to abandon every wait in flight: a stall, a stop's grace period over, a fatal error. */
   private readonly abandon = new AbortController();
   /** Aborted on stop: waits for the limiter or a backoff end at once (no request is on the wire then). */
@@ -215,7 +221,7 @@ export class Sender {
   private failFatally(error: unknown): void {
     this.fatal = true;
     this.abandon.abort();
-    this.options.onFatal(error);
+    this.options.onFatal(error, typeof error === 'object' && error !== null && this.ownFaults.has(error));
   }
 
   private async drainInFlight(): Promise<void> {
@@ -249,7 +255,10 @@ export class Sender {
       await this.abandonable(limiter.take(client.cost(batch)), this.stopWaits.signal);
       if (this.stopping) return;
       for (const attempt of pending) attempt.attempts += 1;
-      const outcomes = await this.abandonable(client.send(batch));
+      const outcomes = await this.abandonable(client.send(batch)).catch((error: unknown) => {
+        if (typeof error === 'object' && error !== null) this.ownFaults.add(error);
+        throw error;
+      });
       this.feedRate(outcomes);
       if (batch.length > 1 && refusedAsWhole(outcomes)) {
         // One bad operation must not take its batch down: split until the refused ones are alone.
@@ -269,6 +278,8 @@ export class Sender {
           continue;
         }
         this.lastError = verdict.reason;
+        // "In a row": any other answer between two waits starts the count again (attempts bound those answers).
+        if (verdict.retryAfterMs === undefined) attempt.rateLimitWaits = 0;
         if (verdict.retryAfterMs !== undefined && verdict.retryAfterMs <= retry.maxRetryAfterMs && attempt.rateLimitWaits < MAX_RATE_LIMIT_WAITS) {
           // The service said when: everyone waits that long (the shared bucket), and no attempt is used, up to a
           // bound: a service that says "wait" forever must not be asked forever.

@@ -341,19 +341,25 @@ export class PostgresState implements StateStore, StateTransfer {
 
   async markSuperseded(rows: readonly DeliveryRef[], reason: string, now: Date): Promise<void> {
     if (rows.length === 0) return;
-    await this.sessions.query(
-      `UPDATE deliveries d SET status = 'superseded', last_error = $1, updated_at = $2
-       FROM unnest($3::text[], $4::text[]) AS r(destination, key) WHERE d.destination = r.destination AND d.key = r.key`,
-      [reason, now.toISOString(), rows.map((row) => row.destination), rows.map((row) => row.key)],
+    // In a guarded transaction, as every ledger write: a run whose lock session was lost must not touch the rows
+    // of the run that took the program over.
+    await this.sessions.transaction((client) =>
+      client.query(
+        `UPDATE deliveries d SET status = 'superseded', last_error = $1, updated_at = $2
+         FROM unnest($3::text[], $4::text[]) AS r(destination, key) WHERE d.destination = r.destination AND d.key = r.key`,
+        [reason, now.toISOString(), rows.map((row) => row.destination), rows.map((row) => row.key)],
+      ),
     );
   }
 
   async supersedeUnplanned(programId: string, destinations: readonly Destination[], runId: number, reason: string, now: Date): Promise<number> {
     if (destinations.length === 0) return 0;
-    const result = await this.sessions.query(
-      `UPDATE deliveries SET status = 'superseded', last_error = $1, updated_at = $2
-       WHERE status = 'failed' AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
-      [reason, now.toISOString(), programId, destinations, runId],
+    const result = await this.sessions.transaction((client) =>
+      client.query(
+        `UPDATE deliveries SET status = 'superseded', last_error = $1, updated_at = $2
+         WHERE status = 'failed' AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
+        [reason, now.toISOString(), programId, destinations, runId],
+      ),
     );
     return result.rowCount ?? 0;
   }

@@ -197,4 +197,43 @@ describe('the engine over a queue whose calls are asynchronous', () => {
     expect(thrown).toBe(lost);
     await expect(engine.finish()).rejects.toBe(lost);
   });
+
+  it('a state fault under one destination stops every destination at once: another one hung on the wire gets no grace', async () => {
+    const queue = new SlowQueue();
+    const full = new Error('SQLITE_FULL: database or disk is full');
+    const settle = queue.settle.bind(queue);
+    // Segment's outcomes cannot be written (the state's disk is full); Customer.io's request never comes back.
+    queue.settle = async (entries, rows, identities) => {
+      if (rows.some((row) => row.destination === 'segment')) throw full;
+      return settle(entries, rows, identities);
+    };
+    let onTheWire!: () => void;
+    const sending = new Promise<void>((resolve) => (onTheWire = resolve));
+    const hung: DestinationClient = { ...client('customerio', []), send: () => (onTheWire(), new Promise<DeliveryOutcome[]>(() => undefined)) };
+    const engine = new DeliveryEngine({
+      queue,
+      runId: 1,
+      clients: new Map([
+        ['segment', client('segment', [])],
+        ['customerio', hung],
+      ]),
+      limiters: new Map([
+        ['segment', new TokenBucket(1_000_000, 1_000_000)],
+        ['customerio', new TokenBucket(1_000_000, 1_000_000)],
+      ]),
+      retry: { maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1, maxRetryAfterMs: 1 },
+      concurrency: new Map([
+        ['segment', 1],
+        ['customerio', 1],
+      ]),
+      stallTimeoutMs: 600_000,
+      // Far past this test's timeout: were Customer.io given the grace, finish() would not return in time.
+      stopGraceMs: 600_000,
+    });
+    await engine.start();
+    await engine.enqueue(operation('customerio', 0));
+    await sending;
+    await Promise.resolve(engine.enqueue(operation('segment', 1))).catch(() => undefined);
+    await expect(engine.finish()).rejects.toBe(full);
+  }, 30_000);
 });
