@@ -161,7 +161,7 @@ export async function reclaimLeftovers(queue: Pick<ReclaimableQueue, 'reclaim'>,
  * the source no longer shows (a trait value, a tier move that went back, a participant gone). They are marked
  * superseded, never resent; returns how many. Not after a partial read (`--quick`, a stop), which cannot tell.
  */
-export async function supersedeUnplanned(
+async function supersedeUnplanned(
   state: Pick<StateStore, 'supersedeUnplanned'>,
   programId: string,
   destinations: readonly Destination[],
@@ -199,7 +199,7 @@ const SUPERSEDE_CHUNK = 1_000;
 const NO_PROGRAM = 'referral-sync: rows of no program';
 
 /** The ledger row a planned item names, as a set member. */
-export function deliveryRefKey(ref: DeliveryRef): string {
+function deliveryRefKey(ref: DeliveryRef): string {
   return `${ref.destination}\u0000${ref.key}`;
 }
 
@@ -211,7 +211,7 @@ export function deliveryRefKey(ref: DeliveryRef): string {
  * fixing the cause of a refusal and running `retry` after a sync in which the trait went back would otherwise
  * send the stale value.
  */
-export async function supersedeUnplannedDead(
+async function supersedeUnplannedDead(
   state: Pick<StateStore, 'retryable' | 'markSuperseded'>,
   programId: string,
   destinations: readonly Destination[],
