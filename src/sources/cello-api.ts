@@ -2,6 +2,7 @@ import { UnavailableError } from '../errors.js';
 import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
 import { NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient } from '../http/client.js';
 import type { LookupCache } from '../state/store.js';
+import { describeValue, isObject } from './json-shape.js';
 
 /** A code's owner never changes; a referrer's active link may, so it is asked again after a day. */
 const CODE_MAX_AGE_MS = 365 * 24 * 3_600_000;
@@ -206,20 +207,7 @@ function notCello(what: string): UnavailableError {
   });
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
-/** A JSON value in a few words: "missing", "null", "a number (42)", "text", "a list", "an object". */
-function describeValue(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'string') return value === '' ? 'empty text' : 'text';
-  if (typeof value === 'number') return `a number (${value})`;
-  if (typeof value === 'boolean') return String(value);
-  return 'an object';
-}
 
 /** Text, or '' for null, absent or empty; anything else is not Cello's answer. */
 function optionalText(body: Record<string, unknown>, field: string, where: string): string {

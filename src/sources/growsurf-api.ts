@@ -8,6 +8,7 @@ import { normalizeReferralStatus, type MetadataValue, type Participant, type Rew
 import { cursorPages } from './paging.js';
 import { ReadMeter } from './read-meter.js';
 import type { Source } from './source.js';
+import { describeValue, isObject } from './json-shape.js';
 
 /** GrowSurf REST API v2 shapes (research/growsurf.md §2–§4), as tolerant as the research says to be. */
 interface GsReward {
@@ -324,24 +325,11 @@ function idOf(item: unknown): string | undefined {
   return isObject(item) && typeof item.id === 'string' && item.id.trim() !== '' ? item.id : undefined;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0;
 }
 
-/** A JSON value in a few words, for messages: "null", "a number (42)", "text", "a list", "an object". */
-function describeValue(value: unknown): string {
-  if (value === null) return 'null';
-  if (value === undefined) return 'missing';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'string') return value === '' ? 'empty text' : 'text';
-  if (typeof value === 'number') return `a number (${value})`;
-  if (typeof value === 'boolean') return String(value);
-  return 'an object';
-}
 
 /** GrowSurf's errors as the sentences and exit codes of DESIGN.md §9 (404 here: the campaign). */
 function explain(error: unknown, campaignId: string): unknown {
