@@ -70,10 +70,6 @@ export function parseBody(text: string): ParsedBody {
   }
 }
 
-export function isJsonObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 /** Text from a service quoted in a message: one line, no control characters (they could steer a terminal), short. */
 function quoted(text: string, max = 60): string {
   const line = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/\s+/g, ' ').trim();

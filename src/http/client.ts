@@ -3,6 +3,7 @@ import { backoffDelay, MAX_RATE_LIMIT_WAITS, parseRetryAfter, type RetryOptions 
 import { UnavailableError } from '../errors.js';
 import { redactUrl } from '../redact.js';
 import { describeNetworkError, HttpError, unreachableMessage } from './errors.js';
+import { describeRedirect } from './acknowledgement.js';
 import { Pool } from './undici.js';
 import type { SlidingWindowLimiter } from './window-limiter.js';
 
@@ -206,8 +207,9 @@ export class HttpClient {
   /** A 3xx: where it points (redacted), never followed. */
   private redirect(status: number, headers: ResponseHeaders, path: string): HttpError {
     const location = header(headers, 'location');
-    const where = location === undefined || location.trim() === '' ? 'with no Location' : `to ${redactUrl(location.trim())}`;
-    return new HttpError(this.options.service, status, `${this.options.service} answered ${status}, a redirect ${where}, which referral-sync does not follow`, {
+    // Described as the destinations describe theirs: the target resolved against the request, redacted.
+    const where = describeRedirect(location, new URL(path, this.options.baseUrl).href);
+    return new HttpError(this.options.service, status, `${this.options.service} answered ${status}, ${where}, which referral-sync does not follow`, {
       code: REDIRECT,
       path: path.split('?')[0] ?? path,
       ...(location === undefined ? {} : { location: redactUrl(location.trim()) }),

@@ -1,7 +1,8 @@
 import { brotliDecompressSync, gunzipSync, inflateRawSync, inflateSync } from 'node:zlib';
 import { ENDPOINT_SETTINGS } from './errors.js';
-import { isJsonObject, parseBody, unacknowledged, type AnswerProblem, type UnacknowledgedAnswer } from './acknowledgement.js';
+import { parseBody, unacknowledged, type AnswerProblem, type UnacknowledgedAnswer } from './acknowledgement.js';
 import { Agent, type Dispatcher } from './undici.js';
+import { isObject } from './json-shape.js';
 
 /** Customer.io's documented success answers (research/destinations.md §3.3, §4). */
 export const CUSTOMERIO_SUCCESS = '200 with JSON';
@@ -71,7 +72,7 @@ export function judgeCustomerioAnswer(
     const body = parseBody(bodyText);
     if (body.kind === 'truncated') problem = 'truncated';
     else if (body.kind !== 'json') problem = 'not-json';
-    else if (!isJsonObject(body.value) || (status === 207 && !Array.isArray(body.value.errors))) problem = 'wrong-shape';
+    else if (!isObject(body.value) || (status === 207 && !Array.isArray(body.value.errors))) problem = 'wrong-shape';
   }
   if (problem === undefined) return undefined;
   return unacknowledged(

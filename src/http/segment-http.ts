@@ -1,8 +1,9 @@
 import { STATUS_CODES } from 'node:http';
 import type { HTTPClient, HTTPClientRequest, HTTPResponse } from '@segment/analytics-node';
 import { ENDPOINT_SETTINGS } from './errors.js';
-import { isJsonObject, parseBody, unacknowledged, type AnswerProblem, type UnacknowledgedAnswer } from './acknowledgement.js';
+import { parseBody, unacknowledged, type AnswerProblem, type UnacknowledgedAnswer } from './acknowledgement.js';
 import { Pool } from './undici.js';
+import { isObject } from './json-shape.js';
 
 /** Segment's documented success answer (research/destinations.md §1.4). */
 export const SEGMENT_SUCCESS = '200 {"success": true}';
@@ -103,7 +104,7 @@ export function judgeSegmentAnswer(requestUrl: string, status: number, headers: 
     const body = parseBody(bodyText);
     if (body.kind === 'truncated') problem = 'truncated';
     else if (body.kind !== 'json') problem = 'not-json';
-    else if (!isJsonObject(body.value) || body.value.success !== true) problem = 'wrong-shape';
+    else if (!isObject(body.value) || body.value.success !== true) problem = 'wrong-shape';
   }
   if (problem === undefined) return undefined;
   return unacknowledged(

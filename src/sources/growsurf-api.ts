@@ -8,7 +8,7 @@ import { normalizeReferralStatus, type MetadataValue, type Participant, type Rew
 import { cursorPages } from './paging.js';
 import { ReadMeter } from './read-meter.js';
 import type { Source } from './source.js';
-import { describeValue, isObject } from './json-shape.js';
+import { describeValue, isObject } from '../http/json-shape.js';
 
 /** GrowSurf REST API v2 shapes (research/growsurf.md §2–§4), as tolerant as the research says to be. */
 interface GsReward {

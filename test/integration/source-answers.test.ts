@@ -42,15 +42,15 @@ const BAD_ANSWERS: { name: string; answer: Answer; growsurf: RegExp; cello: RegE
   {
     name: 'a 302 with no Location',
     answer: { status: 302, body: '<html>moved</html>', contentType: 'text/html' },
-    growsurf: /^GrowSurf answered 302, a redirect with no Location, which referral-sync does not follow/,
-    cello: /^Cello answered 302, a redirect with no Location, which referral-sync does not follow/,
+    growsurf: /^GrowSurf answered 302, a redirect without a Location, which referral-sync does not follow/,
+    cello: /^Cello answered 302, a redirect without a Location, which referral-sync does not follow/,
     requests: { growsurf: 1, cello: 1 },
   },
   {
     name: 'a 307 back to the same URL (a redirect loop)',
     answer: { status: 307, body: '', headers: { location: '/v2/campaign/x/participants' } },
-    growsurf: /^GrowSurf answered 307, a redirect to \/v2\/campaign\/x\/participants, which referral-sync does not follow/,
-    cello: /^Cello answered 307, a redirect to \/v2\/campaign\/x\/participants, which referral-sync does not follow/,
+    growsurf: /^GrowSurf answered 307, a redirect to http:\/\/127\.0\.0\.1:\d+\/v2\/campaign\/x\/participants, which referral-sync does not follow/,
+    cello: /^Cello answered 307, a redirect to http:\/\/127\.0\.0\.1:\d+\/v2\/campaign\/x\/participants, which referral-sync does not follow/,
     requests: { growsurf: 1, cello: 1 },
   },
   {

@@ -1,4 +1,4 @@
-/** What the API sources' answer decoders share: telling a JSON object apart, and naming what came instead. */
+/** What every decoder of a service's JSON answer shares: telling a JSON object apart, and naming what came instead. */
 
 /** A JSON object (not null, not a list). */
 export function isObject(value: unknown): value is Record<string, unknown> {
