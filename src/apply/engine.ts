@@ -2,7 +2,7 @@ import type { Destination } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';
 import type { Operation } from '../plan/types.js';
 import { realClock, type Clock, type TokenBucket } from './limiter.js';
-import type { DeliveryQueue } from './queue.js';
+import type { DeliveryQueue } from '../state/store.js';
 import { Sender, type RateFeedback, type SenderReport } from './sender.js';
 import type { RetryOptions } from './retry.js';
 

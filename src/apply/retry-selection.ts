@@ -1,7 +1,7 @@
 import type { Destination } from '../config/defaults.js';
 import { issuedGeneration, type AccountOperation, type AccountRef, type DeliveryRef, type GenerationRef, type IdentityRef, type IssuedGeneration, type Operation, type PlanItem } from '../plan/types.js';
 import type { StateStore, StoredAccount, StoredDelivery, StoredIdentity } from '../state/store.js';
-import type { DeliveryQueue, ReclaimableQueue } from './queue.js';
+import type { DeliveryQueue, ReclaimableQueue } from '../state/store.js';
 
 /** What choosing retries needs from the state. */
 export type RetrySource = Pick<StateStore, 'identities' | 'accounts' | 'generations' | 'markSuperseded'>;

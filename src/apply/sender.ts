@@ -6,7 +6,7 @@ import type { AccountWrite, DeliveryRow, IdentityWrite } from '../state/store.js
 import { setMaxListeners } from 'node:events';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Clock, TokenBucket } from './limiter.js';
-import type { DeliveryQueue, QueuedOperation } from './queue.js';
+import type { DeliveryQueue, QueuedOperation } from '../state/store.js';
 import { backoffDelay, MAX_RATE_LIMIT_WAITS, type RetryOptions, type Verdict } from './retry.js';
 
 export interface SenderReport {

@@ -1,6 +1,6 @@
 import { DeliveryEngine, type DestinationReport } from '../apply/engine.js';
 import { realClock, TokenBucket, type Clock } from '../apply/limiter.js';
-import type { DeliveryQueue } from '../apply/queue.js';
+import type { DeliveryQueue } from '../state/store.js';
 import { DEFAULT_RETRY } from '../apply/retry.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import type { DestinationClient } from '../destinations/types.js';

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Clock } from '../apply/limiter.js';
-import type { AccountPlanning } from '../plan/accounts.js';
+import type { AccountPlanning } from '../plan/context.js';
 import type { StateReader } from '../state/store.js';
 import { DEFAULT_OBJECT_TYPE_ID, defaultConfig, parseDestinations, parseIdentityRule, type Config } from '../config/config.js';
 import { DEFAULT_CONFIG_FILE, DEFAULT_STATE_PATH, type Destination } from '../config/defaults.js';

@@ -5,25 +5,11 @@ import { operationKey, stableHash, traitsObjectId } from '../model/ids.js';
 import type { TraitMap } from '../model/traits.js';
 import { checked } from './checked.js';
 import { groupPayload, objectPayload, relationshipPayload } from './payloads.js';
-import type { PlanContext } from './planner.js';
+import type { AccountPlanning, PlanContext } from './context.js';
 import { acknowledgedSince, type AccountBaseline, type AccountOperation, type AccountPlan, type AccountRef, type DeliveryRef, type DeliveryStatus, type PlanItem, type TraitChange } from './types.js';
 
 /** Accounts planned per load of their baselines (and their memberships' ledger rows). */
 export const ACCOUNT_CHUNK = 500;
-
-/** How accounts are planned this run (DESIGN.md §11); set on the plan context when a group rule is given. */
-export interface AccountPlanning {
-  objectTypeId: string;
-  /**
-   * False when the run reads part of the program (`sync --quick`): traits computed over some members would be
-   * wrong, so only the memberships of the people read are sent; a full sync sends the traits.
-   */
-  traits: boolean;
-  /** False with `--customerio-api v1`: Customer.io objects exist only in Track API v2. */
-  customerioObjects: boolean;
-  /** How many accounts the state holds per destination (acknowledged traits): those this run does not meet are reported. */
-  known?: Partial<Record<Destination, number>>;
-}
 
 /** Where the program's keys come from: every member of a run shares its source and program. */
 export interface AccountProgram {

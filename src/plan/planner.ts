@@ -1,46 +1,17 @@
-import type { Config } from '../config/config.js';
 import { DESTINATION_LABELS, type Destination } from '../config/defaults.js';
 import { describeViolation, withinAttributeLimits, type LimitViolation } from '../destinations/limits.js';
 import { deriveEvents, tierChangedFact, type EventFact } from '../model/events.js';
 import { canonicalKey, controlCharacterIn, identityOf, missingIdentityReason } from '../model/identity.js';
 import { operationKey, stableHash, traitsObjectId } from '../model/ids.js';
 import { formatLocation, type Participant, type RecordLocation, type SourceRecord } from '../model/participant.js';
-import { locationKey, type IdentityClaim, type ReferralCycle, type ReferrerDirectory } from '../model/referrer-directory.js';
+import { locationKey, type IdentityClaim, type ReferralCycle } from '../model/referrer-directory.js';
 import { computeTraits, destinationTraits, isReferred, type CanonicalTraits, type TraitMap } from '../model/traits.js';
 import { accountIdOf, accountNameOf, AccountBook } from '../model/accounts.js';
-import { planAccounts, type AccountPlanning, type AccountProgram } from './accounts.js';
+import { planAccounts, type AccountProgram } from './accounts.js';
+import type { PlanContext } from './context.js';
 import { checked } from './checked.js';
 import { eventPayload, identifyPayload } from './payloads.js';
-import { acknowledgedSince, type BaselineView, type DeliveryRef, type DeliveryStatus, type EventOperation, type IdentityBaseline, type IdentityRef, type IdentifyOperation, type IssuedGeneration, type PlanItem, type PlanMode, type TierMove, type TraitChange } from './types.js';
-
-export interface PlanContext {
-  config: Config;
-  destinations: readonly Destination[];
-  /** sync: only what changed; backfill: re-identify everyone. */
-  mode: PlanMode;
-  /** backfill --resend: send events again even when the ledger has them as sent. */
-  resend: boolean;
-  /**
-   * backfill only: identities acknowledged at or after this time were already re-identified by the backfill
-   * being resumed (one that crashed), so they are not sent again.
-   */
-  backfillSince?: Date;
-  /** The time "observed" facts get; injected so the planner stays pure. */
-  now: Date;
-  /** Per-destination namespace for keys (config namespace + a fingerprint of the destination credentials). */
-  namespaces: Record<Destination, string>;
-  directory: ReferrerDirectory;
-  /** `file:line` of rows that repeat an earlier participant id, found by the directory pass. */
-  duplicates: ReadonlySet<string>;
-  baseline: BaselineView;
-  /** Set when people are grouped into accounts (`--group-id`): how their operations are planned. */
-  accounts?: AccountPlanning;
-  /**
-   * Aborted by a graceful stop: reading ended early, so nothing computed over every participant (account traits)
-   * is planned from what was read.
-   */
-  signal?: AbortSignal;
-}
+import { acknowledgedSince, type DeliveryRef, type DeliveryStatus, type EventOperation, type IdentityBaseline, type IdentityRef, type IdentifyOperation, type IssuedGeneration, type PlanItem, type TierMove, type TraitChange } from './types.js';
 
 /** What planning people gathers for the accounts planned after them. */
 interface AccountGathering {

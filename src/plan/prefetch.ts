@@ -1,5 +1,6 @@
 import type { SourceRecord } from '../model/participant.js';
-import { deliveryReads, identityReads, type PlanContext } from './planner.js';
+import type { PlanContext } from './context.js';
+import { deliveryReads, identityReads } from './planner.js';
 import type { BaselinePrefetch } from './types.js';
 
 /** Records planned per load: one bulk read of their identities, then one of their ledger rows. */

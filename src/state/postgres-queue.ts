@@ -1,4 +1,4 @@
-import type { QueuedOperation, ReclaimableQueue, RequeuedDelivery } from '../apply/queue.js';
+import type { QueuedOperation, ReclaimableQueue, RequeuedDelivery } from './store.js';
 import type { Destination } from '../config/defaults.js';
 import type { Operation } from '../plan/types.js';
 import { appendOperations, upsertAccounts, upsertDeliveries, upsertIdentities } from './postgres-ledger.js';

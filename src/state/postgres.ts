@@ -9,7 +9,7 @@ import { migrate, PG_ACCOUNTS_SINCE, PG_GENERATIONS_SINCE, schemaVersion } from 
 import { PostgresSessions } from './postgres-sessions.js';
 import { parsePostgresUrl } from './postgres-url.js';
 import { postgresError } from './postgres-errors.js';
-import { emptyState } from './sqlite.js';
+import { emptyState } from './empty.js';
 import type {
   DeliveryCounts,
   DeliveryRow,

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from '../apply/queue.js';
+import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from './store.js';
 import type { Destination } from '../config/defaults.js';
 import { issuedGeneration, ledgerKind, REPLACED_REASON, type Operation } from '../plan/types.js';
 import type { SqliteLedger } from './sqlite-ledger.js';

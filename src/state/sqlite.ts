@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import type { Destination } from '../config/defaults.js';
 import { DataError } from '../errors.js';
 import type { TraitMap } from '../model/traits.js';
-import { EMPTY_BASELINE, type AccountRef, type BaselineView, type DeliveryRef, type DeliveryStatus, type GenerationRef, type IdentityRef, type IssuedGeneration, type TierMove } from '../plan/types.js';
+import type { AccountRef, BaselineView, DeliveryRef, DeliveryStatus, GenerationRef, IdentityRef, IssuedGeneration, TierMove } from '../plan/types.js';
+import { emptyState } from './empty.js';
 import { ledgerAnswer } from './baseline.js';
 import { assertLockFreeable, assertLockTakeable, thisProcess } from './locks.js';
 import { MIGRATIONS, REQUIRED_TABLES, SCHEMA_VERSION } from './schema.js';
@@ -135,32 +136,6 @@ function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED|PROTOCOL)/.test(code);
 }
-
-/** A state that does not exist yet, read as empty (nothing is created to read it). */
-export function emptyState(path: string): StateReader {
-  return {
-    location: path,
-    baseline: () => EMPTY_BASELINE,
-    identities: async () => [],
-    deliveryStatuses: async () => [],
-    accounts: async () => [],
-    generations: async () => [],
-    summary: async () => ({ location: path, schemaVersion: 0, identities: [], accounts: [], deliveries: [], runs: [] }),
-    problems: async () => [],
-    allProblems: () => noRows(),
-    watermark: async () => undefined,
-    deliveredPrograms: async () => [],
-    deliveredNamespaces: async () => [],
-    cachedLookup: async () => undefined,
-    retryPrograms: async () => [],
-    locks: async () => [],
-    runningPrograms: async () => [],
-    close: async () => undefined,
-  };
-}
-
-/** An empty stream of rows. */
-async function* noRows(): AsyncGenerator<StoredDelivery> {}
 
 /**
  * Returns the schema version; throws a DataError, touching nothing, for a file that is not our state (closing

@@ -2,7 +2,7 @@ import { defaultConfig, type Config } from '../../src/config/config.js';
 import type { Destination } from '../../src/config/defaults.js';
 import type { Participant } from '../../src/model/participant.js';
 import { scanDirectory } from '../../src/model/referrer-directory.js';
-import type { AccountPlanning } from '../../src/plan/accounts.js';
+import type { AccountPlanning } from '../../src/plan/context.js';
 import { planOperations } from '../../src/plan/planner.js';
 import { EMPTY_BASELINE, type BaselineView, type PlanItem } from '../../src/plan/types.js';
 import { records } from './participants.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig, type Config } from '../../src/config/config.js';
 import { accountTraits, type AccountMember } from '../../src/model/accounts.js';
-import type { AccountPlanning } from '../../src/plan/accounts.js';
+import type { AccountPlanning } from '../../src/plan/context.js';
 import { issuedGeneration, type AccountOperation, type AccountPlan, type BaselineView, type DeliveryStatus, type IssuedGeneration, type PlanItem } from '../../src/plan/types.js';
 import { participant } from '../support/participants.js';
 import { planItems } from '../support/planner.js';

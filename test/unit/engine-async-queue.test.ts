@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DeliveryEngine } from '../../src/apply/engine.js';
 import { TokenBucket } from '../../src/apply/limiter.js';
-import type { DeliveryQueue, QueuedOperation } from '../../src/apply/queue.js';
+import type { DeliveryQueue, QueuedOperation } from '../../src/state/store.js';
 import type { Destination } from '../../src/config/defaults.js';
 import type { DeliveryOutcome, DestinationClient } from '../../src/destinations/types.js';
 import type { DeliveryRef, Operation } from '../../src/plan/types.js';
