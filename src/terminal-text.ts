@@ -40,7 +40,7 @@ export function shown(value: string): string {
 
 /**
  * Laid-out text (a rendered table, a JSON document) as written to stdout or stderr: its line feeds stay, every
- * other control is escaped. The funnel every write of the CLI goes through (cli/output.ts, cli/main.ts). A line
+ * other control is escaped. The funnel every write of the CLI goes through (cli/output/output.ts, cli/main.ts). A line
  * feed inside a value is the renderer's to escape (`joinLines`): here it cannot be told from the layout's own.
  */
 export function terminalSafe(text: string): string {

@@ -4,15 +4,16 @@ import type { Clock } from '../apply/limiter.js';
 import { ExitCode, isReferralSyncError, signalExitCode } from '../errors.js';
 import { redactUrls } from '../redact.js';
 import { shown, terminalSafe } from '../terminal-text.js';
-import { runApply, type ApplyFlags } from './apply-run.js';
-import { runCheck, type CheckFlags } from './check.js';
-import { runDiff, type DiffFlags } from './diff.js';
-import { runRetry, type RetryFlags } from './retry.js';
-import { Output, type Streams } from './output.js';
-import type { CommonFlags, Env } from './settings.js';
-import { runStatus, type StatusFlags } from './status.js';
-import { runUnlock, type UnlockFlags } from './unlock.js';
-import { runStateCopy, type StateCopyFlags } from './state-copy.js';
+import { runApply, type ApplyFlags } from './commands/sync.js';
+import { runCheck, type CheckFlags } from './commands/check.js';
+import { runDiff, type DiffFlags } from './commands/diff.js';
+import { runRetry, type RetryFlags } from './commands/retry.js';
+import { Output, type Streams } from './output/output.js';
+import type { Env } from './wiring/env.js';
+import type { CommonFlags } from './wiring/settings.js';
+import { runStatus, type StatusFlags } from './commands/status.js';
+import { runUnlock, type UnlockFlags } from './commands/unlock.js';
+import { runStateCopy, type StateCopyFlags } from './commands/state-copy.js';
 
 /** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
 const INTERNAL_ERROR = 70;

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { guardState } from './guard.js';
-import { isPostgresUrl, parsePostgresUrl } from './postgres-url.js';
-import { openSqliteStateForWriting, openSqliteStateReadOnly, SqliteState } from './sqlite.js';
-import { sqliteError } from './sqlite-errors.js';
+import { isPostgresUrl, parsePostgresUrl } from './postgres/url.js';
+import { openSqliteStateForWriting, openSqliteStateReadOnly, SqliteState } from './sqlite/store.js';
+import { sqliteError } from './sqlite/errors.js';
 import type { StateReader, StateStore } from './store.js';
 
 /**
@@ -27,7 +27,7 @@ export function openState(location: string, options: { mode: 'read' | 'write' })
 export async function openState(location: string, options: { mode: 'read' | 'write' }): Promise<StateReader | StateStore> {
   if (isPostgresUrl(location)) {
     // Loaded only when asked for: a SQLite run never pays for loading pg.
-    const [postgres, { postgresError }] = await Promise.all([import('./postgres.js'), import('./postgres-errors.js')]);
+    const [postgres, { postgresError }] = await Promise.all([import('./postgres/store.js'), import('./postgres/errors.js')]);
     const target = parsePostgresUrl(location);
     const store = options.mode === 'read' ? await postgres.openPostgresStateReadOnly(location) : await postgres.openPostgresStateForWriting(location);
     return guardState(store, (error) => postgresError(error, target, 'run'));
@@ -41,6 +41,6 @@ export async function openState(location: string, options: { mode: 'read' | 'wri
 
 /** Whether anything is there yet (without creating it): `unlock` and `status` say so rather than create a state. */
 export async function stateExists(location: string): Promise<boolean> {
-  if (isPostgresUrl(location)) return (await import('./postgres.js')).postgresStateExists(location);
+  if (isPostgresUrl(location)) return (await import('./postgres/store.js')).postgresStateExists(location);
   return existsSync(location);
 }

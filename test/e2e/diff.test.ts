@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:net';
 import { chmodSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSqliteStateForWriting } from '../../src/state/sqlite.js';
+import { openSqliteStateForWriting } from '../../src/state/sqlite/store.js';
 import { FIXTURES, ROOT, runCli, tempDir, writeCsv } from '../support/cli.js';
 import { readPlan, type PlanLine } from '../support/plan.js';
 

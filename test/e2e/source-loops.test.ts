@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
-import { openSqliteStateReadOnly } from '../../src/state/sqlite.js';
+import { openSqliteStateReadOnly } from '../../src/state/sqlite/store.js';
 import { FakeGrowsurf, generateGrowsurfProgram, type FakeParticipant } from '../fakes/growsurf.js';
 import { runCli, tempDir, type CliResult } from '../support/cli.js';
 import { startServices } from '../support/services.js';

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode, ReferralSyncError } from '../../src/errors.js';
 import { openState } from '../../src/state/open.js';
-import { PG_SCHEMA_VERSION } from '../../src/state/postgres-schema.js';
+import { PG_SCHEMA_VERSION } from '../../src/state/postgres/schema.js';
 import type { StateStore } from '../../src/state/store.js';
 import { POSTGRES_SKIP_NOTE, POSTGRES_TEST_URL, postgresBackend, withPostgres, type StateLocation } from '../support/backends.js';
 import { runCli, tempDir } from '../support/cli.js';

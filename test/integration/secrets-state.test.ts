@@ -8,7 +8,7 @@ import { DeliveryEngine } from '../../src/apply/engine.js';
 import { TokenBucket } from '../../src/apply/limiter.js';
 import { SegmentDestination } from '../../src/destinations/segment.js';
 import type { Operation } from '../../src/plan/types.js';
-import { openSqliteStateForWriting } from '../../src/state/sqlite.js';
+import { openSqliteStateForWriting } from '../../src/state/sqlite/store.js';
 import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { SEGMENT_KEY, startServices, type Services } from '../support/services.js';
 

@@ -26,7 +26,7 @@ interface Answer {
   headers?: Record<string, string>;
 }
 
-/** GrowSurf's maxAttempts in src/cli/growsurf.ts, Cello's in src/cli/cello.ts: a 5xx is asked at most that often. */
+/** GrowSurf's maxAttempts in src/cli/wiring/growsurf.ts, Cello's in src/cli/wiring/cello.ts: a 5xx is asked at most that often. */
 const GROWSURF_ATTEMPTS = 6;
 const CELLO_ATTEMPTS = 5;
 

@@ -2,11 +2,11 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
-import { readDeliveries, type Backend, type StateLocation } from '../support/backends.js';
-import { BIN, runCli, runCliInProcess, tempDir, type CliResult } from '../support/cli.js';
-import { readPlan } from '../support/plan.js';
-import { writeProgram } from '../support/program.js';
-import { startServices, type Services } from '../support/services.js';
+import { readDeliveries, type Backend, type StateLocation } from './backends.js';
+import { BIN, runCli, runCliInProcess, tempDir, type CliResult } from './cli.js';
+import { readPlan } from './plan.js';
+import { writeProgram } from './program.js';
+import { startServices, type Services } from './services.js';
 
 
 /** Runs the CLI again until it is not refused with exit 75: a PostgreSQL server may take a moment to end a killed runner's session (and free its advisory lock). Nobody unlocks anything. */

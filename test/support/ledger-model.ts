@@ -11,7 +11,7 @@ import { scanDirectory } from '../../src/model/referrer-directory.js';
 import type { TraitMap } from '../../src/model/traits.js';
 import { planOperations } from '../../src/plan/planner.js';
 import type { Operation, PlanMode } from '../../src/plan/types.js';
-import { openSqliteStateForWriting, type SqliteState } from '../../src/state/sqlite.js';
+import { openSqliteStateForWriting, type SqliteState } from '../../src/state/sqlite/store.js';
 import type { StoredDelivery } from '../../src/state/store.js';
 import { tempDir } from './cli.js';
 import { participant, records } from './participants.js';
@@ -176,7 +176,7 @@ export class World {
     await this.state.close();
   }
 
-  /** One run, as the CLI's `sync`, `backfill` or `retry` runs it (apply-run.ts, retry.ts), or a sync killed mid-way. */
+  /** One run, as the CLI's `sync`, `backfill` or `retry` runs it (cli/commands/sync.ts, retry.ts), or a sync killed mid-way. */
   async run(step: Step): Promise<void> {
     this.runs += 1;
     const run = this.runs;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AdaptiveRate } from '../../src/apply/adaptive-rate.js';
 import { TokenBucket, type Clock } from '../../src/apply/limiter.js';
-import { celloRate } from '../../src/cli/cello.js';
+import { celloRate } from '../../src/cli/wiring/cello.js';
 import { rateWindow, SlidingWindowLimiter } from '../../src/http/window-limiter.js';
 
 /** A clock that moves only when told (or when someone sleeps on it). */

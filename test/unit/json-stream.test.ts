@@ -1,8 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { jsonChunks, StreamedArray } from '../../src/cli/json-stream.js';
-import { ProblemLog } from '../../src/cli/problem-log.js';
+import { jsonChunks, StreamedArray } from '../../src/cli/output/json-stream.js';
+import { ProblemLog } from '../../src/cli/output/problem-log.js';
 
 async function text(chunks: AsyncIterable<string>): Promise<string> {
   let out = '';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
-import { postgresError, scrub } from '../../src/state/postgres-errors.js';
-import { DEFAULT_SCHEMA, isPostgresUrl, parsePostgresUrl } from '../../src/state/postgres-url.js';
+import { postgresError, scrub } from '../../src/state/postgres/errors.js';
+import { DEFAULT_SCHEMA, isPostgresUrl, parsePostgresUrl } from '../../src/state/postgres/url.js';
 
 const URL_WITH_SECRET = 'postgresql://sync:p%40ss%2Fw0rd@db.internal:6432/growth?schema=rs_prod&sslmode=verify-full';
 

@@ -1,9 +1,9 @@
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Output, type OutputOptions } from '../../src/cli/output.js';
-import { destinationPieces, readPieces, type DestinationState } from '../../src/cli/progress-text.js';
-import { RunProgress } from '../../src/cli/progress.js';
-import { RecentRate } from '../../src/cli/recent-rate.js';
+import { Output, type OutputOptions } from '../../src/cli/output/output.js';
+import { destinationPieces, readPieces, type DestinationState } from '../../src/cli/output/progress-text.js';
+import { RunProgress } from '../../src/cli/output/progress.js';
+import { RecentRate } from '../../src/cli/output/recent-rate.js';
 import type { ReadProgress } from '../../src/sources/source.js';
 
 /** A clock the test moves by hand. */

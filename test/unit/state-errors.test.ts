@@ -2,9 +2,9 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { ExitCode, ReferralSyncError } from '../../src/errors.js';
 import { guardState } from '../../src/state/guard.js';
-import { postgresError } from '../../src/state/postgres-errors.js';
-import { parsePostgresUrl } from '../../src/state/postgres-url.js';
-import { sqliteError } from '../../src/state/sqlite-errors.js';
+import { postgresError } from '../../src/state/postgres/errors.js';
+import { parsePostgresUrl } from '../../src/state/postgres/url.js';
+import { sqliteError } from '../../src/state/sqlite/errors.js';
 
 /**
  * Guarantee 5 of issue 17, at the state's boundary: every error the drivers or the system raise becomes a typed

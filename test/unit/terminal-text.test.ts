@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
-import { Output } from '../../src/cli/output.js';
+import { Output } from '../../src/cli/output/output.js';
 import type { Participant } from '../../src/model/participant.js';
 import { renderPlanSummary, renderProblems } from '../../src/plan/render.js';
 import { PlanSummary } from '../../src/plan/summary.js';
@@ -126,7 +126,7 @@ function capture(logFormat: 'text' | 'json'): { output: Output; stdout: () => st
   return { output, stdout: () => text.stdout, stderr: () => text.stderr };
 }
 
-describe('the funnel: every write of the CLI (cli/output.ts)', () => {
+describe('the funnel: every write of the CLI (cli/output/output.ts)', () => {
   it('a log message of any content is one line of text, escaped; under --log-format json it is exact', () => {
     fc.assert(
       fc.property(hostile, fc.constantFrom('info', 'warn', 'error', 'verbose') as fc.Arbitrary<'info' | 'warn' | 'error' | 'verbose'>, (message, level) => {
@@ -200,12 +200,12 @@ function sources(dir = join(ROOT, 'src')): string[] {
 }
 
 describe('no output bypasses the funnel', () => {
-  it('only cli/output.ts and cli/main.ts write to stdout or stderr, and main.ts only through the escaper', () => {
+  it('only cli/output/output.ts and cli/main.ts write to stdout or stderr, and main.ts only through the escaper', () => {
     const writers = sources()
       .filter((path) => /\b(stdout|stderr)\b[\s\S]{0,40}\.write\(|console\.(log|error|warn|info)\(/.test(readFileSync(path, 'utf8')))
       .map((path) => relative(ROOT, path))
       .sort();
-    expect(writers).toEqual(['src/cli/main.ts', 'src/cli/output.ts']);
+    expect(writers).toEqual(['src/cli/main.ts', 'src/cli/output/output.ts']);
     for (const file of writers) {
       const lines = readFileSync(join(ROOT, file), 'utf8').split('\n');
       lines.forEach((line, i) => {
