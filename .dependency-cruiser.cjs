@@ -38,6 +38,13 @@ module.exports = {
       to: { path: '^src/destinations/' },
     },
     {
+      name: 'sources-are-separate',
+      severity: 'error',
+      comment: 'GrowSurf and Cello each have a room; what both read (CSV, paging, the Source interface) lives beside them in sources/.',
+      from: { path: '^src/sources/(growsurf|cello)/' },
+      to: { path: '^src/sources/(growsurf|cello)/', pathNot: '^src/sources/$1/' },
+    },
+    {
       name: 'destinations-know-no-source',
       severity: 'error',
       comment: 'A destination knows nothing of sources (DESIGN.md §2).',

@@ -1,6 +1,6 @@
 import type { SourceRecord } from '../model/participant.js';
 import type { LookupCache } from '../state/store.js';
-import type { InputFile } from './csv.js';
+import type { InputFile } from './csv/reader.js';
 
 /** A source of participants. It knows nothing of destinations; it may be read more than once if it says so. */
 export interface Source {

@@ -9,7 +9,7 @@ import { defaultConfig } from '../../src/config/config.js';
 import { stableHash } from '../../src/model/ids.js';
 import type { TraitMap } from '../../src/model/traits.js';
 import type { BaselineView } from '../../src/plan/types.js';
-import { growsurfCsvSource } from '../../src/sources/growsurf-csv.js';
+import { growsurfCsvSource } from '../../src/sources/growsurf/csv.js';
 import { PrefetchedBaseline } from '../../src/state/baseline.js';
 import { openSqliteStateForWriting, type SqliteState } from '../../src/state/sqlite/store.js';
 import { openPostgresStateForWriting } from '../../src/state/postgres/store.js';

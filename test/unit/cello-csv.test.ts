@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataError } from '../../src/errors.js';
 import type { Participant, SourceRecord } from '../../src/model/participant.js';
-import { celloCsvSource } from '../../src/sources/cello-csv.js';
+import { celloCsvSource } from '../../src/sources/cello/csv.js';
 import { FIXTURES, tempDir } from '../support/cli.js';
 
 const CELLO = join(FIXTURES, 'cello');

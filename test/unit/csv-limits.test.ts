@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openCsv, type CsvRow } from '../../src/sources/csv.js';
-import { CsvTokenizer, DEFAULT_MAX_RECORD_CHARS, type CsvToken } from '../../src/sources/csv-tokenizer.js';
+import { openCsv, type CsvRow } from '../../src/sources/csv/reader.js';
+import { CsvTokenizer, DEFAULT_MAX_RECORD_CHARS, type CsvToken } from '../../src/sources/csv/tokenizer.js';
 import { tempDir } from '../support/cli.js';
 
 /**

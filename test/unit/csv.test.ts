@@ -2,8 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataError } from '../../src/errors.js';
-import { delimiterFromFlag, describeColumns, openCsv, otherDelimiterHint, type CsvRow } from '../../src/sources/csv.js';
-import { CsvTokenizer, type CsvToken } from '../../src/sources/csv-tokenizer.js';
+import { delimiterFromFlag, describeColumns, openCsv, otherDelimiterHint, type CsvRow } from '../../src/sources/csv/reader.js';
+import { CsvTokenizer, type CsvToken } from '../../src/sources/csv/tokenizer.js';
 import { tempDir } from '../support/cli.js';
 
 /** Tokenizes `text` fed in pieces of `chunk` characters; each token as one readable line. */

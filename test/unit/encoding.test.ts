@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
 import { DataError } from '../../src/errors.js';
 import type { SourceRecord } from '../../src/model/participant.js';
-import { InputFiles, openCsv } from '../../src/sources/csv.js';
-import { detectEncoding, encodingFromFlag } from '../../src/sources/encoding.js';
-import { growsurfCsvSource } from '../../src/sources/growsurf-csv.js';
+import { InputFiles, openCsv } from '../../src/sources/csv/reader.js';
+import { detectEncoding, encodingFromFlag } from '../../src/sources/csv/encoding.js';
+import { growsurfCsvSource } from '../../src/sources/growsurf/csv.js';
 import { tempDir } from '../support/cli.js';
 
 const TEXT = 'ID,Email,First Name\np1,jose@example.com,José\np2,zoe@example.com,Zoë Ñúñez\n';

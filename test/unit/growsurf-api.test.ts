@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/apply/limiter.js';
 import { SlidingWindowLimiter } from '../../src/http/window-limiter.js';
 import type { Participant } from '../../src/model/participant.js';
-import { growsurfHooks, normalizeGrowsurfParticipant, type GsParticipant, type NormalizedParticipant } from '../../src/sources/growsurf-api.js';
+import { growsurfHooks, normalizeGrowsurfParticipant, type GsParticipant, type NormalizedParticipant } from '../../src/sources/growsurf/api.js';
 
 const YEARS = { min: 2000, max: 2027 };
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/config.js';
 import { DataError, UsageError } from '../../src/errors.js';
 import type { SourceRecord } from '../../src/model/participant.js';
-import { readGrowsurfCsv } from '../../src/sources/growsurf-csv.js';
+import { readGrowsurfCsv } from '../../src/sources/growsurf/csv.js';
 import { tempDir, writeCsv } from '../support/cli.js';
 
 async function read(file: string, configure: (c: ReturnType<typeof defaultConfig>) => void = () => undefined, now?: Date): Promise<SourceRecord[]> {

@@ -63,7 +63,8 @@ describe('the import graph keeps the house rules', () => {
     { rule: 'plan-does-no-io', files: { 'src/plan/planner.ts': "import { readFileSync } from 'node:fs';\nexport const read = readFileSync;\n" } },
     { rule: 'plan-does-no-io', files: { 'src/plan/accounts.ts': "import type { Store } from '../state/store2.js';\nexport type S = Store;\n", 'src/state/store2.ts': 'export type Store = { x: 1 };\n' } },
     { rule: 'model-does-no-io', files: { 'src/model/traits.ts': "import { request } from 'node:https';\nexport const r = request;\n" } },
-    { rule: 'sources-know-no-destination', files: { 'src/sources/csv.ts': "import { s } from '../destinations/segment.js';\nexport const t = s;\n", 'src/destinations/segment.ts': 'export const s = 1;\n' } },
+    { rule: 'sources-know-no-destination', files: { 'src/sources/csv/reader.ts': "import { s } from '../../destinations/segment.js';\nexport const t = s;\n", 'src/destinations/segment.ts': 'export const s = 1;\n' } },
+    { rule: 'sources-are-separate', files: { 'src/sources/cello/csv.ts': "import { g } from '../growsurf/csv.js';\nexport const c = g;\n", 'src/sources/growsurf/csv.ts': 'export const g = 1;\n' } },
     { rule: 'destinations-know-no-source', files: { 'src/destinations/customerio.ts': "import { c } from '../sources/cello.js';\nexport const t = c;\n", 'src/sources/cello.ts': 'export const c = 1;\n' } },
     { rule: 'only-cli-imports-cli', files: { 'src/apply/engine.ts': "import type { Output } from '../cli/output/output.js';\nexport type O = Output;\n", 'src/cli/output/output.ts': 'export type Output = { x: 1 };\n' } },
     { rule: 'only-cli-imports-process', files: { 'src/state/open.ts': "import { env } from 'node:process';\nexport const e = env;\n" } },
@@ -74,7 +75,7 @@ describe('the import graph keeps the house rules', () => {
     { rule: 'state-is-below-the-run', files: { 'src/state/copy.ts': "import { q } from '../apply/queue2.js';\nexport const c = q;\n", 'src/apply/queue2.ts': 'export const q = 1;\n' } },
     { rule: 'backends-are-separate', files: { 'src/state/postgres/store.ts': "import { e } from '../sqlite/empty.js';\nexport const p = e;\n", 'src/state/sqlite/empty.ts': 'export const e = 1;\n' } },
     { rule: 'databases-only-in-state', files: { 'src/apply/sender.ts': "import Database from 'better-sqlite3';\nexport const D = Database;\n" } },
-    { rule: 'network-only-in-http-and-destinations', files: { 'src/sources/growsurf-api.ts': "import { request } from 'undici';\nexport const r = request;\n" } },
+    { rule: 'network-only-in-http-and-destinations', files: { 'src/sources/growsurf/api.ts': "import { request } from 'undici';\nexport const r = request;\n" } },
   ];
 
   it('a module tree that breaks each rule fails the check on exactly that rule', async () => {

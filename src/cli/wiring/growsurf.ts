@@ -3,7 +3,7 @@ import { DEFAULT_RETRY } from '../../apply/retry.js';
 import { UsageError } from '../../errors.js';
 import { formatDuration, HttpClient } from '../../http/client.js';
 import { SlidingWindowLimiter } from '../../http/window-limiter.js';
-import { GROWSURF_API_URL, growsurfApiSource, growsurfHooks } from '../../sources/growsurf-api.js';
+import { GROWSURF_API_URL, growsurfApiSource, growsurfHooks } from '../../sources/growsurf/api.js';
 import type { Source } from '../../sources/source.js';
 import { validUrl } from './destinations.js';
 import { parseDuration } from './duration.js';

@@ -1,18 +1,18 @@
-import type { Config, IdentityRule } from '../config/config.js';
-import { DataError, UsageError } from '../errors.js';
-import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../model/dates.js';
-import { looksLikeEmail, normalizeEmail } from '../model/identity.js';
+import type { Config, IdentityRule } from '../../config/config.js';
+import { DataError, UsageError } from '../../errors.js';
+import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../../model/dates.js';
+import { looksLikeEmail, normalizeEmail } from '../../model/identity.js';
 import {
   normalizeReferralStatus,
   type MetadataValue,
   type Participant,
   type SourceRecord,
-} from '../model/participant.js';
-import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from './csv.js';
-import type { EncodingName } from './encoding.js';
-import { celloExportOf } from './known-exports.js';
-import { ReadMeter, totalBytes } from './read-meter.js';
-import type { Source } from './source.js';
+} from '../../model/participant.js';
+import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from '../csv/reader.js';
+import type { EncodingName } from '../csv/encoding.js';
+import { celloExportOf } from '../csv/known-exports.js';
+import { ReadMeter, totalBytes } from '../read-meter.js';
+import type { Source } from '../source.js';
 
 /**
  * GrowSurf participant exports. GrowSurf does not publish the export's headers (research/growsurf.md §7), so

@@ -1,6 +1,6 @@
 import { closeSync, createReadStream, openSync, readSync, statSync } from 'node:fs';
-import { DataError, UsageError } from '../errors.js';
-import { CsvTokenizer, type CsvToken, type Malformation } from './csv-tokenizer.js';
+import { DataError, UsageError } from '../../errors.js';
+import { CsvTokenizer, type CsvToken, type Malformation } from './tokenizer.js';
 import { decoderFor, detectEncoding, requestedEncoding, type EncodingName, type FileEncoding } from './encoding.js';
 
 /**

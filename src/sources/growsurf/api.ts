@@ -1,14 +1,14 @@
-import { UnavailableError, UsageError } from '../errors.js';
-import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
-import { header, NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../http/client.js';
-import type { SlidingWindowLimiter } from '../http/window-limiter.js';
-import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, readEpochMs, type DateReading, type YearRange } from '../model/dates.js';
-import { normalizeEmail } from '../model/identity.js';
-import { normalizeReferralStatus, type MetadataValue, type Participant, type Reward, type SourceRecord } from '../model/participant.js';
-import { cursorPages } from './paging.js';
-import { ReadMeter } from './read-meter.js';
-import type { Source } from './source.js';
-import { describeValue, isObject } from '../http/json-shape.js';
+import { UnavailableError, UsageError } from '../../errors.js';
+import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../../http/errors.js';
+import { header, NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient, type ResponseHeaders, type ServiceHooks } from '../../http/client.js';
+import type { SlidingWindowLimiter } from '../../http/window-limiter.js';
+import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, readEpochMs, type DateReading, type YearRange } from '../../model/dates.js';
+import { normalizeEmail } from '../../model/identity.js';
+import { normalizeReferralStatus, type MetadataValue, type Participant, type Reward, type SourceRecord } from '../../model/participant.js';
+import { cursorPages } from '../paging.js';
+import { ReadMeter } from '../read-meter.js';
+import type { Source } from '../source.js';
+import { describeValue, isObject } from '../../http/json-shape.js';
 
 /** GrowSurf REST API v2 shapes (research/growsurf.md §2–§4), as tolerant as the research says to be. */
 interface GsReward {

@@ -1,8 +1,8 @@
-import { UnavailableError } from '../errors.js';
-import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../http/errors.js';
-import { NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient } from '../http/client.js';
-import type { LookupCache } from '../state/store.js';
-import { describeValue, isObject } from '../http/json-shape.js';
+import { UnavailableError } from '../../errors.js';
+import { ENDPOINT_SETTINGS, HttpError, unreachableHint } from '../../http/errors.js';
+import { NOT_JSON, RATE_LIMIT_REPEATED, REDIRECT, type HttpClient } from '../../http/client.js';
+import type { LookupCache } from '../../state/store.js';
+import { describeValue, isObject } from '../../http/json-shape.js';
 
 /** A code's owner never changes; a referrer's active link may, so it is asked again after a day. */
 const CODE_MAX_AGE_MS = 365 * 24 * 3_600_000;

@@ -1,4 +1,4 @@
-import { normalizeHeader } from './csv.js';
+import { normalizeHeader } from './reader.js';
 
 /**
  * Which known export a header belongs to, so a file given to the wrong reader is named for what it is, with the

@@ -1,16 +1,16 @@
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DataError, UsageError } from '../errors.js';
-import { HttpError } from '../http/errors.js';
-import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../model/dates.js';
-import type { Participant, RecordLocation, SourceRecord } from '../model/participant.js';
-import { celloFailure, type CelloApi } from './cello-api.js';
-import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from './csv.js';
-import { celloExportOf, looksLikeGrowsurfExport } from './known-exports.js';
-import { mapConcurrent } from './map-concurrent.js';
-import { ReadMeter, totalBytes } from './read-meter.js';
-import type { EncodingName } from './encoding.js';
-import type { Source } from './source.js';
+import { DataError, UsageError } from '../../errors.js';
+import { HttpError } from '../../http/errors.js';
+import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../../model/dates.js';
+import type { Participant, RecordLocation, SourceRecord } from '../../model/participant.js';
+import { celloFailure, type CelloApi } from './api.js';
+import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from '../csv/reader.js';
+import { celloExportOf, looksLikeGrowsurfExport } from '../csv/known-exports.js';
+import { mapConcurrent } from '../map-concurrent.js';
+import { ReadMeter, totalBytes } from '../read-meter.js';
+import type { EncodingName } from '../csv/encoding.js';
+import type { Source } from '../source.js';
 
 /**
  * Cello's portal/S3 exports (research/cello.md §6): `conv_signups` (one row per attributed signup: the
