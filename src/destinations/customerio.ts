@@ -17,7 +17,7 @@ const CUSTOMERIO_BATCH_OPERATIONS = 200;
 
 export type CustomerioApi = 'v1' | 'v2';
 
-/** What to do when Customer.io refuses the credentials (README, Troubleshooting): the Track API keys, not an App API key. */
+/** What to do when Customer.io refuses the credentials (docs/troubleshooting.md): the Track API keys, not an App API key. */
 export const CUSTOMERIO_CREDENTIALS_HINT =
   'Use a Track API key and its site id (Account Settings → API Credentials → Track API Keys), not an App API key, and check CUSTOMERIO_REGION.';
 

@@ -21,7 +21,7 @@ import { CIO_KEY, CIO_SITE, SEGMENT_KEY } from '../support/services.js';
  * GrowSurf API, Cello's lookups) × the HTTP answer space and the connection's faults (ROWS) × both state backends,
  * each cell held to the same invariants:
  *
- *   1. the documented exit code (README, "Exit codes");
+ *   1. the documented exit code (docs/commands.md, "Exit codes");
  *   2. every loop ends: the faulted run stays within the world's request budget;
  *   3. nothing recorded `sent` that the service did not accept (the ledger against what the fake recorded);
  *   4. every run record finalized: none left `running`;
@@ -257,7 +257,7 @@ const UNAVAILABLE = 69;
 
 /**
  * A fault that lasts: each destination records what it could not deliver as failed or dead and the run exits 1
- * (README: "A run with failed or dead deliveries exits 1"); a source that cannot be read stops the run before
+ * (docs/commands.md: "A run with failed or dead deliveries exits 1"); a source that cannot be read stops the run before
  * anything is sent, exit 69 ("a service is unreachable"), as does a destination that cannot be reached at all or
  * that refuses the credentials (Customer.io 401/403: "Bad credentials stop the run", exit 69).
  */
@@ -268,7 +268,7 @@ const CREDENTIALS = { ...LASTS, customerio: UNAVAILABLE } as const;
 /**
  * An answer that is not the service's API at all (a redirect, a page that is not its JSON): every request would get
  * it, so the run stops at once with exit 69 and the sentence saying what came back; nothing is recorded sent and
- * what was queued stays for the next run (README: exit codes, 69).
+ * what was queued stays for the next run (docs/commands.md: exit codes, 69).
  */
 const NOT_THE_API = { segment: UNAVAILABLE, customerio: UNAVAILABLE, growsurf: UNAVAILABLE, cello: UNAVAILABLE } as const;
 const USAGE = 64;
@@ -580,7 +580,7 @@ for (const backend of [...backends()].reverse()) {
 const CHECK_ROWS: { name: string; fault: Fault | 'refused'; segment: Expected; customerio: Expected }[] = [
   { name: '301 to https', fault: FAULTS.redirectHttps(), segment: UNAVAILABLE, customerio: UNAVAILABLE },
   { name: '302 loop to itself', fault: FAULTS.redirectLoop(), segment: UNAVAILABLE, customerio: UNAVAILABLE },
-  { name: '401', fault: FAULTS.status(401), segment: { na: 'Segment accepts any write key: a key cannot be checked (README)' }, customerio: UNAVAILABLE },
+  { name: '401', fault: FAULTS.status(401), segment: { na: 'Segment accepts any write key: a key cannot be checked (docs/troubleshooting.md)' }, customerio: UNAVAILABLE },
   { name: '503', fault: FAULTS.status(503), segment: UNAVAILABLE, customerio: UNAVAILABLE },
   { name: 'HTML 200', fault: FAULTS.html200(), segment: UNAVAILABLE, customerio: UNAVAILABLE },
   { name: 'empty 200', fault: FAULTS.empty200(), segment: UNAVAILABLE, customerio: UNAVAILABLE },
