@@ -21,14 +21,14 @@ module.exports = {
       comment:
         'plan/ is pure: it is handed the participants and a read-only view of the state, and imports only the model, the config, the destinations\' size limits and itself (DESIGN.md §2).',
       from: { path: '^src/plan/' },
-      to: { pathNot: ['^src/(plan|model|config)/', '^src/destinations/limits\\.ts$', '^src/(errors|terminal-text)\\.ts$', '^(node:)?crypto$'] },
+      to: { pathNot: ['^src/(plan|model)/', '^src/config/(config|defaults)\\.ts$', '^src/destinations/limits\\.ts$', '^src/(errors|terminal-text)\\.ts$', '^(node:)?crypto$'] },
     },
     {
       name: 'model-does-no-io',
       severity: 'error',
       comment: 'model/ turns a participant into traits, events and ids; the referrer directory alone keeps an index in a temporary SQLite file, so that a large program does not fill the heap.',
       from: { path: '^src/model/', pathNot: '^src/model/referrer-directory\\.ts$' },
-      to: { pathNot: ['^src/(model|config)/', '^src/(errors|terminal-text)\\.ts$', '^(node:)?crypto$'] },
+      to: { pathNot: ['^src/model/', '^src/config/(config|defaults)\\.ts$', '^src/(errors|terminal-text)\\.ts$', '^(node:)?crypto$'] },
     },
     {
       name: 'sources-know-no-destination',
@@ -40,9 +40,16 @@ module.exports = {
     {
       name: 'sources-are-separate',
       severity: 'error',
-      comment: 'GrowSurf and Cello each have a room; what both read (CSV, paging, the Source interface) lives beside them in sources/.',
-      from: { path: '^src/sources/(growsurf|cello)/' },
-      to: { path: '^src/sources/(growsurf|cello)/', pathNot: '^src/sources/$1/' },
+      comment: 'Each source has a room (sources/growsurf, sources/cello, …); what several read (CSV in sources/csv, paging, the Source interface) lives in sources/csv or beside the rooms, and imports no room.',
+      from: { path: '^src/sources/([^/]+)/' },
+      to: { path: '^src/sources/[^/]+/', pathNot: ['^src/sources/$1/', '^src/sources/csv/'] },
+    },
+    {
+      name: 'shared-source-code-knows-no-source',
+      severity: 'error',
+      comment: 'What all sources share (sources/*.ts beside the rooms) is below every source: it imports none of their rooms but csv/.',
+      from: { path: '^src/sources/[^/]+\\.ts$' },
+      to: { path: '^src/sources/[^/]+/', pathNot: '^src/sources/csv/' },
     },
     {
       name: 'destinations-know-no-source',
@@ -90,8 +97,15 @@ module.exports = {
       name: 'commands-import-no-command',
       severity: 'error',
       comment: 'One module per command, each standing alone; what two commands share goes to cli/run or cli/wiring. sync and backfill --dry-run are diff, so sync may call it.',
-      from: { path: '^src/cli/commands/([^/]+)\\.ts$' },
-      to: { path: '^src/cli/commands/', pathNot: ['^src/cli/commands/$1\\.ts$', '^src/cli/commands/diff\\.ts$'] },
+      from: { path: '^src/cli/commands/', pathNot: '^src/cli/commands/sync\\.ts$' },
+      to: { path: '^src/cli/commands/' },
+    },
+    {
+      name: 'sync-imports-only-diff',
+      severity: 'error',
+      comment: 'sync and backfill --dry-run are diff: the one command another may call.',
+      from: { path: '^src/cli/commands/sync\\.ts$' },
+      to: { path: '^src/cli/commands/', pathNot: '^src/cli/commands/diff\\.ts$' },
     },
     {
       name: 'state-is-below-the-run',
@@ -119,7 +133,15 @@ module.exports = {
       severity: 'error',
       comment: 'Requests go through http/ (and the vendors\' SDKs, which destinations/ drive); the rest is handed a client.',
       from: { path: '^src/', pathNot: ['^src/(http|destinations)/'] },
-      to: { path: '(^|/)node_modules/(undici|@segment/analytics-node|customerio-node)/' },
+      to: { path: ['(^|/)node_modules/(undici|@segment/analytics-node|customerio-node)/', '^(node:)?(http|https|http2|net|tls|dgram|dns)$'] },
+    },
+    {
+      name: 'no-require-outside-http',
+      severity: 'error',
+      comment:
+        'createRequire loads modules the import graph cannot follow; http/undici.ts alone uses it, to load undici as CommonJS beside the global fetch (it says why).',
+      from: { path: '^src/', pathNot: '^src/http/undici\\.ts$' },
+      to: { path: '^(node:)?module$' },
     },
   ],
   options: {

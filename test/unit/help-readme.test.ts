@@ -8,7 +8,6 @@ import { run } from '../../src/cli/main.js';
  * the flags reference is docs/commands.md (the README is a newcomer's page that links to it).
  */
 
-const COMMANDS = ['diff', 'sync', 'backfill', 'retry', 'check', 'status', 'unlock', 'state copy'] as const;
 const COMMANDS_DOC = readFileSync(new URL('../../docs/commands.md', import.meta.url), 'utf8');
 
 async function help(command: string): Promise<string> {
@@ -20,11 +19,34 @@ async function help(command: string): Promise<string> {
   return text;
 }
 
+/**
+ * Every command the program has, read from its own help (and a command's subcommands from its help): a command
+ * added to main.ts is checked without anyone listing it here.
+ */
+async function commandsOf(parent: string): Promise<string[]> {
+  const text = await help(parent);
+  const section = text.split(/^Commands:\n/m)[1]?.split(/\n\n/)[0] ?? '';
+  const names = [...section.matchAll(/^ {2}([a-z][a-z-]*)( \[options\])?/gm)].filter((m) => m[1] !== 'help');
+  const commands: string[] = [];
+  for (const [, name, options] of names) {
+    const command = parent ? `${parent} ${name}` : name!;
+    // A command without options of its own is a group (`state`): its subcommands are the commands.
+    commands.push(...(options ? [command] : await commandsOf(command)));
+  }
+  return commands;
+}
+
+const COMMANDS = await commandsOf('');
+
 function flagsOf(text: string): string[] {
   return [...text.matchAll(/^\s+(?:-[a-zA-Z], )?(--[a-z-]+)/gm)].map((m) => m[1]!).filter((flag) => flag !== '--help');
 }
 
 describe('help and docs/commands.md', () => {
+  it('finds every command in the program\'s help', () => {
+    expect(COMMANDS).toEqual(expect.arrayContaining(['diff', 'sync', 'backfill', 'retry', 'check', 'status', 'unlock', 'state copy']));
+  });
+
   it.each(COMMANDS)('%s --help has an example and every flag it lists is in docs/commands.md', async (command) => {
     const text = await help(command);
     expect(text).toMatch(/Examples:\n\s+\$ npx referral-sync /);

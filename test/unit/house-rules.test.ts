@@ -62,9 +62,13 @@ describe('the import graph keeps the house rules', () => {
     },
     { rule: 'plan-does-no-io', files: { 'src/plan/planner.ts': "import { readFileSync } from 'node:fs';\nexport const read = readFileSync;\n" } },
     { rule: 'plan-does-no-io', files: { 'src/plan/accounts.ts': "import type { Store } from '../state/store2.js';\nexport type S = Store;\n", 'src/state/store2.ts': 'export type Store = { x: 1 };\n' } },
-    { rule: 'model-does-no-io', files: { 'src/model/traits.ts': "import { request } from 'node:https';\nexport const r = request;\n" } },
+    { rule: 'plan-does-no-io', files: { 'src/plan/summary2.ts': "import { load } from '../config/load.js';\nexport const l = load;\n", 'src/config/load.ts': 'export const load = 1;\n' } },
+    { rule: 'model-does-no-io', files: { 'src/model/traits.ts': "import { readFileSync } from 'node:fs';\nexport const r = readFileSync;\n" } },
     { rule: 'sources-know-no-destination', files: { 'src/sources/csv/reader.ts': "import { s } from '../../destinations/segment.js';\nexport const t = s;\n", 'src/destinations/segment.ts': 'export const s = 1;\n' } },
     { rule: 'sources-are-separate', files: { 'src/sources/cello/csv.ts': "import { g } from '../growsurf/csv.js';\nexport const c = g;\n", 'src/sources/growsurf/csv.ts': 'export const g = 1;\n' } },
+    { rule: 'sources-are-separate', files: { 'src/sources/rewardful/api.ts': "import { g2 } from '../growsurf/api.js';\nexport const r = g2;\n", 'src/sources/growsurf/api.ts': 'export const g2 = 1;\n' } },
+    { rule: 'sources-are-separate', files: { 'src/sources/csv/known-exports.ts': "import { c2 } from '../cello/api.js';\nexport const k = c2;\n", 'src/sources/cello/api.ts': 'export const c2 = 1;\n' } },
+    { rule: 'shared-source-code-knows-no-source', files: { 'src/sources/source.ts': "import { g3 } from './growsurf/paging.js';\nexport const s = g3;\n", 'src/sources/growsurf/paging.ts': 'export const g3 = 1;\n' } },
     { rule: 'destinations-know-no-source', files: { 'src/destinations/customerio.ts': "import { c } from '../sources/cello.js';\nexport const t = c;\n", 'src/sources/cello.ts': 'export const c = 1;\n' } },
     { rule: 'only-cli-imports-cli', files: { 'src/apply/engine.ts': "import type { Output } from '../cli/output/output.js';\nexport type O = Output;\n", 'src/cli/output/output.ts': 'export type Output = { x: 1 };\n' } },
     { rule: 'only-cli-imports-process', files: { 'src/state/open.ts': "import { env } from 'node:process';\nexport const e = env;\n" } },
@@ -72,10 +76,14 @@ describe('the import graph keeps the house rules', () => {
     { rule: 'output-imports-nothing-of-the-cli', files: { 'src/cli/output/progress.ts': "import { w } from '../wiring/env.js';\nexport const p = w;\n", 'src/cli/wiring/env.ts': 'export const w = 1;\n' } },
     { rule: 'steps-import-no-command', files: { 'src/cli/run/outcome.ts': "import { r } from '../commands/retry.js';\nexport const o = r;\n", 'src/cli/commands/retry.ts': 'export const r = 1;\n' } },
     { rule: 'commands-import-no-command', files: { 'src/cli/commands/status.ts': "import { u } from './unlock.js';\nexport const s = u;\n", 'src/cli/commands/unlock.ts': 'export const u = 1;\n' } },
+    { rule: 'commands-import-no-command', files: { 'src/cli/commands/check.ts': "import { d } from './diff.js';\nexport const c = d;\n" } },
+    { rule: 'sync-imports-only-diff', files: { 'src/cli/commands/sync.ts': "import { r } from './retry.js';\nexport const s = r;\n" } },
     { rule: 'state-is-below-the-run', files: { 'src/state/copy.ts': "import { q } from '../apply/queue2.js';\nexport const c = q;\n", 'src/apply/queue2.ts': 'export const q = 1;\n' } },
     { rule: 'backends-are-separate', files: { 'src/state/postgres/store.ts': "import { e } from '../sqlite/empty.js';\nexport const p = e;\n", 'src/state/sqlite/empty.ts': 'export const e = 1;\n' } },
     { rule: 'databases-only-in-state', files: { 'src/apply/sender.ts': "import Database from 'better-sqlite3';\nexport const D = Database;\n" } },
-    { rule: 'network-only-in-http-and-destinations', files: { 'src/sources/growsurf/api.ts': "import { request } from 'undici';\nexport const r = request;\n" } },
+    { rule: 'network-only-in-http-and-destinations', files: { 'src/sources/paging.ts': "import { get } from 'node:https';\nexport const g = get;\n" } },
+    { rule: 'no-require-outside-http', files: { 'src/sources/read-meter.ts': "import { createRequire } from 'node:module';\nexport const r = createRequire;\n" } },
+    { rule: 'network-only-in-http-and-destinations', files: { 'src/sources/growsurf/api3.ts': "import { request } from 'undici';\nexport const r = request;\n" } },
   ];
 
   it('a module tree that breaks each rule fails the check on exactly that rule', async () => {
@@ -109,27 +117,63 @@ describe('the import graph keeps the house rules', () => {
   });
 });
 
-/** Where a module touches `process.env`, `process.exit` or `process.exitCode`, however it is spelled. */
-function processUses(fileName: string, text: string): string[] {
+/** What a module may use of the global `process` outside cli/: facts about this process, and a liveness probe. */
+const PROCESS_FACTS = new Set(['pid', 'version', 'versions', 'platform', 'arch', 'hrtime', 'memoryUsage', 'cpuUsage', 'uptime']);
+
+/**
+ * What the import graph cannot see, found in a module's syntax tree:
+ * - `process` used for anything but a fact about this process (`process.pid`, `process.version`, …) or a liveness
+ *   probe (`process.kill(pid, 0)`), however it is spelled: `process.env`, `process['env']`, `const { env } =
+ *   process`, `const p = process`, `globalThis.process`; outside cli/ that is reading the environment, ending or
+ *   signalling a process;
+ * - the global `fetch` (outside http/ and destinations/): a request the sources' client does not pace or judge;
+ * - `import()` of a computed path: a dependency the graph cannot check.
+ * Returns `file:line what` for each, with `exits` (process.exit, process.exitCode) told apart for cli/'s own rule.
+ */
+function hiddenUses(fileName: string, text: string): { use: string; exit: boolean }[] {
   const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.ES2022, true, ts.ScriptKind.TS);
-  const found: string[] = [];
-  const watched = new Set(['env', 'exit', 'exitCode']);
-  const isProcess = (node: ts.Node): boolean =>
-    (ts.isIdentifier(node) && node.text === 'process') ||
-    (ts.isPropertyAccessExpression(node) && node.name.text === 'process' && ts.isIdentifier(node.expression) && node.expression.text === 'globalThis');
-  const at = (node: ts.Node, what: string): string => `${fileName}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1} process.${what}`;
+  const found: { use: string; exit: boolean }[] = [];
+  const at = (node: ts.Node, what: string, exit = false): void => {
+    found.push({ use: `${fileName}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1} ${what}`, exit });
+  };
+  /** `(globalThis as any)` is globalThis: parentheses, casts and `!` change nothing at run time. */
+  const unwrap = (node: ts.Node): ts.Node =>
+    ts.isParenthesizedExpression(node) || ts.isAsExpression(node) || ts.isNonNullExpression(node) || ts.isTypeAssertionExpression(node) || ts.isSatisfiesExpression(node) ? unwrap(node.expression) : node;
+  const isGlobalThis = (node: ts.Node): boolean => {
+    const inner = unwrap(node);
+    return ts.isIdentifier(inner) && inner.text === 'globalThis';
+  };
+  /** `process`, `globalThis.process` or `globalThis['process']` as an expression. */
+  const isProcessRef = (node: ts.Node): boolean =>
+    (ts.isIdentifier(node) && node.text === 'process' && !isDeclarationName(node)) ||
+    (ts.isPropertyAccessExpression(node) && node.name.text === 'process' && isGlobalThis(node.expression)) ||
+    (ts.isElementAccessExpression(node) && isGlobalThis(node.expression) && ts.isStringLiteralLike(node.argumentExpression) && node.argumentExpression.text === 'process');
+  const isDeclarationName = (node: ts.Identifier): boolean => {
+    const parent = node.parent;
+    return (
+      (ts.isPropertyAccessExpression(parent) && parent.name === node) ||
+      (ts.isPropertyAssignment(parent) && parent.name === node) ||
+      (ts.isBindingElement(parent) && parent.propertyName === node) ||
+      ((ts.isVariableDeclaration(parent) || ts.isParameter(parent) || ts.isFunctionDeclaration(parent) || ts.isPropertySignature(parent) || ts.isPropertyDeclaration(parent) || ts.isMethodDeclaration(parent) || ts.isMethodSignature(parent)) && parent.name === node) ||
+      ts.isQualifiedName(parent) ||
+      ts.isTypeReferenceNode(parent)
+    );
+  };
+  const propertyName = (node: ts.Node): string | undefined =>
+    ts.isPropertyAccessExpression(node) ? node.name.text : ts.isElementAccessExpression(node) && ts.isStringLiteralLike(node.argumentExpression) ? node.argumentExpression.text : undefined;
   const visit = (node: ts.Node): void => {
-    if (ts.isPropertyAccessExpression(node) && isProcess(node.expression) && watched.has(node.name.text)) found.push(at(node, node.name.text));
-    if (ts.isElementAccessExpression(node) && isProcess(node.expression) && ts.isStringLiteralLike(node.argumentExpression) && watched.has(node.argumentExpression.text)) {
-      found.push(at(node, node.argumentExpression.text));
+    // globalThis.process is one reference: look at it whole, not at its parts.
+    if (isProcessRef(node) && !(ts.isIdentifier(node) && ts.isPropertyAccessExpression(node.parent) && node.parent.name === node)) {
+      const access = node.parent;
+      const name = access && (ts.isPropertyAccessExpression(access) || ts.isElementAccessExpression(access)) && access.expression === node ? propertyName(access) : undefined;
+      const call = name !== undefined && ts.isCallExpression(access.parent) && access.parent.expression === access ? access.parent : undefined;
+      const probe = name === 'kill' && call !== undefined && call.arguments.length === 2 && ts.isNumericLiteral(call.arguments[1]!) && call.arguments[1].text === '0';
+      if (name === undefined || (!PROCESS_FACTS.has(name) && !probe)) at(node, `process${name === undefined ? '' : `.${name}`}`, name === 'exit' || name === 'exitCode');
+      return;
     }
-    // const { env } = process;
-    if (ts.isVariableDeclaration(node) && node.initializer && isProcess(node.initializer) && ts.isObjectBindingPattern(node.name)) {
-      for (const element of node.name.elements) {
-        const name = (element.propertyName ?? element.name).getText(source);
-        if (watched.has(name)) found.push(at(element, name));
-      }
-    }
+    if (ts.isIdentifier(node) && node.text === 'fetch' && !isDeclarationName(node)) at(node, 'global fetch');
+    if (ts.isPropertyAccessExpression(node) && isGlobalThis(node.expression) && node.name.text === 'fetch') at(node, 'global fetch');
+    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && !(node.arguments[0] && ts.isStringLiteralLike(node.arguments[0]))) at(node, 'import() of a computed path');
     ts.forEachChild(node, visit);
   };
   visit(source);
@@ -143,33 +187,48 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-describe('only cli/ reads the environment or ends the process', () => {
-  it('no module outside src/cli/ touches process.env, process.exit or process.exitCode', () => {
-    const uses = sourceFiles(join(ROOT, 'src'))
-      .map((path) => relative(ROOT, path))
-      .filter((path) => !path.startsWith('src/cli/'))
-      .flatMap((path) => processUses(path, readFileSync(join(ROOT, path), 'utf8')));
+function usesIn(dir: string): { file: string; use: string; exit: boolean }[] {
+  return sourceFiles(join(ROOT, dir)).flatMap((path) => {
+    const file = relative(ROOT, path);
+    return hiddenUses(file, readFileSync(path, 'utf8')).map((use) => ({ file, ...use }));
+  });
+}
+
+describe('what the import graph cannot see', () => {
+  it('outside src/cli/, no module reads the environment, ends or signals a process, fetches on its own or imports a computed path', () => {
+    const uses = usesIn('src')
+      .filter(({ file }) => !file.startsWith('src/cli/'))
+      // http/ and destinations/ are where requests are made.
+      .filter(({ file, use }) => !(/^src\/(http|destinations)\//.test(file) && use.endsWith('global fetch')))
+      .map(({ use }) => use);
     expect(uses).toEqual([]);
   });
 
-  it('within cli/, only main.ts ends the process', () => {
-    const exits = sourceFiles(join(ROOT, 'src/cli'))
-      .map((path) => relative(ROOT, path))
-      .flatMap((path) => processUses(path, readFileSync(join(ROOT, path), 'utf8')))
-      .filter((use) => /process\.exit/.test(use))
-      .map((use) => use.split(':')[0]);
-    expect([...new Set(exits)]).toEqual(['src/cli/main.ts']);
+  it('within cli/, only main.ts ends the process, and nothing fetches or imports a computed path', () => {
+    const uses = usesIn('src/cli');
+    expect([...new Set(uses.filter((u) => u.exit).map((u) => u.file))]).toEqual(['src/cli/main.ts']);
+    expect(uses.filter((u) => /global fetch|computed path/.test(u.use)).map((u) => u.use)).toEqual([]);
   });
 
   it.each([
     ['const key = process.env.SEGMENT_WRITE_KEY;', ['process.env']],
     ["const key = process['env']['X'];", ['process.env']],
-    ['const { env: e, exit } = process;', ['process.env', 'process.exit']],
+    ['const { env: e, exit } = process;', ['process']],
+    ['const p = process; p.env.X;', ['process']],
     ['globalThis.process.exit(1);', ['process.exit']],
+    ["(globalThis as any)['process'].env.X;", ['process.env']],
     ['process.exitCode = 2;', ['process.exitCode']],
-    ['// process.env is read by cli/ only\nconst s = "process.exit(1)";', []],
-    ['const pid = process.pid; process.on("exit", () => undefined);', []],
-  ] as const)('finds the uses in %j', (code, expected) => {
-    expect(processUses('x.ts', code).map((use) => use.replace(/^x\.ts:\d+ /, ''))).toEqual(expected);
+    ["process.kill(process.pid, 'SIGKILL');", ['process.kill']],
+    ["process.on('exit', () => undefined);", ['process.on']],
+    ["await fetch('https://example.com');", ['global fetch']],
+    ["await globalThis.fetch('https://example.com');", ['global fetch']],
+    ['const m = await import(path);', ['import() of a computed path']],
+    // Allowed: facts about this process, a liveness probe, a method named fetch, a literal import, mentions.
+    ['const pid = process.pid; const v = process.version; const alive = process.kill(pid, 0);', []],
+    ['const page = await listing.fetch(cursor); interface L { fetch(c: string): void }', []],
+    ["const m = await import('./x.js');", []],
+    ['// process.env is read by cli/ only\nconst s = "process.exit(1) and fetch()";', []],
+  ] as const)('%s', (code, expected) => {
+    expect(hiddenUses('x.ts', code).map(({ use }) => use.replace(/^x\.ts:\d+ /, ''))).toEqual(expected);
   });
 });
