@@ -79,7 +79,7 @@ describe.each(backends())('$name state', (backend) => {
       { name: '--limit 2, then --limit 3', pilots: [['--limit', '2'], ['--limit', '3']], people: 5, only: undefined },
       { name: 'B2B (--group-id): --limit 5', pilots: [['--limit', '5']], people: 5, only: undefined, extra: ['--group-id', 'metadata.company'] },
     ])('$name, then the full run: every id once, and the union is what one full run sends', async ({ pilots, people: expected, only, ...rest }) => {
-      const extra = 'extra' in rest ? rest.extra : [];
+      const extra: string[] = 'extra' in rest && rest.extra ? rest.extra : [];
       const cwd = tempDir();
       const piloted = await fresh();
       for (const pilot of pilots) {

@@ -61,9 +61,9 @@ async function execute(location: string, sql: string): Promise<void> {
 
 describe.each(backends())('$name state', (backend) => {
   describe.each([
-    { command: 'sync', preview: ['diff'] },
-    { command: 'backfill', preview: ['backfill', '--dry-run'] },
-  ] as const)('$command --plan', ({ command, preview }) => {
+    { command: 'sync', preview: ['diff'], json: false },
+    { command: 'backfill', preview: ['backfill', '--dry-run'], json: true },
+  ] as const)('$command --plan', ({ command, preview, json }) => {
     it('sends each operation of the plan exactly once, with the ids the plan holds; applied again, it is refused and sends nothing', async () => {
       services = await startServices();
       state = await backend.fresh();
@@ -79,10 +79,14 @@ describe.each(backends())('$name state', (backend) => {
       // Fingerprints of the credentials, never the credentials.
       for (const secret of Object.values(services.env).filter((v) => !v.startsWith('http'))) expect(readFileSync(out, 'utf8').split('\n')[0]).not.toContain(secret);
 
-      const applied = await runCliInProcess([command, '--plan', out, ...at], { cwd, env: services.env });
+      const applied = await runCliInProcess([command, '--plan', out, ...at, ...(json ? ['--json'] : [])], { cwd, env: services.env });
       expect(applied.stderr).toBe('');
       expect(applied.code).toBe(0);
-      expect(applied.stdout).toContain(`plan ${out}`);
+      if (json) {
+        expect(JSON.parse(applied.stdout)).toMatchObject({ command, outcome: 'done', planFile: { path: out, mode: command, createdAt: header.createdAt }, plan: { operations: plan.length } });
+      } else {
+        expect(applied.stdout).toContain(`  plan ${out} (made ${header.createdAt as string}): ${plan.length} operations sent as reviewed`);
+      }
       const expected = expectedFrom(plan);
       expect(sorted(received(services).segment)).toEqual(sorted(expected.segment));
       expect(sorted(received(services).customerioEvents)).toEqual(sorted(expected.customerioEvents));
