@@ -1,5 +1,4 @@
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import type { Clock } from '../apply/limiter.js';
 import { ExitCode, isReferralSyncError, signalExitCode } from '../errors.js';
 import { redactUrls } from '../redact.js';
@@ -11,6 +10,7 @@ import { runRetry, type RetryFlags } from './commands/retry.js';
 import { Output, type Streams } from './output/output.js';
 import type { Env } from './wiring/env.js';
 import type { CommonFlags } from './wiring/settings.js';
+import { toolVersion } from './wiring/version.js';
 import { runStatus, type StatusFlags } from './commands/status.js';
 import { runUnlock, type UnlockFlags } from './commands/unlock.js';
 import { runStateCopy, type StateCopyFlags } from './commands/state-copy.js';
@@ -33,10 +33,6 @@ export interface RunEnvironment {
   clock?: Clock;
 }
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /**
  * Option groups. Each command takes only the groups it uses, so its help lists only flags that do something there.
@@ -112,6 +108,14 @@ function addPreviewOptions(command: Command, options: { dryRun: boolean }): Comm
     .option('--detailed-exitcode', `exit 2 when there are changes, 0 when there are none${options.dryRun ? ' (with --dry-run)' : ''}`);
 }
 
+/** A pilot (`--limit`, `--only`): diff, sync and backfill plan and send only a few people. */
+function addPilotOptions(command: Command): Command {
+  return command
+    .optionsGroup('Pilot:')
+    .option('--limit <n>', 'only the first N people (in source order) who have something to send: their identifies, events and memberships; the rest is left for the full run')
+    .option('--only <user-id>', 'only this person: a user id as sent (email by default) or a source participant id; repeat for several', (value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
+}
+
 function examples(...lines: string[]): string {
   return `\nExamples:\n${lines.map((line) => `  $ ${line}`).join('\n')}\n`;
 }
@@ -120,7 +124,7 @@ function examples(...lines: string[]): string {
 function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, usageErrors?: string[]): Command {
   const program = new Command('referral-sync')
     .description('Sync a GrowSurf or Cello referral program into Segment and Customer.io: traits, tiers and history events.')
-    .version(version(), '-V, --version')
+    .version(toolVersion(), '-V, --version')
     .showHelpAfterError('(`npx referral-sync <command> --help` lists the flags of each command)')
     .exitOverride()
     .configureOutput({
@@ -138,7 +142,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       progress: flags.progress !== false && run.env.CI !== 'true',
     });
 
-  const diff = addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('diff')))), { progress: true }), { dryRun: false }))
+  const diff = addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('diff')))), { progress: true }), { dryRun: false })))
     .description('Show what sync would send, per destination and per person. Sends nothing, writes no state.')
     .optionsGroup('Options:')
     .option('--json', 'print the summary as JSON')
@@ -148,28 +152,47 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
         'npx referral-sync diff --file fixtures/growsurf/participants.csv',
         'npx referral-sync diff --file export.csv --campaign abc123 --out plan.jsonl --detailed-exitcode',
         'npx referral-sync diff --file export.csv --campaign abc123 --group-id metadata.company_id   # B2B: accounts too',
+        'npx referral-sync diff --file export.csv --campaign abc123 --limit 5 --out pilot.jsonl   # a pilot\'s plan, to apply with sync --plan',
       ),
     );
   diff.action(async (flags: DiffFlags) => {
     result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now(), run.clock);
   });
 
-  const sync = addSendingOptions(addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('sync')))), { progress: true }), { dryRun: true })))
+  const sync = addSendingOptions(addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('sync')))), { progress: true }), { dryRun: true }))))
     .description('Send what changed since the last run: new events and changed traits. The first run is the full backfill.')
     .optionsGroup('Options:')
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
+    .option('--plan <file>', 'send exactly the operations of a plan `diff --out` wrote, with its ids, and nothing else (reads no source); refused once the state moved')
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', examples('npx referral-sync sync --file export.csv --campaign abc123', 'npx referral-sync sync --source growsurf --campaign abc123 --log-format json'));
+    .addHelpText(
+      'after',
+      examples(
+        'npx referral-sync sync --file export.csv --campaign abc123',
+        'npx referral-sync sync --source growsurf --campaign abc123 --log-format json',
+        'npx referral-sync sync --file export.csv --campaign abc123 --limit 5   # a pilot: 5 people first',
+        'npx referral-sync sync --plan plan.jsonl   # apply the plan diff --out wrote, as reviewed',
+      ),
+    );
   sync.action(async (flags: ApplyFlags) => {
     result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
-  const backfill = addSendingOptions(addRateOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('backfill')))), { progress: true }), { dryRun: true })))
+  const backfill = addSendingOptions(addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('backfill')))), { progress: true }), { dryRun: true }))))
     .description('Re-identify everyone and send every event not yet sent. Resumes a backfill that was interrupted.')
     .optionsGroup('Options:')
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
+    .option('--plan <file>', 'send exactly the operations of a plan `backfill --dry-run --out` wrote, and nothing else (reads no source); refused once the state moved')
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', examples('npx referral-sync backfill --file export.csv --campaign abc123 --dry-run', 'npx referral-sync backfill --file export.csv --campaign abc123'));
+    .addHelpText(
+      'after',
+      examples(
+        'npx referral-sync backfill --file export.csv --campaign abc123 --dry-run',
+        'npx referral-sync backfill --file export.csv --campaign abc123',
+        'npx referral-sync backfill --file export.csv --campaign abc123 --only ann@example.com   # a pilot of one',
+        'npx referral-sync backfill --file export.csv --campaign abc123 --dry-run --out plan.jsonl && npx referral-sync backfill --plan plan.jsonl',
+      ),
+    );
   backfill.action(async (flags: ApplyFlags) => {
     result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });

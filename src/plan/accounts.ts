@@ -59,7 +59,9 @@ export async function* planAccounts(book: AccountBook, program: AccountProgram |
   if (!planning.traits) {
     yield {
       type: 'warning',
-      message: '--quick reads only part of the program: account traits are computed and sent by a full sync; this run sends the new memberships of the people it read',
+      message: planning.pilot
+        ? 'a pilot sends part of the program: account traits are computed over every member and sent by the full run; this run sends the new memberships of the piloted people'
+        : '--quick reads only part of the program: account traits are computed and sent by a full sync; this run sends the new memberships of the people it read',
       location: undefined,
     };
   }

@@ -41,6 +41,8 @@ export interface AccountPlanning {
    * wrong, so only the memberships of the people read are sent; a full sync sends the traits.
    */
   traits: boolean;
+  /** Set for a pilot (`--limit`, `--only`), which plans no account traits either: said so instead of --quick. */
+  pilot?: boolean;
   /** False with `--customerio-api v1`: Customer.io objects exist only in Track API v2. */
   customerioObjects: boolean;
   /** How many accounts the state holds per destination (acknowledged traits): those this run does not meet are reported. */

@@ -1,6 +1,10 @@
 import type { Operation, PlanItem } from './types.js';
 
-/** One line of `diff --out plan.jsonl`: the operation and the exact payload it would send. */
+/**
+ * One line of `diff --out plan.jsonl`: the operation and the exact payload it would send. After the payload come
+ * what the state records once the destination acknowledges it (traits and their hash, the generation, the tier
+ * move, an event's time), so that `sync --plan` can apply the line as it is (plan-apply.ts reads it back).
+ */
 export function planFileLine(operation: Operation): string {
   const line: Record<string, unknown> = {
     destination: operation.destination,
@@ -19,6 +23,18 @@ export function planFileLine(operation: Operation): string {
   line.userId = operation.userId;
   line.participantId = operation.participantId;
   line.payload = operation.payload;
+  if (operation.kind === 'track') {
+    line.time = operation.time === undefined ? null : operation.time.toISOString();
+  } else if (operation.kind === 'identify') {
+    line.traits = operation.traits;
+    line.traitsHash = operation.traitsHash;
+    line.tierChanges = operation.tierChanges;
+    if (operation.generation !== undefined) line.generation = operation.generation;
+    if (operation.tierMove !== undefined) line.tierMove = operation.tierMove;
+  } else {
+    if (operation.accountTraits !== undefined) line.accountTraits = operation.accountTraits;
+    if (operation.generation !== undefined) line.generation = operation.generation;
+  }
   return `${JSON.stringify(line)}\n`;
 }
 

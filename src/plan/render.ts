@@ -2,7 +2,7 @@ import { EVENT_KINDS, type Destination, type EventKind, DESTINATION_LABELS } fro
 import { formatLocation } from '../model/participant.js';
 import { joinLines } from '../terminal-text.js';
 import type { TraitValue } from '../model/traits.js';
-import type { DestinationCounts, PersonChange, PlanSummary, Problem } from './summary.js';
+import { describePilot, type DestinationCounts, type PersonChange, type PlanSummary, type Problem } from './summary.js';
 import type { AccountPlan } from './types.js';
 
 /**
@@ -55,6 +55,7 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
     `Participants: ${summary.participants} planned, ${summary.invalid} invalid, ${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}`,
   );
   if (summary.accounts > 0) out.push(renderAccountLine(summary));
+  if (summary.pilot) out.push(describePilot(summary.pilot));
   out.push('');
   out.push(...renderCounts(summary));
   out.push('');

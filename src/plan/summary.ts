@@ -14,6 +14,22 @@ export interface DestinationCounts {
   bytes: number;
 }
 
+/** A pilot's people: `people` of `participants` (valid rows planned), chosen by `limit` and/or `only`. */
+export interface PilotSummary {
+  people: number;
+  /** Unknown when a pilot's plan is applied: the plan holds the pilot's people only. */
+  participants?: number;
+  limit?: number;
+  only?: readonly string[];
+}
+
+/** "pilot: 5 of 2,000 people (--limit 5)": how a summary says it was a pilot. */
+export function describePilot(pilot: PilotSummary): string {
+  const how = [pilot.limit !== undefined ? `--limit ${pilot.limit}` : '', pilot.only !== undefined ? `--only ${pilot.only.join(', ')}` : ''].filter(Boolean).join(', ');
+  const of = pilot.participants === undefined ? `${pilot.people === 1 ? 'person' : 'people'}` : `of ${pilot.participants.toLocaleString('en-US')} ${pilot.participants === 1 ? 'person' : 'people'}`;
+  return `pilot: ${pilot.people.toLocaleString('en-US')} ${of} (${how}); the others are left for the full run`;
+}
+
 export interface PersonChange {
   userId: string;
   participantId: string;
@@ -59,6 +75,8 @@ export class PlanSummary {
   accountsFrom: Destination | undefined;
   /** Customer.io events timestamped within 72 hours of now: they can trigger campaigns. */
   customerioRecentEvents = 0;
+  /** Set for a pilot (`--limit`, `--only`): how many people it took, of how many planned. */
+  pilot: PilotSummary | undefined;
 
   constructor(
     readonly destinationOrder: readonly Destination[],
@@ -166,6 +184,7 @@ export class PlanSummary {
       changes: this.changes,
       accounts: this.accounts,
       accountChanges: this.accountChanges,
+      ...(this.pilot ? { pilot: this.pilot } : {}),
     };
   }
 

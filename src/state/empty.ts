@@ -20,6 +20,7 @@ export function emptyState(path: string): StateReader {
     retryPrograms: async () => [],
     locks: async () => [],
     runningPrograms: async () => [],
+    position: async () => ({ lastRunId: null, acknowledged: 0 }),
     close: async () => undefined,
   };
 }

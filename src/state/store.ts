@@ -91,7 +91,33 @@ export interface StateReader {
   locks(): Promise<LockRecord[]>;
   /** Programs with runs recorded `running` (a live run's, or one a dead runner left behind). */
   runningPrograms(): Promise<string[]>;
+  /**
+   * Where one program's history stands: a plan file records it, and applying the plan refuses once it moved (a run
+   * recorded since, operations acknowledged since). Two cheap reads: the last run's id, a count of the ledger.
+   */
+  position(programId: string): Promise<StatePosition>;
   close(): Promise<void>;
+}
+
+/**
+ * The command a pilot run (`--limit`, `--only`) is recorded under: `sync pilot`, `backfill pilot`. A pilot sends a
+ * few people, so it never counts as the program's complete run (a finished backfill, a first load).
+ */
+export function pilotCommand(command: 'sync' | 'backfill'): string {
+  return `${command} pilot`;
+}
+
+/** Where a backfill resumes (`unfinishedBackfillStart`), as SQL over `runs`; `$program` stands for the program id. */
+export const UNFINISHED_BACKFILL_SQL = `SELECT started_at FROM runs WHERE program_id = $program AND command IN ('backfill', 'backfill pilot')
+  AND id > COALESCE((SELECT MAX(id) FROM runs WHERE program_id = $program AND command = 'backfill' AND status = 'succeeded'), 0)
+  ORDER BY id LIMIT 1`;
+
+/** One program's place in a state's history (`StateReader.position`). */
+export interface StatePosition {
+  /** The id of the last run recorded for the program; null before its first. */
+  lastRunId: number | null;
+  /** Its deliveries acknowledged so far (ledger rows `sent`); it only grows. */
+  acknowledged: number;
 }
 
 /** The state as `sync`, `backfill`, `retry` and `unlock` use it: runs, locks, the ledger and the queue. */
@@ -102,7 +128,11 @@ export interface StateStore extends StateReader {
   finishRun(id: number, status: RunRecord['status'], counts: Record<string, number>, now: Date): Promise<void>;
   /** Runs left 'running' by a process that is gone are marked crashed (called once the lock is ours). */
   markCrashedRuns(programId: string, now: Date): Promise<void>;
-  /** The start of the latest backfill of this program that did not finish, so a new backfill resumes it. */
+  /**
+   * Where a backfill of this program resumes: the start of the first of the backfills since the last complete one
+   * (one that succeeded and was no pilot), when there are any. A pilot (`backfill --limit/--only`) re-identified a
+   * few people, and one that did not finish some: the next backfill does not identify them again.
+   */
   unfinishedBackfillStart(programId: string): Promise<Date | undefined>;
   /** Takes the per-program lock, or throws LockedError (exit 75) while another live run holds it. */
   acquireLock(programId: string, holder: string, now: Date): Promise<void>;

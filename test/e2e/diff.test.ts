@@ -64,8 +64,12 @@ describe('diff on the bundled fixture (the README quick start)', () => {
     const second = join(cwd, 'plan2.jsonl');
     expect((await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', first], { cwd })).code).toBe(0);
     expect((await runCli(['diff', '--file', FIXTURE, '--campaign', 'grsf_demo', '--out', second, '--quiet'], { cwd })).code).toBe(0);
-    const bytes = readFileSync(first, 'utf8');
-    expect(readFileSync(second, 'utf8')).toBe(bytes);
+    // The first line is the plan's header (what it was made for, and when: applying it checks that); the
+    // operations follow, the same bytes on every run.
+    const [header, ...operations] = readFileSync(first, 'utf8').split('\n');
+    const bytes = operations.join('\n');
+    expect(readFileSync(second, 'utf8').split('\n').slice(1).join('\n')).toBe(bytes);
+    expect(JSON.parse(header!)).toMatchObject({ type: 'plan', format: 1, mode: 'sync', program: { source: 'growsurf', id: 'grsf_demo', defaulted: false }, state: { location: join(cwd, '.referral-sync', 'state.db'), lastRunId: null, acknowledged: 0 } });
     // expected-plan.jsonl was produced once and reviewed; any change to ids or payloads shows up here.
     expect(bytes).toBe(readFileSync(EXPECTED_PLAN, 'utf8'));
   });

@@ -14,8 +14,12 @@ import { runPlan } from '../run/plan-run.js';
 import { ProblemLog } from '../output/problem-log.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type SourceFlags } from '../wiring/settings.js';
 import type { Env } from '../wiring/env.js';
+import { resolvePilot, type PilotFlags } from '../wiring/pilot.js';
+import { toolVersion } from '../wiring/version.js';
+import { PilotSelection } from '../../plan/pilot.js';
+import { planHeaderFor, planStateLocation } from '../run/plan-apply.js';
 
-export interface DiffFlags extends CommonFlags, SourceFlags {
+export interface DiffFlags extends CommonFlags, SourceFlags, PilotFlags {
   full?: boolean;
   out?: string;
   json?: boolean;
@@ -36,6 +40,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   // The rates of the sources it reads (GrowSurf, Cello lookups) apply here too; a bad value is a usage error.
   parseRates(flags.rate);
   parseRateMode(flags.rateMode);
+  const pilot = resolvePilot(flags);
   const { source, sourceKind, programId, programIdDefaulted } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const state = await openState(common.statePath, { mode: 'read' });
   const namespaces = destinationNamespaces(common.config, env);
@@ -54,6 +59,27 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   const problems = asJson ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
     const stateIsEmpty = (await state.summary(1)).schemaVersion === 0;
+    const selection = pilot ? new PilotSelection(pilot) : undefined;
+    // The plan file says first what it was made for, so that `sync --plan` applies it only there (plan-apply.ts).
+    const outHeader =
+      flags.out === undefined
+        ? undefined
+        : await planHeaderFor({
+            version: toolVersion(),
+            now,
+            mode: flags.mode ?? 'sync',
+            resend: flags.resend === true,
+            source: sourceKind,
+            programId,
+            programIdDefaulted,
+            destinations: common.destinations,
+            namespaces,
+            stateLocation: planStateLocation(common.statePath, cwd, state),
+            state,
+            pilot,
+            customerioApi: flags.customerioApi,
+            confirmed: { newProgram: flags.newProgram === true, newDestination: flags.newDestination === true },
+          });
     const summary = await runPlan({
       source,
       config: common.config,
@@ -63,9 +89,11 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       now,
       namespaces,
       baseline: state.baseline(),
-      ...(await accountPlanning(common.config, source, flags.customerioApi, state)),
+      ...(await accountPlanning(common.config, source, flags.customerioApi, state, pilot !== undefined)),
       changeLimit: flags.full ? Number.POSITIVE_INFINITY : CHANGES_SHOWN,
       outFile: flags.out,
+      ...(outHeader !== undefined ? { outHeader } : {}),
+      ...(selection ? { pilot: selection } : {}),
       output,
       ...(problems ? { problems } : {}),
     });
@@ -92,6 +120,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
         }),
       );
     }
+    for (const value of selection?.unmatched() ?? []) output.warn(`--only ${value} matched no participant (by user id or participant id): nothing is planned for it.`);
     return exitCodeOf(flags, summary.hasChanges);
   } finally {
     problems?.invalid.close();

@@ -26,9 +26,20 @@ import { RunProgress } from '../output/progress.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource } from '../wiring/settings.js';
 import type { Env } from '../wiring/env.js';
 import { joinLines } from '../../terminal-text.js';
+import { statSync } from 'node:fs';
+import { PilotSelection } from '../../plan/pilot.js';
+import type { PlanHeader } from '../../plan/plan-format.js';
+import { describePilot } from '../../plan/summary.js';
+import type { PlanItem } from '../../plan/types.js';
+import { pilotCommand } from '../../state/store.js';
+import { assertPlanFitsRun, assertStateUnmoved, checkPlanLines, feedPlan, planFileSource, planStateLocation, readPlanHeader } from '../run/plan-apply.js';
+import { resolvePilot } from '../wiring/pilot.js';
+import { toolVersion } from '../wiring/version.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
+  /** `--plan <file>`: send exactly the operations of a plan `diff --out` wrote, and read no source. */
+  plan?: string;
   /** `--stall-timeout`: a destination without progress this long stops; its work is kept for the next run. */
   stallTimeout?: string;
   resend?: boolean;
@@ -51,6 +62,8 @@ export async function runApply(
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
   parseRateMode(flags.rateMode);
+  if (flags.plan !== undefined) assertPlanFlags(command, flags);
+  const pilot = resolvePilot(flags);
   if (flags.dryRun) {
     // A dry run is diff: the same planner, flags, output and exit codes; the state opened read-only, nothing sent.
     return runDiff({ ...flags, mode, resend: flags.resend === true }, env, cwd, output, now, clock);
@@ -60,6 +73,7 @@ export async function runApply(
     throw new UsageError(`${previewFlags.join(', ')} ${previewFlags.length === 1 ? 'belongs' : 'belong'} to a preview: add --dry-run to ${command} (or run \`npx referral-sync diff\`) to use ${previewFlags.length === 1 ? 'it' : 'them'}.`);
   }
   const common = resolveCommon(flags, env, cwd);
+  if (flags.plan !== undefined) return applyPlan(command, flags.plan, { flags, common, env, cwd, output, now, interrupt, clock, rates, stallTimeoutMs });
   assertAccountRule(common.config);
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const namespaces = destinationNamespaces(common.config, env);
@@ -82,10 +96,13 @@ export async function runApply(
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
     await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
-    const runId = await state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
-    // The next --quick starts from this run's start, and only once a run went through without failures.
-    if (result === ExitCode.ok && watermarkSource) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
+    // A pilot is recorded as such: it never counts as the program's complete run (a finished backfill).
+    const runId = await state.startRun(pilot ? pilotCommand(command) : command, programId, now);
+    const selection = pilot ? new PilotSelection(pilot) : undefined;
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock, ...(selection ? { pilot: selection } : {}) });
+    // The next --quick starts from this run's start, and only once a run went through without failures; a pilot
+    // left everyone else unsent, so it never moves the watermark.
+    if (result === ExitCode.ok && watermarkSource && !pilot) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
   } finally {
     problems?.invalid.close();
@@ -118,6 +135,10 @@ interface DeliverContext {
   /** With --json: every invalid row and warning, kept off the heap until written. */
   problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined;
   clock: Clock | undefined;
+  /** A pilot (`--limit`, `--only`): only these people are planned and sent. */
+  pilot?: PilotSelection;
+  /** `--plan`: the operations come from the plan file instead of the planner (no source is read). */
+  applied?: { file: string; header: PlanHeader; feed: (onItem: (item: PlanItem) => void | Promise<void>, signal: AbortSignal | undefined) => Promise<PlanSummary> };
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
@@ -146,35 +167,49 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     // What an earlier run left in the queue is not sent as it was planned: it waits in the ledger, failed, with what
     // earlier runs could not deliver, and goes out again only if this run plans it again from the source.
     const reclaimed = await reclaimLeftovers(queue, ctx.common.destinations, ctx.now);
-    if (reclaimed > 0) output.info(`${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} sent again if the source still shows ${reclaimed === 1 ? 'it' : 'them'}.`);
+    if (reclaimed > 0) {
+      output.info(
+        ctx.applied
+          ? `${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} kept for the next sync or \`retry\`: this run sends the plan's operations only.`
+          : `${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} sent again if the source still shows ${reclaimed === 1 ? 'it' : 'them'}.`,
+      );
+    }
     for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
     interrupt?.addEventListener('abort', stop, { once: true });
     await engine.start();
-    summary = await runPlan({
-      source: ctx.source,
-      config: ctx.common.config,
-      destinations: ctx.common.destinations,
-      mode: ctx.mode,
-      resend: ctx.flags.resend === true,
-      now: ctx.now,
-      namespaces: destinationNamespaces(ctx.common.config, ctx.env),
-      baseline: state.baseline(ctx.runId),
-      ...(await accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi, state)),
-      changeLimit: 0,
-      outFile: undefined,
-      output,
-      ...(interrupt ? { signal: interrupt } : {}),
-      ...(problems ? { problems } : {}),
-      ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
-      progress,
-      onItem: (item) => {
-        // A dead delivery the source still shows, met again: kept for `retry` (the others are superseded below).
-        metDeadDelivery(item, metDead);
-        if (item.type !== 'operation') return;
-        progress.operationPlanned(item.operation.destination);
-        return engine.enqueue(item.operation);
-      },
-    });
+    const onItem = (item: PlanItem): Promise<void> | undefined => {
+      // A dead delivery the source still shows, met again: kept for `retry` (the others are superseded below).
+      metDeadDelivery(item, metDead);
+      if (item.type !== 'operation') return undefined;
+      progress.operationPlanned(item.operation.destination);
+      return engine.enqueue(item.operation);
+    };
+    if (ctx.applied) {
+      progress.startPass('read');
+      summary = await ctx.applied.feed(onItem, interrupt);
+      progress.readDone();
+    } else {
+      summary = await runPlan({
+        source: ctx.source,
+        config: ctx.common.config,
+        destinations: ctx.common.destinations,
+        mode: ctx.mode,
+        resend: ctx.flags.resend === true,
+        now: ctx.now,
+        namespaces: destinationNamespaces(ctx.common.config, ctx.env),
+        baseline: state.baseline(ctx.runId),
+        ...(await accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi, state, ctx.pilot !== undefined)),
+        changeLimit: 0,
+        outFile: undefined,
+        output,
+        ...(interrupt ? { signal: interrupt } : {}),
+        ...(problems ? { problems } : {}),
+        ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
+        ...(ctx.pilot ? { pilot: ctx.pilot } : {}),
+        progress,
+        onItem,
+      });
+    }
     engine.endOfPlan();
     const waiting = new Map<Destination, number>();
     for (const d of ctx.common.destinations) waiting.set(d, await queue.waiting(d));
@@ -196,8 +231,9 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
   let outcome: ReturnType<typeof runOutcome>;
   try {
     const left = interrupt?.aborted ? await waitingIn(queue, ctx.common.destinations) : 0;
-    // Only a run that read the whole source can tell what it no longer shows.
-    if (!interrupt?.aborted && ctx.source.partial !== true) {
+    // Only a run that read and planned the whole source can tell what it no longer shows: not a pilot (it planned
+    // a few people) nor a plan's (it read no source).
+    if (!interrupt?.aborted && ctx.source.partial !== true && ctx.pilot === undefined && ctx.applied === undefined) {
       const superseded = await supersedeAfterCompleteRead(state, ctx.programId, ctx.common.destinations, ctx.runId, metDead, new Date());
       if (superseded > 0) output.info(`${plural(superseded, 'operation', 'operations')} earlier runs could not deliver ${superseded === 1 ? 'is' : 'are'} superseded, not sent: the source no longer shows ${superseded === 1 ? 'it' : 'them'}.`);
     }
@@ -222,6 +258,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       ...(inputs ? { inputs } : {}),
       ...(lookups ? { lookups } : {}),
       state: state.location,
+      ...(ctx.applied ? { planFile: { path: ctx.applied.file, createdAt: ctx.applied.header.createdAt, mode: ctx.applied.header.mode } } : {}),
       elapsedSeconds: Math.round(elapsed * 1000) / 1000,
       plan: summary.toJSON(lists),
       delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
@@ -229,8 +266,13 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     await output.resultStream(jsonChunks(json, output.jsonIndent(ctx.flags.json)));
     output.result('\n');
   } else {
-    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? []));
+    const notes = [
+      ...(ctx.applied ? [`  plan ${ctx.applied.file} (made ${ctx.applied.header.createdAt}): ${plural(summary.operations, 'operation', 'operations')} sent as reviewed`] : []),
+      ...(summary.pilot ? [`  ${describePilot(summary.pilot)}`] : []),
+    ];
+    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? [], notes));
   }
+  for (const value of ctx.pilot?.unmatched() ?? []) output.warn(`--only ${value} matched no participant (by user id or participant id): nothing was sent for it.`);
   reportDataProblems(output, summary);
   reportOutcome(output, ctx.command, outcome, problems !== undefined);
   return outcome.exitCode;
@@ -260,10 +302,11 @@ function countsOf(
   return counts;
 }
 
-function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[]): string {
+function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[], notes: readonly string[] = []): string {
   const lines = [
     `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${plural(summary.warnings, 'warning', 'warnings')}` : ''} (state ${state})`,
     ...inputs.map((input) => `  read ${describeInput(input)}`),
+    ...notes,
     '',
     `${''.padEnd(14)}${'sent'.padStart(9)}${'deduped'.padStart(9)}${'failed'.padStart(9)}${'dead'.padStart(9)}${'elapsed'.padStart(10)}${'rate'.padStart(11)}`,
   ];
@@ -284,3 +327,118 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
   return `${joinLines(lines)}\n`;
 }
 
+
+/** Flags that choose what to read or how to plan: a plan was read and planned already, so they have no place. */
+const NOT_WITH_PLAN: readonly [keyof ApplyFlags, string][] = [
+  ['file', '--file'],
+  ['source', '--source'],
+  ['quick', '--quick'],
+  ['encoding', '--encoding'],
+  ['delimiter', '--delimiter'],
+  ['format', '--format'],
+  ['enrich', '--enrich'],
+  ['maxWait', '--max-wait'],
+  ['userId', '--user-id'],
+  ['groupId', '--group-id'],
+  ['syncNulls', '--sync-nulls'],
+  ['resend', '--resend'],
+  ['newProgram', '--new-program'],
+  ['newDestination', '--new-destination'],
+  ['limit', '--limit'],
+  ['only', '--only'],
+  ['dryRun', '--dry-run'],
+  ['full', '--full'],
+  ['out', '--out'],
+  ['detailedExitcode', '--detailed-exitcode'],
+];
+
+/** `--plan` takes no flag that reads a source or plans: the plan was made with them (its header says how). */
+function assertPlanFlags(command: 'sync' | 'backfill', flags: ApplyFlags): void {
+  const given = NOT_WITH_PLAN.filter(([key]) => flags[key] !== undefined && flags[key] !== false).map(([, name]) => name);
+  if (given.length === 0) return;
+  throw new UsageError(`--plan sends a plan exactly as it was made, reading no source: ${given.join(', ')} cannot be combined with it.`, {
+    hint: `Pass ${given.length === 1 ? 'that flag' : 'those flags'} to the diff that makes the plan (\`npx referral-sync ${command === 'backfill' ? 'backfill --dry-run' : 'diff'} … --out plan.jsonl\`), then run \`referral-sync ${command} --plan plan.jsonl\` without ${given.length === 1 ? 'it' : 'them'}.`,
+  });
+}
+
+interface PlanApplyContext {
+  flags: ApplyFlags;
+  common: ReturnType<typeof resolveCommon>;
+  env: Env;
+  cwd: string;
+  output: Output;
+  now: Date;
+  interrupt: AbortSignal | undefined;
+  clock: Clock | undefined;
+  rates: Record<Destination, number>;
+  stallTimeoutMs: number;
+}
+
+/**
+ * `sync --plan` / `backfill --plan`: the plan's header is checked against this run (command, program,
+ * destinations, credentials) and its every line before anything else; then, under the program's lock, against the
+ * state (the same one, not moved since). Its operations then go through the same queue, senders, ledger and
+ * outcome as a run's, with their keys and payloads as written. Nothing is read from a source, and the watermark of
+ * `--quick` stays where it was (this run did not read the source).
+ */
+async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanApplyContext): Promise<ExitCode> {
+  const { flags, common, env, output, now } = ctx;
+  const header = await readPlanHeader(file, toolVersion());
+  const namespaces = destinationNamespaces(common.config, env);
+  const campaign = (flags.campaign ?? env.GROWSURF_CAMPAIGN_ID)?.trim() || undefined;
+  assertPlanFitsRun(header, file, { command, campaign, destinations: common.destinations, namespaces, customerioApi: flags.customerioApi });
+  const checked = await checkPlanLines(file, header);
+  const programId = header.program.id;
+  const source = planFileSource(file);
+  source.size = statSync(file).size;
+  const clients = createDestinationClients(common.destinations, { ...flags, customerioApi: header.customerioApi }, env);
+  const state = await openState(common.statePath, { mode: 'write' });
+  let lockTaken = false;
+  const problems = flags.json === true || common.logFormat === 'json' ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
+  try {
+    await state.acquireLock(programId, command, now);
+    lockTaken = true;
+    await state.markCrashedRuns(programId, now);
+    await assertStateUnmoved(header, file, state, planStateLocation(common.statePath, ctx.cwd, state));
+    const identity = {
+      source: header.program.source,
+      programId,
+      programIdDefaulted: header.program.defaulted,
+      destinations: common.destinations,
+      namespaces,
+      confirmedNew: header.confirmed.newProgram,
+      confirmedNewDestination: header.confirmed.newDestination,
+    };
+    await assertKnownProgram(state, identity);
+    await assertKnownDestinations(state, identity);
+    await preflight(clients, output, ctx.interrupt, ctx.clock);
+    await state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
+    const runId = await state.startRun(header.pilot ? pilotCommand(command) : command, programId, now);
+    return await deliver({
+      command,
+      mode: header.mode,
+      flags: { ...flags, customerioApi: header.customerioApi, resend: header.resend },
+      output,
+      state,
+      clients,
+      rates: ctx.rates,
+      runId,
+      programId,
+      now,
+      backfillSince: undefined,
+      source,
+      common,
+      env,
+      interrupt: ctx.interrupt,
+      stallTimeoutMs: ctx.stallTimeoutMs,
+      problems,
+      clock: ctx.clock,
+      applied: { file, header, feed: (onItem, signal) => feedPlan(file, header, checked, now, onItem, { ...(signal ? { signal } : {}), progress: source.progress }) },
+    });
+  } finally {
+    problems?.invalid.close();
+    problems?.warnings.close();
+    if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
+    await state.close().catch(() => undefined);
+  }
+}

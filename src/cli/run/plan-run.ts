@@ -9,6 +9,7 @@ import { planFileLine, planFileProblemLine, problemEntry } from '../../plan/plan
 import type { AccountPlanning, PlanContext } from '../../plan/context.js';
 import { planOperations } from '../../plan/planner.js';
 import { withBaselineLoaded } from '../../plan/prefetch.js';
+import type { PilotSelection } from '../../plan/pilot.js';
 import { PlanSummary } from '../../plan/summary.js';
 import type { BaselineView, PlanItem, PlanMode } from '../../plan/types.js';
 import type { Source } from '../../sources/source.js';
@@ -32,6 +33,10 @@ export interface PlanRunOptions {
   changeLimit: number;
   /** Path of the JSONL plan file, if one was asked for. */
   outFile: string | undefined;
+  /** The plan file's first line (plan-format.ts): what the plan was made for. */
+  outHeader?: string;
+  /** A pilot (`--limit`, `--only`): only these people's items are planned, counted and handed on. */
+  pilot?: PilotSelection;
   output: Output;
   /** Aborted: stop reading and planning (a graceful stop); what was planned so far stands. */
   signal?: AbortSignal;
@@ -83,6 +88,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
     options.config.tiers.map((t) => t.name),
   );
   const file = options.outFile === undefined ? undefined : openPlanFile(options.outFile);
+  if (file && options.outHeader !== undefined && !file.write(options.outHeader)) await once(file, 'drain');
   progress.startPass('read');
   try {
     const context: PlanContext = {
@@ -101,7 +107,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
     };
     const records = withBaselineLoaded(options.source.records(), context, options.signal ? { signal: options.signal } : {});
     const items = planOperations(counted(records), context);
-    for await (const item of items) {
+    const take = async (item: PlanItem): Promise<void> => {
       summary.add(item);
       if (item.type === 'invalid' || item.type === 'warning') {
         options.problems?.[item.type === 'invalid' ? 'invalid' : 'warnings'].add(problemEntry(item));
@@ -110,6 +116,15 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
       }
       if (file && item.type === 'operation' && !file.write(planFileLine(item.operation))) await once(file, 'drain');
       if (options.onItem) await options.onItem(item);
+    };
+    const { pilot } = options;
+    for await (const item of items) {
+      if (pilot === undefined) await take(item);
+      else for (const kept of pilot.pass(item)) await take(kept);
+    }
+    if (pilot !== undefined) {
+      for (const kept of pilot.end()) await take(kept);
+      summary.pilot = { people: pilot.people, participants: pilot.participants, ...pilot.spec };
     }
   } finally {
     directory.close();

@@ -215,11 +215,13 @@ export async function accountPlanning(
   source: Source,
   customerioApi: string | undefined,
   state: Pick<StateReader, 'summary'>,
+  pilot = false,
 ): Promise<{ accounts?: AccountPlanning }> {
   if (config.group === undefined) return {};
   // The accounts the state holds, so that those this run no longer meets are reported.
   const known = Object.fromEntries((await state.summary(0)).accounts.map((row) => [row.destination, row.count]));
-  return { accounts: { objectTypeId: config.group.objectTypeId, traits: source.partial !== true, customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1', known } };
+  // A pilot sends a few people: traits computed over them alone would be wrong (the full run sends them).
+  return { accounts: { objectTypeId: config.group.objectTypeId, traits: source.partial !== true && !pilot, ...(pilot ? { pilot } : {}), customerioObjects: (customerioApi ?? 'v2').toLowerCase() !== 'v1', known } };
 }
 
 /**

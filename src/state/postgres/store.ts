@@ -30,7 +30,7 @@ import type {
   TransferRow,
   TransferTable,
 } from '../store.js';
-import { TRANSFER_TABLES } from '../store.js';
+import { TRANSFER_TABLES, UNFINISHED_BACKFILL_SQL, type StatePosition } from '../store.js';
 import { exportSql, exportValues, normalizeRow, rowValues } from '../transfer-sql.js';
 
 /** Rows read per round trip when a caller iterates (retry, status --json): never the whole ledger in memory. */
@@ -391,12 +391,9 @@ export class PostgresState implements StateStore, StateTransfer {
   }
 
   async unfinishedBackfillStart(programId: string): Promise<Date | undefined> {
-    const result = await this.sessions.query<{ started_at: string; status: string }>(
-      `SELECT started_at, status FROM runs WHERE program_id = $1 AND command = 'backfill' ORDER BY id DESC LIMIT 1`,
-      [programId],
-    );
+    const result = await this.sessions.query<{ started_at: string }>(UNFINISHED_BACKFILL_SQL.replaceAll('$program', '$1'), [programId]);
     const row = result.rows[0];
-    return row && row.status !== 'succeeded' ? new Date(row.started_at) : undefined;
+    return row ? new Date(row.started_at) : undefined;
   }
 
   async markCrashedRuns(programId: string, now: Date): Promise<void> {
@@ -414,6 +411,13 @@ export class PostgresState implements StateStore, StateTransfer {
   /** The advisory lock tells a live run from a dead one on any machine; `force` ends a live one's session. */
   async freeLock(programId: string, force: boolean): Promise<FreedLock> {
     return this.locksHeld.free(programId, force);
+  }
+
+  async position(programId: string): Promise<StatePosition> {
+    const run = await this.sessions.query<{ id: number | null }>('SELECT MAX(id) AS id FROM runs WHERE program_id = $1', [programId]);
+    const acknowledged = await this.sessions.query<{ count: string }>(`SELECT COUNT(*) AS count FROM deliveries WHERE program_id = $1 AND status = 'sent'`, [programId]);
+    const id = run.rows[0]?.id;
+    return { lastRunId: id === null || id === undefined ? null : Number(id), acknowledged: Number(acknowledged.rows[0]?.count ?? 0) };
   }
 
   async runningPrograms(): Promise<string[]> {

@@ -32,7 +32,7 @@ import type {
   TransferRow,
   TransferTable,
 } from '../store.js';
-import { TRANSFER_TABLES } from '../store.js';
+import { TRANSFER_TABLES, UNFINISHED_BACKFILL_SQL, type StatePosition } from '../store.js';
 import { exportSql, exportValues, normalizeRow, rowValues } from '../transfer-sql.js';
 
 type Db = Database.Database;
@@ -530,12 +530,8 @@ export class SqliteState implements StateStore, StateTransfer {
   }
 
   async unfinishedBackfillStart(programId: string): Promise<Date | undefined> {
-    const row = this.db
-      .prepare<[string], { started_at: string; status: string }>(
-        `SELECT started_at, status FROM runs WHERE program_id = ? AND command = 'backfill' ORDER BY id DESC LIMIT 1`,
-      )
-      .get(programId);
-    return row && row.status !== 'succeeded' ? new Date(row.started_at) : undefined;
+    const row = this.db.prepare<{ program: string }, { started_at: string }>(UNFINISHED_BACKFILL_SQL).get({ program: programId });
+    return row ? new Date(row.started_at) : undefined;
   }
 
   async markCrashedRuns(programId: string, now: Date): Promise<void> {
@@ -570,6 +566,15 @@ export class SqliteState implements StateStore, StateTransfer {
       const crashed = this.db.prepare(`UPDATE runs SET status = 'crashed', finished_at = ? WHERE program_id = ? AND status = 'running'`).run(new Date().toISOString(), programId);
       return { programId, lock: row, crashedRuns: crashed.changes };
     }).immediate();
+  }
+
+  async position(programId: string): Promise<StatePosition> {
+    const run = this.db.prepare<[string], { id: number | null }>('SELECT MAX(id) AS id FROM runs WHERE program_id = ?').get(programId);
+    // Rows carry their program since the queue came (migration 6); before, every row counts.
+    const acknowledged = this.hasTable('queue')
+      ? this.db.prepare<[string], { count: number }>(`SELECT COUNT(*) AS count FROM deliveries WHERE program_id = ? AND status = 'sent'`).get(programId)
+      : this.db.prepare<[], { count: number }>(`SELECT COUNT(*) AS count FROM deliveries WHERE status = 'sent'`).get();
+    return { lastRunId: run?.id ?? null, acknowledged: acknowledged?.count ?? 0 };
   }
 
   async runningPrograms(): Promise<string[]> {
