@@ -159,6 +159,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .optionsGroup('Options:')
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries of earlier runs are still in the state after the run (for cron: old failures count as a failure)')
     .addHelpText('after', examples('npx referral-sync sync --file export.csv --campaign abc123', 'npx referral-sync sync --source growsurf --campaign abc123 --log-format json'));
   sync.action(async (flags: ApplyFlags) => {
     result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
@@ -169,6 +170,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .optionsGroup('Options:')
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries of earlier runs are still in the state after the run (for cron: old failures count as a failure)')
     .addHelpText('after', examples('npx referral-sync backfill --file export.csv --campaign abc123 --dry-run', 'npx referral-sync backfill --file export.csv --campaign abc123'));
   backfill.action(async (flags: ApplyFlags) => {
     result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
@@ -179,6 +181,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .optionsGroup('Options:')
     .option('--campaign <id>', 'only this program\'s deliveries (default: every program that has failed deliveries or queued leftovers)')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries are still in the state after the retry (for cron)')
     .addHelpText('after', examples('npx referral-sync retry', 'npx referral-sync retry --campaign abc123 --to customerio'));
   retry.action(async (flags: RetryFlags) => {
     result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
@@ -198,7 +201,8 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .optionsGroup('Options:')
     .option('--json', 'print as JSON')
     .option('--runs <n>', 'how many recent runs to list (default 10)')
-    .addHelpText('after', examples('npx referral-sync status', 'npx referral-sync status --runs 50 --json'));
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries are outstanding (for cron and monitoring)')
+    .addHelpText('after', examples('npx referral-sync status', 'npx referral-sync status --runs 50 --json', 'npx referral-sync status --fail-on-outstanding   # exit 1 while failures wait'));
   status.action(async (flags: StatusFlags) => {
     result.code = await runStatus(flags, run.env, run.cwd, output(flags));
   });
@@ -232,6 +236,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     '\nExit codes: 0 done, 1 failed deliveries, 2 changes found (diff --detailed-exitcode), 64 usage/config error,\n' +
       '65 bad input data, 69 service unreachable or credentials refused, 73 the state cannot be created or written,\n' +
       '75 another run holds the lock or a temporary conflict on the state, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n' +
+      'With --fail-on-outstanding, sync, backfill, retry and status exit 1 while failed or dead deliveries wait in the state.\n' +
       examples('npx referral-sync diff --file fixtures/growsurf/participants.csv', 'npx referral-sync sync --help'),
   );
   return program;

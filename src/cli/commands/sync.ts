@@ -26,6 +26,8 @@ import { RunProgress } from '../output/progress.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource } from '../wiring/settings.js';
 import type { Env } from '../wiring/env.js';
 import { joinLines } from '../../terminal-text.js';
+import { groupProblems, type Outstanding } from '../../state/problem-groups.js';
+import { outstandingJson, renderOutstanding } from '../output/outstanding.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -33,6 +35,8 @@ export interface ApplyFlags extends DiffFlags, DestinationFlags {
   stallTimeout?: string;
   resend?: boolean;
   json?: boolean;
+  /** `--fail-on-outstanding`: exit 1 when failed or dead deliveries of earlier runs are still in the state. */
+  failOnOutstanding?: boolean;
 }
 
 /** `sync` (only what changed) and `backfill` (re-identify everyone): plan, then apply the same plan. */
@@ -84,9 +88,10 @@ export async function runApply(
     const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
     const runId = await state.startRun(command, programId, now);
     const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
-    // The next --quick starts from this run's start, and only once a run went through without failures.
-    if (result === ExitCode.ok && watermarkSource) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
-    return result;
+    // The next --quick starts from this run's start, and only once a run went through without failures (its own:
+    // what earlier runs left outstanding does not hold it back).
+    if (result.runExitCode === ExitCode.ok && watermarkSource) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
+    return result.exitCode;
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
@@ -120,7 +125,13 @@ interface DeliverContext {
   clock: Clock | undefined;
 }
 
-async function deliver(ctx: DeliverContext): Promise<ExitCode> {
+/** How a run ended (`runExitCode`), and the exit code the command returns (--fail-on-outstanding may raise it). */
+interface Delivered {
+  runExitCode: ExitCode;
+  exitCode: ExitCode;
+}
+
+async function deliver(ctx: DeliverContext): Promise<Delivered> {
   const { output, state, clients, interrupt } = ctx;
   const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
@@ -209,6 +220,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     throw error;
   }
 
+  // What earlier runs left failed or dead is in the state until it is dealt with: every summary says so. Counted by
+  // the state (GROUP BY), so a million dead deliveries cost a few rows here.
+  const earlier = await groupProblems(state.problemCounts({ programId: ctx.programId, notRunId: ctx.runId }));
+  const exitCode = outcome.exitCode === ExitCode.ok && ctx.flags.failOnOutstanding === true && earlier.total > 0 ? ExitCode.failedDeliveries : outcome.exitCode;
+
   // Warnings first: the summary's last line is the run's verdict, whatever the reader sees last.
   for (const line of stalledLines(reports)) output.warn(line);
   const inputs = ctx.source.inputs?.();
@@ -218,6 +234,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     const json = {
       command: ctx.command,
       ...outcomeJson(outcome),
+      exitCode,
       programId: ctx.programId,
       ...(inputs ? { inputs } : {}),
       ...(lookups ? { lookups } : {}),
@@ -225,15 +242,29 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       elapsedSeconds: Math.round(elapsed * 1000) / 1000,
       plan: summary.toJSON(lists),
       delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
+      outstanding: outstandingJson(earlier),
     };
     await output.resultStream(jsonChunks(json, output.jsonIndent(ctx.flags.json)));
     output.result('\n');
   } else {
-    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? []));
+    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? [], earlier));
   }
   reportDataProblems(output, summary);
+  reportOutstanding(output, ctx.command, earlier, exitCode !== outcome.exitCode);
   reportOutcome(output, ctx.command, outcome, problems !== undefined);
-  return outcome.exitCode;
+  if (exitCode !== outcome.exitCode) output.error(`${ctx.command}: exit ${exitCode}: --fail-on-outstanding, and ${plural(earlier.total, 'delivery', 'deliveries')} of earlier runs ${earlier.total === 1 ? 'is' : 'are'} still not delivered.`, { exitCode, outstanding: earlier.total });
+  return { runExitCode: outcome.exitCode, exitCode };
+}
+
+/**
+ * Earlier runs' failed and dead deliveries, counted on stderr too (the summary groups them), so that a cron job
+ * that keeps only stderr hears of them on every run until they are dealt with.
+ */
+function reportOutstanding(output: Output, command: string, earlier: Outstanding, failing: boolean): void {
+  if (earlier.total === 0) return;
+  const parts = [earlier.dead > 0 ? `${earlier.dead.toLocaleString('en-US')} dead` : '', earlier.failed > 0 ? `${earlier.failed.toLocaleString('en-US')} failed` : ''].filter(Boolean).join(', ');
+  const advice = failing ? '' : '; --fail-on-outstanding makes a run exit 1 while they wait';
+  output.warn(`${command}: ${plural(earlier.total, 'delivery', 'deliveries')} of earlier runs ${earlier.total === 1 ? 'is' : 'are'} still not delivered (${parts}): the summary groups them by reason and says what to run (\`npx referral-sync status\` too)${advice}.`, { outstanding: earlier.total, dead: earlier.dead, failed: earlier.failed });
 }
 
 /**
@@ -260,7 +291,7 @@ function countsOf(
   return counts;
 }
 
-function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[]): string {
+function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[], earlier: Outstanding): string {
   const lines = [
     `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${plural(summary.warnings, 'warning', 'warnings')}` : ''} (state ${state})`,
     ...inputs.map((input) => `  read ${describeInput(input)}`),
@@ -280,6 +311,8 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
   for (const [destination, report] of reports) {
     if (report.settledRate !== undefined) lines.push('', `${DESTINATION_LABELS[destination]}'s adaptive rate settled at ${report.settledRate.toFixed(0)} requests/s.`);
   }
+  const outstanding = renderOutstanding('Still not delivered from earlier runs:', earlier, { programs: false });
+  if (outstanding.length > 0) lines.push('', ...outstanding);
   lines.push('');
   return `${joinLines(lines)}\n`;
 }
