@@ -71,7 +71,7 @@ describe('reports are never capped where machines read them', () => {
     expect(text.stdout).toContain('  … and 100 more: --json lists every one');
   });
 
-  it('status shows 20 failed deliveries per destination in text and every one of 250 in --json', async () => {
+  it('status shows 250 refusals of one reason as one group in text, and every one of them in --json', async () => {
     services = await startServices();
     const cwd = tempDir();
     const rows = Array.from({ length: 250 }, (_, i) => ({ ID: `p${i}`, Email: `p${i}@example.com`, 'Created At': '2025-01-01' }));
@@ -80,8 +80,10 @@ describe('reports are never capped where machines read them', () => {
     expect((await runCliInProcess(['sync', '--file', file], { cwd, env: services.env })).code).toBe(1);
 
     const text = await runCliInProcess(['status'], { cwd });
-    expect(text.stdout.split('\n').filter((l) => l.includes('attribute refused for the test'))).toHaveLength(20);
-    expect(text.stdout).toContain('  … and 230 more: `npx referral-sync status --json` lists every one');
+    // One line for the group (the example's reason is the group's, so it is not repeated).
+    expect(text.stdout.split('\n').filter((l) => l.includes('attribute refused for the test'))).toHaveLength(1);
+    expect(text.stdout).toContain('Failed and dead deliveries, by reason: 250: 250 dead, in 1 group');
+    expect(text.stdout).toMatch(/ {2}program default {2}Customer\.io {2}dead +250 {2}Customer\.io refused it: invalid, field batch, attribute refused for the test\n {4}e\.g\. p\d+@example\.com \(identify, /);
     const json = JSON.parse((await runCliInProcess(['status', '--json'], { cwd })).stdout) as { problems: { userId: string; status: string; lastError: string }[] };
     expect(json.problems).toHaveLength(250);
     expect(new Set(json.problems.map((p) => p.userId)).size).toBe(250);
