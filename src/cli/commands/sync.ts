@@ -306,8 +306,8 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
       `${DESTINATION_LABELS[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
     );
   }
-  if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not sent):`, summary.invalidSamples, summary.invalid, '--json'));
-  if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings}):`, summary.warningSamples, summary.warnings, '--json'));
+  if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid.toLocaleString('en-US')}, not sent)`, summary.invalidKinds.kinds(), summary.invalid, '--json'));
+  if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings.toLocaleString('en-US')})`, summary.warningKinds.kinds(), summary.warnings, '--json'));
   for (const [destination, report] of reports) {
     if (report.settledRate !== undefined) lines.push('', `${DESTINATION_LABELS[destination]}'s adaptive rate settled at ${report.settledRate.toFixed(0)} requests/s.`);
   }
