@@ -226,7 +226,10 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       .option('--from <path|url>', 'the state to copy: a SQLite file or a postgres:// URL (?schema=); opened read-only')
       .option('--to <path|url>', 'where to copy it: a new SQLite file, or a PostgreSQL schema that is empty or absent'),
     { progress: false },
-  ).addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"'));
+  )
+    .optionsGroup('Options:')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"', 'npx referral-sync state copy --from .referral-sync/state.db --to backup.db --json'));
   copy.action(async (flags: StateCopyFlags & CommonFlags) => {
     result.code = await runStateCopy(flags, run.cwd, output(flags));
   });
