@@ -17,9 +17,9 @@ const URL = /\b(https?:\/\/[^/\s"'<>]+?)(?::?(?=[\s"'<>),;]|$)|\/(?:[^\s"'<>)]*[
 const RULES: readonly (readonly [RegExp, string])[] = [
   [/\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b/g, '<email>'],
   [/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, '<id>'],
-  // Quoted values: a cell, a person id, an attribute's value. Short quoted words stay (a field or column name).
-  [/"(?=[^"]*[\d@])[^"]{1,200}"|"[^"]{25,200}"/g, '"…"'],
-  [/'(?=[^']*[\d@])[^']{1,200}'|'[^']{25,200}'/g, "'…'"],
+  // Quoted values: a cell, a person id, an attribute's value. A quoted name stays (after column, attribute, field…).
+  [/(?<!\b(?:column|columns|attribute|field|header|metadata|key|option|flag|event|object|type) )"[^"]{1,200}"/gi, '"…"'],
+  [/(?<!\b(?:column|columns|attribute|field|header|metadata|key|option|flag|event|object|type) )'[^']{1,200}'/gi, "'…'"],
   // Tokens that are ids: letters and digits mixed, or long hex (message ids, keys, prew_… reward ids).
   [/\b(?=[\w-]*\d)(?=[\w-]*[a-z])[\w-]{12,}\b/gi, '<id>'],
   [/\b[0-9a-f]{16,}\b/gi, '<id>'],
@@ -28,7 +28,8 @@ const RULES: readonly (readonly [RegExp, string])[] = [
   [/#\d+\b/g, '#<n>'],
   // Counted quantities (sizes, durations, attempts) vary; an HTTP status (three digits 100-599 standing alone) does not.
   [/\b\d[\d,._]*(\s*)(bytes?|B|KB|MB|GB|ms|s|seconds?|minutes?|attempts?|times|characters?|attributes?|rows?|participants?|operations?|deliveries)\b/g, '<n>$1$2'],
-  [/\b\d{1,3}(,\d{3})+(\.\d+)?\b|\b\d{4,}(\.\d+)?\b|\b\d+\.\d+\b/g, '<n>'],
+  // Not the number in a name (ISO-8601, utf-16le).
+  [/(?<![A-Za-z]-)(?:\b\d{1,3}(,\d{3})+(\.\d+)?\b|\b\d{4,}(\.\d+)?\b|\b\d+\.\d+\b)/g, '<n>'],
 ];
 
 /** The group key of a reason (see the module comment); the empty string for none. */

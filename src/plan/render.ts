@@ -211,27 +211,30 @@ function renderAccount(account: AccountPlan): string[] {
  */
 /**
  * Invalid rows or warnings, a few lines however many there are: per kind (`problemKind`), its count and its first
- * row in full, then where a few more are. `where` names the output that lists every one.
+ * row in full, then where a few more are. A kind with only a few rows lists each in full, as it is no longer than
+ * its summary would be. `where` names the output that lists every one.
  */
 export function renderProblems(title: string, kinds: readonly ProblemKindCount[], total: number, where: string): string[] {
   const lines = [`${title}${kinds.length > 1 ? `, ${kinds.length} kinds` : ''}:`];
-  const width = count(kinds[0]?.count ?? 0).length;
+  const counted = kinds.filter((kind) => kind.count > kind.examples.length);
+  const width = counted.reduce((max, kind) => Math.max(max, count(kind.count).length), 0);
   for (const kind of kinds.slice(0, KINDS_SHOWN)) {
+    if (kind.count <= kind.examples.length) {
+      for (const problem of kind.examples) lines.push(`  ${formatLocation(problem.location)}: ${problem.message}`);
+      continue;
+    }
     const [first, ...more] = kind.examples;
     if (first === undefined) continue;
     lines.push(`  ${count(kind.count).padStart(width)} × ${formatLocation(first.location)}: ${first.message}`);
-    const others = kind.count - 1;
-    if (others > 0) {
-      const places = more.filter((p) => p.location !== undefined).map((p) => formatLocation(p.location));
-      lines.push(`  ${' '.repeat(width)}   and ${count(others)} more like it${places.length > 0 ? `, e.g. ${places.join(', ')}` : ''}`);
-    }
+    const places = more.filter((p) => p.location !== undefined).map((p) => formatLocation(p.location));
+    lines.push(`  ${' '.repeat(width)}   and ${count(kind.count - 1)} more like it${places.length > 0 ? `, e.g. ${places.join(', ')}` : ''}`);
   }
   const hidden = kinds.slice(KINDS_SHOWN);
   if (hidden.length > 0) {
     const rows = hidden.reduce((sum, k) => sum + k.count, 0);
     lines.push(`  … and ${count(hidden.length)} more kind${hidden.length === 1 ? '' : 's'} (${count(rows)} row${rows === 1 ? '' : 's'})`);
   }
-  if (total > 1) lines.push(`  ${where} lists every one`);
+  if (total > kinds.slice(0, KINDS_SHOWN).reduce((sum, kind) => sum + Math.min(kind.count, kind.examples.length), 0)) lines.push(`  ${where} lists every one`);
   return lines;
 }
 
