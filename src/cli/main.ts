@@ -165,6 +165,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
     .option('--plan <file>', 'send exactly the operations of a plan `diff --out` wrote, with its ids, and nothing else (reads no source); refused once the state moved')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries of earlier runs are still in the state after the run (for cron: old failures count as a failure)')
     .addHelpText(
       'after',
       examples(
@@ -184,6 +185,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
     .option('--plan <file>', 'send exactly the operations of a plan `backfill --dry-run --out` wrote, and nothing else (reads no source); refused once the state moved')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries of earlier runs are still in the state after the run (for cron: old failures count as a failure)')
     .addHelpText(
       'after',
       examples(
@@ -202,6 +204,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .optionsGroup('Options:')
     .option('--campaign <id>', 'only this program\'s deliveries (default: every program that has failed deliveries or queued leftovers)')
     .option('--json', 'print the summary as JSON')
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries are still in the state after the retry (for cron)')
     .addHelpText('after', examples('npx referral-sync retry', 'npx referral-sync retry --campaign abc123 --to customerio'));
   retry.action(async (flags: RetryFlags) => {
     result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
@@ -221,7 +224,8 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .optionsGroup('Options:')
     .option('--json', 'print as JSON')
     .option('--runs <n>', 'how many recent runs to list (default 10)')
-    .addHelpText('after', examples('npx referral-sync status', 'npx referral-sync status --runs 50 --json'));
+    .option('--fail-on-outstanding', 'exit 1 when failed or dead deliveries are outstanding (for cron and monitoring)')
+    .addHelpText('after', examples('npx referral-sync status', 'npx referral-sync status --runs 50 --json', 'npx referral-sync status --fail-on-outstanding   # exit 1 while failures wait'));
   status.action(async (flags: StatusFlags) => {
     result.code = await runStatus(flags, run.env, run.cwd, output(flags));
   });
@@ -245,7 +249,10 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       .option('--from <path|url>', 'the state to copy: a SQLite file or a postgres:// URL (?schema=); opened read-only')
       .option('--to <path|url>', 'where to copy it: a new SQLite file, or a PostgreSQL schema that is empty or absent'),
     { progress: false },
-  ).addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"'));
+  )
+    .optionsGroup('Options:')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"', 'npx referral-sync state copy --from .referral-sync/state.db --to backup.db --json'));
   copy.action(async (flags: StateCopyFlags & CommonFlags) => {
     result.code = await runStateCopy(flags, run.cwd, output(flags));
   });
@@ -255,6 +262,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     '\nExit codes: 0 done, 1 failed deliveries, 2 changes found (diff --detailed-exitcode), 64 usage/config error,\n' +
       '65 bad input data, 69 service unreachable or credentials refused, 73 the state cannot be created or written,\n' +
       '75 another run holds the lock or a temporary conflict on the state, 129/130/143 interrupted by SIGHUP/SIGINT/SIGTERM.\n' +
+      'With --fail-on-outstanding, sync, backfill, retry and status exit 1 while failed or dead deliveries wait in the state.\n' +
       examples('npx referral-sync diff --file fixtures/growsurf/participants.csv', 'npx referral-sync sync --help'),
   );
   return program;

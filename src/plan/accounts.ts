@@ -265,6 +265,7 @@ function* oversizedIds(accounts: readonly Account[]): Generator<PlanItem> {
         message: `account id of ${member.userId} is ${bytes} bytes, over ${DESTINATION_LABELS.customerio}'s ${CUSTOMERIO_LIMITS.objectIdBytes}-byte limit on an object id: the account and its relationships are not sent to ${DESTINATION_LABELS.customerio}`,
         location: member.location,
         destination: 'customerio',
+        code: 'account-id-too-long/customerio',
         limits: [{ destination: 'customerio', limit: 'customerio.object_id_bytes', size: bytes, max: CUSTOMERIO_LIMITS.objectIdBytes, unit: 'bytes', field: 'identifiers.object_id' }],
       };
     }
@@ -290,6 +291,7 @@ function* caseVariants(accounts: readonly Account[]): Generator<PlanItem> {
         type: 'warning',
         message: `account id "${account.id}" of ${member.userId} differs from "${earlier}" only by letter case: they are sent as two accounts; correct the data if they are one`,
         location: member.location,
+        code: 'account-id-letter-case',
       };
     }
   }

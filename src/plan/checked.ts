@@ -33,6 +33,7 @@ export function* checked(operation: Operation, location: RecordLocation | undefi
       participantId: operation.participantId,
       destination: operation.destination,
       limits: violations,
+      code: `over-limit/${operation.destination}/${operation.kind}/${[...new Set(violations.map((v) => v.limit))].join('+')}`,
     };
     return;
   }

@@ -1,3 +1,4 @@
+import { reasonKey } from './reason-key.js';
 import type { Operation, PlanItem } from './types.js';
 
 /**
@@ -49,11 +50,20 @@ export function problemEntry(item: ProblemItem): Record<string, unknown> {
     file: item.location?.file ?? null,
     line: item.location?.line ?? null,
     reason: item.type === 'invalid' ? item.reason : item.message,
+    kind: problemKind(item),
   };
   if (item.type === 'invalid' && item.participantId !== undefined) entry.participantId = item.participantId;
   if (item.destination !== undefined) entry.destination = item.destination;
   if (item.limits !== undefined) entry.limits = item.limits;
   return entry;
+}
+
+/**
+ * The kind of an invalid row or a warning: its code where it was made (a stable name), else its reason with the
+ * details replaced (`reasonKey`), so that rows of one kind are counted on one line.
+ */
+export function problemKind(item: ProblemItem): string {
+  return item.code ?? reasonKey(item.type === 'invalid' ? item.reason : item.message);
 }
 
 /** A plan file line for an invalid row or a warning: `{"type":"invalid",…}` beside the operation lines. */

@@ -52,18 +52,19 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
       reason: `participant id "${record.id}" already appeared on an earlier row (ids compare without Unicode form, invisible characters or surrounding spaces); the first row wins and this one is ignored`,
       location,
       participantId: record.id,
+      code: 'participant-id-repeated',
     };
     return;
   }
   const userId = identityOf(record, config.identity);
   if (userId === undefined) {
-    yield { type: 'invalid', reason: missingIdentityReason(config.identity), location, participantId: record.id };
+    yield { type: 'invalid', reason: missingIdentityReason(config.identity), location, participantId: record.id, code: 'user-id-missing' };
     return;
   }
   const control = controlCharacterIn(userId);
   if (control !== undefined) {
     // Sent, it would make a person no one can type or find; shown, it could steer a terminal.
-    yield { type: 'invalid', reason: `the user id holds the control character ${control}; the row is not sent (fix it in the source)`, location, participantId: record.id };
+    yield { type: 'invalid', reason: `the user id holds the control character ${control}; the row is not sent (fix it in the source)`, location, participantId: record.id, code: 'user-id-control-character' };
     return;
   }
   const claimed = context.directory.claim(userId, record.id, location);
@@ -74,7 +75,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
   const person = personOf(record, userId, context);
   const { participant } = person;
   const leftOut = referrerLeftOutMessage(record, person);
-  if (leftOut !== undefined) yield { type: 'warning', message: leftOut, location };
+  if (leftOut !== undefined) yield { type: 'warning', message: leftOut, location, code: `referrer-left-out/${person.referrerLeftOut!.kind}` };
   yield { type: 'participant', participantId: participant.id, userId, traits: person.traits };
   if (gathering) yield* gatherMember(person, location, context, gathering);
 
@@ -88,6 +89,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
         location,
         destination,
         limits: violations,
+        code: `attribute-left-out/${destination}/${attribute}`,
       };
     }
     const { baseline } = draft;
@@ -119,7 +121,7 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
     }
   }
   if (isReferred(participant) && participant.referrerId === undefined) {
-    yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location };
+    yield { type: 'warning', message: `participant ${participant.id} joined through a referral but the data names no referrer`, location, code: 'referrer-not-named' };
   }
 }
 
@@ -137,7 +139,7 @@ function* gatherMember(person: PlannedPerson, location: RecordLocation | undefin
   const { participant, userId } = person;
   const found = accountIdOf(participant, group.id!);
   if ('missing' in found) {
-    yield { type: 'warning', message: `participant ${participant.id} has no account id (${found.missing}): no group call or relationship is sent for them`, location };
+    yield { type: 'warning', message: `participant ${participant.id} has no account id (${found.missing}): no group call or relationship is sent for them`, location, code: 'account-id-missing' };
     return;
   }
   gathering.program ??= { source: participant.source, programId: participant.programId };
@@ -403,7 +405,7 @@ function tierTransition(baseline: IdentityBaseline | undefined, tier: string, ti
 function identityTaken(participant: Participant, userId: string, first: IdentityClaim, location: RecordLocation | undefined): PlanItem {
   if (first.participantId === participant.id) {
     // The source gave the same participant twice (an API page that shifted): it is planned once.
-    return { type: 'warning', message: `participant ${participant.id} was read twice; it is planned once`, location };
+    return { type: 'warning', message: `participant ${participant.id} was read twice; it is planned once`, location, code: 'participant-read-twice' };
   }
   const where = first.location ? ` (${formatLocation(first.location)})` : '';
   return {
@@ -412,6 +414,7 @@ function identityTaken(participant: Participant, userId: string, first: Identity
     reason: `user id "${userId}" already belongs to participant ${first.participantId}${where}; participant ${participant.id} resolves to the same user id (compared without letter case in emails, Unicode form, invisible characters or surrounding spaces), so the first one wins and this row is not sent`,
     location,
     participantId: participant.id,
+    code: 'user-id-taken',
   };
 }
 

@@ -2,7 +2,7 @@ import { EVENT_KINDS, type Destination, type EventKind, DESTINATION_LABELS } fro
 import { formatLocation } from '../model/participant.js';
 import { joinLines } from '../terminal-text.js';
 import type { TraitValue } from '../model/traits.js';
-import { describePilot, type DestinationCounts, type PersonChange, type PlanSummary, type Problem } from './summary.js';
+import { describePilot, type DestinationCounts, type PersonChange, type PlanSummary, type ProblemKindCount } from './summary.js';
 import type { AccountPlan } from './types.js';
 
 /**
@@ -18,7 +18,8 @@ const EVENT_LABEL: Record<EventKind, string> = {
   tierChanged: 'tier changed',
 };
 const BAR_WIDTH = 30;
-const PROBLEMS_SHOWN = 20;
+/** Kinds of invalid rows or warnings listed in text; --json and --out list every row. */
+const KINDS_SHOWN = 10;
 
 /** How an input file was read (a file source's `inputs()`). */
 export interface InputSummary {
@@ -65,8 +66,8 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   const accounts = renderAccountChanges(summary);
   if (accounts.length > 0) out.push('', ...accounts);
   const where = '--json (or --out plan.jsonl)';
-  if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not planned)`, summary.invalidSamples, summary.invalid, where));
-  if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${summary.warnings})`, summary.warningSamples, summary.warnings, where));
+  if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${count(summary.invalid)}, not planned)`, summary.invalidKinds.kinds(), summary.invalid, where));
+  if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${count(summary.warnings)})`, summary.warningKinds.kinds(), summary.warnings, where));
   if (summary.customerioRecentEvents > 0) {
     out.push(
       '',
@@ -209,11 +210,32 @@ function renderAccount(account: AccountPlan): string[] {
  * The first problems, and where the rest are: text stays readable with 3,000 bad rows, and `where` names the
  * flags that list every one (diff: `--json` or `--out`; sync/backfill: `--json`).
  */
-export function renderProblems(title: string, samples: readonly Problem[], total: number, where: string): string[] {
-  const lines = [title];
-  for (const problem of samples.slice(0, PROBLEMS_SHOWN)) lines.push(`  ${formatLocation(problem.location)}: ${problem.message}`);
-  const shown = Math.min(samples.length, PROBLEMS_SHOWN);
-  if (total > shown) lines.push(`  … and ${(total - shown).toLocaleString('en-US')} more: ${where} lists every one`);
+/**
+ * Invalid rows or warnings, a few lines however many there are: per kind (`problemKind`), its count and its first
+ * row in full, then where a few more are. A kind with only a few rows lists each in full, as it is no longer than
+ * its summary would be. `where` names the output that lists every one.
+ */
+export function renderProblems(title: string, kinds: readonly ProblemKindCount[], total: number, where: string): string[] {
+  const lines = [`${title}${kinds.length > 1 ? `, ${kinds.length} kinds` : ''}:`];
+  const counted = kinds.filter((kind) => kind.count > kind.examples.length);
+  const width = counted.reduce((max, kind) => Math.max(max, count(kind.count).length), 0);
+  for (const kind of kinds.slice(0, KINDS_SHOWN)) {
+    if (kind.count <= kind.examples.length) {
+      for (const problem of kind.examples) lines.push(`  ${formatLocation(problem.location)}: ${problem.message}`);
+      continue;
+    }
+    const [first, ...more] = kind.examples;
+    if (first === undefined) continue;
+    lines.push(`  ${count(kind.count).padStart(width)} × ${formatLocation(first.location)}: ${first.message}`);
+    const places = more.filter((p) => p.location !== undefined).map((p) => formatLocation(p.location));
+    lines.push(`  ${' '.repeat(width)}   and ${count(kind.count - 1)} more like it${places.length > 0 ? `, e.g. ${places.join(', ')}` : ''}`);
+  }
+  const hidden = kinds.slice(KINDS_SHOWN);
+  if (hidden.length > 0) {
+    const rows = hidden.reduce((sum, k) => sum + k.count, 0);
+    lines.push(`  … and ${count(hidden.length)} more kind${hidden.length === 1 ? '' : 's'} (${count(rows)} row${rows === 1 ? '' : 's'})`);
+  }
+  if (total > kinds.slice(0, KINDS_SHOWN).reduce((sum, kind) => sum + Math.min(kind.count, kind.examples.length), 0)) lines.push(`  ${where} lists every one`);
   return lines;
 }
 
@@ -231,4 +253,8 @@ function formatValue(value: TraitValue | undefined): string {
 
 function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
 }

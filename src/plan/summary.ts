@@ -1,6 +1,6 @@
 import { CUSTOMERIO_CAMPAIGN_WINDOW_MS, EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
 import type { RecordLocation } from '../model/participant.js';
-import { problemEntry, type ProblemItem } from './plan-file.js';
+import { problemEntry, problemKind, type ProblemItem } from './plan-file.js';
 import type { AccountPlan, PlanItem, TraitChange } from './types.js';
 
 export interface DestinationCounts {
@@ -47,6 +47,41 @@ export interface Problem {
 /** Invalid rows and warnings kept for text output; every one of them is in `--json` and `--out` (cli/). */
 export const PROBLEM_SAMPLE_LIMIT = 50;
 
+/** Problems of one kind (`problemKind`): how many, and the first few. */
+export interface ProblemKindCount {
+  kind: string;
+  count: number;
+  examples: Problem[];
+}
+
+/** Examples kept per kind. */
+export const KIND_EXAMPLES = 3;
+/** Kinds counted apart; rows of any further kind are counted together under OTHER_KINDS. */
+const KINDS_KEPT = 200;
+export const OTHER_KINDS = '(other kinds)';
+
+/** Counts problems by kind in bounded memory: a few examples per kind and at most KINDS_KEPT kinds. */
+export class ProblemTally {
+  private readonly byKind = new Map<string, ProblemKindCount>();
+
+  add(problem: Problem): void {
+    let kind = problemKind(problem.item);
+    if (!this.byKind.has(kind) && this.byKind.size >= KINDS_KEPT) kind = OTHER_KINDS;
+    let entry = this.byKind.get(kind);
+    if (!entry) {
+      entry = { kind, count: 0, examples: [] };
+      this.byKind.set(kind, entry);
+    }
+    entry.count += 1;
+    if (entry.examples.length < KIND_EXAMPLES) entry.examples.push(problem);
+  }
+
+  /** The kinds, most rows first (first seen first among equals). */
+  kinds(): ProblemKindCount[] {
+    return [...this.byKind.values()].sort((a, b) => b.count - a.count);
+  }
+}
+
 /** Lists too long for the summary (every invalid row, every warning), supplied by the caller for `toJSON`. */
 export interface ProblemLists {
   invalidRows: unknown;
@@ -63,6 +98,9 @@ export class PlanSummary {
   warnings = 0;
   readonly invalidSamples: Problem[] = [];
   readonly warningSamples: Problem[] = [];
+  /** Invalid rows and warnings counted by kind, for text output that stays a few lines however many rows there are. */
+  readonly invalidKinds = new ProblemTally();
+  readonly warningKinds = new ProblemTally();
   readonly destinations: Partial<Record<Destination, DestinationCounts>> = {};
   readonly tiers = new Map<string, number>();
   readonly channels = { referral: 0, organic: 0 };
@@ -97,10 +135,12 @@ export class PlanSummary {
         return;
       case 'invalid':
         this.invalid += 1;
+        this.invalidKinds.add({ location: item.location, message: item.reason, item });
         if (this.invalidSamples.length < PROBLEM_SAMPLE_LIMIT) this.invalidSamples.push({ location: item.location, message: item.reason, item });
         return;
       case 'warning':
         this.warnings += 1;
+        this.warningKinds.add({ location: item.location, message: item.message, item });
         if (this.warningSamples.length < PROBLEM_SAMPLE_LIMIT) this.warningSamples.push({ location: item.location, message: item.message, item });
         return;
       case 'unchanged':
@@ -176,6 +216,8 @@ export class PlanSummary {
       warnings: this.warnings,
       warningRows: lists ? lists.warningRows : this.warningSamples.map(problemJson),
       warningSamples: this.warningSamples.map(problemJson),
+      invalidKinds: this.invalidKinds.kinds().map(kindJson),
+      warningKinds: this.warningKinds.kinds().map(kindJson),
       destinations: this.destinations,
       operations: this.operations,
       tiers: Object.fromEntries(this.tierDistribution().map((r) => [r.tier, r.count])),
@@ -209,6 +251,10 @@ function emptyCounts(): DestinationCounts {
     operations: 0,
     bytes: 0,
   };
+}
+
+function kindJson(kind: ProblemKindCount): Record<string, unknown> {
+  return { kind: kind.kind, count: kind.count, examples: kind.examples.map(problemJson) };
 }
 
 function problemJson(problem: Problem): Record<string, unknown> {

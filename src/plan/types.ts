@@ -229,7 +229,9 @@ export type PlanItem =
       /** Set when a destination limit made it invalid: which destination, and every limit broken. */
       destination?: Destination;
       limits?: LimitViolation[];
+      /** What kind of problem it is, stable across rows and runs (text output groups by it; see problemKind). */
+      code?: string;
     }
-  | { type: 'warning'; message: string; location: RecordLocation | undefined; destination?: Destination; limits?: LimitViolation[] };
+  | { type: 'warning'; message: string; location: RecordLocation | undefined; destination?: Destination; limits?: LimitViolation[]; code?: string };
 
 export type PlanMode = 'sync' | 'backfill';

@@ -1,5 +1,5 @@
 import { EMPTY_BASELINE } from '../plan/types.js';
-import type { StateReader, StoredDelivery } from './store.js';
+import type { ProblemCount, StateReader, StoredDelivery } from './store.js';
 
 /** A state that does not exist yet, read as empty (nothing is created to read it). */
 export function emptyState(path: string): StateReader {
@@ -13,6 +13,7 @@ export function emptyState(path: string): StateReader {
     summary: async () => ({ location: path, schemaVersion: 0, identities: [], accounts: [], deliveries: [], runs: [] }),
     problems: async () => [],
     allProblems: () => noRows(),
+    problemCounts: () => noCounts(),
     watermark: async () => undefined,
     deliveredPrograms: async () => [],
     deliveredNamespaces: async () => [],
@@ -27,3 +28,6 @@ export function emptyState(path: string): StateReader {
 
 /** An empty stream of rows. */
 async function* noRows(): AsyncGenerator<StoredDelivery> {}
+
+/** No failed or dead deliveries. */
+async function* noCounts(): AsyncGenerator<ProblemCount> {}

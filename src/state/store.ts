@@ -73,6 +73,12 @@ export interface StateReader {
   problems(limit: number): Promise<StoredDelivery[]>;
   /** Every failed and dead delivery (no cap), by destination, newest first, read as it is iterated. */
   allProblems(): AsyncIterable<StoredDelivery>;
+  /**
+   * Failed and dead deliveries counted by program, destination, status and exact reason (a GROUP BY in the state:
+   * nothing is read row by row), each with its newest delivery as an example; `problem-groups.ts` folds reasons
+   * that differ only in a detail. Read as it is iterated, ordered by program, destination, status and reason.
+   */
+  problemCounts(filter?: ProblemFilter): AsyncIterable<ProblemCount>;
   /** Where the last successful run of this program's source left off (epoch ms), if any. */
   watermark(programId: string, source: string): Promise<number | undefined>;
   /** Program ids this state delivered from `source` to the destination under `namespace` (DESIGN §6 keys). */
@@ -227,6 +233,25 @@ export interface DeliveryRow {
   runId?: number;
 }
 
+/** Which failed and dead deliveries `problemCounts` counts. */
+export interface ProblemFilter {
+  /** Only this program's (rows from before deliveries carried their program belong to none). */
+  programId?: string;
+  /** Leave out the rows this run last wrote: a run's summary counts its own failures already. */
+  notRunId?: number;
+}
+
+/** Failed or dead deliveries of one program and destination that share their exact last error. */
+export interface ProblemCount {
+  programId: string | null;
+  destination: Destination;
+  status: 'failed' | 'dead';
+  lastError: string | null;
+  count: number;
+  /** The newest of them. */
+  example: { key: string; kind: string; userId: string; updatedAt: string };
+}
+
 export interface StoredDelivery {
   destination: Destination;
   key: string;
@@ -240,6 +265,8 @@ export interface StoredDelivery {
   updatedAt?: string;
   /** The run that last queued or recorded it (null for rows from before runs were kept). */
   runId?: number | null;
+  /** The program it belongs to (null for rows from before deliveries carried one); set where a read says so. */
+  programId?: string | null;
 }
 
 /** Where lookup answers are kept between runs; a read-only run (diff) reads it and writes nothing. */

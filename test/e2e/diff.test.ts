@@ -87,6 +87,7 @@ describe('diff on the bundled fixture (the README quick start)', () => {
         line: 3,
         participantId: 'zz02cd',
         reason: 'unparseable date "sometime in June" in column "Created At" (expected epoch ms or s, ISO-8601, or M/D/YYYY h:mm AM)',
+        kind: 'unparseable date "…" in column "Created At" (expected epoch ms or s, ISO-8601, or M/D/YYYY h:mm AM)',
       },
     ]);
     const text = await runCli(['diff', '--file', FIXTURE, BAD_ROW_FIXTURE], { cwd });

@@ -28,15 +28,18 @@ function messyExport(dir: string, bad: number): string {
 }
 
 describe('reports are never capped where machines read them', () => {
-  it('diff with 3,000 bad rows: text shows 20 and says where the rest is; --json and --out list every one', async () => {
+  it('diff with 3,000 bad rows: text groups them by kind in a few lines and says where the rest is; --json and --out list every one', async () => {
     const cwd = tempDir();
     const file = messyExport(cwd, 3000);
     const text = await runCliInProcess(['diff', '--file', file], { cwd });
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('Participants: 100 planned, 3000 invalid, 60 warnings');
-    expect(text.stdout.split('\n').filter((l) => l.startsWith(`  ${file}:`) && l.includes('unparseable date'))).toHaveLength(20);
-    expect(text.stdout).toContain('  … and 2,980 more: --json (or --out plan.jsonl) lists every one');
-    expect(text.stdout).toContain('  … and 40 more: --json (or --out plan.jsonl) lists every one');
+    // One kind each: its count, its first row in full, and where a few more are.
+    expect(text.stdout).toContain(`Invalid rows (3,000, not planned):\n  3,000 × ${file}:102: unparseable date "sometime in June"`);
+    expect(text.stdout).toContain(`        and 2,999 more like it, e.g. ${file}:103, ${file}:104\n  --json (or --out plan.jsonl) lists every one`);
+    expect(text.stdout).toContain(`Warnings (60):\n  60 × ${file}:42: referrer "gone0" of participant w0 is not in the data`);
+    expect(text.stdout).toContain(`     and 59 more like it, e.g. ${file}:43, ${file}:44\n  --json (or --out plan.jsonl) lists every one`);
+    expect(text.stdout.split('\n').filter((l) => l.includes(file))).toHaveLength(5);
 
     const out = join(cwd, 'plan.jsonl');
     const json = await runCliInProcess(['diff', '--file', file, '--json', '--out', out], { cwd });
@@ -68,10 +71,11 @@ describe('reports are never capped where machines read them', () => {
     expect(report.plan.invalidRows).toHaveLength(120);
     expect(report.plan.warningRows).toHaveLength(60);
     const text = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
-    expect(text.stdout).toContain('  … and 100 more: --json lists every one');
+    expect(text.stdout).toContain(`Invalid rows (120, not sent):\n  120 × ${file}:102: unparseable date`);
+    expect(text.stdout).toContain(`      and 119 more like it, e.g. ${file}:103, ${file}:104\n  --json lists every one`);
   });
 
-  it('status shows 20 failed deliveries per destination in text and every one of 250 in --json', async () => {
+  it('status shows 250 refusals of one reason as one group in text, and every one of them in --json', async () => {
     services = await startServices();
     const cwd = tempDir();
     const rows = Array.from({ length: 250 }, (_, i) => ({ ID: `p${i}`, Email: `p${i}@example.com`, 'Created At': '2025-01-01' }));
@@ -80,8 +84,10 @@ describe('reports are never capped where machines read them', () => {
     expect((await runCliInProcess(['sync', '--file', file], { cwd, env: services.env })).code).toBe(1);
 
     const text = await runCliInProcess(['status'], { cwd });
-    expect(text.stdout.split('\n').filter((l) => l.includes('attribute refused for the test'))).toHaveLength(20);
-    expect(text.stdout).toContain('  … and 230 more: `npx referral-sync status --json` lists every one');
+    // One line for the group (the example's reason is the group's, so it is not repeated).
+    expect(text.stdout.split('\n').filter((l) => l.includes('attribute refused for the test'))).toHaveLength(1);
+    expect(text.stdout).toContain('Failed and dead deliveries, by reason: 250: 250 dead, in 1 group');
+    expect(text.stdout).toMatch(/ {2}program default {2}Customer\.io {2}dead +250 {2}Customer\.io refused it: invalid, field batch, attribute refused for the test\n {4}e\.g\. p\d+@example\.com \(identify, /);
     const json = JSON.parse((await runCliInProcess(['status', '--json'], { cwd })).stdout) as { problems: { userId: string; status: string; lastError: string }[] };
     expect(json.problems).toHaveLength(250);
     expect(new Set(json.problems.map((p) => p.userId)).size).toBe(250);

@@ -67,6 +67,7 @@ describe('Customer.io: an attribute over its limit is left out; the rest of the 
         location: undefined,
         destination: 'customerio',
         limits: [{ destination: 'customerio', limit: 'customerio.attribute_value_bytes', size: 1200, max: 1000, unit: 'bytes', field: 'attributes.first_name', attribute: 'first_name' }],
+        code: 'attribute-left-out/customerio/first_name',
       },
     ]);
   });

@@ -86,6 +86,13 @@ describe('progress text', () => {
     ]);
   });
 
+  it.each([
+    ['the planning pass (the last): a plain ETA', false, 'ETA 13s'],
+    ['the index pass of a file (another pass follows): a lower bound', true, 'ETA ≥ 13s'],
+  ])('%s', (_name, lowerBound, eta) => {
+    expect(readPieces({ participants: 12_345, source: bytes(17_600_000, 42_900_000), secondsLeft: 12.2, etaLowerBound: lowerBound })).toEqual(['41%', '12,345 participants', eta, '17.6/42.9 MB']);
+  });
+
   it('the GrowSurf API: its participants against the campaign\'s count, and no total (never 0/0) before it is known', () => {
     expect(readPieces({ participants: 390, source: { done: 400, total: 1_000, unit: 'participants' }, secondsLeft: 75 })).toEqual(['40%', '400/1,000 participants', 'ETA 1m 15s']);
     expect(readPieces({ participants: 0, source: { done: 0, total: undefined, unit: 'participants' }, secondsLeft: undefined })).toEqual(['0 participants']);
@@ -105,7 +112,9 @@ describe('progress text', () => {
 
   it('a destination whose total still grows says so instead of an ETA', () => {
     expect(destinationPieces(destination({}))).toEqual(['waiting for the plan']);
-    expect(destinationPieces(destination({ done: 2_000, total: 5_000, perSecond: 480 }))).toEqual(['40%', '2,000/5,000 so far', 'total still growing (reading)', '480/s']);
+    // No share of a total that still grows, and no ETA: only what is known.
+    expect(destinationPieces(destination({ done: 2_000, total: 5_000, perSecond: 480 }))).toEqual(['2,000/5,000 so far', 'total still growing (reading)', '480/s']);
+    expect(destinationPieces(destination({ done: 2_000, total: 5_000, perSecond: 480, secondsLeft: 6 }))).not.toContain('ETA 6s');
     expect(destinationPieces(destination({ done: 2_000, total: 8_000, totalFinal: true, perSecond: 500, secondsLeft: 12, failed: 3 }))).toEqual([
       '25%',
       '2,000/8,000',
@@ -149,12 +158,36 @@ describe('RunProgress without a terminal', () => {
     progresses.forEach((p) => p.stop());
     const [text, json, quiet] = runs.map((r) => r.stderr());
     expect(text!.trim().split('\n')).toEqual([
-      'progress: read 25%, 1,234 participants, 5.0/20.0 MB; Segment 0%, 0/1 so far, total still growing (reading), 0/s',
-      'progress: read 25%, 1,234 participants, 5.0/20.0 MB; Segment 0%, 0/1 so far, total still growing (reading), 0/s',
+      'progress: read 25%, 1,234 participants, 5.0/20.0 MB; Segment 0/1 so far, total still growing (reading), 0/s',
+      'progress: read 25%, 1,234 participants, 5.0/20.0 MB; Segment 0/1 so far, total still growing (reading), 0/s',
     ]);
     const line = JSON.parse(json!.trim().split('\n')[0]!) as Record<string, unknown>;
     expect(line).toMatchObject({ level: 'info', progress: { pass: 'read', participants: 1234, source: { done: 5_000_000, total: 20_000_000, unit: 'bytes' } } });
     expect(quiet).toBe('');
+  });
+
+  it.each([
+    ['index', 'index 1/2', 'ETA ≥ ', true],
+    ['read', 'read', 'ETA ', false],
+  ] as const)('the %s pass of a file: its ETA says whether it is a lower bound (text and JSON)', async (phase, label, eta, lowerBound) => {
+    vi.useFakeTimers();
+    const clock = manualClock();
+    let done = 0;
+    const source = { readProgress: (): ReadProgress => ({ done, total: 20_000_000, unit: 'bytes' }) };
+    const runs = [outputOf({}), outputOf({ logFormat: 'json' })];
+    const progresses = runs.map(({ output }) => new RunProgress(output, source, [], clock.now));
+    for (const p of progresses) p.startPass(phase);
+    for (let s = 0; s < 10; s += 1) {
+      done += 1_000_000;
+      clock.advance(1000);
+      await vi.advanceTimersByTimeAsync(1000);
+    }
+    progresses.forEach((p) => p.stop());
+    const [text, json] = runs.map((r) => r.stderr());
+    expect(text).toContain(`progress: ${label} 50%, 0 participants, ${eta}10s, 10.0/20.0 MB`);
+    const line = JSON.parse(json!.trim().split('\n')[0]!) as { progress: { etaSeconds: number; etaIsLowerBound?: boolean } };
+    expect(line.progress.etaSeconds).toBe(10);
+    expect(line.progress.etaIsLowerBound).toBe(lowerBound ? true : undefined);
   });
 
   it('counts a killed run\'s leftovers once: once the plan is queued, a total is what was done plus what waits', async () => {

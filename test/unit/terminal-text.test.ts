@@ -183,7 +183,7 @@ describe('text renderers', () => {
         expect(text).not.toMatch(UNSAFE_BUT_LINE_FEED);
         expect(text).not.toMatch(/^FORGED/m);
         // Every problem the plan reported is one line of its own.
-        const problems = renderProblems('Warnings', summary.warningSamples, summary.warnings, '--json');
+        const problems = renderProblems('Warnings', summary.warningKinds.kinds(), summary.warnings, '--json');
         expect(joinLines(problems).split('\n')).toHaveLength(problems.length);
       }),
       { numRuns: 60 },

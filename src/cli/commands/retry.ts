@@ -6,7 +6,9 @@ import { DESTINATION_LABELS, type Destination } from '../../config/defaults.js';
 import type { DestinationClient } from '../../destinations/types.js';
 import { ExitCode } from '../../errors.js';
 import { openState } from '../../state/open.js';
-import type { StateStore, StoredDelivery } from '../../state/store.js';
+import type { ProblemCount, StateStore, StoredDelivery } from '../../state/store.js';
+import { groupProblems, type Outstanding } from '../../state/problem-groups.js';
+import { outstandingJson, renderOutstanding } from '../output/outstanding.js';
 import { createEngine, parseStallTimeout, stalledLines } from '../wiring/delivery.js';
 import { createDestinationClients, parseRateMode, parseRates, ratesGiven, type DestinationFlags, type RateMode } from '../wiring/destinations.js';
 import { preflight } from '../run/preflight.js';
@@ -21,6 +23,8 @@ export interface RetryFlags extends CommonFlags, DestinationFlags {
   campaign?: string;
   stallTimeout?: string;
   json?: boolean;
+  /** `--fail-on-outstanding`: exit 1 when failed or dead deliveries are still in the state after the retry. */
+  failOnOutstanding?: boolean;
 }
 
 /**
@@ -75,23 +79,30 @@ export async function runRetry(flags: RetryFlags, env: Env, cwd: string, output:
       for (const [destination, report] of result.reports) reports.set(destination, mergeReports(reports.get(destination), report));
     }
     const outcome = runOutcome(reports, (performance.now() - started) / 1000, interrupt, left);
+    // What is still not delivered in these programs after the retry (refused again, or for destinations not retried).
+    const retried = new Set(programs);
+    const after = await groupProblems(inPrograms(state.problemCounts(), retried));
+    const exitCode = outcome.exitCode === ExitCode.ok && flags.failOnOutstanding === true && after.total > 0 ? ExitCode.failedDeliveries : outcome.exitCode;
     for (const line of stalledLines(reports)) output.warn(line);
     if (output.json || flags.json) {
       const json = {
         command: 'retry',
         ...outcomeJson(outcome),
+        exitCode,
         programs,
         state: state.location,
         elapsedSeconds: Math.round(outcome.elapsedSeconds * 1000) / 1000,
         superseded: superseded.map(({ destination, key, kind, userId }) => ({ destination, key, kind, userId })),
         delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
+        outstanding: outstandingJson(after),
       };
       output.result(`${JSON.stringify(json, null, output.jsonIndent(flags.json))}\n`);
     } else {
-      output.result(renderRetry(programs, reports, superseded));
+      output.result(renderRetry(programs, reports, superseded, after));
     }
     reportOutcome(output, 'retry', outcome, output.json || flags.json === true);
-    return outcome.exitCode;
+    if (exitCode !== outcome.exitCode) output.error(`retry: exit ${exitCode}: --fail-on-outstanding, and ${plural(after.total, 'delivery', 'deliveries')} ${after.total === 1 ? 'is' : 'are'} still not delivered.`, { exitCode, outstanding: after.total });
+    return exitCode;
   } finally {
     // As in sync: neither may hide how the run ended (the state may be what failed).
     for (const program of locked) await state.releaseLock(program).catch(() => undefined);
@@ -174,7 +185,12 @@ function mergeReports(a: DestinationReport | undefined, b: DestinationReport): D
   };
 }
 
-function renderRetry(programs: readonly string[], reports: Map<Destination, DestinationReport>, superseded: readonly StoredDelivery[]): string {
+/** The counts of these programs only. */
+async function* inPrograms(counts: AsyncIterable<ProblemCount>, programs: ReadonlySet<string>): AsyncGenerator<ProblemCount> {
+  for await (const count of counts) if (count.programId !== null && programs.has(count.programId)) yield count;
+}
+
+function renderRetry(programs: readonly string[], reports: Map<Destination, DestinationReport>, superseded: readonly StoredDelivery[], after: Outstanding): string {
   let resent = 0;
   for (const report of reports.values()) resent += report.sent + report.failed + report.dead;
   let sent = 0;
@@ -187,6 +203,8 @@ function renderRetry(programs: readonly string[], reports: Map<Destination, Dest
   for (const [destination, report] of reports) {
     lines.push(`  ${DESTINATION_LABELS[destination].padEnd(12)} sent ${report.sent}, failed ${report.failed}, dead ${report.dead}`);
   }
+  const outstanding = renderOutstanding('Still not delivered after this retry:', after, { programs: programs.length > 1 });
+  if (outstanding.length > 0) lines.push('', ...outstanding);
   lines.push('');
   return `${joinLines(lines)}\n`;
 }

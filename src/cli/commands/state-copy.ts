@@ -10,6 +10,8 @@ export interface StateCopyFlags {
   from?: string;
   to?: string;
   logFormat?: string;
+  /** `--json`: the result as one JSON document (as under --log-format json, pretty-printed). */
+  json?: boolean;
 }
 
 /** `referral-sync state copy --from <path|url> --to <path|url>`: copies a whole state, verified by counts. */
@@ -23,8 +25,9 @@ export async function runStateCopy(flags: StateCopyFlags, cwd: string, output: O
     exitCode === ExitCode.ok
       ? `state copy: copied ${result.from} to ${result.to}; every count matches.`
       : `state copy: the counts of ${result.to} differ from ${result.from} (${result.mismatches.join('; ')}).`;
-  if (output.options.logFormat === 'json') {
-    output.result(`${JSON.stringify({ command: 'state copy', outcome: exitCode === ExitCode.ok ? 'done' : 'failed', exitCode, from: result.from, to: result.to, counts: { source: result.source, target: result.target }, mismatches: result.mismatches, message: last })}\n`);
+  if (output.json || flags.json) {
+    const json = { command: 'state copy', outcome: exitCode === ExitCode.ok ? 'done' : 'failed', exitCode, from: result.from, to: result.to, counts: { source: result.source, target: result.target }, mismatches: result.mismatches, message: last };
+    output.result(`${JSON.stringify(json, null, output.jsonIndent(flags.json))}\n`);
   } else {
     const lines = Object.entries(result.source.tables).map(([table, count]) => `  ${table.padEnd(13)} ${String(count).padStart(8)} -> ${String(result.target.tables[table as keyof typeof result.target.tables]).padStart(8)}`);
     const targetByKey = new Map(result.target.deliveries.map((row) => [`${row.destination}/${row.status}`, row.count]));

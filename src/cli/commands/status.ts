@@ -1,7 +1,10 @@
 import { ExitCode, UsageError } from '../../errors.js';
 import { describeHolder, lockHolderState, runsAsSeen } from '../../state/locks.js';
 import { openState, stateExists } from '../../state/open.js';
-import type { LockRecord, StateSummary, StoredDelivery } from '../../state/store.js';
+import type { LockRecord, StateSummary } from '../../state/store.js';
+import { groupProblems, type Outstanding } from '../../state/problem-groups.js';
+import { reasonKey } from '../../plan/reason-key.js';
+import { outstandingJson, renderOutstanding } from '../output/outstanding.js';
 import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { resolveCommon, type CommonFlags } from '../wiring/settings.js';
@@ -11,6 +14,8 @@ import { joinLines } from '../../terminal-text.js';
 export interface StatusFlags extends CommonFlags {
   json?: boolean;
   runs?: string;
+  /** `--fail-on-outstanding`: exit 1 while failed or dead deliveries wait in the state. */
+  failOnOutstanding?: boolean;
 }
 
 /** `referral-sync status`: where the state is, the last runs, and the ledger's counts. Read-only. */
@@ -28,23 +33,25 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
     const summary = { ...read, runs: runsAsSeen(read.runs, [...held, ...heldAfter]) };
     const exists = await stateExists(common.statePath);
     const locks = held.map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
+    // Counted by the state (GROUP BY), folded by reason: one entry per group in memory, whatever the ledger holds.
+    const outstanding = await groupProblems(state.problemCounts());
+    const exitCode = flags.failOnOutstanding && outstanding.total > 0 ? ExitCode.failedDeliveries : ExitCode.ok;
     if (flags.json || output.json) {
-      // Every failed and dead delivery, however many: streamed from the state, never capped.
+      // Every failed and dead delivery, however many: streamed from the state, never capped, each with its group.
       const problems = new StreamedArray(async function* () {
-        yield* state.allProblems();
+        for await (const problem of state.allProblems()) yield { ...problem, reason: reasonKey(problem.lastError) };
       });
-      await output.resultStream(jsonChunks({ command: 'status', exitCode: ExitCode.ok, exists, ...summary, locks, problems }, output.jsonIndent(flags.json)));
+      await output.resultStream(jsonChunks({ command: 'status', exitCode, exists, ...summary, locks, outstanding: outstandingJson(outstanding), problems }, output.jsonIndent(flags.json)));
       output.result('\n');
     } else {
-      output.result(renderStatus(summary, exists, await state.problems(PROBLEMS_SHOWN), locks));
+      output.result(renderStatus(summary, exists, outstanding, locks));
     }
-    return ExitCode.ok;
+    if (exitCode !== ExitCode.ok) output.error(`${outstanding.total.toLocaleString('en-US')} failed and dead deliveries are outstanding (exit ${exitCode}, --fail-on-outstanding).`, { outstanding: outstanding.total, exitCode });
+    return exitCode;
   } finally {
     await state.close();
   }
 }
-
-const PROBLEMS_SHOWN = 20;
 
 /** `--runs <n>`: a whole number of runs, at least 1 (default 10). */
 function parseRunLimit(value: string | undefined): number {
@@ -56,7 +63,7 @@ function parseRunLimit(value: string | undefined): number {
   return n;
 }
 
-function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[], locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[]): string {
+function renderStatus(summary: StateSummary, exists: boolean, outstanding: Outstanding, locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[]): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `npx referral-sync diff` shows what the first sync would send.');
@@ -91,15 +98,7 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
     const runner = 'runner' in run ? (run.runner === 'gone' ? '  (not running: its runner is gone)' : run.runner === 'unknown' ? '  (its lock is held from another machine)' : '') : '';
     lines.push(`  #${run.id} ${run.command.padEnd(9)} ${run.status.padEnd(9)} ${run.startedAt} → ${run.finishedAt ?? '…'}  program ${run.programId}  ${counts}${runner}`);
   }
-  if (problems.length > 0) {
-    lines.push('', `Failed and dead deliveries (newest ${PROBLEMS_SHOWN} per destination; \`npx referral-sync retry\` resends them)`);
-    for (const p of problems) {
-      lines.push(`  ${p.destination.padEnd(11)} ${p.status.padEnd(7)} ${p.kind.padEnd(13)} ${p.userId}  ${p.lastError ?? ''}`);
-    }
-    const total = summary.deliveries.filter((d) => d.status === 'failed' || d.status === 'dead').reduce((sum, d) => sum + d.count, 0);
-    if (total > problems.length) {
-      lines.push(`  … and ${(total - problems.length).toLocaleString('en-US')} more: \`npx referral-sync status --json\` lists every one`);
-    }
-  }
+  const grouped = renderOutstanding('Failed and dead deliveries, by reason:', outstanding, { programs: true });
+  if (grouped.length > 0) lines.push('', ...grouped);
   return `${joinLines(lines)}\n`;
 }

@@ -35,6 +35,8 @@ import { pilotCommand } from '../../state/store.js';
 import { assertPlanFitsRun, assertStateUnmoved, checkPlanLines, feedPlan, planFileSource, planStateLocation, readPlanHeader } from '../run/plan-apply.js';
 import { resolvePilot } from '../wiring/pilot.js';
 import { toolVersion } from '../wiring/version.js';
+import { groupProblems, type Outstanding } from '../../state/problem-groups.js';
+import { outstandingJson, renderOutstanding } from '../output/outstanding.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -44,6 +46,8 @@ export interface ApplyFlags extends DiffFlags, DestinationFlags {
   stallTimeout?: string;
   resend?: boolean;
   json?: boolean;
+  /** `--fail-on-outstanding`: exit 1 when failed or dead deliveries of earlier runs are still in the state. */
+  failOnOutstanding?: boolean;
 }
 
 /** `sync` (only what changed) and `backfill` (re-identify everyone): plan, then apply the same plan. */
@@ -100,10 +104,11 @@ export async function runApply(
     const runId = await state.startRun(pilot ? pilotCommand(command) : command, programId, now);
     const selection = pilot ? new PilotSelection(pilot) : undefined;
     const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock, ...(selection ? { pilot: selection } : {}) });
-    // The next --quick starts from this run's start, and only once a run went through without failures; a pilot
-    // left everyone else unsent, so it never moves the watermark.
-    if (result === ExitCode.ok && watermarkSource && !pilot) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
-    return result;
+    // The next --quick starts from this run's start, and only once a run went through without failures (its own:
+    // what earlier runs left outstanding does not hold it back); a pilot left everyone else unsent, so it never
+    // moves the watermark.
+    if (result.runExitCode === ExitCode.ok && watermarkSource && !pilot) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
+    return result.exitCode;
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();
@@ -141,7 +146,13 @@ interface DeliverContext {
   applied?: { file: string; header: PlanHeader; feed: (onItem: (item: PlanItem) => void | Promise<void>, signal: AbortSignal | undefined) => Promise<PlanSummary> };
 }
 
-async function deliver(ctx: DeliverContext): Promise<ExitCode> {
+/** How a run ended (`runExitCode`), and the exit code the command returns (--fail-on-outstanding may raise it). */
+interface Delivered {
+  runExitCode: ExitCode;
+  exitCode: ExitCode;
+}
+
+async function deliver(ctx: DeliverContext): Promise<Delivered> {
   const { output, state, clients, interrupt } = ctx;
   const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
@@ -245,6 +256,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     throw error;
   }
 
+  // What earlier runs left failed or dead is in the state until it is dealt with: every summary says so. Counted by
+  // the state (GROUP BY), so a million dead deliveries cost a few rows here.
+  const earlier = await groupProblems(state.problemCounts({ programId: ctx.programId, notRunId: ctx.runId }));
+  const exitCode = outcome.exitCode === ExitCode.ok && ctx.flags.failOnOutstanding === true && earlier.total > 0 ? ExitCode.failedDeliveries : outcome.exitCode;
+
   // Warnings first: the summary's last line is the run's verdict, whatever the reader sees last.
   for (const line of stalledLines(reports)) output.warn(line);
   const inputs = ctx.source.inputs?.();
@@ -254,6 +270,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     const json = {
       command: ctx.command,
       ...outcomeJson(outcome),
+      exitCode,
       programId: ctx.programId,
       ...(inputs ? { inputs } : {}),
       ...(lookups ? { lookups } : {}),
@@ -262,6 +279,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       elapsedSeconds: Math.round(elapsed * 1000) / 1000,
       plan: summary.toJSON(lists),
       delivery: Object.fromEntries([...reports].map(([d, r]) => [d, reportJson(r)])),
+      outstanding: outstandingJson(earlier),
     };
     await output.resultStream(jsonChunks(json, output.jsonIndent(ctx.flags.json)));
     output.result('\n');
@@ -270,12 +288,25 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       ...(ctx.applied ? [`  plan ${ctx.applied.file} (made ${ctx.applied.header.createdAt}): ${plural(summary.operations, 'operation', 'operations')} sent as reviewed`] : []),
       ...(summary.pilot ? [`  ${describePilot(summary.pilot)}`] : []),
     ];
-    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? [], notes));
+    output.result(renderDelivery(ctx.command, summary, reports, state.location, inputs ?? [], earlier, notes));
   }
   for (const value of ctx.pilot?.unmatched() ?? []) output.warn(`--only ${value} matched no participant (by user id or participant id): nothing was sent for it.`);
   reportDataProblems(output, summary);
+  reportOutstanding(output, ctx.command, earlier, exitCode !== outcome.exitCode);
   reportOutcome(output, ctx.command, outcome, problems !== undefined);
-  return outcome.exitCode;
+  if (exitCode !== outcome.exitCode) output.error(`${ctx.command}: exit ${exitCode}: --fail-on-outstanding, and ${plural(earlier.total, 'delivery', 'deliveries')} of earlier runs ${earlier.total === 1 ? 'is' : 'are'} still not delivered.`, { exitCode, outstanding: earlier.total });
+  return { runExitCode: outcome.exitCode, exitCode };
+}
+
+/**
+ * Earlier runs' failed and dead deliveries, counted on stderr too (the summary groups them), so that a cron job
+ * that keeps only stderr hears of them on every run until they are dealt with.
+ */
+function reportOutstanding(output: Output, command: string, earlier: Outstanding, failing: boolean): void {
+  if (earlier.total === 0) return;
+  const parts = [earlier.dead > 0 ? `${earlier.dead.toLocaleString('en-US')} dead` : '', earlier.failed > 0 ? `${earlier.failed.toLocaleString('en-US')} failed` : ''].filter(Boolean).join(', ');
+  const advice = failing ? '' : '; --fail-on-outstanding makes a run exit 1 while they wait';
+  output.warn(`${command}: ${plural(earlier.total, 'delivery', 'deliveries')} of earlier runs ${earlier.total === 1 ? 'is' : 'are'} still not delivered (${parts}): the summary groups them by reason and says what to run (\`npx referral-sync status\` too)${advice}.`, { outstanding: earlier.total, dead: earlier.dead, failed: earlier.failed });
 }
 
 /**
@@ -302,7 +333,7 @@ function countsOf(
   return counts;
 }
 
-function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[], notes: readonly string[] = []): string {
+function renderDelivery(command: string, summary: PlanSummary, reports: Map<Destination, DestinationReport>, state: string, inputs: readonly InputSummary[], earlier: Outstanding, notes: readonly string[] = []): string {
   const lines = [
     `referral-sync ${command}: ${summary.participants} participants, ${summary.invalid} invalid${summary.warnings ? `, ${plural(summary.warnings, 'warning', 'warnings')}` : ''} (state ${state})`,
     ...inputs.map((input) => `  read ${describeInput(input)}`),
@@ -318,11 +349,13 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
       `${DESTINATION_LABELS[destination].padEnd(14)}${String(report.sent).padStart(9)}${String(deduped).padStart(9)}${String(report.failed).padStart(9)}${String(report.dead).padStart(9)}${`${seconds.toFixed(1)}s`.padStart(10)}${`${Math.round(report.sent / seconds)}/s`.padStart(11)}`,
     );
   }
-  if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid}, not sent):`, summary.invalidSamples, summary.invalid, '--json'));
-  if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings}):`, summary.warningSamples, summary.warnings, '--json'));
+  if (summary.invalid > 0) lines.push('', ...renderProblems(`Invalid rows (${summary.invalid.toLocaleString('en-US')}, not sent)`, summary.invalidKinds.kinds(), summary.invalid, '--json'));
+  if (summary.warnings > 0) lines.push('', ...renderProblems(`Warnings (${summary.warnings.toLocaleString('en-US')})`, summary.warningKinds.kinds(), summary.warnings, '--json'));
   for (const [destination, report] of reports) {
     if (report.settledRate !== undefined) lines.push('', `${DESTINATION_LABELS[destination]}'s adaptive rate settled at ${report.settledRate.toFixed(0)} requests/s.`);
   }
+  const outstanding = renderOutstanding('Still not delivered from earlier runs:', earlier, { programs: false });
+  if (outstanding.length > 0) lines.push('', ...outstanding);
   lines.push('');
   return `${joinLines(lines)}\n`;
 }
@@ -414,7 +447,7 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
     await preflight(clients, output, ctx.interrupt, ctx.clock);
     await state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const runId = await state.startRun(header.pilot ? pilotCommand(command) : command, programId, now);
-    return await deliver({
+    const delivered = await deliver({
       command,
       mode: header.mode,
       flags: { ...flags, customerioApi: header.customerioApi, resend: header.resend },
@@ -435,6 +468,7 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
       clock: ctx.clock,
       applied: { file, header, feed: (onItem, signal) => feedPlan(file, header, checked, now, onItem, { ...(signal ? { signal } : {}), progress: source.progress }) },
     });
+    return delivered.exitCode;
   } finally {
     problems?.invalid.close();
     problems?.warnings.close();

@@ -12,6 +12,11 @@ export interface ReadState {
   /** What the source measures of its reading, if it measures anything. */
   source: ReadProgress | undefined;
   secondsLeft: number | undefined;
+  /**
+   * The ETA covers only this pass and another one follows (a file's index pass, before the planning pass): the
+   * reading takes longer than it says, so it is shown as a lower bound ("ETA ≥ 13s").
+   */
+  etaLowerBound?: boolean;
   /** Seconds the pass took, once it is over. */
   tookSeconds?: number;
 }
@@ -49,7 +54,7 @@ export function readPieces(state: ReadState): string[] {
   } else {
     pieces.push(`${count(state.participants)} participants`);
   }
-  pieces.push(...timing(state.tookSeconds, state.secondsLeft));
+  pieces.push(...timing(state.tookSeconds, state.secondsLeft, state.etaLowerBound === true));
   if (source && source.unit !== 'participants' && fraction !== undefined) {
     pieces.push(source.unit === 'bytes' ? bytes(source.done, source.total!) : `${count(source.done)}/${count(source.total!)} ${source.unit}`);
   }
@@ -63,7 +68,9 @@ export function destinationPieces(state: DestinationState): string[] {
   } else {
     // Operations an earlier run left in the queue can make `done` pass what this run counted as queued.
     const total = Math.max(state.total, state.done);
-    pieces.push(percent(state.done / total), `${count(state.done)}/${count(total)}${state.totalFinal ? '' : ' so far'}`);
+    // A share of a total that still grows (the source is still being read) would be a guess: none until it is known.
+    if (state.totalFinal) pieces.push(percent(state.done / total));
+    pieces.push(`${count(state.done)}/${count(total)}${state.totalFinal ? '' : ' so far'}`);
     if (state.ended) pieces.push(state.ended);
     else if (state.tookSeconds === undefined && !state.totalFinal) pieces.push('total still growing (reading)');
     else pieces.push(...timing(state.tookSeconds, state.secondsLeft));
@@ -74,10 +81,13 @@ export function destinationPieces(state: DestinationState): string[] {
   return pieces;
 }
 
-/** "in 12.3s" once over; "ETA 1m 05s" while there is a pace to go by and something left; nothing else. */
-function timing(tookSeconds: number | undefined, secondsLeft: number | undefined): string[] {
+/**
+ * "in 12.3s" once over; "ETA 1m 05s" while there is a pace to go by and something left, "ETA ≥ 1m 05s" when more
+ * follows that the ETA cannot count yet; nothing else.
+ */
+function timing(tookSeconds: number | undefined, secondsLeft: number | undefined, lowerBound = false): string[] {
   if (tookSeconds !== undefined) return [`in ${tookSeconds.toFixed(1)}s`];
-  return secondsLeft === undefined || secondsLeft <= 0 ? [] : [`ETA ${duration(secondsLeft)}`];
+  return secondsLeft === undefined || secondsLeft <= 0 ? [] : [`ETA ${lowerBound ? '≥ ' : ''}${duration(secondsLeft)}`];
 }
 
 export function duration(seconds: number): string {

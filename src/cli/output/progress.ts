@@ -200,7 +200,7 @@ export class RunProgress implements ReadListener {
         pass: this.pass.label,
         participants: read.participants,
         ...(read.source ? { source: read.source } : {}),
-        ...(read.secondsLeft !== undefined ? { etaSeconds: Math.round(read.secondsLeft) } : {}),
+        ...(read.secondsLeft !== undefined ? { etaSeconds: Math.round(read.secondsLeft), ...(read.etaLowerBound ? { etaIsLowerBound: true } : {}) } : {}),
         destinations: Object.fromEntries(destinations.map(([d, s]) => [d, { done: s.done, queued: s.total, queuedFinal: s.totalFinal, failed: s.failed, dead: s.dead }])),
       },
     });
@@ -215,6 +215,8 @@ export class RunProgress implements ReadListener {
       participants: pass.participants,
       source,
       secondsLeft: remaining === undefined ? undefined : pass.rate.secondsLeft(remaining),
+      // The index pass of a file is followed by the planning pass: its ETA is only part of the reading.
+      ...(pass.label.startsWith('index') ? { etaLowerBound: true } : {}),
       ...(pass.tookSeconds !== undefined ? { tookSeconds: pass.tookSeconds } : {}),
     };
   }

@@ -1,3 +1,4 @@
+import { parseProblemExample, problemExampleSql } from '../problem-example.js';
 import type { Destination } from '../../config/defaults.js';
 import type { TraitMap } from '../../model/traits.js';
 import type { AccountRef, BaselineView, DeliveryRef, DeliveryStatus, GenerationRef, IdentityRef, TierMove } from '../../plan/types.js';
@@ -16,6 +17,8 @@ import type {
   FreedLock,
   IdentityWrite,
   LockRecord,
+  ProblemCount,
+  ProblemFilter,
   RunRecord,
   StateReader,
   StateStore,
@@ -294,7 +297,7 @@ export class PostgresState implements StateStore, StateTransfer {
     let after: { destination: string; updated_at: string; key: string } | undefined;
     for (;;) {
       const page = await this.sessions.query<StoredDelivery & { updated_at: string }>(
-        `SELECT ${DELIVERY_COLUMNS}, NULL AS payload, updated_at FROM deliveries
+        `SELECT program_id AS "programId", ${DELIVERY_COLUMNS}, NULL AS payload, updated_at, updated_at AS "updatedAt" FROM deliveries
          WHERE status IN ('failed', 'dead')
            AND ($1::text IS NULL OR destination > $1 OR (destination = $1 AND (updated_at < $2 OR (updated_at = $2 AND key > $3))))
          ORDER BY destination, updated_at DESC, key LIMIT ${PAGE}`,
@@ -303,6 +306,38 @@ export class PostgresState implements StateStore, StateTransfer {
       for (const { updated_at, ...row } of page.rows) {
         after = { destination: row.destination, updated_at, key: row.key };
         yield row;
+      }
+      if (page.rows.length < PAGE) return;
+    }
+  }
+
+  /**
+   * Counted by the server, grouped by exact reason, a page of groups at a time (by key: a program and a reason
+   * that are absent read as ''); the example is the newest row (the MAX of a sortable text).
+   */
+  async *problemCounts(filter: ProblemFilter = {}): AsyncGenerator<ProblemCount> {
+    const group = `COALESCE(program_id, ''), destination, status, COALESCE(last_error, '')`;
+    let after: [string, string, string, string] | undefined;
+    for (;;) {
+      const page = await this.sessions.query<{ program: string; destination: Destination; status: 'failed' | 'dead'; reason: string; count: number; newest: string }>(
+        `SELECT COALESCE(program_id, '') AS program, destination, status, COALESCE(last_error, '') AS reason, COUNT(*)::int AS count,
+                MAX(${problemExampleSql('postgres')}) AS newest
+         FROM deliveries WHERE status IN ('failed', 'dead')
+           AND ($1::text IS NULL OR program_id = $1) AND ($2::int IS NULL OR run_id IS NULL OR run_id <> $2)
+           AND ($3::text IS NULL OR (${group}) > ($3, $4, $5, $6))
+         GROUP BY ${group} ORDER BY ${group} LIMIT ${PAGE}`,
+        [filter.programId ?? null, filter.notRunId ?? null, ...(after ?? [null, null, null, null])],
+      );
+      for (const row of page.rows) {
+        after = [row.program, row.destination, row.status, row.reason];
+        yield {
+          programId: row.program === '' ? null : row.program,
+          destination: row.destination,
+          status: row.status,
+          lastError: row.reason === '' ? null : row.reason,
+          count: row.count,
+          example: parseProblemExample(row.newest),
+        };
       }
       if (page.rows.length < PAGE) return;
     }

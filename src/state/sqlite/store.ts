@@ -1,6 +1,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { parseProblemExample, problemExampleSql } from '../problem-example.js';
 import type { Destination } from '../../config/defaults.js';
 import { DataError } from '../../errors.js';
 import type { TraitMap } from '../../model/traits.js';
@@ -18,6 +19,8 @@ import type {
   FreedLock,
   IdentityWrite,
   LockRecord,
+  ProblemCount,
+  ProblemFilter,
   RunRecord,
   StateReader,
   StateStore,
@@ -411,12 +414,33 @@ export class SqliteState implements StateStore, StateTransfer {
 
   /** Every failed and dead delivery for `status --json`, streamed from the database (never all in memory). */
   async *allProblems(): AsyncGenerator<StoredDelivery> {
+    const hasProgram = (this.db.prepare(`SELECT name FROM pragma_table_info('deliveries')`).all() as { name: string }[]).some((c) => c.name === 'program_id');
     yield* this.db
       .prepare<[], StoredDelivery>(
-        `SELECT destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, NULL AS payload
+        `SELECT ${hasProgram ? 'program_id' : 'NULL'} AS programId, destination, key, kind, user_id AS userId, status, attempts, last_error AS lastError, NULL AS payload, updated_at AS updatedAt
          FROM deliveries WHERE status IN ('failed', 'dead') ORDER BY destination, updated_at DESC, key`,
       )
       .iterate();
+  }
+
+  /** Counted by the database, grouped by exact reason; the example is the newest row (the MAX of a sortable text). */
+  async *problemCounts(filter: ProblemFilter = {}): AsyncGenerator<ProblemCount> {
+    // A state an older version wrote (read-only: status) has no program on its deliveries.
+    const hasProgram = (this.db.prepare(`SELECT name FROM pragma_table_info('deliveries')`).all() as { name: string }[]).some((c) => c.name === 'program_id');
+    if (!hasProgram && filter.programId !== undefined) return;
+    const program = hasProgram ? 'program_id' : 'NULL';
+    const rows = this.db
+      .prepare<{ program: string | null; run: number | null }, { programId: string | null; destination: Destination; status: 'failed' | 'dead'; lastError: string | null; count: number; newest: string }>(
+        `SELECT ${program} AS programId, destination, status, last_error AS lastError, COUNT(*) AS count,
+                MAX(${problemExampleSql('sqlite')}) AS newest
+         FROM deliveries WHERE status IN ('failed', 'dead')
+           ${filter.programId !== undefined ? 'AND program_id = @program' : ''}
+           ${filter.notRunId !== undefined ? 'AND (run_id IS NULL OR run_id <> @run)' : ''}
+         GROUP BY ${program}, destination, status, last_error
+         ORDER BY ${program}, destination, status, last_error`,
+      )
+      .iterate({ program: filter.programId ?? null, run: filter.notRunId ?? null });
+    for (const { newest, ...row } of rows) yield { ...row, example: parseProblemExample(newest) };
   }
 
   async watermark(programId: string, source: string): Promise<number | undefined> {
