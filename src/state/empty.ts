@@ -20,6 +20,8 @@ export function emptyState(path: string): StateReader {
     retryPrograms: async () => [],
     locks: async () => [],
     runningPrograms: async () => [],
+    unfinishedBackfillStart: async () => undefined,
+    acknowledgedDestinations: async () => [],
     close: async () => undefined,
   };
 }

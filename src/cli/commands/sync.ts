@@ -26,6 +26,12 @@ import { RunProgress } from '../output/progress.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource } from '../wiring/settings.js';
 import type { Env } from '../wiring/env.js';
 import { joinLines } from '../../terminal-text.js';
+import type { RecentEventDecision } from '../../config/defaults.js';
+import { HELD_REASON, SKIPPED_REASON, type RecentEventsGuard } from '../../plan/recent-events.js';
+import type { Operation } from '../../plan/types.js';
+import type { ReclaimableQueue } from '../../state/store.js';
+import type { PromptStreams } from '../output/prompt.js';
+import { decidedLine, decideRecentEvents, recentEventsDecision, recentEventsGuard, settleUndecided, WITHDRAWN_REASON } from '../run/recent-events.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -45,12 +51,15 @@ export async function runApply(
   now: Date,
   interrupt?: AbortSignal,
   clock?: Clock,
+  /** The terminal to ask the campaign guard's question on; undefined when nobody is at one (cron, CI, a pipe). */
+  terminal?: PromptStreams,
 ): Promise<ExitCode> {
   const mode: PlanMode = command;
   // Every flag is checked before anything else, dry run or not: a dry run accepts exactly what the real run does.
   const rates = parseRates(flags.rate);
   const stallTimeoutMs = parseStallTimeout(flags.stallTimeout);
   parseRateMode(flags.rateMode);
+  recentEventsDecision(flags.recentEvents, {});
   if (flags.dryRun) {
     // A dry run is diff: the same planner, flags, output and exit codes; the state opened read-only, nothing sent.
     return runDiff({ ...flags, mode, resend: flags.resend === true }, env, cwd, output, now, clock);
@@ -82,8 +91,9 @@ export async function runApply(
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
     await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
+    const recent = await recentEventsGuard(state, mode, programId, common.destinations, recentEventsDecision(flags.recentEvents, common.config));
     const runId = await state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock, recent, terminal });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
@@ -118,12 +128,21 @@ interface DeliverContext {
   /** With --json: every invalid row and warning, kept off the heap until written. */
   problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined;
   clock: Clock | undefined;
+  /** The campaign guard: the destinations this run loads history into, and the decision, if one was given. */
+  recent: RecentEventsGuard;
+  terminal: PromptStreams | undefined;
 }
 
 async function deliver(ctx: DeliverContext): Promise<ExitCode> {
-  const { output, state, clients, interrupt } = ctx;
-  const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
+  const { output, state, clients, interrupt, recent } = ctx;
+  let progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
+  // A history load that has not decided to send its recent events knows them before its first send: the whole plan
+  // goes into the durable queue, the guard decides, and only then do the senders start. Skip and hold wait too, so
+  // that a run stopped while planning has acknowledged nothing and the next sync is still a first load, guarded.
+  // Otherwise (an incremental sync, or `send` decided up front) the senders drain the queue as it fills.
+  const deferred = recent.historyLoad.length > 0 && recent.decision !== 'send';
+  const aside = new SetAside(queue, ctx.runId);
   const stop = (): void => engine.stop();
   const engine = createEngine({
     queue,
@@ -133,6 +152,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     stallTimeoutMs: ctx.stallTimeoutMs,
     ratesGiven: ratesGiven(ctx.flags.rate),
     rateMode: parseRateMode(ctx.flags.rateMode),
+    // Through the variable: after the guard's question, a new display takes over.
     onProgress: (destination, report) => progress.delivered(destination, report),
     clock: ctx.clock,
   });
@@ -149,7 +169,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     if (reclaimed > 0) output.info(`${plural(reclaimed, 'operation', 'operations')} an interrupted run left unsent ${reclaimed === 1 ? 'is' : 'are'} sent again if the source still shows ${reclaimed === 1 ? 'it' : 'them'}.`);
     for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
     interrupt?.addEventListener('abort', stop, { once: true });
-    await engine.start();
+    if (!deferred) await engine.start();
     summary = await runPlan({
       source: ctx.source,
       config: ctx.common.config,
@@ -166,16 +186,32 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       ...(interrupt ? { signal: interrupt } : {}),
       ...(problems ? { problems } : {}),
       ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
+      recentEvents: recent,
       progress,
       onItem: (item) => {
         // A dead delivery the source still shows, met again: kept for `retry` (the others are superseded below).
         metDeadDelivery(item, metDead);
+        // The campaign guard's: withheld as decided, or held until the decision once planning is over.
+        if (item.type === 'withheld') return aside.add(item.operation, item.action === 'skip' ? 'skipped' : 'held');
         if (item.type !== 'operation') return;
+        if (item.recent === 'undecided') return aside.add(item.operation, 'held');
         progress.operationPlanned(item.operation.destination);
         return engine.enqueue(item.operation);
       },
     });
-    engine.endOfPlan();
+    await aside.flush();
+    await engine.endOfPlan();
+    if (deferred) {
+      const started = await decideThenStart(ctx, summary, queue, engine);
+      if (started) {
+        // The question was asked under the bars: a new display for the sending that follows.
+        progress.stop();
+        progress = new RunProgress(output, ctx.source, ctx.common.destinations);
+        progress.readDone();
+      }
+    }
+    const line = decidedLine(summary.recentEvents);
+    if (line) output.info(line);
     const waiting = new Map<Destination, number>();
     for (const d of ctx.common.destinations) waiting.set(d, await queue.waiting(d));
     progress.planQueued((d) => waiting.get(d) ?? 0);
@@ -284,3 +320,71 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
   return `${joinLines(lines)}\n`;
 }
 
+
+/**
+ * For a history load whose senders wait: once the plan is complete, the decision on its recent events (given, asked
+ * on a terminal, or a stop with exit 64) is applied to the events it held, then the senders start. A run that stops
+ * here takes its queued work back out (`withdraw`): nothing is sent later by surprise (`retry` included), and the
+ * next sync or backfill plans it again through the same guard. Returns whether a question was asked.
+ */
+async function decideThenStart(ctx: DeliverContext, summary: PlanSummary, queue: ReclaimableQueue, engine: ReturnType<typeof createEngine>): Promise<boolean> {
+  const { recent, interrupt } = ctx;
+  const undecided = summary.recentEvents.undecided;
+  const withdraw = async (): Promise<void> => {
+    const withdrawn = await queue.withdraw(WITHDRAWN_REASON, new Date());
+    if (withdrawn > 0) ctx.output.verbose(`${plural(withdrawn, 'queued operation', 'queued operations')} taken back out of the queue, unsent: the next run plans ${withdrawn === 1 ? 'it' : 'them'} again.`);
+  };
+  if (interrupt?.aborted) {
+    await withdraw();
+    return false;
+  }
+  let asked = false;
+  if (undecided > 0) {
+    let decision: RecentEventDecision | undefined;
+    try {
+      asked = ctx.terminal !== undefined;
+      decision = await decideRecentEvents(summary.recentEvents, recent, ctx.mode, ctx.terminal, interrupt);
+    } catch (error) {
+      await withdraw();
+      throw error;
+    }
+    if (decision === undefined) {
+      // Interrupted while asking: nothing was sent, nothing will be.
+      await withdraw();
+      return false;
+    }
+    settleUndecided(summary.recentEvents, decision);
+    if (decision !== 'hold') await queue.decideHeld(ctx.runId, decision, SKIPPED_REASON, new Date());
+  }
+  await engine.start();
+  return asked;
+}
+
+/** Operations recorded at once by `SetAside`. */
+const SET_ASIDE_BATCH = 500;
+
+/** The campaign guard's events, written beside the queue (held or skipped ledger rows) in batches. */
+class SetAside {
+  private readonly buffers = { held: [] as Operation[], skipped: [] as Operation[] };
+
+  constructor(
+    private readonly queue: Pick<ReclaimableQueue, 'setAside'>,
+    private readonly runId: number,
+  ) {}
+
+  add(operation: Operation, status: 'held' | 'skipped'): Promise<void> | undefined {
+    const buffer = this.buffers[status];
+    buffer.push(operation);
+    return buffer.length >= SET_ASIDE_BATCH ? this.write(status) : undefined;
+  }
+
+  async flush(): Promise<void> {
+    await this.write('held');
+    await this.write('skipped');
+  }
+
+  private async write(status: 'held' | 'skipped'): Promise<void> {
+    const operations = this.buffers[status].splice(0);
+    if (operations.length > 0) await this.queue.setAside(operations, status, status === 'held' ? HELD_REASON : SKIPPED_REASON, this.runId, new Date());
+  }
+}

@@ -357,7 +357,7 @@ export class PostgresState implements StateStore, StateTransfer {
     const result = await this.sessions.transaction((client) =>
       client.query(
         `UPDATE deliveries SET status = 'superseded', last_error = $1, updated_at = $2
-         WHERE status = 'failed' AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
+         WHERE status IN ('failed', 'held') AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
         [reason, now.toISOString(), programId, destinations, runId],
       ),
     );
@@ -397,6 +397,18 @@ export class PostgresState implements StateStore, StateTransfer {
     );
     const row = result.rows[0];
     return row && row.status !== 'succeeded' ? new Date(row.started_at) : undefined;
+  }
+
+  async acknowledgedDestinations(programId: string, destinations: readonly Destination[]): Promise<Destination[]> {
+    const acknowledged: Destination[] = [];
+    for (const destination of destinations) {
+      const result = await this.sessions.query(
+        `SELECT 1 FROM deliveries WHERE destination = $1 AND status = 'sent' AND (program_id = $2 OR program_id IS NULL) LIMIT 1`,
+        [destination, programId],
+      );
+      if ((result.rowCount ?? 0) > 0) acknowledged.push(destination);
+    }
+    return acknowledged;
   }
 
   async markCrashedRuns(programId: string, now: Date): Promise<void> {
