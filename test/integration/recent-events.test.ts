@@ -1,9 +1,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors.js';
-import { backends, type StateLocation } from '../support/backends.js';
+import type { Operation } from '../../src/plan/types.js';
+import { openState } from '../../src/state/open.js';
+import { PG_MIGRATIONS } from '../../src/state/postgres/schema.js';
+import { MIGRATIONS } from '../../src/state/sqlite/schema.js';
+import { backends, postgresBackend, POSTGRES_SKIP_NOTE, withPostgres, type StateLocation } from '../support/backends.js';
 import { runCliInProcess, tempDir, writeCsv } from '../support/cli.js';
 import { readPlan, type PlanLine } from '../support/plan.js';
 import { startServices, type Services } from '../support/services.js';
@@ -243,6 +248,66 @@ describe.each(backends())('$name state', (backend) => {
         expect(result.code).toBe(code);
         expect(result.stderr).not.toContain('What should this run do');
       }
+    });
+  });
+});
+
+describe('a state an older version wrote', () => {
+  const row = {
+    destination: 'customerio', key: 'k1', kind: 'joined', user_id: 'ann@x', status: 'failed', attempts: 2, last_error: 'HTTP 503',
+    payload: '{"kind":"track"}', run_id: 3, created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-02T00:00:00Z', program_id: 'p1', seq: 7,
+  };
+
+  it('SQLite: migrates with every ledger column intact, and the ledger then takes held and skipped rows', async () => {
+    const path = join(tempDir(), 'state.db');
+    const db = new Database(path);
+    const before = MIGRATIONS.length - 1;
+    for (let index = 0; index < before; index += 1) db.exec(MIGRATIONS[index]!);
+    db.pragma(`user_version = ${before}`);
+    db.prepare(`INSERT INTO deliveries (${Object.keys(row).join(', ')}) VALUES (${Object.keys(row).map(() => '?').join(', ')})`).run(...Object.values(row));
+    expect(() => db.prepare(`UPDATE deliveries SET status = 'held'`).run()).toThrow(/CHECK constraint/);
+    db.close();
+    const state = await openState(path, { mode: 'write' });
+    try {
+      await state.queue('p1').setAside([{ destination: 'customerio', kind: 'track', event: 'joined', key: 'k2', userId: 'bo@x' } as Operation], 'held', 'held', 4, new Date());
+      await state.queue('p1').setAside([{ destination: 'customerio', kind: 'track', event: 'joined', key: 'k3', userId: 'cy@x' } as Operation], 'skipped', 'skipped', 4, new Date());
+      expect((await state.deliveryStatuses([{ destination: 'customerio', key: 'k3' }]))[0]?.status).toBe('skipped');
+    } finally {
+      await state.close();
+    }
+    const reopened = new Database(path, { readonly: true });
+    expect(reopened.prepare(`SELECT * FROM deliveries WHERE key = 'k1'`).get()).toEqual(row);
+    expect(reopened.prepare(`SELECT status, run_id, program_id FROM deliveries WHERE key = 'k2'`).get()).toEqual({ status: 'held', run_id: 4, program_id: 'p1' });
+    reopened.close();
+  });
+
+  const postgres = postgresBackend();
+  it.skipIf(!postgres)(`PostgreSQL: the same (${postgres ? 'REFERRAL_SYNC_TEST_POSTGRES' : POSTGRES_SKIP_NOTE})`, async () => {
+    const location = await postgres!.fresh();
+    states.push(location);
+    const schema = new URL(location.location).searchParams.get('schema')!;
+    const before = PG_MIGRATIONS.length - 1;
+    await withPostgres(async (client) => {
+      await client.query(`CREATE SCHEMA ${schema}`);
+      await client.query(`SET search_path TO ${schema}`);
+      for (let index = 0; index < before; index += 1) await client.query(PG_MIGRATIONS[index]!);
+      await client.query('CREATE TABLE schema_version (version integer NOT NULL)');
+      await client.query('INSERT INTO schema_version (version) VALUES ($1)', [before]);
+      await client.query(`INSERT INTO deliveries (${Object.keys(row).join(', ')}) VALUES (${Object.keys(row).map((_, i) => `$${i + 1}`).join(', ')})`, Object.values(row));
+    });
+    const state = await openState(location.location, { mode: 'write' });
+    try {
+      await state.queue('p1').setAside([{ destination: 'customerio', kind: 'track', event: 'joined', key: 'k2', userId: 'bo@x' } as Operation], 'held', 'held', 4, new Date());
+      await state.queue('p1').setAside([{ destination: 'customerio', kind: 'track', event: 'joined', key: 'k3', userId: 'cy@x' } as Operation], 'skipped', 'skipped', 4, new Date());
+      expect((await state.deliveryStatuses([{ destination: 'customerio', key: 'k3' }]))[0]?.status).toBe('skipped');
+    } finally {
+      await state.close();
+    }
+    await withPostgres(async (client) => {
+      const k1 = await client.query(`SELECT * FROM ${schema}.deliveries WHERE key = 'k1'`);
+      expect({ ...k1.rows[0], seq: Number(k1.rows[0].seq) }).toEqual(row);
+      const k2 = await client.query(`SELECT status, run_id, program_id FROM ${schema}.deliveries WHERE key = 'k2'`);
+      expect(k2.rows[0]).toEqual({ status: 'held', run_id: 4, program_id: 'p1' });
     });
   });
 });
