@@ -119,10 +119,9 @@ export async function decideRecentEvents(
   return answer;
 }
 
-/** The line a run prints once the guard's events went as decided. */
+/** The line a run prints when the guard kept events from being sent (those sent as decided need no word). */
 export function decidedLine(recent: RecentEventsSummary): string | undefined {
   const parts = [
-    recent.send > 0 ? `${recent.send.toLocaleString('en-US')} sent as decided` : '',
     recent.skip > 0 ? `${recent.skip.toLocaleString('en-US')} skipped for good` : '',
     recent.hold > 0 ? `${recent.hold.toLocaleString('en-US')} held (a later run sends them with --recent-events send, or once they are older than 72 hours; \`status\` counts them)` : '',
   ].filter(Boolean);
