@@ -202,10 +202,11 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
     await aside.flush();
     await engine.endOfPlan();
     if (deferred) {
+      // A question is asked below the bars, which stop drawing first; a new display follows it for the sending.
+      const asking = summary.recentEvents.undecided > 0 && ctx.terminal !== undefined && !interrupt?.aborted;
+      if (asking) progress.stop();
       const started = await decideThenStart(ctx, summary, queue, engine);
-      if (started) {
-        // The question was asked under the bars: a new display for the sending that follows.
-        progress.stop();
+      if (asking && started) {
         progress = new RunProgress(output, ctx.source, ctx.common.destinations);
         progress.readDone();
       }
@@ -325,7 +326,7 @@ function renderDelivery(command: string, summary: PlanSummary, reports: Map<Dest
  * For a history load whose senders wait: once the plan is complete, the decision on its recent events (given, asked
  * on a terminal, or a stop with exit 64) is applied to the events it held, then the senders start. A run that stops
  * here takes its queued work back out (`withdraw`): nothing is sent later by surprise (`retry` included), and the
- * next sync or backfill plans it again through the same guard. Returns whether a question was asked.
+ * next sync or backfill plans it again through the same guard. Returns whether the senders started.
  */
 async function decideThenStart(ctx: DeliverContext, summary: PlanSummary, queue: ReclaimableQueue, engine: ReturnType<typeof createEngine>): Promise<boolean> {
   const { recent, interrupt } = ctx;
@@ -338,11 +339,9 @@ async function decideThenStart(ctx: DeliverContext, summary: PlanSummary, queue:
     await withdraw();
     return false;
   }
-  let asked = false;
   if (undecided > 0) {
     let decision: RecentEventDecision | undefined;
     try {
-      asked = ctx.terminal !== undefined;
       decision = await decideRecentEvents(summary.recentEvents, recent, ctx.mode, ctx.terminal, interrupt);
     } catch (error) {
       await withdraw();
@@ -357,7 +356,7 @@ async function decideThenStart(ctx: DeliverContext, summary: PlanSummary, queue:
     if (decision !== 'hold') await queue.decideHeld(ctx.runId, decision, SKIPPED_REASON, new Date());
   }
   await engine.start();
-  return asked;
+  return true;
 }
 
 /** Operations recorded at once by `SetAside`. */
