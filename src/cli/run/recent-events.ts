@@ -6,6 +6,7 @@ import type { RecentEventsSummary } from '../../plan/summary.js';
 import type { PlanMode } from '../../plan/types.js';
 import type { StateReader } from '../../state/store.js';
 import { askChoice, type PromptStreams } from '../output/prompt.js';
+import { joinLines } from '../../terminal-text.js';
 import { plural } from './outcome.js';
 
 /**
@@ -107,13 +108,13 @@ export async function decideRecentEvents(
 ): Promise<RecentEventDecision | undefined> {
   const count = recent.undecided;
   if (terminal === undefined) throw undecidedError(count, guard, mode, recent);
-  const question = [
+  const question = joinLines([
     '',
     `${whatAndWhy(count, guard, mode)}, for example:`,
     ...exampleLines(recent),
     'send: send them now; skip: never send them; hold: keep them for a later run.',
     'Nothing has been sent yet. What should this run do with them? [send/skip/hold] ',
-  ].join('\n');
+  ]);
   const answer = await askChoice(terminal, question, RECENT_EVENT_DECISIONS, signal ? { signal } : {});
   if (answer === undefined && !signal?.aborted) throw undecidedError(count, guard, mode, recent);
   return answer;
