@@ -113,6 +113,10 @@ export class Sender {
     // Entries up to here were queued before this run planned anything (a killed run's leftovers, retries): they
     // are settled before this run's own, so an older identify of a person can never land after a newer one.
     const earlier = await this.options.queue.lastSeq();
+    // A run may plan everything before its senders start (the campaign guard): its time and the stall bound count
+    // from here, not from when the sender was made.
+    this.report.startedAt = this.options.clock.now();
+    this.lastProgress = this.options.clock.now();
     const every = Math.max(50, Math.min(1_000, this.options.stallTimeoutMs / 4));
     this.watchdog = setInterval(() => this.checkStall(), every);
     this.watchdog.unref();

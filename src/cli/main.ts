@@ -14,6 +14,8 @@ import { toolVersion } from './wiring/version.js';
 import { runStatus, type StatusFlags } from './commands/status.js';
 import { runUnlock, type UnlockFlags } from './commands/unlock.js';
 import { runStateCopy, type StateCopyFlags } from './commands/state-copy.js';
+import type { PromptStreams } from './output/prompt.js';
+import { isInteractive } from './run/recent-events.js';
 
 /** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
 const INTERNAL_ERROR = 70;
@@ -31,6 +33,11 @@ export interface RunEnvironment {
    * window or a 429's Retry-After is honoured in the fake's time instead of being waited out for real.
    */
   clock?: Clock;
+  /**
+   * Where a question is answered (the campaign guard's, issue 19): `main` passes process.stdin; tests pass a stream
+   * of their own. A question is asked only when this and stderr are terminals and no CI runner is set.
+   */
+  stdin?: NodeJS.ReadableStream & { isTTY?: boolean };
 }
 
 
@@ -98,6 +105,18 @@ function addSendingOptions(command: Command): Command {
   );
 }
 
+/** The campaign guard's decision (issue 19): diff shows it, sync and backfill act on it. */
+function addRecentEventsOption(command: Command): Command {
+  return command
+    .optionsGroup('Plan:')
+    .addOption(
+      new Option(
+        '--recent-events <decision>',
+        'a backfill or first sync meets Customer.io events under 72 hours old (they can trigger campaigns): send them, skip them for good, or hold them for a later run (default: ask on a terminal, else stop with exit 64; config "recentEvents")',
+      ).choices(['send', 'skip', 'hold']),
+    );
+}
+
 /** diff's own flags, which `sync --dry-run` and `backfill --dry-run` take too: a dry run IS a diff. */
 function addPreviewOptions(command: Command, options: { dryRun: boolean }): Command {
   command.optionsGroup(options.dryRun ? 'Preview (diff\'s flags, with --dry-run):' : 'Preview:');
@@ -142,7 +161,11 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       progress: flags.progress !== false && run.env.CI !== 'true',
     });
 
-  const diff = addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('diff')))), { progress: true }), { dryRun: false })))
+  // Questions go to a person at a terminal, never into JSON logs.
+  const terminal = (flags: CommonFlags): PromptStreams | undefined =>
+    flags.logFormat !== 'json' && isInteractive(run.stdin, run.streams.stderr, run.env) && run.stdin ? { input: run.stdin, output: run.streams.stderr } : undefined;
+
+  const diff = addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addRecentEventsOption(addPlanOptions(addStateOption(addSourceOptions(program.command('diff'))))), { progress: true }), { dryRun: false })))
     .description('Show what sync would send, per destination and per person. Sends nothing, writes no state.')
     .optionsGroup('Options:')
     .option('--json', 'print the summary as JSON')
@@ -159,7 +182,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     result.code = await runDiff(flags, run.env, run.cwd, output(flags), run.now(), run.clock);
   });
 
-  const sync = addSendingOptions(addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('sync')))), { progress: true }), { dryRun: true }))))
+  const sync = addSendingOptions(addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addRecentEventsOption(addPlanOptions(addStateOption(addSourceOptions(program.command('sync'))))), { progress: true }), { dryRun: true }))))
     .description('Send what changed since the last run: new events and changed traits. The first run is the full backfill.')
     .optionsGroup('Options:')
     .option('--quick', 'GrowSurf API: only participants named by referrals changed since the last successful sync (a full scan still catches the rest)')
@@ -176,10 +199,10 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       ),
     );
   sync.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
+    result.code = await runApply('sync', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock, terminal(flags));
   });
 
-  const backfill = addSendingOptions(addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addPlanOptions(addStateOption(addSourceOptions(program.command('backfill')))), { progress: true }), { dryRun: true }))))
+  const backfill = addSendingOptions(addRateOptions(addPilotOptions(addPreviewOptions(addOutputOptions(addRecentEventsOption(addPlanOptions(addStateOption(addSourceOptions(program.command('backfill'))))), { progress: true }), { dryRun: true }))))
     .description('Re-identify everyone and send every event not yet sent. Resumes a backfill that was interrupted.')
     .optionsGroup('Options:')
     .option('--resend', 'send events again even when the state has them as sent (same ids: destinations dedupe)')
@@ -196,7 +219,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
       ),
     );
   backfill.action(async (flags: ApplyFlags) => {
-    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
+    result.code = await runApply('backfill', flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock, terminal(flags));
   });
 
   const retry = addSendingOptions(addRateOptions(addOutputOptions(addToOption(addStateOption(program.command('retry'))), { progress: true })))
@@ -365,6 +388,7 @@ export async function main(argv: string[]): Promise<void> {
     streams: { stdout: process.stdout, stderr: process.stderr },
     now: () => new Date(),
     interrupt: interrupt.signal,
+    stdin: process.stdin,
   });
   // A signal that arrived after the last send still ends the process as a shell expects.
   const exitCode = interrupt.signal.aborted && code === ExitCode.ok ? signalExitCode(interrupt.signal.reason) : code;

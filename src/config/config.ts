@@ -7,6 +7,7 @@ import {
   TRAIT_KEYS,
   type Destination,
   type EventKind,
+  type RecentEventDecision,
   type TraitKey,
 } from './defaults.js';
 
@@ -53,6 +54,8 @@ export interface Config {
   cello: { tierBasis: 'signups' | 'purchases' };
   /** Set: people are grouped into accounts (Segment group, Customer.io objects). */
   group?: AccountConfig;
+  /** The default of `--recent-events`: what a history load does with events that could trigger campaigns. */
+  recentEvents?: RecentEventDecision;
 }
 
 export function defaultConfig(): Config {

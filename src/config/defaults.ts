@@ -86,3 +86,11 @@ export const DEFAULT_CONFIG_FILE = 'referral-sync.config.json';
 export const DEFAULT_STATE_PATH = '.referral-sync/state.db';
 /** Customer.io: "Events with a timestamp in the past 72 hours can trigger campaigns". */
 export const CUSTOMERIO_CAMPAIGN_WINDOW_MS = 72 * 60 * 60 * 1000;
+
+/**
+ * What a history load (a backfill, or the first sync into a destination) does with the events a destination could
+ * act on as live (Customer.io events within CUSTOMERIO_CAMPAIGN_WINDOW_MS): send them, skip them for good, or hold
+ * them for a later run. `--recent-events` and the config's "recentEvents" choose; nothing chooses by default.
+ */
+export const RECENT_EVENT_DECISIONS = ['send', 'skip', 'hold'] as const;
+export type RecentEventDecision = (typeof RECENT_EVENT_DECISIONS)[number];

@@ -10,7 +10,7 @@ import {
   TRAIT_KEYS,
   type Config,
 } from './config.js';
-import type { Destination } from './defaults.js';
+import { RECENT_EVENT_DECISIONS, type Destination, type RecentEventDecision } from './defaults.js';
 
 const KNOWN_KEYS = [
   'namespace',
@@ -24,6 +24,7 @@ const KNOWN_KEYS = [
   'destinations',
   'cello',
   'group',
+  'recentEvents',
 ] as const;
 
 /**
@@ -118,6 +119,10 @@ export function parseConfig(raw: unknown, origin: string): Config {
       }
       case 'group':
         parseGroup(value, config, problems);
+        break;
+      case 'recentEvents':
+        if (typeof value === 'string' && (RECENT_EVENT_DECISIONS as readonly string[]).includes(value)) config.recentEvents = value as RecentEventDecision;
+        else problems.push(`"recentEvents" must be ${RECENT_EVENT_DECISIONS.map((d) => `"${d}"`).join(', ')} (what a backfill or a first sync does with Customer.io events under 72 hours old)`);
         break;
       default:
         problems.push(`unknown key "${key}" (known keys: ${KNOWN_KEYS.join(', ')})`);

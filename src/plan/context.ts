@@ -1,6 +1,7 @@
 import type { Config } from '../config/config.js';
 import type { Destination } from '../config/defaults.js';
 import type { ReferrerDirectory } from '../model/referrer-directory.js';
+import type { RecentEventsGuard } from './recent-events.js';
 import type { BaselineView, PlanMode } from './types.js';
 
 /** What the planner is handed (DESIGN.md §2): everything it needs, so that it does no I/O of its own. */
@@ -26,6 +27,8 @@ export interface PlanContext {
   baseline: BaselineView;
   /** Set when people are grouped into accounts (`--group-id`): how their operations are planned. */
   accounts?: AccountPlanning;
+  /** The campaign guard (plan/recent-events.ts); unset: every event is planned to be sent, as before it existed. */
+  recentEvents?: RecentEventsGuard;
   /**
    * Aborted by a graceful stop: reading ended early, so nothing computed over every participant (account traits)
    * is planned from what was read.

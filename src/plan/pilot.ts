@@ -66,6 +66,14 @@ export class PilotSelection {
         this.current.sends = true;
         return this.route(item);
       }
+      case 'withheld': {
+        // A recent event the campaign guard holds back or skips: the person's, like their other events, so that a
+        // pilot decides nothing for anyone it leaves for the full run.
+        const op = item.operation;
+        if (this.current === undefined || op.userId !== this.current.userId) return this.selected.has(op.userId) ? [item] : [];
+        this.current.sends = true;
+        return this.route(item);
+      }
       case 'unchanged':
         return this.current !== undefined && item.userId === this.current.userId ? this.route(item) : [];
       case 'deduped':

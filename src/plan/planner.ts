@@ -10,6 +10,7 @@ import { accountIdOf, accountNameOf, AccountBook } from '../model/accounts.js';
 import { planAccounts, type AccountProgram } from './accounts.js';
 import type { PlanContext } from './context.js';
 import { checked } from './checked.js';
+import { guardEvent } from './recent-events.js';
 import { eventPayload, identifyPayload } from './payloads.js';
 import { acknowledgedSince, type DeliveryRef, type DeliveryStatus, type EventOperation, type IdentityBaseline, type IdentityRef, type IdentifyOperation, type IssuedGeneration, type PlanItem, type TierMove, type TraitChange } from './types.js';
 
@@ -110,13 +111,18 @@ function* planParticipant(record: Participant, location: RecordLocation | undefi
 
     for (const { fact, key } of tiers.events) {
       const status = context.baseline.delivery(destination, key);
-      if ((status === 'sent' || status === 'sentThisRun') && !context.resend) {
+      if (status === 'skipped') {
+        // Left out for good by the campaign guard (--recent-events skip): never sent, --resend included.
+        yield { type: 'deduped', destination, event: fact.kind, key, status };
+      } else if ((status === 'sent' || status === 'sentThisRun') && !context.resend) {
         yield { type: 'deduped', destination, event: fact.kind, key, status };
       } else if (status === 'dead' && !context.resend) {
         // Dead deliveries were refused for good; only `referral-sync retry` sends them again.
         yield { type: 'deduped', destination, event: fact.kind, key, status };
       } else {
-        yield* checked(eventOperation(destination, participant, fact, key, context), location);
+        for (const item of checked(eventOperation(destination, participant, fact, key, context), location)) {
+          yield guardEvent(item, status === 'held', context.recentEvents, context.now);
+        }
       }
     }
   }
@@ -384,7 +390,7 @@ function tierDecision(draft: DestinationDraft, destination: Destination, context
   let move: TierMove | undefined;
   if (draft.move !== undefined) {
     const issued = context.baseline.delivery(destination, draft.move.event.key);
-    if (context.mode === 'sync' || issued === 'pending' || issued === 'failed' || issued === 'superseded') {
+    if (context.mode === 'sync' || issued === 'pending' || issued === 'failed' || issued === 'superseded' || issued === 'held') {
       move = draft.move.move;
       events = [...events, draft.move.event];
     }

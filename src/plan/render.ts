@@ -40,6 +40,8 @@ export interface RenderHeader {
   programId: string;
   state: string;
   stateIsEmpty: boolean;
+  /** The campaign guard's lines (cli/run/recent-events.ts), shown in place of the plain 72-hour warning. */
+  recentEvents?: readonly string[];
 }
 
 export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): string {
@@ -68,7 +70,10 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   const where = '--json (or --out plan.jsonl)';
   if (summary.invalid > 0) out.push('', ...renderProblems(`Invalid rows (${count(summary.invalid)}, not planned)`, summary.invalidKinds.kinds(), summary.invalid, where));
   if (summary.warnings > 0) out.push('', ...renderProblems(`Warnings (${count(summary.warnings)})`, summary.warningKinds.kinds(), summary.warnings, where));
-  if (summary.customerioRecentEvents > 0) {
+  if (header.recentEvents !== undefined && header.recentEvents.length > 0) {
+    // The campaign guard's lines: the count, examples, and what the run does with them.
+    out.push('', ...header.recentEvents);
+  } else if (summary.customerioRecentEvents > 0) {
     out.push(
       '',
       `! ${summary.customerioRecentEvents} Customer.io event${summary.customerioRecentEvents === 1 ? ' is' : 's are'} timestamped within the last 72 hours: ` +
@@ -108,6 +113,8 @@ function renderCounts(summary: PlanSummary): string[] {
     rows.push(['', 'unchanged', (d) => accounts(d).unchanged], ['', 'members to add', (d) => accounts(d).membersToAdd]);
     rows.push(['', 'already joined', (d) => accounts(d).membersRelated]);
   }
+  if (destinations.some((d) => summary.destinations[d]!.withheld > 0)) rows.push(['', 'recent, withheld', (d) => summary.destinations[d]!.withheld]);
+  if (destinations.some((d) => summary.destinations[d]!.skipped > 0)) rows.push(['', 'skipped earlier', (d) => summary.destinations[d]!.skipped]);
   if (destinations.some((d) => summary.destinations[d]!.dead > 0)) {
     rows.push(['', 'dead (see retry)', (d) => summary.destinations[d]!.dead]);
   }

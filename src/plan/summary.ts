@@ -1,7 +1,7 @@
 import { CUSTOMERIO_CAMPAIGN_WINDOW_MS, EVENT_KINDS, type Destination, type EventKind } from '../config/defaults.js';
 import type { RecordLocation } from '../model/participant.js';
 import { problemEntry, problemKind, type ProblemItem } from './plan-file.js';
-import type { AccountPlan, PlanItem, TraitChange } from './types.js';
+import type { AccountPlan, EventOperation, PlanItem, TraitChange } from './types.js';
 
 export interface DestinationCounts {
   identify: { new: number; changed: number; refresh: number; unchanged: number };
@@ -10,6 +10,10 @@ export interface DestinationCounts {
   accounts: { new: number; changed: number; refresh: number; unchanged: number; membersToAdd: number; membersRelated: number };
   /** Events the ledger holds as dead: only `retry` sends them. */
   dead: number;
+  /** Events the campaign guard skipped for good in an earlier run (`--recent-events skip`): never sent. */
+  skipped: number;
+  /** Recent events this plan withholds as decided (held or skipped, `--recent-events`): not among the operations. */
+  withheld: number;
   operations: number;
   bytes: number;
 }
@@ -43,6 +47,23 @@ export interface Problem {
   /** The item itself, for its JSON form. */
   item: ProblemItem;
 }
+
+/**
+ * The campaign guard's events in a plan: `guarded` in all; `undecided` still to be decided (a history load without
+ * a decision: they are counted in the operations to send, and the run asks or stops before sending anything);
+ * `send` among the operations as decided; `skip` and `hold` withheld as decided (not among the operations).
+ */
+export interface RecentEventsSummary {
+  guarded: number;
+  undecided: number;
+  send: number;
+  skip: number;
+  hold: number;
+  examples: { destination: Destination; userId: string; event: string; time: string }[];
+}
+
+/** Guarded events shown as examples (person, event, timestamp). */
+export const RECENT_EXAMPLES = 5;
 
 /** Invalid rows and warnings kept for text output; every one of them is in `--json` and `--out` (cli/). */
 export const PROBLEM_SAMPLE_LIMIT = 50;
@@ -115,6 +136,8 @@ export class PlanSummary {
   customerioRecentEvents = 0;
   /** Set for a pilot (`--limit`, `--only`): how many people it took, of how many planned. */
   pilot: PilotSummary | undefined;
+  /** The campaign guard's events (plan/recent-events.ts): how many, what becomes of them, a few examples. */
+  readonly recentEvents: RecentEventsSummary = { guarded: 0, undecided: 0, send: 0, skip: 0, hold: 0, examples: [] };
 
   constructor(
     readonly destinationOrder: readonly Destination[],
@@ -160,9 +183,14 @@ export class PlanSummary {
         }
         return;
       }
+      case 'withheld':
+        this.counts(item.operation.destination).withheld += 1;
+        this.recentEvent(item.operation, item.action);
+        return;
       case 'deduped': {
         const counts = this.counts(item.destination);
         if (item.status === 'dead') counts.dead += 1;
+        else if (item.status === 'skipped') counts.skipped += 1;
         else if (item.event === 'group' || item.event === 'relationship') counts.accounts.membersRelated += 1;
         else if (item.event !== 'identify' && item.event !== 'object' && item.status !== 'sentThisRun') counts.events[item.event].deduped += 1;
         return;
@@ -179,6 +207,7 @@ export class PlanSummary {
           }
         } else if (op.kind === 'track') {
           counts.events[op.event].send += 1;
+          if (item.recent) this.recentEvent(op, item.recent);
           // "In the past 72 hours": an event dated in the future is not in that window.
           const age = this.now.getTime() - (op.time ?? this.now).getTime();
           if (op.destination === 'customerio' && age >= 0 && age < CUSTOMERIO_CAMPAIGN_WINDOW_MS) {
@@ -186,6 +215,16 @@ export class PlanSummary {
           }
         }
       }
+    }
+  }
+
+  /** Counts a guarded event, with what becomes of it (undecided: the run decides once planning is over). */
+  private recentEvent(operation: EventOperation, action: 'send' | 'skip' | 'hold' | 'undecided'): void {
+    const recent = this.recentEvents;
+    recent.guarded += 1;
+    recent[action] += 1;
+    if (recent.examples.length < RECENT_EXAMPLES) {
+      recent.examples.push({ destination: operation.destination, userId: operation.userId, event: operation.name, time: (operation.time ?? this.now).toISOString() });
     }
   }
 
@@ -223,6 +262,7 @@ export class PlanSummary {
       tiers: Object.fromEntries(this.tierDistribution().map((r) => [r.tier, r.count])),
       channels: this.channels,
       customerioRecentEvents: this.customerioRecentEvents,
+      recentEvents: this.recentEvents,
       changes: this.changes,
       accounts: this.accounts,
       accountChanges: this.accountChanges,
@@ -248,6 +288,8 @@ function emptyCounts(): DestinationCounts {
     events,
     accounts: { new: 0, changed: 0, refresh: 0, unchanged: 0, membersToAdd: 0, membersRelated: 0 },
     dead: 0,
+    skipped: 0,
+    withheld: 0,
     operations: 0,
     bytes: 0,
   };

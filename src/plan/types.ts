@@ -3,8 +3,12 @@ import type { LimitViolation } from '../destinations/limits.js';
 import type { RecordLocation } from '../model/participant.js';
 import type { CanonicalTraits, TraitMap, TraitValue } from '../model/traits.js';
 
-/** `superseded`: a refused identify replaced by a newer acknowledged one; never resent. */
-export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead' | 'superseded';
+/**
+ * `superseded`: a refused identify replaced by a newer acknowledged one; never resent. `held` and `skipped`: an event
+ * a history load did not send because it could trigger campaigns (the campaign guard, plan/recent-events.ts):
+ * held ones wait for a later run's decision, skipped ones are never sent.
+ */
+export type DeliveryStatus = 'pending' | 'sent' | 'failed' | 'dead' | 'superseded' | 'held' | 'skipped';
 
 /**
  * The read-only view of state the planner is handed: last acknowledged traits and the delivery ledger. The
@@ -215,7 +219,13 @@ export interface AccountPlan {
 
 /** Everything the planner says, in order: operations to send and what it decided not to send, and why. */
 export type PlanItem =
-  | { type: 'operation'; operation: Operation }
+  /**
+   * `recent`: an event the campaign guard judged (plan/recent-events.ts): sent as decided, or `undecided` (a history
+   * load without a decision, which decides once planning is over and sends nothing before).
+   */
+  | { type: 'operation'; operation: Operation; recent?: 'send' | 'undecided' }
+  /** An event the campaign guard keeps from being sent, as decided: held for a later run, or skipped for good. */
+  | { type: 'withheld'; operation: EventOperation; action: 'skip' | 'hold' }
   /** `thisRun`: the traits were acknowledged during this very run (a resumed queue), so not counted as unchanged. */
   | { type: 'unchanged'; destination: Destination; userId: string; thisRun?: boolean }
   | { type: 'deduped'; destination: Destination; event: EventKind | 'identify' | AccountOperation['kind']; key: string; status: DeliveryStatus | 'sentThisRun' }

@@ -22,6 +22,8 @@ export function emptyState(path: string): StateReader {
     locks: async () => [],
     runningPrograms: async () => [],
     position: async () => ({ lastRunId: null, acknowledged: 0 }),
+    unfinishedBackfillStart: async () => undefined,
+    acknowledgedDestinations: async () => [],
     close: async () => undefined,
   };
 }

@@ -102,6 +102,19 @@ export interface StateReader {
    * recorded since, operations acknowledged since). Two cheap reads: the last run's id, a count of the ledger.
    */
   position(programId: string): Promise<StatePosition>;
+  /**
+   * Where a backfill of this program resumes: the start of the first of the backfills since the last complete one
+   * (one that succeeded and was no pilot), when there are any. A pilot (`backfill --limit/--only`) re-identified a
+   * few people, and one that did not finish some: the next backfill does not identify them again.
+   */
+  unfinishedBackfillStart(programId: string): Promise<Date | undefined>;
+  /**
+   * Which of these destinations acknowledged anything of this program (a `sent` ledger row; rows from before
+   * deliveries carried their program count for every program), once a whole run (a `sync` or `backfill`, not a
+   * pilot) was made: a sync into any other is a first load, whose recent events the campaign guard holds back
+   * (plan/recent-events.ts).
+   */
+  acknowledgedDestinations(programId: string, destinations: readonly Destination[]): Promise<Destination[]>;
   close(): Promise<void>;
 }
 
@@ -134,12 +147,6 @@ export interface StateStore extends StateReader {
   finishRun(id: number, status: RunRecord['status'], counts: Record<string, number>, now: Date): Promise<void>;
   /** Runs left 'running' by a process that is gone are marked crashed (called once the lock is ours). */
   markCrashedRuns(programId: string, now: Date): Promise<void>;
-  /**
-   * Where a backfill of this program resumes: the start of the first of the backfills since the last complete one
-   * (one that succeeded and was no pilot), when there are any. A pilot (`backfill --limit/--only`) re-identified a
-   * few people, and one that did not finish some: the next backfill does not identify them again.
-   */
-  unfinishedBackfillStart(programId: string): Promise<Date | undefined>;
   /** Takes the per-program lock, or throws LockedError (exit 75) while another live run holds it. */
   acquireLock(programId: string, holder: string, now: Date): Promise<void>;
   /** Frees this process's own lock. */
@@ -169,9 +176,9 @@ export interface StateStore extends StateReader {
   /** Marks refused identifies as superseded, in one transaction: they stay in the ledger, `retry` never sends them. */
   markSuperseded(rows: readonly DeliveryRef[], reason: string, now: Date): Promise<void>;
   /**
-   * After a run that read the whole source: this program's failed deliveries to these destinations that the run
-   * did not plan again (it plans again every one the source still shows) are marked superseded, with `reason`;
-   * returns how many. Rows this run itself recorded failed are kept.
+   * After a run that read the whole source: this program's failed and held deliveries to these destinations that
+   * the run did not plan again (it plans again every one the source still shows) are marked superseded, with
+   * `reason`; returns how many. Rows this run itself recorded failed or held are kept.
    */
   supersedeUnplanned(programId: string, destinations: readonly Destination[], runId: number, reason: string, now: Date): Promise<number>;
 }
@@ -372,6 +379,22 @@ export interface ReclaimableQueue extends DeliveryQueue {
    * against the source before anything is sent (DESIGN.md §6). Returns how many.
    */
   reclaim(destination: Destination, reason: string, now: Date): Promise<number>;
+  /**
+   * Records events the campaign guard keeps from being sent (plan/recent-events.ts), in one transaction, outside
+   * the queue: `held` with their operation, for a later run to decide on; `skipped`, never to be sent.
+   */
+  setAside(operations: readonly Operation[], status: 'held' | 'skipped', reason: string, runId: number, now: Date): Promise<void>;
+  /**
+   * The decision on the events this run held: `send` puts them in the queue, behind what is there; `skip` records
+   * them skipped, with `reason`. Returns how many.
+   */
+  decideHeld(runId: number, action: 'send' | 'skip', reason: string, now: Date): Promise<number>;
+  /**
+   * Takes everything this program has in the queue back out, unsent (a history load that stopped for a decision
+   * before sending anything): the ledger rows say superseded, with `reason`, so neither `retry` nor anything else
+   * sends them, and the next sync or backfill plans them again from the source. Returns how many.
+   */
+  withdraw(reason: string, now: Date): Promise<number>;
 }
 
 /** A stored delivery to send again; `operation`, when set, replaces the operation it was stored with. */

@@ -57,7 +57,8 @@ describe.each(backends())('accounts (--group-id), $name state', (backend) => {
     const cwd = tempDir();
     writeConfig(cwd);
     const file = writeCsv(cwd, 'export.csv', PEOPLE);
-    const args = ['--file', file, '--campaign', 'grsf_b2b', '--group-id', 'metadata.company_id', '--state', state.location];
+    // Its conversions carry no date: sent as now, they are recent, and a first load sends them only as decided.
+    const args = ['--file', file, '--campaign', 'grsf_b2b', '--group-id', 'metadata.company_id', '--state', state.location, '--recent-events', 'send'];
     const { segment, customerio } = services;
 
     // diff first: the accounts, their members and their traits, and every operation with its payload in --out.
@@ -150,7 +151,7 @@ describe.each(backends())('accounts and retry, $name state', (backend) => {
     state = await backend.fresh();
     const cwd = tempDir();
     const file = writeCsv(cwd, 'export.csv', PEOPLE);
-    const args = ['--file', file, '--group-id', 'metadata.company_id', '--state', state.location];
+    const args = ['--file', file, '--group-id', 'metadata.company_id', '--state', state.location, '--recent-events', 'send'];
     const { segment, customerio } = services;
     // Customer.io refuses Acme's object; Segment refuses Al's group call.
     customerio.rejectOperation = (op) => (op.type === 'object' && op.identifiers?.object_id === 'acme' ? 'refused for the test' : undefined);
@@ -222,7 +223,7 @@ describe('accounts: problems and limits', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeCsv(cwd, 'export.csv', PEOPLE);
-    const result = await runCliInProcess(['sync', '--file', file, '--group-id', 'metadata.company_id', '--customerio-api', 'v1', '--json'], { cwd, env: services.env });
+    const result = await runCliInProcess(['sync', '--file', file, '--group-id', 'metadata.company_id', '--customerio-api', 'v1', '--recent-events', 'send', '--json'], { cwd, env: services.env });
     expect(result.code).toBe(0);
     const json = JSON.parse(result.stdout) as { plan: { warningRows: { reason: string; destination?: string }[] } };
     expect(json.plan.warningRows).toEqual([expect.objectContaining({ destination: 'customerio', reason: expect.stringContaining('Customer.io objects need Track API v2') })]);

@@ -47,7 +47,8 @@ describe('encodings', () => {
     services = await startServices();
     const cwd = tempDir();
     const file = writeExport(cwd, `export-${encoding}.csv`, encoding);
-    const result = await runCliInProcess(['sync', '--file', file], { cwd, env: services.env });
+    // Zoë's conversion carries no date: sent as now, it is recent, and a first load sends it only as decided.
+    const result = await runCliInProcess(['sync', '--file', file, '--recent-events', 'send'], { cwd, env: services.env });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(

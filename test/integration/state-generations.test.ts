@@ -117,8 +117,8 @@ describe('a state an older version wrote', () => {
   it('SQLite: migrates, and the newest failed or pending identify of each person is generation 0 (an account\'s object too)', async () => {
     const path = join(tempDir(), 'state.db');
     const db = new Database(path);
-    for (let index = 0; index < MIGRATIONS.length - 1; index += 1) db.exec(MIGRATIONS[index]!);
-    db.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    for (let index = 0; index < SQLITE_BEFORE_GENERATIONS; index += 1) db.exec(MIGRATIONS[index]!);
+    db.pragma(`user_version = ${SQLITE_BEFORE_GENERATIONS}`);
     seedLegacyLedger((sql, values) => db.prepare(sql).run(...values));
     db.close();
     const state = await openState(path, { mode: 'write' });
@@ -134,9 +134,9 @@ describe('a state an older version wrote', () => {
     await withPostgres(async (client) => {
       await client.query(`CREATE SCHEMA ${schema}`);
       await client.query(`SET search_path TO ${schema}`);
-      for (let index = 0; index < PG_MIGRATIONS.length - 1; index += 1) await client.query(PG_MIGRATIONS[index]!);
+      for (let index = 0; index < PG_BEFORE_GENERATIONS; index += 1) await client.query(PG_MIGRATIONS[index]!);
       await client.query('CREATE TABLE schema_version (version integer NOT NULL)');
-      await client.query('INSERT INTO schema_version (version) VALUES ($1)', [PG_MIGRATIONS.length - 1]);
+      await client.query('INSERT INTO schema_version (version) VALUES ($1)', [PG_BEFORE_GENERATIONS]);
       const pending: Promise<unknown>[] = [];
       seedLegacyLedger((sql, values) => pending.push(client.query(sql.replace(/\?/g, (_, offset: number) => `$${sql.slice(0, offset).split('?').length}`), values)));
       await Promise.all(pending);
@@ -146,6 +146,10 @@ describe('a state an older version wrote', () => {
     expect(await legacyGenerations(state)).toEqual(LEGACY_GENERATIONS);
   });
 });
+
+/** The versions just before the migration that created the generations table (later ones may follow it). */
+const SQLITE_BEFORE_GENERATIONS = MIGRATIONS.findIndex((sql) => sql.includes('CREATE TABLE generations'));
+const PG_BEFORE_GENERATIONS = PG_MIGRATIONS.findIndex((sql) => sql.includes('CREATE TABLE generations'));
 
 /** Ledger rows an older version left: Ann's identify failed twice (the later one counts), Bo's sent, an object pending. */
 function seedLegacyLedger(run: (sql: string, values: unknown[]) => void): void {

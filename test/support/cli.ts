@@ -62,7 +62,7 @@ export function startCli(
  * process's working directory, as in a real run, so the run changes it to `cwd` while it lasts; runs in one test
  * process therefore take turns (tests in other files run in other processes).
  */
-export function runCliInProcess(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+export function runCliInProcess(args: string[], options: InProcessOptions): Promise<CliResult> {
   const turn = inProcessTurn.then(() => runInProcessNow(args, options));
   inProcessTurn = turn.catch(() => undefined);
   return turn;
@@ -84,7 +84,18 @@ export function capturingStreams(): { captured: { stdout: string; stderr: string
 
 let inProcessTurn: Promise<unknown> = Promise.resolve();
 
-async function runInProcessNow(args: string[], options: { cwd: string; env?: Record<string, string>; clock?: Clock }): Promise<CliResult> {
+export interface InProcessOptions {
+  cwd: string;
+  env?: Record<string, string>;
+  clock?: Clock;
+  /**
+   * A fake terminal: what the person types (stdin, marked a TTY), and stderr marked a TTY too. Questions are asked
+   * only at a terminal outside CI, so pass `env: { CI: 'false' }` with it (and --no-progress, to keep bars out).
+   */
+  terminal?: { input: NodeJS.ReadableStream };
+}
+
+async function runInProcessNow(args: string[], options: InProcessOptions): Promise<CliResult> {
   const { run } = await import('../../src/cli/main.js');
   const { captured, sink } = capturingStreams();
   // A warning Node prints (a listener leak, a deprecation) would reach a spawned CLI's stderr: here too.
@@ -93,12 +104,14 @@ async function runInProcessNow(args: string[], options: { cwd: string; env?: Rec
   const previous = process.cwd();
   process.chdir(options.cwd);
   try {
+    const stderr = Object.assign(sink('stderr'), options.terminal ? { isTTY: true } : {});
     const code = await run([process.execPath, BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: options.cwd, CI: 'true', ...options.env },
       cwd: options.cwd,
-      streams: { stdout: sink('stdout'), stderr: sink('stderr') },
+      streams: { stdout: sink('stdout'), stderr },
       now: () => new Date(),
       clock: options.clock ?? new SkipClock(),
+      ...(options.terminal ? { stdin: Object.assign(options.terminal.input, { isTTY: true }) } : {}),
     });
     return { code, ...captured };
   } finally {

@@ -11,6 +11,7 @@ import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { assertKnownDestinations, assertKnownProgram } from '../run/program-guard.js';
 import { runPlan } from '../run/plan-run.js';
+import { guardLines, recentEventsDecision, recentEventsGuard } from '../run/recent-events.js';
 import { ProblemLog } from '../output/problem-log.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type SourceFlags } from '../wiring/settings.js';
 import type { Env } from '../wiring/env.js';
@@ -29,6 +30,8 @@ export interface DiffFlags extends CommonFlags, SourceFlags, PilotFlags {
   resend?: boolean;
   /** Set by `sync --dry-run --customerio-api v1`: the plan leaves Customer.io objects out, as the sync would. */
   customerioApi?: string;
+  /** `--recent-events send|skip|hold`: what a history load does with events that could trigger campaigns. */
+  recentEvents?: string;
 }
 
 const CHANGES_SHOWN = 10;
@@ -59,6 +62,12 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   const problems = asJson ? { invalid: new ProblemLog(), warnings: new ProblemLog() } : undefined;
   try {
     const stateIsEmpty = (await state.summary(1)).schemaVersion === 0;
+    const mode = flags.mode ?? 'sync';
+    // As the real run would plan now (issue 19, point 8): a backfill resumes the latest one that did not finish, so
+    // what it re-identified since is not counted again. What a killed run left queued needs nothing more: the real
+    // run takes it back as failed and plans it again, and the planner treats pending and failed alike.
+    const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
+    const recent = await recentEventsGuard(state, mode, programId, common.destinations, recentEventsDecision(flags.recentEvents, common.config));
     const selection = pilot ? new PilotSelection(pilot) : undefined;
     // The plan file says first what it was made for, so that `sync --plan` applies it only there (plan-apply.ts).
     const outHeader =
@@ -84,7 +93,9 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
       source,
       config: common.config,
       destinations: common.destinations,
-      mode: flags.mode ?? 'sync',
+      mode,
+      ...(backfillSince ? { backfillSince } : {}),
+      recentEvents: recent,
       resend: flags.resend === true,
       now,
       namespaces,
@@ -102,7 +113,19 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
     if (problems) {
       const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
       const exitCode = exitCodeOf(flags, summary.hasChanges);
-      const json = { command: 'diff', outcome: summary.hasChanges ? 'changes' : 'no changes', exitCode, source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
+      const json = {
+        command: 'diff',
+        outcome: summary.hasChanges ? 'changes' : 'no changes',
+        exitCode,
+        source: source.description,
+        ...(inputs ? { inputs } : {}),
+        ...(lookups ? { lookups } : {}),
+        programId,
+        state: state.location,
+        stateIsEmpty,
+        ...summary.toJSON(lists),
+        recentEvents: { ...summary.recentEvents, historyLoad: recent.historyLoad, decision: recent.decision ?? null },
+      };
       if (flags.out) output.info(planWritten(flags.out, summary));
       await output.resultStream(jsonChunks(json, output.jsonIndent(flags.json)));
       output.result('\n');
@@ -117,6 +140,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
           programId: programIdDefaulted ? `${programId} (pass --campaign <id> so ids match a later API sync)` : programId,
           state: state.location,
           stateIsEmpty,
+          recentEvents: guardLines(summary.recentEvents, recent, mode, mode),
         }),
       );
     }

@@ -82,6 +82,11 @@ function renderStatus(summary: StateSummary, exists: boolean, outstanding: Outst
   for (const row of summary.deliveries) {
     lines.push(`  ${row.destination.padEnd(12)}${row.status.padEnd(9)}${String(row.count).padStart(10)}`);
   }
+  // The campaign guard's held events wait for a decision (issue 19): say how they go.
+  const held = summary.deliveries.filter((d) => d.status === 'held').reduce((sum, d) => sum + d.count, 0);
+  if (held > 0) {
+    lines.push(`  ${held.toLocaleString('en-US')} recent event${held === 1 ? '' : 's'} held from campaigns: \`sync --recent-events send\` sends ${held === 1 ? 'it' : 'them'} (a later run also does once ${held === 1 ? 'it is' : 'they are'} older than 72 hours); --recent-events skip drops ${held === 1 ? 'it' : 'them'}.`);
+  }
   if (locks.length > 0) {
     lines.push('', 'Locks');
     for (const lock of locks) {

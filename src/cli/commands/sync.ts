@@ -37,6 +37,12 @@ import { resolvePilot } from '../wiring/pilot.js';
 import { toolVersion } from '../wiring/version.js';
 import { groupProblems, type Outstanding } from '../../state/problem-groups.js';
 import { outstandingJson, renderOutstanding } from '../output/outstanding.js';
+import type { RecentEventDecision } from '../../config/defaults.js';
+import { HELD_REASON, SKIPPED_REASON, type RecentEventsGuard } from '../../plan/recent-events.js';
+import type { Operation } from '../../plan/types.js';
+import type { ReclaimableQueue } from '../../state/store.js';
+import type { PromptStreams } from '../output/prompt.js';
+import { decidedLine, decideRecentEvents, recentEventsDecision, recentEventsGuard, settleUndecided, WITHDRAWN_REASON } from '../run/recent-events.js';
 
 export interface ApplyFlags extends DiffFlags, DestinationFlags {
   dryRun?: boolean;
@@ -60,6 +66,8 @@ export async function runApply(
   now: Date,
   interrupt?: AbortSignal,
   clock?: Clock,
+  /** The terminal to ask the campaign guard's question on; undefined when nobody is at one (cron, CI, a pipe). */
+  terminal?: PromptStreams,
 ): Promise<ExitCode> {
   const mode: PlanMode = command;
   // Every flag is checked before anything else, dry run or not: a dry run accepts exactly what the real run does.
@@ -68,6 +76,7 @@ export async function runApply(
   parseRateMode(flags.rateMode);
   if (flags.plan !== undefined) assertPlanFlags(command, flags);
   const pilot = resolvePilot(flags);
+  recentEventsDecision(flags.recentEvents, {});
   if (flags.dryRun) {
     // A dry run is diff: the same planner, flags, output and exit codes; the state opened read-only, nothing sent.
     return runDiff({ ...flags, mode, resend: flags.resend === true }, env, cwd, output, now, clock);
@@ -77,7 +86,7 @@ export async function runApply(
     throw new UsageError(`${previewFlags.join(', ')} ${previewFlags.length === 1 ? 'belongs' : 'belong'} to a preview: add --dry-run to ${command} (or run \`npx referral-sync diff\`) to use ${previewFlags.length === 1 ? 'it' : 'them'}.`);
   }
   const common = resolveCommon(flags, env, cwd);
-  if (flags.plan !== undefined) return applyPlan(command, flags.plan, { flags, common, env, cwd, output, now, interrupt, clock, rates, stallTimeoutMs });
+  if (flags.plan !== undefined) return applyPlan(command, flags.plan, { flags, common, env, cwd, output, now, interrupt, clock, rates, stallTimeoutMs, terminal });
   assertAccountRule(common.config);
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const namespaces = destinationNamespaces(common.config, env);
@@ -100,10 +109,11 @@ export async function runApply(
     // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
     await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
+    const recent = await recentEventsGuard(state, mode, programId, common.destinations, recentEventsDecision(flags.recentEvents, common.config));
     // A pilot is recorded as such: it never counts as the program's complete run (a finished backfill).
     const runId = await state.startRun(pilot ? pilotCommand(command) : command, programId, now);
     const selection = pilot ? new PilotSelection(pilot) : undefined;
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock, ...(selection ? { pilot: selection } : {}) });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock, recent, terminal, ...(selection ? { pilot: selection } : {}) });
     // The next --quick starts from this run's start, and only once a run went through without failures (its own:
     // what earlier runs left outstanding does not hold it back); a pilot left everyone else unsent, so it never
     // moves the watermark.
@@ -144,6 +154,9 @@ interface DeliverContext {
   pilot?: PilotSelection;
   /** `--plan`: the operations come from the plan file instead of the planner (no source is read). */
   applied?: { file: string; header: PlanHeader; feed: (onItem: (item: PlanItem) => void | Promise<void>, signal: AbortSignal | undefined) => Promise<PlanSummary> };
+  /** The campaign guard: the destinations this run loads history into, and the decision, if one was given. */
+  recent: RecentEventsGuard;
+  terminal: PromptStreams | undefined;
 }
 
 /** How a run ended (`runExitCode`), and the exit code the command returns (--fail-on-outstanding may raise it). */
@@ -153,9 +166,15 @@ interface Delivered {
 }
 
 async function deliver(ctx: DeliverContext): Promise<Delivered> {
-  const { output, state, clients, interrupt } = ctx;
-  const progress = new RunProgress(output, ctx.source, ctx.common.destinations);
+  const { output, state, clients, interrupt, recent } = ctx;
+  let progress = new RunProgress(output, ctx.source, ctx.common.destinations);
   const queue = state.queue(ctx.programId);
+  // A history load that has not decided to send its recent events knows them before its first send: the whole plan
+  // goes into the durable queue, the guard decides, and only then do the senders start. Skip and hold wait too, so
+  // that a run stopped while planning has acknowledged nothing and the next sync is still a first load, guarded.
+  // Otherwise (an incremental sync, or `send` decided up front) the senders drain the queue as it fills.
+  const deferred = recent.historyLoad.length > 0 && recent.decision !== 'send';
+  const aside = new SetAside(queue, ctx.runId);
   const stop = (): void => engine.stop();
   const engine = createEngine({
     queue,
@@ -165,6 +184,7 @@ async function deliver(ctx: DeliverContext): Promise<Delivered> {
     stallTimeoutMs: ctx.stallTimeoutMs,
     ratesGiven: ratesGiven(ctx.flags.rate),
     rateMode: parseRateMode(ctx.flags.rateMode),
+    // Through the variable: after the guard's question, a new display takes over.
     onProgress: (destination, report) => progress.delivered(destination, report),
     clock: ctx.clock,
   });
@@ -187,11 +207,14 @@ async function deliver(ctx: DeliverContext): Promise<Delivered> {
     }
     for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
     interrupt?.addEventListener('abort', stop, { once: true });
-    await engine.start();
+    if (!deferred) await engine.start();
     const onItem = (item: PlanItem): Promise<void> | undefined => {
       // A dead delivery the source still shows, met again: kept for `retry` (the others are superseded below).
       metDeadDelivery(item, metDead);
+      // The campaign guard's: withheld as decided, or held until the decision once planning is over.
+      if (item.type === 'withheld') return aside.add(item.operation, item.action === 'skip' ? 'skipped' : 'held');
       if (item.type !== 'operation') return undefined;
+      if (item.recent === 'undecided') return aside.add(item.operation, 'held');
       progress.operationPlanned(item.operation.destination);
       return engine.enqueue(item.operation);
     };
@@ -217,11 +240,25 @@ async function deliver(ctx: DeliverContext): Promise<Delivered> {
         ...(problems ? { problems } : {}),
         ...(ctx.backfillSince ? { backfillSince: ctx.backfillSince } : {}),
         ...(ctx.pilot ? { pilot: ctx.pilot } : {}),
+        recentEvents: recent,
         progress,
         onItem,
       });
     }
-    engine.endOfPlan();
+    await aside.flush();
+    await engine.endOfPlan();
+    if (deferred) {
+      // A question is asked below the bars, which stop drawing first; a new display follows it for the sending.
+      const asking = summary.recentEvents.undecided > 0 && ctx.terminal !== undefined && !interrupt?.aborted;
+      if (asking) progress.stop();
+      const started = await decideThenStart(ctx, summary, queue, engine);
+      if (asking && started) {
+        progress = new RunProgress(output, ctx.source, ctx.common.destinations);
+        progress.readDone();
+      }
+    }
+    const line = decidedLine(summary.recentEvents);
+    if (line) output.info(line);
     const waiting = new Map<Destination, number>();
     for (const d of ctx.common.destinations) waiting.set(d, await queue.waiting(d));
     progress.planQueued((d) => waiting.get(d) ?? 0);
@@ -405,6 +442,7 @@ interface PlanApplyContext {
   clock: Clock | undefined;
   rates: Record<Destination, number>;
   stallTimeoutMs: number;
+  terminal: PromptStreams | undefined;
 }
 
 /**
@@ -446,8 +484,13 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
     await assertKnownDestinations(state, identity);
     await preflight(clients, output, ctx.interrupt, ctx.clock);
     await state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
+    // A plan is applied under the campaign guard as the run it stands for: its recent events, judged now, wait
+    // for the same decision (a plan made without one lists them as operations).
+    const recent = await recentEventsGuard(state, header.mode, programId, common.destinations, recentEventsDecision(flags.recentEvents, common.config));
     const runId = await state.startRun(header.pilot ? pilotCommand(command) : command, programId, now);
     const delivered = await deliver({
+      recent,
+      terminal: ctx.terminal,
       command,
       mode: header.mode,
       flags: { ...flags, customerioApi: header.customerioApi, resend: header.resend },
@@ -466,7 +509,7 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
       stallTimeoutMs: ctx.stallTimeoutMs,
       problems,
       clock: ctx.clock,
-      applied: { file, header, feed: (onItem, signal) => feedPlan(file, header, checked, now, onItem, { ...(signal ? { signal } : {}), progress: source.progress }) },
+      applied: { file, header, feed: (onItem, signal) => feedPlan(file, header, checked, now, onItem, { ...(signal ? { signal } : {}), progress: source.progress, guard: recent }) },
     });
     return delivered.exitCode;
   } finally {
@@ -474,5 +517,71 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
     problems?.warnings.close();
     if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
     await state.close().catch(() => undefined);
+  }
+}
+
+/**
+ * For a history load whose senders wait: once the plan is complete, the decision on its recent events (given, asked
+ * on a terminal, or a stop with exit 64) is applied to the events it held, then the senders start. A run that stops
+ * here takes its queued work back out (`withdraw`): nothing is sent later by surprise (`retry` included), and the
+ * next sync or backfill plans it again through the same guard. Returns whether the senders started.
+ */
+async function decideThenStart(ctx: DeliverContext, summary: PlanSummary, queue: ReclaimableQueue, engine: ReturnType<typeof createEngine>): Promise<boolean> {
+  const { recent, interrupt } = ctx;
+  const undecided = summary.recentEvents.undecided;
+  const withdraw = async (): Promise<void> => {
+    const withdrawn = await queue.withdraw(WITHDRAWN_REASON, new Date());
+    if (withdrawn > 0) ctx.output.verbose(`${plural(withdrawn, 'queued operation', 'queued operations')} taken back out of the queue, unsent: the next run plans ${withdrawn === 1 ? 'it' : 'them'} again.`);
+  };
+  if (interrupt?.aborted) {
+    await withdraw();
+    return false;
+  }
+  if (undecided > 0) {
+    let decision: RecentEventDecision | undefined;
+    try {
+      decision = await decideRecentEvents(summary.recentEvents, recent, ctx.mode, ctx.terminal, interrupt);
+    } catch (error) {
+      await withdraw();
+      throw error;
+    }
+    if (decision === undefined) {
+      // Interrupted while asking: nothing was sent, nothing will be.
+      await withdraw();
+      return false;
+    }
+    settleUndecided(summary.recentEvents, decision);
+    if (decision !== 'hold') await queue.decideHeld(ctx.runId, decision, SKIPPED_REASON, new Date());
+  }
+  await engine.start();
+  return true;
+}
+
+/** Operations recorded at once by `SetAside`. */
+const SET_ASIDE_BATCH = 500;
+
+/** The campaign guard's events, written beside the queue (held or skipped ledger rows) in batches. */
+class SetAside {
+  private readonly buffers = { held: [] as Operation[], skipped: [] as Operation[] };
+
+  constructor(
+    private readonly queue: Pick<ReclaimableQueue, 'setAside'>,
+    private readonly runId: number,
+  ) {}
+
+  add(operation: Operation, status: 'held' | 'skipped'): Promise<void> | undefined {
+    const buffer = this.buffers[status];
+    buffer.push(operation);
+    return buffer.length >= SET_ASIDE_BATCH ? this.write(status) : undefined;
+  }
+
+  async flush(): Promise<void> {
+    await this.write('held');
+    await this.write('skipped');
+  }
+
+  private async write(status: 'held' | 'skipped'): Promise<void> {
+    const operations = this.buffers[status].splice(0);
+    if (operations.length > 0) await this.queue.setAside(operations, status, status === 'held' ? HELD_REASON : SKIPPED_REASON, this.runId, new Date());
   }
 }

@@ -1,3 +1,4 @@
+import { guardEvent, type RecentEventsGuard } from '../../plan/recent-events.js';
 import { createReadStream } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -209,7 +210,7 @@ export async function feedPlan(
   checked: CheckedPlan,
   now: Date,
   onItem: (item: PlanItem) => void | Promise<void>,
-  options: { signal?: AbortSignal; progress?: { bytes: number } } = {},
+  options: { signal?: AbortSignal; progress?: { bytes: number }; guard?: RecentEventsGuard } = {},
 ): Promise<PlanSummary> {
   const destinations = plan.destinations.map((d) => d.destination);
   const summary = new PlanSummary(destinations, now, 0, []);
@@ -220,7 +221,8 @@ export async function feedPlan(
     if (number === 1) continue;
     const entry = parsePlanLine(text, path, number, destinations);
     if (entry.type !== 'operation') continue;
-    const item: PlanItem = { type: 'operation', operation: entry.operation };
+    // The campaign guard judges each event as the planner would have, at the time the plan is applied.
+    const item = guardEvent({ type: 'operation', operation: entry.operation }, false, options.guard, now);
     summary.add(item);
     await onItem(item);
   }

@@ -10,6 +10,7 @@ import type { AccountPlanning, PlanContext } from '../../plan/context.js';
 import { planOperations } from '../../plan/planner.js';
 import { withBaselineLoaded } from '../../plan/prefetch.js';
 import type { PilotSelection } from '../../plan/pilot.js';
+import type { RecentEventsGuard } from '../../plan/recent-events.js';
 import { PlanSummary } from '../../plan/summary.js';
 import type { BaselineView, PlanItem, PlanMode } from '../../plan/types.js';
 import type { Source } from '../../sources/source.js';
@@ -30,6 +31,8 @@ export interface PlanRunOptions {
   accounts?: AccountPlanning;
   /** backfill: identities acknowledged since this time are not re-identified (resuming a crashed backfill). */
   backfillSince?: Date;
+  /** The campaign guard (plan/recent-events.ts): which destinations this run loads history into, and the decision. */
+  recentEvents?: RecentEventsGuard;
   changeLimit: number;
   /** Path of the JSONL plan file, if one was asked for. */
   outFile: string | undefined;
@@ -102,6 +105,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
       duplicates,
       baseline: options.baseline,
       ...(options.backfillSince ? { backfillSince: options.backfillSince } : {}),
+      ...(options.recentEvents ? { recentEvents: options.recentEvents } : {}),
       ...(options.accounts ? { accounts: options.accounts } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     };

@@ -1,9 +1,12 @@
 import type { QueuedOperation, ReclaimableQueue, RequeuedDelivery } from '../store.js';
 import type { Destination } from '../../config/defaults.js';
-import type { Operation } from '../../plan/types.js';
+import { ledgerKind, type Operation } from '../../plan/types.js';
 import { appendOperations, upsertAccounts, upsertDeliveries, upsertIdentities } from './ledger.js';
 import type { PostgresSessions } from './sessions.js';
 import type { AccountWrite, DeliveryRow, IdentityWrite } from '../store.js';
+
+/** Held events moved into the queue per read, when a run decides to send them. */
+const HELD_PAGE = 1_000;
 
 /**
  * One program's delivery queue inside the PostgreSQL state: the same rows and rules as the SQLite one
@@ -74,6 +77,74 @@ export class PostgresDeliveryQueue implements ReclaimableQueue {
         [reason, now.toISOString(), this.programId, destination],
       );
       await client.query('DELETE FROM queue WHERE program_id = $1 AND destination = $2', [this.programId, destination]);
+      return changed.rowCount ?? 0;
+    });
+  }
+
+  async setAside(operations: readonly Operation[], status: 'held' | 'skipped', reason: string, runId: number, now: Date): Promise<void> {
+    if (operations.length === 0) return;
+    // Sorted by key, as every ledger write: concurrent transactions lock rows in the same order.
+    const sorted = [...new Map(operations.map((o) => [`${o.destination}\u0000${o.key}`, o])).entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, o]) => o);
+    await this.sessions.transaction((client) =>
+      client.query(
+        `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, program_id, seq, created_at, updated_at)
+         SELECT d, k, kind, u, $5, 0, $6, p, $7, $8, NULL, $9, $9 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $10::text[]) AS t(d, k, kind, u, p)
+         ON CONFLICT (destination, key) DO UPDATE SET
+           status = excluded.status, last_error = excluded.last_error, payload = excluded.payload, run_id = excluded.run_id,
+           program_id = excluded.program_id, seq = NULL, updated_at = excluded.updated_at`,
+        [
+          sorted.map((o) => o.destination),
+          sorted.map((o) => o.key),
+          sorted.map(ledgerKind),
+          sorted.map((o) => o.userId),
+          status,
+          reason,
+          runId,
+          this.programId,
+          now.toISOString(),
+          // A skipped event is never sent: its payload (people's data) is not kept.
+          sorted.map((o) => (status === 'held' ? JSON.stringify(o) : null)),
+        ],
+      ),
+    );
+  }
+
+  async decideHeld(runId: number, action: 'send' | 'skip', reason: string, now: Date): Promise<number> {
+    const at = now.toISOString();
+    return this.sessions.transaction(async (client) => {
+      if (action === 'skip') {
+        const skipped = await client.query(
+          `UPDATE deliveries SET status = 'skipped', last_error = $1, payload = NULL, updated_at = $2 WHERE status = 'held' AND program_id = $3 AND run_id = $4`,
+          [reason, at, this.programId, runId],
+        );
+        return skipped.rowCount ?? 0;
+      }
+      let moved = 0;
+      let after = { destination: '', key: '' };
+      // A page at a time: never all of them in memory.
+      for (;;) {
+        const page = await client.query<{ destination: string; key: string; payload: string | null }>(
+          `SELECT destination, key, payload FROM deliveries WHERE status = 'held' AND program_id = $1 AND run_id = $2 AND (destination, key) > ($3, $4)
+           ORDER BY destination, key LIMIT ${HELD_PAGE}`,
+          [this.programId, runId, after.destination, after.key],
+        );
+        if (page.rows.length === 0) return moved;
+        const operations = page.rows.flatMap((row) => (row.payload === null ? [] : [JSON.parse(row.payload) as Operation]));
+        await appendOperations(client, this.programId, operations, runId, at);
+        moved += page.rows.length;
+        after = page.rows.at(-1)!;
+      }
+    });
+  }
+
+  async withdraw(reason: string, now: Date): Promise<number> {
+    return this.sessions.transaction(async (client) => {
+      const changed = await client.query(
+        `UPDATE deliveries SET status = 'superseded', last_error = $1, updated_at = $2
+         FROM queue WHERE queue.program_id = $3 AND deliveries.destination = queue.destination AND deliveries.key = queue.key`,
+        [reason, now.toISOString(), this.programId],
+      );
+      await client.query('DELETE FROM queue WHERE program_id = $1', [this.programId]);
       return changed.rowCount ?? 0;
     });
   }

@@ -111,6 +111,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   FROM deliveries WHERE kind IN ('identify', 'object') AND status IN ('pending', 'failed')
   ORDER BY destination, kind, user_id, updated_at DESC, key DESC;
   `,
+  `
+  -- As in SQLite (schema.ts): 'held' and 'skipped', the events the campaign guard kept from a history load.
+  ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
+  ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'sent', 'failed', 'dead', 'superseded', 'held', 'skipped'));
+  CREATE INDEX deliveries_held ON deliveries (program_id, run_id) WHERE status = 'held';
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

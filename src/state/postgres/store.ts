@@ -392,7 +392,7 @@ export class PostgresState implements StateStore, StateTransfer {
     const result = await this.sessions.transaction((client) =>
       client.query(
         `UPDATE deliveries SET status = 'superseded', last_error = $1, updated_at = $2
-         WHERE status = 'failed' AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
+         WHERE status IN ('failed', 'held') AND program_id = $3 AND destination = ANY($4) AND (run_id IS NULL OR run_id <> $5)`,
         [reason, now.toISOString(), programId, destinations, runId],
       ),
     );
@@ -429,6 +429,22 @@ export class PostgresState implements StateStore, StateTransfer {
     const result = await this.sessions.query<{ started_at: string }>(UNFINISHED_BACKFILL_SQL.replaceAll('$program', '$1'), [programId]);
     const row = result.rows[0];
     return row ? new Date(row.started_at) : undefined;
+  }
+
+  async acknowledgedDestinations(programId: string, destinations: readonly Destination[]): Promise<Destination[]> {
+    // A pilot's sends (`sync pilot`, `backfill pilot`) load no history: until a whole run was made, a sync still
+    // guards everyone the pilot left for it.
+    const whole = await this.sessions.query(`SELECT 1 FROM runs WHERE program_id = $1 AND command IN ('sync', 'backfill') LIMIT 1`, [programId]);
+    if ((whole.rowCount ?? 0) === 0) return [];
+    const acknowledged: Destination[] = [];
+    for (const destination of destinations) {
+      const result = await this.sessions.query(
+        `SELECT 1 FROM deliveries WHERE destination = $1 AND status = 'sent' AND (program_id = $2 OR program_id IS NULL) LIMIT 1`,
+        [destination, programId],
+      );
+      if ((result.rowCount ?? 0) > 0) acknowledged.push(destination);
+    }
+    return acknowledged;
   }
 
   async markCrashedRuns(programId: string, now: Date): Promise<void> {

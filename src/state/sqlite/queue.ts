@@ -1,11 +1,14 @@
 import type Database from 'better-sqlite3';
-import type { DeliveryQueue, QueuedOperation, RequeuedDelivery } from '../store.js';
+import type { QueuedOperation, ReclaimableQueue, RequeuedDelivery } from '../store.js';
 import type { Destination } from '../../config/defaults.js';
 import { issuedGeneration, ledgerKind, REPLACED_REASON, type Operation } from '../../plan/types.js';
 import type { SqliteLedger } from './ledger.js';
 import type { AccountWrite, DeliveryRow, IdentityWrite } from '../store.js';
 
 type Db = Database.Database;
+
+/** Held events moved into the queue per read, when a run decides to send them. */
+const HELD_PAGE = 1_000;
 
 /**
  * One program's delivery queue inside the SQLite state. The planner appends operations (a `queue` row with the
@@ -14,7 +17,7 @@ type Db = Database.Database;
  * waits here, on disk, never in memory; a run that dies leaves its entries for the next run. Each method runs
  * its statements synchronously when called (better-sqlite3), so entries take their positions in call order.
  */
-export class SqliteDeliveryQueue implements DeliveryQueue {
+export class SqliteDeliveryQueue implements ReclaimableQueue {
   private readonly statements: {
     ledgerRow: Database.Statement<[string, string], { status: string; seq: number | null; run_id: number | null }>;
     entryExists: Database.Statement<[number], { one: number }>;
@@ -32,6 +35,11 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
     dropReplaced: Database.Statement<[string, string]>;
     supersedeReplaced: Database.Statement;
     saveGeneration: Database.Statement;
+    setAside: Database.Statement;
+    heldPage: Database.Statement<[string, number, string, string], { destination: string; key: string; payload: string | null }>;
+    skipHeld: Database.Statement;
+    withdraw: Database.Statement;
+    dropProgram: Database.Statement<[string]>;
   };
 
   constructor(
@@ -79,7 +87,73 @@ export class SqliteDeliveryQueue implements DeliveryQueue {
          ON CONFLICT (destination, subject, subject_id) DO UPDATE SET
            generation = excluded.generation, key = excluded.key, tier_move = excluded.tier_move, updated_at = excluded.updated_at`,
       ),
+      setAside: db.prepare(
+        `INSERT INTO deliveries (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, program_id, seq, created_at, updated_at)
+         VALUES (@destination, @key, @kind, @userId, @status, 0, @reason, @payload, @runId, @programId, NULL, @at, @at)
+         ON CONFLICT (destination, key) DO UPDATE SET
+           status = excluded.status, last_error = excluded.last_error, payload = excluded.payload, run_id = excluded.run_id,
+           program_id = excluded.program_id, seq = NULL, updated_at = excluded.updated_at`,
+      ),
+      heldPage: db.prepare(
+        `SELECT destination, key, payload FROM deliveries
+         WHERE status = 'held' AND program_id = ? AND run_id = ? AND (destination, key) > (?, ?) ORDER BY destination, key LIMIT ${HELD_PAGE}`,
+      ),
+      skipHeld: db.prepare(
+        `UPDATE deliveries SET status = 'skipped', last_error = @reason, payload = NULL, updated_at = @at
+         WHERE status = 'held' AND program_id = @programId AND run_id = @runId`,
+      ),
+      withdraw: db.prepare(
+        `UPDATE deliveries SET status = 'superseded', last_error = @reason, updated_at = @at
+         FROM queue WHERE queue.program_id = @programId AND deliveries.destination = queue.destination AND deliveries.key = queue.key`,
+      ),
+      dropProgram: db.prepare('DELETE FROM queue WHERE program_id = ?'),
     };
+  }
+
+  async setAside(operations: readonly Operation[], status: 'held' | 'skipped', reason: string, runId: number, now: Date): Promise<void> {
+    const at = now.toISOString();
+    this.db.transaction(() => {
+      for (const operation of operations) {
+        this.statements.setAside.run({
+          destination: operation.destination,
+          key: operation.key,
+          kind: ledgerKind(operation),
+          userId: operation.userId,
+          status,
+          reason,
+          // A skipped event is never sent: its payload (people's data) is not kept.
+          payload: status === 'held' ? JSON.stringify(operation) : null,
+          runId,
+          programId: this.programId,
+          at,
+        });
+      }
+    })();
+  }
+
+  async decideHeld(runId: number, action: 'send' | 'skip', reason: string, now: Date): Promise<number> {
+    const at = now.toISOString();
+    if (action === 'skip') return this.statements.skipHeld.run({ reason, at, programId: this.programId, runId }).changes;
+    return this.db.transaction(() => {
+      let moved = 0;
+      let after = { destination: '', key: '' };
+      // A page at a time (the statement cannot stay open while the queue is written): never all of them in memory.
+      for (;;) {
+        const page = this.statements.heldPage.all(this.programId, runId, after.destination, after.key);
+        if (page.length === 0) return moved;
+        for (const row of page) if (row.payload !== null) this.append(JSON.parse(row.payload) as Operation, runId, at);
+        moved += page.length;
+        after = page.at(-1)!;
+      }
+    })();
+  }
+
+  async withdraw(reason: string, now: Date): Promise<number> {
+    return this.db.transaction(() => {
+      const changed = this.statements.withdraw.run({ programId: this.programId, reason, at: now.toISOString() }).changes;
+      this.statements.dropProgram.run(this.programId);
+      return changed;
+    })();
   }
 
   async lastSeq(): Promise<number> {

@@ -149,6 +149,33 @@ export const MIGRATIONS: readonly string[] = [
     FROM deliveries WHERE kind IN ('identify', 'object') AND status IN ('pending', 'failed'))
   WHERE n = 1;
   `,
+  `
+  -- 'held' and 'skipped': events the campaign guard kept from a history load (plan/recent-events.ts). Held ones
+  -- wait, with their operation, for a later run's decision; skipped ones are never sent.
+  CREATE TABLE deliveries_v9 (
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'dead', 'superseded', 'held', 'skipped')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    payload TEXT,
+    run_id INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    program_id TEXT,
+    seq INTEGER,
+    PRIMARY KEY (destination, key)
+  ) WITHOUT ROWID;
+  INSERT INTO deliveries_v9 (destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at, program_id, seq)
+  SELECT destination, key, kind, user_id, status, attempts, last_error, payload, run_id, created_at, updated_at, program_id, seq FROM deliveries;
+  DROP TABLE deliveries;
+  ALTER TABLE deliveries_v9 RENAME TO deliveries;
+  CREATE INDEX deliveries_needing_retry ON deliveries (destination, status) WHERE status IN ('failed', 'dead');
+  -- The held events a run decides on (its own, by run), and those status counts.
+  CREATE INDEX deliveries_held ON deliveries (program_id, run_id) WHERE status = 'held';
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -490,7 +490,7 @@ export class SqliteState implements StateStore, StateTransfer {
     return this.db
       .prepare(
         `UPDATE deliveries SET status = 'superseded', last_error = ?, updated_at = ?
-         WHERE status = 'failed' AND program_id = ? AND destination IN (${destinations.map(() => '?').join(', ')}) AND (run_id IS NULL OR run_id <> ?)`,
+         WHERE status IN ('failed', 'held') AND program_id = ? AND destination IN (${destinations.map(() => '?').join(', ')}) AND (run_id IS NULL OR run_id <> ?)`,
       )
       .run(reason, now.toISOString(), programId, ...destinations, runId).changes;
   }
@@ -556,6 +556,18 @@ export class SqliteState implements StateStore, StateTransfer {
   async unfinishedBackfillStart(programId: string): Promise<Date | undefined> {
     const row = this.db.prepare<{ program: string }, { started_at: string }>(UNFINISHED_BACKFILL_SQL).get({ program: programId });
     return row ? new Date(row.started_at) : undefined;
+  }
+
+  async acknowledgedDestinations(programId: string, destinations: readonly Destination[]): Promise<Destination[]> {
+    // An older state read without migrating (diff) may not have the column yet: its rows belong to no program.
+    const attributed = (this.db.prepare(`SELECT name FROM pragma_table_info('deliveries')`).all() as { name: string }[]).some((c) => c.name === 'program_id');
+    const statement = this.db.prepare<[string, ...string[]], { one: number }>(
+      `SELECT 1 AS one FROM deliveries WHERE destination = ? AND status = 'sent'${attributed ? ' AND (program_id = ? OR program_id IS NULL)' : ''} LIMIT 1`,
+    );
+    // A pilot's sends (`sync pilot`, `backfill pilot`) load no history: until a whole run was made, a sync still
+    // guards everyone the pilot left for it.
+    if (this.db.prepare(`SELECT 1 FROM runs WHERE program_id = ? AND command IN ('sync', 'backfill') LIMIT 1`).get(programId) === undefined) return [];
+    return destinations.filter((destination) => statement.get(destination, ...(attributed ? [programId] : [])) !== undefined);
   }
 
   async markCrashedRuns(programId: string, now: Date): Promise<void> {
