@@ -14,6 +14,7 @@ import type { CommonFlags } from './wiring/settings.js';
 import { runStatus, type StatusFlags } from './commands/status.js';
 import { runUnlock, type UnlockFlags } from './commands/unlock.js';
 import { runStateCopy, type StateCopyFlags } from './commands/state-copy.js';
+import { runStateRotate, type StateRotateFlags } from './commands/state-rotate.js';
 
 /** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
 const INTERNAL_ERROR = 70;
@@ -213,7 +214,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     result.code = await runUnlock(flags, run.env, run.cwd, output(flags));
   });
 
-  const state = program.command('state').description('Work on a whole state: copy it to another backend.');
+  const state = program.command('state').description('Work on a whole state: copy it to another backend, record rotated credentials.');
   const copy = addOutputOptions(
     state
       .command('copy')
@@ -225,6 +226,25 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
   ).addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"'));
   copy.action(async (flags: StateCopyFlags & CommonFlags) => {
     result.code = await runStateCopy(flags, run.cwd, output(flags));
+  });
+
+  const rotate = addOutputOptions(
+    addToOption(
+      addStateOption(
+        state
+          .command('rotate')
+          .description('Record that the destination credentials set now (a new SEGMENT_WRITE_KEY, CUSTOMERIO_SITE_ID) replace the ones the state delivered with: ids stay the same, nothing is sent again.'),
+      ),
+    ),
+    { progress: false },
+  )
+    .optionsGroup('Options:')
+    .option('--campaign <id>', 'only the credentials this program was delivered with')
+    .option('--previous <fingerprint>', 'the fingerprint the new credentials replace, when the state delivered under several (`status` lists them)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('npx referral-sync state rotate --to segment   # with the new SEGMENT_WRITE_KEY set', 'npx referral-sync state rotate --to segment --previous 3f2a9c0d1b7e4a55   # the state delivered under several keys'));
+  rotate.action(async (flags: StateRotateFlags) => {
+    result.code = await runStateRotate(flags, run.env, run.cwd, output(flags), run.now());
   });
 
   program.addHelpText(

@@ -39,6 +39,8 @@ export interface RenderHeader {
   programId: string;
   state: string;
   stateIsEmpty: boolean;
+  /** How the ids' namespaces were chosen, when not from the credentials as set (diff without keys, a rotated key). */
+  ids?: readonly string[];
 }
 
 export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): string {
@@ -50,6 +52,7 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   for (const input of inputs) out.push(`  encoding ${describeInput(input, inputs.length > 1)}`);
   out.push(`  program  ${header.programId}`);
   out.push(`  state    ${header.state}${header.stateIsEmpty ? ' (empty: everything is new)' : ''}`);
+  for (const line of header.ids ?? []) out.push(`  ids      ${line}`);
   out.push('');
   out.push(
     `Participants: ${summary.participants} planned, ${summary.invalid} invalid, ${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}`,

@@ -10,6 +10,7 @@ import { openState } from '../../state/open.js';
 import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { assertKnownDestinations, assertKnownProgram } from '../run/program-guard.js';
+import { describeNamespaces, resolveNamespaces, type ResolvedNamespaces } from '../run/namespaces.js';
 import { runPlan } from '../run/plan-run.js';
 import { ProblemLog } from '../output/problem-log.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource, type CommonFlags, type SourceFlags } from '../wiring/settings.js';
@@ -38,8 +39,11 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   parseRateMode(flags.rateMode);
   const { source, sourceKind, programId, programIdDefaulted } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const state = await openState(common.statePath, { mode: 'read' });
-  const namespaces = destinationNamespaces(common.config, env);
+  let namespaces: Record<Destination, string>;
+  let assumed: ResolvedNamespaces['resolved'];
   try {
+    // diff needs no destination credentials: without them it plans under the namespace the state knows (point 5).
+    ({ namespaces, resolved: assumed } = await resolveNamespaces(state, destinationNamespaces(common.config, env), { source: sourceKind, programId, destinations: common.destinations }, { withoutCredentials: true }));
     const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
     await assertKnownProgram(state, identity);
     await assertKnownDestinations(state, identity);
@@ -74,7 +78,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
     if (problems) {
       const lists = { invalidRows: new StreamedArray(() => problems.invalid.entries()), warningRows: new StreamedArray(() => problems.warnings.entries()) };
       const exitCode = exitCodeOf(flags, summary.hasChanges);
-      const json = { command: 'diff', outcome: summary.hasChanges ? 'changes' : 'no changes', exitCode, source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, ...summary.toJSON(lists) };
+      const json = { command: 'diff', outcome: summary.hasChanges ? 'changes' : 'no changes', exitCode, source: source.description, ...(inputs ? { inputs } : {}), ...(lookups ? { lookups } : {}), programId, state: state.location, stateIsEmpty, namespaces: assumed, ...summary.toJSON(lists) };
       if (flags.out) output.info(planWritten(flags.out, summary));
       await output.resultStream(jsonChunks(json, output.jsonIndent(flags.json)));
       output.result('\n');
@@ -89,6 +93,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
           programId: programIdDefaulted ? `${programId} (pass --campaign <id> so ids match a later API sync)` : programId,
           state: state.location,
           stateIsEmpty,
+          ids: describeNamespaces(assumed, programId),
         }),
       );
     }

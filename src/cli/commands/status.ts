@@ -1,7 +1,8 @@
 import { ExitCode, UsageError } from '../../errors.js';
 import { describeHolder, lockHolderState, runsAsSeen } from '../../state/locks.js';
 import { openState, stateExists } from '../../state/open.js';
-import type { LockRecord, StateSummary, StoredDelivery } from '../../state/store.js';
+import type { LockRecord, NamespaceAlias, ProgramRecord, StateSummary, StoredDelivery } from '../../state/store.js';
+import { fingerprintOf } from '../run/namespaces.js';
 import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { resolveCommon, type CommonFlags } from '../wiring/settings.js';
@@ -28,15 +29,17 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
     const summary = { ...read, runs: runsAsSeen(read.runs, [...held, ...heldAfter]) };
     const exists = await stateExists(common.statePath);
     const locks = held.map((lock) => ({ ...lock, holderState: lockHolderState(lock) }));
+    // Which credentials (fingerprints) each program was delivered under, and the rotations `state rotate` recorded.
+    const credentials = { delivered: await state.programRecords(), rotated: await state.namespaceAliases() };
     if (flags.json || output.json) {
       // Every failed and dead delivery, however many: streamed from the state, never capped.
       const problems = new StreamedArray(async function* () {
         yield* state.allProblems();
       });
-      await output.resultStream(jsonChunks({ command: 'status', exitCode: ExitCode.ok, exists, ...summary, locks, problems }, output.jsonIndent(flags.json)));
+      await output.resultStream(jsonChunks({ command: 'status', exitCode: ExitCode.ok, exists, ...summary, locks, credentials, problems }, output.jsonIndent(flags.json)));
       output.result('\n');
     } else {
-      output.result(renderStatus(summary, exists, await state.problems(PROBLEMS_SHOWN), locks));
+      output.result(renderStatus(summary, exists, await state.problems(PROBLEMS_SHOWN), locks, credentials));
     }
     return ExitCode.ok;
   } finally {
@@ -56,7 +59,38 @@ function parseRunLimit(value: string | undefined): number {
   return n;
 }
 
-function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDelivery[], locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[]): string {
+interface Credentials {
+  delivered: ProgramRecord[];
+  rotated: NamespaceAlias[];
+}
+
+/** Each destination's namespaces (their credentials' fingerprints) with the programs sent under them, and rotations. */
+function renderCredentials(credentials: Credentials): string[] {
+  if (credentials.delivered.length === 0 && credentials.rotated.length === 0) return [];
+  const lines = ['', 'Credentials (fingerprints in the ids; `npx referral-sync state rotate` records a new key for the same destination)'];
+  const byNamespace = new Map<string, { destination: string; programs: Set<string> }>();
+  for (const row of credentials.delivered) {
+    const entry = byNamespace.get(`${row.destination} ${row.namespace}`) ?? { destination: row.destination, programs: new Set<string>() };
+    entry.programs.add(row.programId);
+    byNamespace.set(`${row.destination} ${row.namespace}`, entry);
+  }
+  for (const [key, entry] of byNamespace) {
+    const namespace = key.slice(key.indexOf(' ') + 1);
+    lines.push(`  ${entry.destination.padEnd(12)}${namespace}  program ${[...entry.programs].join(', ')}`);
+  }
+  for (const alias of credentials.rotated) {
+    lines.push(`  ${alias.destination.padEnd(12)}rotated: fingerprint ${fingerprintOf(alias.alias)} stands for ${fingerprintOf(alias.namespace)} (recorded ${alias.recordedAt})`);
+  }
+  return lines;
+}
+
+function renderStatus(
+  summary: StateSummary,
+  exists: boolean,
+  problems: StoredDelivery[],
+  locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[],
+  credentials: Credentials,
+): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `npx referral-sync diff` shows what the first sync would send.');
@@ -75,6 +109,7 @@ function renderStatus(summary: StateSummary, exists: boolean, problems: StoredDe
   for (const row of summary.deliveries) {
     lines.push(`  ${row.destination.padEnd(12)}${row.status.padEnd(9)}${String(row.count).padStart(10)}`);
   }
+  lines.push(...renderCredentials(credentials));
   if (locks.length > 0) {
     lines.push('', 'Locks');
     for (const lock of locks) {

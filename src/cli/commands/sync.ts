@@ -21,6 +21,7 @@ import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { runPlan } from '../run/plan-run.js';
 import { assertKnownDestinations, assertKnownProgram } from '../run/program-guard.js';
+import { describeNamespaces, resolveNamespaces } from '../run/namespaces.js';
 import { ProblemLog } from '../output/problem-log.js';
 import { RunProgress } from '../output/progress.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource } from '../wiring/settings.js';
@@ -62,7 +63,7 @@ export async function runApply(
   const common = resolveCommon(flags, env, cwd);
   assertAccountRule(common.config);
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
-  const namespaces = destinationNamespaces(common.config, env);
+  const credentialNamespaces = destinationNamespaces(common.config, env);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = await openState(common.statePath, { mode: 'write' });
   let lockTaken = false;
@@ -71,6 +72,9 @@ export async function runApply(
     await state.acquireLock(programId, command, now);
     lockTaken = true;
     await state.markCrashedRuns(programId, now);
+    // Rotated credentials (`state rotate`) keep the ids of the namespace the history was delivered under.
+    const { namespaces, resolved } = await resolveNamespaces(state, credentialNamespaces, { source: sourceKind, programId, destinations: common.destinations }, { withoutCredentials: false });
+    for (const line of describeNamespaces(resolved, programId)) output.verbose(line);
     const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
     await assertKnownProgram(state, identity);
     await assertKnownDestinations(state, identity);
@@ -83,7 +87,7 @@ export async function runApply(
     await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
     const runId = await state.startRun(command, programId, now);
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, namespaces, interrupt, stallTimeoutMs, problems, clock });
     // The next --quick starts from this run's start, and only once a run went through without failures.
     if (result === ExitCode.ok && watermarkSource) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result;
@@ -111,7 +115,8 @@ interface DeliverContext {
   backfillSince: Date | undefined;
   source: Source;
   common: ReturnType<typeof resolveCommon>;
-  env: Env;
+  /** The ids' namespaces, rotated credentials resolved. */
+  namespaces: Record<Destination, string>;
   /** Aborted by SIGINT/SIGTERM (its reason is the signal's name): a graceful stop. */
   interrupt: AbortSignal | undefined;
   stallTimeoutMs: number;
@@ -157,7 +162,7 @@ async function deliver(ctx: DeliverContext): Promise<ExitCode> {
       mode: ctx.mode,
       resend: ctx.flags.resend === true,
       now: ctx.now,
-      namespaces: destinationNamespaces(ctx.common.config, ctx.env),
+      namespaces: ctx.namespaces,
       baseline: state.baseline(ctx.runId),
       ...(await accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi, state)),
       changeLimit: 0,

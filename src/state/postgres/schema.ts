@@ -111,6 +111,16 @@ export const PG_MIGRATIONS: readonly string[] = [
   FROM deliveries WHERE kind IN ('identify', 'object') AND status IN ('pending', 'failed')
   ORDER BY destination, kind, user_id, updated_at DESC, key DESC;
   `,
+  `
+  -- As in SQLite (schema.ts): rotated credentials, recorded by state rotate.
+  CREATE TABLE namespace_aliases (
+    destination text NOT NULL,
+    alias text NOT NULL,
+    namespace text NOT NULL,
+    recorded_at text NOT NULL,
+    PRIMARY KEY (destination, alias)
+  );
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -118,6 +128,8 @@ export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
 export const PG_ACCOUNTS_SINCE = 2;
 /** The schema version that created the generations table. */
 export const PG_GENERATIONS_SINCE = 3;
+/** The schema version that created the namespace_aliases table. */
+export const PG_ALIASES_SINCE = 4;
 
 /** The schema's version: 0 when the schema or its version table is not there (nothing created yet). */
 export async function schemaVersion(client: ClientBase, target: PostgresTarget): Promise<number> {

@@ -149,6 +149,17 @@ export const MIGRATIONS: readonly string[] = [
     FROM deliveries WHERE kind IN ('identify', 'object') AND status IN ('pending', 'failed'))
   WHERE n = 1;
   `,
+  `
+  -- Rotated credentials (state rotate): the namespace new credentials give (alias) stands for the one the history
+  -- was delivered under, so ids keep being derived from that one. Fingerprints only, never a credential.
+  CREATE TABLE namespace_aliases (
+    destination TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (destination, alias)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
