@@ -70,6 +70,14 @@ function addPlanOptions(command: Command): Command {
 }
 
 function addSourceOptions(command: Command): Command {
+  return addSourceReadOptions(command)
+    .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
+    .option('--new-destination', 'confirm that credentials other than the ones the state delivered with are another workspace, to get the history')
+    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops');
+}
+
+/** Where the participants come from: what `check` takes too, to check the source a run with the same flags reads. */
+function addSourceReadOptions(command: Command): Command {
   return command
     .optionsGroup('Source:')
     .addOption(
@@ -80,10 +88,7 @@ function addSourceOptions(command: Command): Command {
     .option('--encoding <name>', 'encoding of the --file exports: utf-8, utf-16le, utf-16be, windows-1252 or latin1 (default: detected per file)')
     .option('--delimiter <name>', 'field delimiter of the --file exports: comma, semicolon or tab (default: detected from each header line)')
     .addOption(new Option('--format <format>', 'layout of the --file exports (default growsurf; cello with --source cello)').choices(['growsurf', 'cello']))
-    .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
-    .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
-    .option('--new-destination', 'confirm that credentials other than the ones the state delivered with are another workspace, to get the history')
-    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops');
+    .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)');
 }
 
 function addRateOptions(command: Command): Command {
@@ -185,11 +190,17 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
-  const check = addCustomerioApiOption(addOutputOptions(addToOption(program.command('check')), { progress: false }))
-    .description('Check destination credentials and reachability. Sends no data, reads and writes no state.')
+  const check = addCustomerioApiOption(addOutputOptions(addToOption(addSourceReadOptions(program.command('check'))), { progress: false }))
+    .description('Check the source a sync with the same flags would read (its credentials, campaign, files) and the destinations\' credentials and reachability. Sends no data, reads and writes no state.')
+    .optionsGroup('Plan:')
+    .option('--user-id <rule>', 'as sync: which column an export needs for the user id (email | id | metadata.<key>)')
+    .option('--group-id <rule>', 'as sync: which column an export needs for the account id (metadata.<key> | id | email)')
     .optionsGroup('Options:')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('npx referral-sync check', 'npx referral-sync check --to customerio'));
+    .addHelpText(
+      'after',
+      examples('npx referral-sync check', 'npx referral-sync check --source growsurf --campaign abc123', 'npx referral-sync check --file export.csv --to customerio', 'npx referral-sync check --source cello --file exports/ --enrich'),
+    );
   check.action(async (flags: CheckFlags) => {
     result.code = await runCheck(flags, run.env, run.cwd, output(flags), run.clock);
   });
