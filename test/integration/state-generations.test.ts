@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Operation } from '../../src/plan/types.js';
 import { openState } from '../../src/state/open.js';
-import { PG_MIGRATIONS } from '../../src/state/postgres/schema.js';
+import { PG_GENERATIONS_SINCE, PG_MIGRATIONS } from '../../src/state/postgres/schema.js';
 import { MIGRATIONS } from '../../src/state/sqlite/schema.js';
 import type { DeliveryRow, StateStore } from '../../src/state/store.js';
 import { backends, postgresBackend, POSTGRES_SKIP_NOTE, withPostgres, type StateLocation } from '../support/backends.js';
@@ -117,8 +117,10 @@ describe('a state an older version wrote', () => {
   it('SQLite: migrates, and the newest failed or pending identify of each person is generation 0 (an account\'s object too)', async () => {
     const path = join(tempDir(), 'state.db');
     const db = new Database(path);
-    for (let index = 0; index < MIGRATIONS.length - 1; index += 1) db.exec(MIGRATIONS[index]!);
-    db.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    // The schema just before the generations table (later migrations come after it).
+    const before = MIGRATIONS.findIndex((sql) => sql.includes('CREATE TABLE generations'));
+    for (let index = 0; index < before; index += 1) db.exec(MIGRATIONS[index]!);
+    db.pragma(`user_version = ${before}`);
     seedLegacyLedger((sql, values) => db.prepare(sql).run(...values));
     db.close();
     const state = await openState(path, { mode: 'write' });
@@ -134,9 +136,10 @@ describe('a state an older version wrote', () => {
     await withPostgres(async (client) => {
       await client.query(`CREATE SCHEMA ${schema}`);
       await client.query(`SET search_path TO ${schema}`);
-      for (let index = 0; index < PG_MIGRATIONS.length - 1; index += 1) await client.query(PG_MIGRATIONS[index]!);
+      // The schema just before the generations table (later migrations come after it).
+      for (let index = 0; index < PG_GENERATIONS_SINCE - 1; index += 1) await client.query(PG_MIGRATIONS[index]!);
       await client.query('CREATE TABLE schema_version (version integer NOT NULL)');
-      await client.query('INSERT INTO schema_version (version) VALUES ($1)', [PG_MIGRATIONS.length - 1]);
+      await client.query('INSERT INTO schema_version (version) VALUES ($1)', [PG_GENERATIONS_SINCE - 1]);
       const pending: Promise<unknown>[] = [];
       seedLegacyLedger((sql, values) => pending.push(client.query(sql.replace(/\?/g, (_, offset: number) => `$${sql.slice(0, offset).split('?').length}`), values)));
       await Promise.all(pending);
