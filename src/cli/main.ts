@@ -16,6 +16,7 @@ import { runUnlock, type UnlockFlags } from './commands/unlock.js';
 import { runStateCopy, type StateCopyFlags } from './commands/state-copy.js';
 import type { PromptStreams } from './output/prompt.js';
 import { isInteractive } from './run/recent-events.js';
+import { runStateRotate, type StateRotateFlags } from './commands/state-rotate.js';
 
 /** Unexpected failures (bugs): not a contract code, distinct from every code of DESIGN.md §9. */
 const INTERNAL_ERROR = 70;
@@ -72,6 +73,14 @@ function addPlanOptions(command: Command): Command {
 }
 
 function addSourceOptions(command: Command): Command {
+  return addSourceReadOptions(command)
+    .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
+    .option('--new-destination', 'confirm that credentials other than the ones the state delivered with are another workspace, to get the history')
+    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops');
+}
+
+/** Where the participants come from: what `check` takes too, to check the source a run with the same flags reads. */
+function addSourceReadOptions(command: Command): Command {
   return command
     .optionsGroup('Source:')
     .addOption(
@@ -82,10 +91,7 @@ function addSourceOptions(command: Command): Command {
     .option('--encoding <name>', 'encoding of the --file exports: utf-8, utf-16le, utf-16be, windows-1252 or latin1 (default: detected per file)')
     .option('--delimiter <name>', 'field delimiter of the --file exports: comma, semicolon or tab (default: detected from each header line)')
     .addOption(new Option('--format <format>', 'layout of the --file exports (default growsurf; cello with --source cello)').choices(['growsurf', 'cello']))
-    .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)')
-    .option('--new-program', 'confirm that this program id is a new program, not the one the state already delivered under another id')
-    .option('--new-destination', 'confirm that credentials other than the ones the state delivered with are another workspace, to get the history')
-    .option('--max-wait <duration>', 'longest rate-limit wait to sit out, e.g. 90s, 15m, 1h (default 1h); past it the run stops');
+    .option('--enrich', 'Cello: confirm codes and fetch referral links through the Cello API (CELLO_ACCESS_KEY_ID, CELLO_SECRET_ACCESS_KEY)');
 }
 
 function addRateOptions(command: Command): Command {
@@ -233,11 +239,17 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     result.code = await runRetry(flags, run.env, run.cwd, output(flags), run.now(), run.interrupt, run.clock);
   });
 
-  const check = addCustomerioApiOption(addOutputOptions(addToOption(program.command('check')), { progress: false }))
-    .description('Check destination credentials and reachability. Sends no data, reads and writes no state.')
+  const check = addCustomerioApiOption(addOutputOptions(addToOption(addSourceReadOptions(program.command('check'))), { progress: false }))
+    .description('Check the source a sync with the same flags would read (its credentials, campaign, files) and the destinations\' credentials and reachability. Sends no data, reads and writes no state.')
+    .optionsGroup('Plan:')
+    .option('--user-id <rule>', 'as sync: which column an export needs for the user id (email | id | metadata.<key>)')
+    .option('--group-id <rule>', 'as sync: which column an export needs for the account id (metadata.<key> | id | email)')
     .optionsGroup('Options:')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', examples('npx referral-sync check', 'npx referral-sync check --to customerio'));
+    .addHelpText(
+      'after',
+      examples('npx referral-sync check', 'npx referral-sync check --source growsurf --campaign abc123', 'npx referral-sync check --file export.csv --to customerio', 'npx referral-sync check --source cello --file exports/ --enrich'),
+    );
   check.action(async (flags: CheckFlags) => {
     result.code = await runCheck(flags, run.env, run.cwd, output(flags), run.clock);
   });
@@ -263,7 +275,7 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     result.code = await runUnlock(flags, run.env, run.cwd, output(flags));
   });
 
-  const state = program.command('state').description('Work on a whole state: copy it to another backend.');
+  const state = program.command('state').description('Work on a whole state: copy it to another backend, record rotated credentials.');
   const copy = addOutputOptions(
     state
       .command('copy')
@@ -278,6 +290,25 @@ function buildProgram(run: RunEnvironment, result: { code: ExitCode | number }, 
     .addHelpText('after', examples('npx referral-sync state copy --from .referral-sync/state.db --to "postgres://ci@db.example.com/referrals?schema=referral_sync"', 'npx referral-sync state copy --from .referral-sync/state.db --to backup.db --json'));
   copy.action(async (flags: StateCopyFlags & CommonFlags) => {
     result.code = await runStateCopy(flags, run.cwd, output(flags));
+  });
+
+  const rotate = addOutputOptions(
+    addToOption(
+      addStateOption(
+        state
+          .command('rotate')
+          .description('Record that the destination credentials set now (a new SEGMENT_WRITE_KEY, CUSTOMERIO_SITE_ID) replace the ones the state delivered with: ids stay the same, nothing is sent again.'),
+      ),
+    ),
+    { progress: false },
+  )
+    .optionsGroup('Options:')
+    .option('--campaign <id>', 'only the credentials this program was delivered with')
+    .option('--previous <fingerprint>', 'the fingerprint the new credentials replace, when the state delivered under several (`status` lists them)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', examples('npx referral-sync state rotate --to segment   # with the new SEGMENT_WRITE_KEY set', 'npx referral-sync state rotate --to segment --previous 3f2a9c0d1b7e4a55   # the state delivered under several keys'));
+  rotate.action(async (flags: StateRotateFlags) => {
+    result.code = await runStateRotate(flags, run.env, run.cwd, output(flags), run.now());
   });
 
   program.addHelpText(

@@ -6,8 +6,11 @@ import type { Operation, PlanItem } from './types.js';
  * what the state records once the destination acknowledges it (traits and their hash, the generation, the tier
  * move, an event's time), so that `sync --plan` can apply the line as it is (plan-apply.ts reads it back).
  */
-export function planFileLine(operation: Operation): string {
+export function planFileLine(operation: Operation, withheld?: 'skip' | 'hold'): string {
   const line: Record<string, unknown> = {
+    // An event the campaign guard withheld as decided (--recent-events skip|hold): not sent, but recorded as
+    // skipped or held when the plan is applied, as the run would, so that no later sync takes it for new.
+    ...(withheld !== undefined ? { type: 'withheld', action: withheld } : {}),
     destination: operation.destination,
     kind: operation.kind,
   };

@@ -92,7 +92,7 @@ export function parsePlanHeader(text: string | undefined, file: string, toolVers
 }
 
 /** One line after the header: an operation to send, or a problem line (`invalid`, `warning`) that is skipped. */
-export type PlanFileEntry = { type: 'operation'; operation: Operation } | { type: 'problem' } | { type: 'blank' };
+export type PlanFileEntry = { type: 'operation'; operation: Operation; withheld?: 'skip' | 'hold' } | { type: 'problem' } | { type: 'blank' };
 
 const KINDS: Record<Destination, readonly Operation['kind'][]> = {
   segment: ['identify', 'track', 'group'],
@@ -117,7 +117,10 @@ export function parsePlanLine(text: string, file: string, lineNumber: number, de
   }
   if (!isObject(value)) throw corrupt('not a JSON object');
   if (value.type === 'invalid' || value.type === 'warning') return { type: 'problem' };
-  if (value.type !== undefined) throw corrupt(`unknown line type ${JSON.stringify(value.type)}`);
+  if (value.type !== undefined && value.type !== 'withheld') throw corrupt(`unknown line type ${JSON.stringify(value.type)}`);
+  if (value.type === 'withheld' && value.action !== 'skip' && value.action !== 'hold') throw corrupt('a withheld event says neither skip nor hold');
+  const withheld = value.type === 'withheld' ? (value.action as 'skip' | 'hold') : undefined;
+  if (withheld !== undefined && value.kind !== 'track') throw corrupt('only an event can be withheld');
   const destination = value.destination;
   if (!isDestination(destination)) throw corrupt(`unknown destination ${JSON.stringify(destination)}`);
   if (!destinations.includes(destination)) throw corrupt(`destination ${destination} is not one the plan's header names`);
@@ -176,7 +179,7 @@ export function parsePlanLine(text: string, file: string, lineNumber: number, de
   const { wireBytes, violations } = measureOperation(destination, payload);
   if (violations.length > 0) throw corrupt(violations.map(describeViolation).join('; '));
   operation.bytes = wireBytes;
-  return { type: 'operation', operation };
+  return { type: 'operation', operation, ...(withheld !== undefined ? { withheld } : {}) };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -42,6 +42,8 @@ export interface RenderHeader {
   stateIsEmpty: boolean;
   /** The campaign guard's lines (cli/run/recent-events.ts), shown in place of the plain 72-hour warning. */
   recentEvents?: readonly string[];
+  /** How the ids' namespaces were chosen, when not from the credentials as set (diff without keys, a rotated key). */
+  ids?: readonly string[];
 }
 
 export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): string {
@@ -53,6 +55,7 @@ export function renderPlanSummary(summary: PlanSummary, header: RenderHeader): s
   for (const input of inputs) out.push(`  encoding ${describeInput(input, inputs.length > 1)}`);
   out.push(`  program  ${header.programId}`);
   out.push(`  state    ${header.state}${header.stateIsEmpty ? ' (empty: everything is new)' : ''}`);
+  for (const line of header.ids ?? []) out.push(`  ids      ${line}`);
   out.push('');
   out.push(
     `Participants: ${summary.participants} planned, ${summary.invalid} invalid, ${summary.warnings} warning${summary.warnings === 1 ? '' : 's'}`,

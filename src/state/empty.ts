@@ -17,6 +17,8 @@ export function emptyState(path: string): StateReader {
     watermark: async () => undefined,
     deliveredPrograms: async () => [],
     deliveredNamespaces: async () => [],
+    programRecords: async () => [],
+    namespaceAliases: async () => [],
     cachedLookup: async () => undefined,
     retryPrograms: async () => [],
     locks: async () => [],

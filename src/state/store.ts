@@ -54,6 +54,27 @@ export interface StoredStatus extends DeliveryRef {
   runId: number | null;
 }
 
+/** One program delivered from a source to a destination under an id namespace (the `programs` table). */
+export interface ProgramRecord {
+  source: string;
+  destination: Destination;
+  namespace: string;
+  programId: string;
+  recordedAt: string;
+}
+
+/**
+ * Rotated credentials (`state rotate`): the namespace a destination's new credentials give (`alias`) stands for
+ * the one the history was delivered under (`namespace`), so ids keep being derived from that one and nothing is
+ * sent again. Namespaces hold fingerprints of the credentials, never the credentials.
+ */
+export interface NamespaceAlias {
+  destination: Destination;
+  alias: string;
+  namespace: string;
+  recordedAt: string;
+}
+
 /** The state as `diff`, `status` and a retry's first look read it: nothing here writes. */
 export interface StateReader {
   /** Where the state lives, safe to print (no password). */
@@ -85,6 +106,10 @@ export interface StateReader {
   deliveredPrograms(source: string, destination: Destination, namespace: string): Promise<string[]>;
   /** The id namespaces (config namespace and credential fingerprint) a program was delivered under to a destination. */
   deliveredNamespaces(source: string, destination: Destination, programId: string): Promise<string[]>;
+  /** Every program this state delivered, to every destination and under every namespace, oldest first. */
+  programRecords(): Promise<ProgramRecord[]>;
+  /** The rotated credentials recorded by `state rotate`, oldest first (none in a state from before them). */
+  namespaceAliases(): Promise<NamespaceAlias[]>;
   /** A cached lookup answer no older than `maxAgeMs`. */
   cachedLookup(service: string, key: string, maxAgeMs: number, now: Date): Promise<unknown>;
   /**
@@ -161,6 +186,8 @@ export interface StateStore extends StateReader {
   freeLock(programId: string, force: boolean): Promise<FreedLock>;
   /** Records that this run delivers `programId` from `source` to these destinations (idempotent). */
   recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): Promise<void>;
+  /** Records that `alias` (new credentials' namespace) stands for `namespace` at that destination; replaces an earlier record of the same alias. */
+  recordNamespaceAlias(destination: Destination, alias: string, namespace: string, now: Date): Promise<void>;
   /** Recorded only when a run succeeded, so a failed run is covered again by the next quick sync. */
   setWatermark(programId: string, source: string, watermark: number, now: Date): Promise<void>;
   cacheLookup(service: string, key: string, value: unknown, now: Date): Promise<void>;
@@ -297,6 +324,7 @@ export const TRANSFER_TABLES = {
     key: ['destination', 'subject', 'subject_id'],
     columns: ['destination', 'subject', 'subject_id', 'generation', 'key', 'tier_move', 'updated_at'],
   },
+  namespace_aliases: { key: ['destination', 'alias'], columns: ['destination', 'alias', 'namespace', 'recorded_at'] },
   queue: { key: ['seq'], columns: ['seq', 'program_id', 'destination', 'key', 'operation'] },
   deliveries: {
     key: ['destination', 'key'],

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { secretFingerprint } from '../../src/model/ids.js';
 import { FIXTURES, runCliInProcess, startCli, tempDir, writeCsv, type CliResult } from '../support/cli.js';
 import { writeProgram } from '../support/program.js';
 import { startServices, type Services } from '../support/services.js';
@@ -356,12 +357,14 @@ describe('credentials that changed', () => {
     const rotated = await runCliInProcess(['sync', '--file', FIXTURE, '--to', 'segment'], { cwd, env: { ...services.env, SEGMENT_WRITE_KEY: 'seg_wk_rotated' } });
     expect(rotated.code).toBe(64);
     expect(rotated.stderr).toBe(
-      'error: .referral-sync/state.db delivered program "default" to Segment with other credentials: SEGMENT_WRITE_KEY (or the config\'s namespace) is not the one used then, and every event id includes their fingerprint, so the history would be sent again under ids Segment cannot dedupe.\n' +
-        'Set the same SEGMENT_WRITE_KEY as before (diff needs it too); if these credentials are another Segment workspace that should get the history, pass --new-destination.\n',
+      `error: .referral-sync/state.db delivered program "default" to Segment with other credentials: SEGMENT_WRITE_KEY (fingerprint ${secretFingerprint('seg_wk_rotated')}; or the config's namespace) is not the one used then (fingerprint ${secretFingerprint(services.env.SEGMENT_WRITE_KEY!)}), and every event id includes their fingerprint, so the history would be sent again under ids Segment cannot dedupe.\n` +
+        'If this is a new SEGMENT_WRITE_KEY for the same Segment source (a rotated credential), record it once: `npx referral-sync state rotate --to segment` with the new SEGMENT_WRITE_KEY set; ids stay the same and nothing is sent again. ' +
+        'If these credentials are another Segment workspace that should get the history, pass --new-destination.\n',
     );
+    // diff needs no key: it plans under the namespace this state delivered the program under, and says so.
     const bare = await runCliInProcess(['diff', '--file', FIXTURE, '--to', 'segment'], { cwd });
-    expect(bare.code).toBe(64);
-    expect(bare.stderr).toContain('with other credentials: SEGMENT_WRITE_KEY is not set,');
+    expect(bare.code).toBe(0);
+    expect(bare.stdout).toContain(`ids      Segment: SEGMENT_WRITE_KEY is not set; ids use namespace default/segment/${secretFingerprint(services.env.SEGMENT_WRITE_KEY!)}, the one this state delivered program default under`);
     expect(services.segment.arrivals.length).toBe(sent);
     expect(services.segment.writeKeysSeen.has('seg_wk_rotated')).toBe(false);
 

@@ -166,6 +166,34 @@ describe.each(backends())('$name state', (backend) => {
     expect(statusAfter.stdout).not.toMatch(/held/);
   });
 
+  it('a pilot loads no history: the whole sync after it is still guarded for everyone the pilot left', async () => {
+    const { cwd, file, env, at, plan } = await setUp();
+    // The pilot sends ann as decided (her Referral Made for cat is recent) and decides nothing for the others.
+    const pilot = await runCliInProcess(['sync', '--file', file, ...at, '--only', 'ann@example.com', '--recent-events', 'send'], { cwd, env });
+    expect(pilot.code).toBe(0);
+    const piloted = received(services!).cioEvents.filter((id) => plan.cioRecent.includes(id));
+    expect(piloted.length).toBe(1);
+    const sync = await runCliInProcess(['sync', '--file', file, ...at], { cwd, env });
+    expect(sync.code).toBe(64);
+    expect(sync.stderr).toMatch(/--recent-events/);
+    expect(received(services!).cioEvents.filter((id) => plan.cioRecent.includes(id))).toEqual(piloted);
+  });
+
+  it.each(['skip', 'hold'] as const)('a plan made with --recent-events %s records them so when applied: a later sync does not take them for new', async (decision) => {
+    const { cwd, file, env, at, plan } = await setUp();
+    const out = join(cwd, 'reviewed.jsonl');
+    expect((await runCliInProcess(['backfill', '--dry-run', '--file', file, ...at, '--recent-events', decision, '--out', out], { cwd, env })).code).toBe(0);
+    // The withheld events are in the file as such, not among its operations.
+    expect(idsOf(readPlan(out)).cioEvents).toEqual(plan.cioOld);
+    const applied = await runCliInProcess(['backfill', '--plan', out, '--state', at[1]!], { cwd, env });
+    expect(applied.code).toBe(0);
+    const sync = await runCliInProcess(['sync', '--file', file, ...at], { cwd, env });
+    expect(sync.code).toBe(0);
+    expect(received(services!).cioEvents.sort()).toEqual(plan.cioOld);
+    const status = await runCliInProcess(['status', '--state', at[1]!], { cwd, env });
+    if (decision === 'hold') expect(status.stdout).toMatch(/held/);
+  });
+
   it('an incremental sync after the first load sends new recent events without asking and without a decision', async () => {
     const { cwd, file, env, at } = await setUp();
     expect((await runCliInProcess(['backfill', '--file', file, ...at, '--recent-events', 'skip'], { cwd, env })).code).toBe(0);

@@ -10,6 +10,7 @@ import { openState } from '../../state/open.js';
 import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { assertKnownDestinations, assertKnownProgram } from '../run/program-guard.js';
+import { describeNamespaces, resolveNamespaces, type ResolvedNamespaces } from '../run/namespaces.js';
 import { runPlan } from '../run/plan-run.js';
 import { guardLines, recentEventsDecision, recentEventsGuard } from '../run/recent-events.js';
 import { ProblemLog } from '../output/problem-log.js';
@@ -46,8 +47,11 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
   const pilot = resolvePilot(flags);
   const { source, sourceKind, programId, programIdDefaulted } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
   const state = await openState(common.statePath, { mode: 'read' });
-  const namespaces = destinationNamespaces(common.config, env);
+  let namespaces: Record<Destination, string>;
+  let assumed: ResolvedNamespaces['resolved'];
   try {
+    // diff needs no destination credentials: without them it plans under the namespace the state knows (point 5).
+    ({ namespaces, resolved: assumed } = await resolveNamespaces(state, destinationNamespaces(common.config, env), { source: sourceKind, programId, destinations: common.destinations }, { withoutCredentials: true }));
     const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
     await assertKnownProgram(state, identity);
     await assertKnownDestinations(state, identity);
@@ -123,6 +127,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
         programId,
         state: state.location,
         stateIsEmpty,
+        namespaces: assumed,
         ...summary.toJSON(lists),
         recentEvents: { ...summary.recentEvents, historyLoad: recent.historyLoad, decision: recent.decision ?? null },
       };
@@ -141,6 +146,7 @@ export async function runDiff(flags: DiffFlags, env: Env, cwd: string, output: O
           state: state.location,
           stateIsEmpty,
           recentEvents: guardLines(summary.recentEvents, recent, mode, mode),
+          ids: describeNamespaces(assumed, programId),
         }),
       );
     }

@@ -1,10 +1,11 @@
 import { ExitCode, UsageError } from '../../errors.js';
 import { describeHolder, lockHolderState, runsAsSeen } from '../../state/locks.js';
 import { openState, stateExists } from '../../state/open.js';
-import type { LockRecord, StateSummary } from '../../state/store.js';
+import type { LockRecord, NamespaceAlias, ProgramRecord, StateSummary } from '../../state/store.js';
 import { groupProblems, type Outstanding } from '../../state/problem-groups.js';
 import { reasonKey } from '../../plan/reason-key.js';
 import { outstandingJson, renderOutstanding } from '../output/outstanding.js';
+import { fingerprintOf } from '../run/namespaces.js';
 import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { resolveCommon, type CommonFlags } from '../wiring/settings.js';
@@ -36,15 +37,17 @@ export async function runStatus(flags: StatusFlags, env: Env, cwd: string, outpu
     // Counted by the state (GROUP BY), folded by reason: one entry per group in memory, whatever the ledger holds.
     const outstanding = await groupProblems(state.problemCounts());
     const exitCode = flags.failOnOutstanding && outstanding.total > 0 ? ExitCode.failedDeliveries : ExitCode.ok;
+    // Which credentials (fingerprints) each program was delivered under, and the rotations `state rotate` recorded.
+    const credentials = { delivered: await state.programRecords(), rotated: await state.namespaceAliases() };
     if (flags.json || output.json) {
       // Every failed and dead delivery, however many: streamed from the state, never capped, each with its group.
       const problems = new StreamedArray(async function* () {
         for await (const problem of state.allProblems()) yield { ...problem, reason: reasonKey(problem.lastError) };
       });
-      await output.resultStream(jsonChunks({ command: 'status', exitCode, exists, ...summary, locks, outstanding: outstandingJson(outstanding), problems }, output.jsonIndent(flags.json)));
+      await output.resultStream(jsonChunks({ command: 'status', exitCode, exists, ...summary, locks, outstanding: outstandingJson(outstanding), credentials, problems }, output.jsonIndent(flags.json)));
       output.result('\n');
     } else {
-      output.result(renderStatus(summary, exists, outstanding, locks));
+      output.result(renderStatus(summary, exists, outstanding, locks, credentials));
     }
     if (exitCode !== ExitCode.ok) output.error(`${outstanding.total.toLocaleString('en-US')} failed and dead deliveries are outstanding (exit ${exitCode}, --fail-on-outstanding).`, { outstanding: outstanding.total, exitCode });
     return exitCode;
@@ -63,7 +66,32 @@ function parseRunLimit(value: string | undefined): number {
   return n;
 }
 
-function renderStatus(summary: StateSummary, exists: boolean, outstanding: Outstanding, locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[]): string {
+interface Credentials {
+  delivered: ProgramRecord[];
+  rotated: NamespaceAlias[];
+}
+
+/** Each destination's namespaces (their credentials' fingerprints) with the programs sent under them, and rotations. */
+function renderCredentials(credentials: Credentials): string[] {
+  if (credentials.delivered.length === 0 && credentials.rotated.length === 0) return [];
+  const lines = ['', 'Credentials (fingerprints in the ids; `npx referral-sync state rotate` records a new key for the same destination)'];
+  const byNamespace = new Map<string, { destination: string; programs: Set<string> }>();
+  for (const row of credentials.delivered) {
+    const entry = byNamespace.get(`${row.destination} ${row.namespace}`) ?? { destination: row.destination, programs: new Set<string>() };
+    entry.programs.add(row.programId);
+    byNamespace.set(`${row.destination} ${row.namespace}`, entry);
+  }
+  for (const [key, entry] of byNamespace) {
+    const namespace = key.slice(key.indexOf(' ') + 1);
+    lines.push(`  ${entry.destination.padEnd(12)}${namespace}  program ${[...entry.programs].join(', ')}`);
+  }
+  for (const alias of credentials.rotated) {
+    lines.push(`  ${alias.destination.padEnd(12)}rotated: fingerprint ${fingerprintOf(alias.alias)} stands for ${fingerprintOf(alias.namespace)} (recorded ${alias.recordedAt})`);
+  }
+  return lines;
+}
+
+function renderStatus(summary: StateSummary, exists: boolean, outstanding: Outstanding, locks: readonly (Omit<LockRecord, 'holderState'> & { holderState: string })[], credentials: Credentials): string {
   const lines = [`State: ${summary.location}`];
   if (!exists || summary.schemaVersion === 0) {
     lines.push('  No state yet: nothing has been synced. `npx referral-sync diff` shows what the first sync would send.');
@@ -87,6 +115,7 @@ function renderStatus(summary: StateSummary, exists: boolean, outstanding: Outst
   if (held > 0) {
     lines.push(`  ${held.toLocaleString('en-US')} recent event${held === 1 ? '' : 's'} held from campaigns: \`sync --recent-events send\` sends ${held === 1 ? 'it' : 'them'} (a later run also does once ${held === 1 ? 'it is' : 'they are'} older than 72 hours); --recent-events skip drops ${held === 1 ? 'it' : 'them'}.`);
   }
+  lines.push(...renderCredentials(credentials));
   if (locks.length > 0) {
     lines.push('', 'Locks');
     for (const lock of locks) {

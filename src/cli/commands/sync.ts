@@ -21,6 +21,7 @@ import { jsonChunks, StreamedArray } from '../output/json-stream.js';
 import type { Output } from '../output/output.js';
 import { runPlan } from '../run/plan-run.js';
 import { assertKnownDestinations, assertKnownProgram } from '../run/program-guard.js';
+import { describeNamespaces, resolveNamespaces } from '../run/namespaces.js';
 import { ProblemLog } from '../output/problem-log.js';
 import { RunProgress } from '../output/progress.js';
 import { accountPlanning, assertAccountRule, destinationNamespaces, resolveCommon, resolveSource } from '../wiring/settings.js';
@@ -89,7 +90,7 @@ export async function runApply(
   if (flags.plan !== undefined) return applyPlan(command, flags.plan, { flags, common, env, cwd, output, now, interrupt, clock, rates, stallTimeoutMs, terminal });
   assertAccountRule(common.config);
   const { source, sourceKind, programId, programIdDefaulted, watermarkSource } = await resolveSource(flags, env, common.config, output, common.statePath, clock);
-  const namespaces = destinationNamespaces(common.config, env);
+  const credentialNamespaces = destinationNamespaces(common.config, env);
   const clients = createDestinationClients(common.destinations, flags, env);
   const state = await openState(common.statePath, { mode: 'write' });
   let lockTaken = false;
@@ -98,6 +99,9 @@ export async function runApply(
     await state.acquireLock(programId, command, now);
     lockTaken = true;
     await state.markCrashedRuns(programId, now);
+    // Rotated credentials (`state rotate`) keep the ids of the namespace the history was delivered under.
+    const { namespaces, resolved } = await resolveNamespaces(state, credentialNamespaces, { source: sourceKind, programId, destinations: common.destinations }, { withoutCredentials: false });
+    for (const line of describeNamespaces(resolved, programId)) output.verbose(line);
     const identity = { source: sourceKind, programId, programIdDefaulted, destinations: common.destinations, namespaces, confirmedNew: flags.newProgram === true, confirmedNewDestination: flags.newDestination === true };
     await assertKnownProgram(state, identity);
     await assertKnownDestinations(state, identity);
@@ -113,7 +117,7 @@ export async function runApply(
     // A pilot is recorded as such: it never counts as the program's complete run (a finished backfill).
     const runId = await state.startRun(pilot ? pilotCommand(command) : command, programId, now);
     const selection = pilot ? new PilotSelection(pilot) : undefined;
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, env, interrupt, stallTimeoutMs, problems, clock, recent, terminal, ...(selection ? { pilot: selection } : {}) });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, namespaces, interrupt, stallTimeoutMs, problems, clock, recent, terminal, ...(selection ? { pilot: selection } : {}) });
     // The next --quick starts from this run's start, and only once a run went through without failures (its own:
     // what earlier runs left outstanding does not hold it back); a pilot left everyone else unsent, so it never
     // moves the watermark.
@@ -143,7 +147,8 @@ interface DeliverContext {
   backfillSince: Date | undefined;
   source: Source;
   common: ReturnType<typeof resolveCommon>;
-  env: Env;
+  /** The ids' namespaces, rotated credentials resolved. */
+  namespaces: Record<Destination, string>;
   /** Aborted by SIGINT/SIGTERM (its reason is the signal's name): a graceful stop. */
   interrupt: AbortSignal | undefined;
   stallTimeoutMs: number;
@@ -230,7 +235,7 @@ async function deliver(ctx: DeliverContext): Promise<Delivered> {
         mode: ctx.mode,
         resend: ctx.flags.resend === true,
         now: ctx.now,
-        namespaces: destinationNamespaces(ctx.common.config, ctx.env),
+        namespaces: ctx.namespaces,
         baseline: state.baseline(ctx.runId),
         ...(await accountPlanning(ctx.common.config, ctx.source, ctx.flags.customerioApi, state, ctx.pilot !== undefined)),
         changeLimit: 0,
@@ -455,9 +460,13 @@ interface PlanApplyContext {
 async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanApplyContext): Promise<ExitCode> {
   const { flags, common, env, output, now } = ctx;
   const header = await readPlanHeader(file, toolVersion());
-  const namespaces = destinationNamespaces(common.config, env);
+  const credentialNamespaces = destinationNamespaces(common.config, env);
   const campaign = (flags.campaign ?? env.GROWSURF_CAMPAIGN_ID)?.trim() || undefined;
-  assertPlanFitsRun(header, file, { command, campaign, destinations: common.destinations, namespaces, customerioApi: flags.customerioApi });
+  // A namespace other than the plan's may be a rotated credential (`state rotate`): checked once the state says.
+  const planned = Object.fromEntries(header.destinations.map((d) => [d.destination, d.namespace]));
+  const fits = (namespaces: Record<Destination, string>): void =>
+    assertPlanFitsRun(header, file, { command, campaign, destinations: common.destinations, namespaces, customerioApi: flags.customerioApi });
+  fits({ ...credentialNamespaces, ...planned });
   const checked = await checkPlanLines(file, header);
   const programId = header.program.id;
   const source = planFileSource(file);
@@ -471,6 +480,8 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
     lockTaken = true;
     await state.markCrashedRuns(programId, now);
     await assertStateUnmoved(header, file, state, planStateLocation(common.statePath, ctx.cwd, state));
+    const { namespaces } = await resolveNamespaces(state, credentialNamespaces, { source: header.program.source, programId, destinations: common.destinations }, { withoutCredentials: false });
+    fits(namespaces);
     const identity = {
       source: header.program.source,
       programId,
@@ -504,7 +515,7 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
       backfillSince: undefined,
       source,
       common,
-      env,
+      namespaces,
       interrupt: ctx.interrupt,
       stallTimeoutMs: ctx.stallTimeoutMs,
       problems,

@@ -174,7 +174,7 @@ export async function checkPlanLines(path: string, plan: PlanHeader): Promise<Ch
     if (keys.has(id)) throw new DataError(`${path}:${number}: not an operation of this plan (the same operation appears on an earlier line); nothing was sent.`, { hint: 'A plan is applied as diff wrote it: make it again rather than editing it.' });
     keys.add(id);
     people.add(operation.userId);
-    operations += 1;
+    if (entry.withheld === undefined) operations += 1;
   }
   return { operations, people: people.size };
 }
@@ -221,8 +221,12 @@ export async function feedPlan(
     if (number === 1) continue;
     const entry = parsePlanLine(text, path, number, destinations);
     if (entry.type !== 'operation') continue;
-    // The campaign guard judges each event as the planner would have, at the time the plan is applied.
-    const item = guardEvent({ type: 'operation', operation: entry.operation }, false, options.guard, now);
+    // An event withheld when the plan was made is recorded so (skipped, or held for a later decision); the others
+    // the campaign guard judges as the planner would have, at the time the plan is applied.
+    const item: PlanItem =
+      entry.withheld !== undefined && entry.operation.kind === 'track'
+        ? { type: 'withheld', operation: entry.operation, action: entry.withheld }
+        : guardEvent({ type: 'operation', operation: entry.operation }, false, options.guard, now);
     summary.add(item);
     await onItem(item);
   }

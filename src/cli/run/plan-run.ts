@@ -119,6 +119,7 @@ async function readAndPlan(options: PlanRunOptions, progress: ReadListener): Pro
         if (file && !file.write(planFileProblemLine(item))) await once(file, 'drain');
       }
       if (file && item.type === 'operation' && !file.write(planFileLine(item.operation))) await once(file, 'drain');
+      if (file && item.type === 'withheld' && !file.write(planFileLine(item.operation, item.action))) await once(file, 'drain');
       if (options.onItem) await options.onItem(item);
     };
     const { pilot } = options;

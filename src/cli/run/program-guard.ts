@@ -1,6 +1,7 @@
 import { DESTINATION_LABELS, type Destination } from '../../config/defaults.js';
 import { UsageError } from '../../errors.js';
 import type { StateReader } from '../../state/store.js';
+import { CREDENTIALS, fingerprintOf } from './namespaces.js';
 
 export interface ProgramIdentity {
   /** growsurf or cello: the `source` part of every key. */
@@ -16,8 +17,6 @@ export interface ProgramIdentity {
   confirmedNewDestination: boolean;
 }
 
-const CREDENTIALS: Record<Destination, string> = { segment: 'SEGMENT_WRITE_KEY', customerio: 'CUSTOMERIO_SITE_ID' };
-
 /**
  * Every operation id carries a fingerprint of the destination's credentials (DESIGN.md §6: Segment dedupes
  * messageIds across all its customers). A program delivered with other credentials (a rotated or missing key,
@@ -31,10 +30,18 @@ export async function assertKnownDestinations(state: StateReader, program: Progr
     if (delivered.length === 0 || delivered.includes(program.namespaces[destination])) continue;
     const label = DESTINATION_LABELS[destination];
     const variable = CREDENTIALS[destination];
-    const now = program.namespaces[destination].endsWith('/-') ? `${variable} is not set` : `${variable} (or the config's namespace) is not the one used then`;
+    const current = program.namespaces[destination];
+    const then = delivered.map((namespace) => fingerprintOf(namespace)).join(', ');
+    const now = current.endsWith('/-')
+      ? `${variable} is not set`
+      : `${variable} (fingerprint ${fingerprintOf(current)}; or the config's namespace) is not the one used then (fingerprint ${then})`;
     throw new UsageError(
       `${state.location} delivered program "${program.programId}" to ${label} with other credentials: ${now}, and every event id includes their fingerprint, so the history would be sent again under ids ${label} cannot dedupe.`,
-      { hint: `Set the same ${variable} as before (diff needs it too); if these credentials are another ${label} workspace that should get the history, pass --new-destination.` },
+      {
+        hint:
+          `If this is a new ${variable} for the same ${label} ${destination === 'segment' ? 'source' : 'workspace'} (a rotated credential), record it once: \`npx referral-sync state rotate --to ${destination}\` with the new ${variable} set; ids stay the same and nothing is sent again. ` +
+          `If these credentials are another ${label} workspace that should get the history, pass --new-destination.`,
+      },
     );
   }
 }

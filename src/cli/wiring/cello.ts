@@ -54,11 +54,7 @@ export function createCelloSource(options: {
   let pace: AdaptiveRate | undefined;
   const cache: { current?: LookupCache } = {};
   if (options.enrich) {
-    const accessKeyId = env.CELLO_ACCESS_KEY_ID;
-    const secretAccessKey = env.CELLO_SECRET_ACCESS_KEY;
-    if (!accessKeyId || !secretAccessKey) {
-      throw new UsageError('--enrich needs CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY: set them (Cello Portal → Integrations → Access Keys), or run without --enrich.');
-    }
+    const { accessKeyId, secretAccessKey } = celloKeys(env);
     const rate = celloRate(options.rateFlag, options.rateMode);
     pace = new AdaptiveRate({ ...rate, floor: Math.min(1, rate.initial), clock: options.clock });
     const limiter = new SlidingWindowLimiter([rateWindow('rate', pace.rate)], options.clock);
@@ -113,6 +109,31 @@ export function createCelloSource(options: {
     useCache: (lookups: LookupCache) => void (cache.current = lookups),
     lookups: () => settled ?? report(),
   });
+}
+
+function celloKeys(env: Env): { accessKeyId: string; secretAccessKey: string } {
+  const accessKeyId = env.CELLO_ACCESS_KEY_ID;
+  const secretAccessKey = env.CELLO_SECRET_ACCESS_KEY;
+  if (!accessKeyId || !secretAccessKey) {
+    throw new UsageError('--enrich needs CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY: set them (Cello Portal → Integrations → Access Keys), or run without --enrich.');
+  }
+  return { accessKeyId, secretAccessKey };
+}
+
+/** The Cello API client `check` asks (one token, one lookup), at the polite default rate; close `client` after. */
+export function createCelloCheckApi(env: Env, clock?: Clock): { api: CelloApi; client: HttpClient } {
+  const keys = celloKeys(env);
+  const client = new HttpClient({
+    service: 'Cello',
+    baseUrl: env.CELLO_API_URL ? validUrl(env.CELLO_API_URL, 'CELLO_API_URL') : CELLO_API_URL,
+    headers: {},
+    connections: 1,
+    limiter: new SlidingWindowLimiter([rateWindow('rate', DEFAULT_RATES.cello)], clock),
+    retry: { ...DEFAULT_RETRY, maxAttempts: 3, baseDelayMs: 500 },
+    maxWaitMs: 60_000,
+    clock,
+  });
+  return { api: new CelloApi(client, keys), client };
 }
 
 /** "Cello lookups: 1,502 in 31.8 s (47.2/s), rate adaptive, settled at 50/s (ceiling 50/s); 3 throttled; 12 from the state's cache." */

@@ -22,6 +22,16 @@ export function createGrowsurfSource(
   campaignId: string | undefined,
   options: { rate: number; maxWait?: string; changedSince?: number; env: Env; output: Output; clock?: Clock },
 ): Source {
+  const { client, campaignId: campaign } = createGrowsurfClient(campaignId, options);
+  const source = growsurfApiSource({ client, campaignId: campaign, ...(options.changedSince !== undefined ? { changedSince: options.changedSince } : {}) });
+  return Object.assign(source, { close: () => client.close() });
+}
+
+/** The GrowSurf API client a run reads with (and `check` asks), after the key and the campaign id are there. */
+export function createGrowsurfClient(
+  campaignId: string | undefined,
+  options: { rate: number; maxWait?: string; env: Env; output: Output; clock?: Clock },
+): { client: HttpClient; campaignId: string } {
   const apiKey = options.env.GROWSURF_API_KEY;
   if (!apiKey) {
     throw new UsageError('--source growsurf needs GROWSURF_API_KEY: set it (GrowSurf → Settings → API Keys).', {
@@ -49,6 +59,5 @@ export function createGrowsurfSource(
     clock: options.clock,
     onWait: (ms, reason) => options.output.info(`GrowSurf ${reason}: waiting ${formatDuration(ms)} before the next request (--max-wait to stop instead).`),
   });
-  const source = growsurfApiSource({ client, campaignId, ...(options.changedSince !== undefined ? { changedSince: options.changedSince } : {}) });
-  return Object.assign(source, { close: () => client.close() });
+  return { client, campaignId };
 }

@@ -82,6 +82,28 @@ export class CelloApi {
     return cached;
   }
 
+  /**
+   * `check`: a token from the key pair (a refusal names CELLO_ACCESS_KEY_ID and CELLO_SECRET_ACCESS_KEY), then one
+   * lookup with it of a code nobody has (Cello answers 200 valid:false), proving the token is accepted. Reads
+   * nothing of anybody's and touches neither cache.
+   */
+  async check(probe: string): Promise<{ expiresInSeconds: number }> {
+    const token = await this.requestToken();
+    const path = `/referral-codes/${encodeURIComponent(probe)}`;
+    try {
+      decodeCodeInfo(await this.client.getJson<unknown>(path, {}, { authorization: `Bearer ${token.value}` }), probe);
+    } catch (error) {
+      if (error instanceof HttpError && error.status === 401) {
+        throw new UnavailableError(`Cello issued a token for the access keys but refused it on a lookup (401: ${error.message.replace(/\.$/, '')}).`, {
+          hint: 'Check that CELLO_API_URL is the environment the keys belong to (sandbox and production keys differ), then try again.',
+        });
+      }
+      if (error instanceof HttpError) throw celloFailure(error, 'lookup');
+      throw error;
+    }
+    return { expiresInSeconds: Math.round((token.expiresAt - this.now()) / 1000 + TOKEN_MARGIN_MS / 1000) };
+  }
+
   private async lookUpCode(ucc: string): Promise<CodeInfo> {
     // A cached answer is decoded like a fresh one: an older version may have stored what Cello sent as it came.
     const stored = readCached(await this.cache.current?.get('cello:code', ucc, CODE_MAX_AGE_MS), (value) => decodeCodeInfo(value, ucc));

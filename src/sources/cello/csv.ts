@@ -5,7 +5,7 @@ import { HttpError } from '../../http/errors.js';
 import { describeDateProblem, describeUnusualYear, plausibleYears, readDate, type YearRange } from '../../model/dates.js';
 import type { Participant, RecordLocation, SourceRecord } from '../../model/participant.js';
 import { celloFailure, type CelloApi } from './api.js';
-import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from '../csv/reader.js';
+import { closeCsv, describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from '../csv/reader.js';
 import { celloExportOf, looksLikeGrowsurfExport } from '../csv/known-exports.js';
 import { mapConcurrent } from '../map-concurrent.js';
 import { ReadMeter, totalBytes } from '../read-meter.js';
@@ -109,6 +109,24 @@ export function celloFiles(paths: string[]): string[] {
     }
   }
   return files;
+}
+
+/**
+ * `check`: the export files a run would read (folders expanded), each opened for its header only, as a run would:
+ * which Cello export it is. Throws what the run would throw (a missing path, a file that is not a Cello export).
+ */
+export async function checkCelloExports(paths: string[], options: { encoding?: EncodingName; delimiter?: Delimiter } = {}): Promise<{ file: string; kind: 'signups' | 'aggregates'; encoding: string }[]> {
+  const inputs = new InputFiles(options.encoding, options.delimiter);
+  const found: { file: string; kind: 'signups' | 'aggregates'; encoding: string }[] = [];
+  for (const file of celloFiles(paths)) {
+    const csv = await openCsv(file, inputs);
+    try {
+      found.push({ file, kind: kindOf(csv), encoding: csv.encoding.encoding });
+    } finally {
+      await closeCsv(csv);
+    }
+  }
+  return found;
 }
 
 /** conv_signups or the aggregates, by the columns (the all-time/daily question is `aggregatesKind`'s). */

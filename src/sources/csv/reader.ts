@@ -161,6 +161,20 @@ export async function openCsv(path: string, inputs: InputFiles = new InputFiles(
   return { path, header, encoding, delimiter, rows: rows() };
 }
 
+/**
+ * Lets go of a file whose header was all that was wanted (`check`). Its rows generator holds the open file once
+ * started and closes it in its `finally`, so it is started (one row read) and returned.
+ */
+export async function closeCsv(csv: CsvFile): Promise<void> {
+  const rows = csv.rows[Symbol.asyncIterator]();
+  try {
+    const first = await rows.next();
+    if (!first.done) await rows.return?.(undefined);
+  } catch {
+    // Only closing: what the row said is not asked for, and must not hide why the check stopped.
+  }
+}
+
 type Token = CsvToken & { suspect: boolean };
 
 /** The tokens of a file, and its tokenizer (for the header's field count and the delimiter). */

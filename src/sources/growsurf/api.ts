@@ -119,6 +119,15 @@ export function growsurfApiSource(options: GrowsurfApiOptions): Source & { reado
   };
 }
 
+/**
+ * `check`: the cheapest request a run makes first, GET /campaign/:id. It proves the key (401/403 name
+ * GROWSURF_API_KEY, or the paid plan) and the campaign (404 names --campaign); throws what a run would.
+ */
+export async function checkGrowsurfCampaign(client: HttpClient, campaignId: string): Promise<GsCampaign> {
+  const base = `/campaign/${encodeURIComponent(campaignId)}`;
+  return decodeCampaign(await call(() => client.getJson<unknown>(base), campaignId), base);
+}
+
 async function* readCampaign(options: GrowsurfApiOptions, meter: ReadMeter): AsyncGenerator<SourceRecord> {
   const { client, campaignId } = options;
   const base = `/campaign/${encodeURIComponent(campaignId)}`;

@@ -8,7 +8,7 @@ import {
   type Participant,
   type SourceRecord,
 } from '../../model/participant.js';
-import { describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from '../csv/reader.js';
+import { closeCsv, describeColumns, InputFiles, normalizeHeader, openCsv, otherDelimiterHint, type CsvFile, type Delimiter } from '../csv/reader.js';
 import type { EncodingName } from '../csv/encoding.js';
 import { celloExportOf } from '../csv/known-exports.js';
 import { ReadMeter, totalBytes } from '../read-meter.js';
@@ -101,6 +101,21 @@ export async function* readGrowsurfCsv(
       yield { kind: 'participant', participant: result.participant, location };
       for (const message of result.warnings) yield { kind: 'warning', message, location };
     }
+  }
+}
+
+/**
+ * `check`: opens one export and reads its header only, as a run would (readable, a known encoding, the columns
+ * the id rules need), and closes it; throws what the run would throw. Says which columns it recognised.
+ */
+export async function checkGrowsurfExport(path: string, options: Pick<GrowsurfCsvOptions, 'config' | 'encoding' | 'delimiter'>): Promise<{ encoding: string; recognised: string[] }> {
+  const csv = await openCsv(path, new InputFiles(options.encoding, options.delimiter));
+  try {
+    const layout = resolveLayout(csv, options.config);
+    const recognised = Object.values(layout.fields).flatMap((matches) => matches.map((match) => match.header));
+    return { encoding: csv.encoding.encoding, recognised };
+  } finally {
+    await closeCsv(csv);
   }
 }
 

@@ -117,6 +117,16 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'sent', 'failed', 'dead', 'superseded', 'held', 'skipped'));
   CREATE INDEX deliveries_held ON deliveries (program_id, run_id) WHERE status = 'held';
   `,
+  `
+  -- As in SQLite (schema.ts): rotated credentials, recorded by state rotate.
+  CREATE TABLE namespace_aliases (
+    destination text NOT NULL,
+    alias text NOT NULL,
+    namespace text NOT NULL,
+    recorded_at text NOT NULL,
+    PRIMARY KEY (destination, alias)
+  );
+  `,
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
@@ -124,6 +134,8 @@ export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
 export const PG_ACCOUNTS_SINCE = 2;
 /** The schema version that created the generations table. */
 export const PG_GENERATIONS_SINCE = 3;
+/** The schema version that created the namespace_aliases table. */
+export const PG_ALIASES_SINCE = 5;
 
 /** The schema's version: 0 when the schema or its version table is not there (nothing created yet). */
 export async function schemaVersion(client: ClientBase, target: PostgresTarget): Promise<number> {

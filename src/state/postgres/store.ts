@@ -6,7 +6,7 @@ import { PrefetchedBaseline } from '../baseline.js';
 import { upsertDeliveries, upsertIdentities } from './ledger.js';
 import { PostgresLocks } from './lock.js';
 import { PostgresDeliveryQueue } from './queue.js';
-import { migrate, PG_ACCOUNTS_SINCE, PG_GENERATIONS_SINCE, schemaVersion } from './schema.js';
+import { migrate, PG_ACCOUNTS_SINCE, PG_ALIASES_SINCE, PG_GENERATIONS_SINCE, schemaVersion } from './schema.js';
 import { PostgresSessions } from './sessions.js';
 import { parsePostgresUrl } from './url.js';
 import { postgresError } from './errors.js';
@@ -19,6 +19,8 @@ import type {
   LockRecord,
   ProblemCount,
   ProblemFilter,
+  NamespaceAlias,
+  ProgramRecord,
   RunRecord,
   StateReader,
   StateStore,
@@ -365,6 +367,30 @@ export class PostgresState implements StateStore, StateTransfer {
     return result.rows.map((row) => row.program_id);
   }
 
+  async programRecords(): Promise<ProgramRecord[]> {
+    const result = await this.sessions.query<ProgramRecord>(
+      'SELECT source, destination, namespace, program_id AS "programId", recorded_at AS "recordedAt" FROM programs ORDER BY recorded_at, destination, namespace, program_id',
+    );
+    return result.rows;
+  }
+
+  async namespaceAliases(): Promise<NamespaceAlias[]> {
+    // A schema an older version wrote, read without migrating (diff, status): no alias was recorded there.
+    if (!this.holds('namespace_aliases')) return [];
+    const result = await this.sessions.query<NamespaceAlias>(
+      'SELECT destination, alias, namespace, recorded_at AS "recordedAt" FROM namespace_aliases ORDER BY recorded_at, destination, alias',
+    );
+    return result.rows;
+  }
+
+  async recordNamespaceAlias(destination: Destination, alias: string, namespace: string, now: Date): Promise<void> {
+    await this.sessions.query(
+      `INSERT INTO namespace_aliases (destination, alias, namespace, recorded_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (destination, alias) DO UPDATE SET namespace = excluded.namespace, recorded_at = excluded.recorded_at`,
+      [destination, alias, namespace, now.toISOString()],
+    );
+  }
+
   async recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): Promise<void> {
     if (namespaces.length === 0) return;
     await this.sessions.query(
@@ -523,6 +549,7 @@ export class PostgresState implements StateStore, StateTransfer {
   private holds(table: TransferTable): boolean {
     if (table === 'accounts') return this.version >= PG_ACCOUNTS_SINCE;
     if (table === 'generations') return this.version >= PG_GENERATIONS_SINCE;
+    if (table === 'namespace_aliases') return this.version >= PG_ALIASES_SINCE;
     return true;
   }
 

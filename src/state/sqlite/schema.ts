@@ -176,6 +176,17 @@ export const MIGRATIONS: readonly string[] = [
   -- The held events a run decides on (its own, by run), and those status counts.
   CREATE INDEX deliveries_held ON deliveries (program_id, run_id) WHERE status = 'held';
   `,
+  `
+  -- Rotated credentials (state rotate): the namespace new credentials give (alias) stands for the one the history
+  -- was delivered under, so ids keep being derived from that one. Fingerprints only, never a credential.
+  CREATE TABLE namespace_aliases (
+    destination TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (destination, alias)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

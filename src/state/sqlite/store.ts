@@ -21,6 +21,8 @@ import type {
   LockRecord,
   ProblemCount,
   ProblemFilter,
+  NamespaceAlias,
+  ProgramRecord,
   RunRecord,
   StateReader,
   StateStore,
@@ -467,6 +469,31 @@ export class SqliteState implements StateStore, StateTransfer {
       )
       .all(source, destination, namespace)
       .map((row) => row.program_id);
+  }
+
+  async programRecords(): Promise<ProgramRecord[]> {
+    if (!this.hasTable('programs')) return [];
+    return this.db
+      .prepare<[], ProgramRecord>(
+        'SELECT source, destination, namespace, program_id AS programId, recorded_at AS recordedAt FROM programs ORDER BY recorded_at, destination, namespace, program_id',
+      )
+      .all();
+  }
+
+  async namespaceAliases(): Promise<NamespaceAlias[]> {
+    if (!this.hasTable('namespace_aliases')) return [];
+    return this.db
+      .prepare<[], NamespaceAlias>('SELECT destination, alias, namespace, recorded_at AS recordedAt FROM namespace_aliases ORDER BY recorded_at, destination, alias')
+      .all();
+  }
+
+  async recordNamespaceAlias(destination: Destination, alias: string, namespace: string, now: Date): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO namespace_aliases (destination, alias, namespace, recorded_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (destination, alias) DO UPDATE SET namespace = excluded.namespace, recorded_at = excluded.recorded_at`,
+      )
+      .run(destination, alias, namespace, now.toISOString());
   }
 
   async recordPrograms(source: string, programId: string, namespaces: readonly { destination: Destination; namespace: string }[], now: Date): Promise<void> {
