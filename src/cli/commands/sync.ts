@@ -124,12 +124,7 @@ export async function runApply(
     if (result.runExitCode === ExitCode.ok && watermarkSource && !pilot) await state.setWatermark(programId, watermarkSource, now.getTime(), new Date());
     return result.exitCode;
   } finally {
-    problems?.invalid.close();
-    problems?.warnings.close();
-    // Neither may hide how the run ended (the error being thrown, or the outcome already recorded): a lock left
-    // behind is a dead runner's, which the next run takes over (SQLite) or the server has freed with the session.
-    if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
-    await state.close().catch(() => undefined);
+    await endRun(state, programId, lockTaken, problems);
   }
 }
 
@@ -524,10 +519,7 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
     });
     return delivered.exitCode;
   } finally {
-    problems?.invalid.close();
-    problems?.warnings.close();
-    if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
-    await state.close().catch(() => undefined);
+    await endRun(state, programId, lockTaken, problems);
   }
 }
 
@@ -595,4 +587,16 @@ class SetAside {
     const operations = this.buffers[status].splice(0);
     if (operations.length > 0) await this.queue.setAside(operations, status, status === 'held' ? HELD_REASON : SKIPPED_REASON, this.runId, new Date());
   }
+}
+
+/**
+ * What every run does last, however it ended. Neither step may hide how the run ended (the error being thrown, or
+ * the outcome already recorded): a lock left behind is a dead runner's, which the next run takes over (SQLite) or
+ * the server has freed with the session.
+ */
+async function endRun(state: StateStore, programId: string, lockTaken: boolean, problems: { invalid: ProblemLog; warnings: ProblemLog } | undefined): Promise<void> {
+  problems?.invalid.close();
+  problems?.warnings.close();
+  if (lockTaken) await state.releaseLock(programId).catch(() => undefined);
+  await state.close().catch(() => undefined);
 }
