@@ -146,6 +146,7 @@ describe.each(backends())('$name state', (backend) => {
     const watermarks = (): Promise<unknown[]> => query(location, 'SELECT program_id FROM watermarks');
 
     const pilot = await runCliInProcess(['sync', '--source', 'growsurf', ...at, '--limit', '5', '--rate', 'growsurf=1000'], { cwd, env });
+    expect(pilot.stderr).toBe('');
     expect(pilot.code).toBe(0);
     expect(people(services).segment.size).toBe(5);
     expect(await watermarks()).toEqual([]);

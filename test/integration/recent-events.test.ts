@@ -88,6 +88,10 @@ describe.each(backends())('$name state', (backend) => {
       expect(result.stderr).toMatch(/error: 4 Customer\.io events of (a backfill|the first load of this program into Customer\.io) are timestamped within the last 72 hours and could trigger campaigns; nothing was sent\. Decide with --recent-events send\|skip\|hold\./);
       expect(result.stderr).toContain('cat@example.com');
       expect(received(services!)).toEqual({ segment: [], cioEvents: [], cioIdentifies: [] });
+      // The stop leaves the state as it was: no run, no program recorded under these credentials, nothing held.
+      const status = await runCliInProcess(['status', '--state', at[1]!, '--json'], { cwd, env });
+      const written = JSON.parse(status.stdout) as { runs: unknown[]; deliveries: unknown[]; credentials?: { delivered: unknown[] } };
+      expect({ runs: written.runs, deliveries: written.deliveries, delivered: written.credentials?.delivered ?? [] }).toEqual({ runs: [], deliveries: [], delivered: [] });
 
       // What the stopped run queued is not sent by surprise: retry finds nothing to send.
       const retry = await runCliInProcess(['retry', '--state', at[1]!], { cwd, env });
@@ -164,6 +168,21 @@ describe.each(backends())('$name state', (backend) => {
     expect(events.sort()).toEqual(plan.cioEvents);
     const statusAfter = await runCliInProcess(['status', '--state', at[1]!], { cwd, env });
     expect(statusAfter.stdout).not.toMatch(/held/);
+  });
+
+  it('a plan made with --recent-events send, applied without a decision, stops before the run is recorded: applied with it, it sends once', async () => {
+    const { cwd, file, env, at, plan } = await setUp();
+    const out = join(cwd, 'reviewed.jsonl');
+    expect((await runCliInProcess(['backfill', '--dry-run', '--file', file, ...at, '--recent-events', 'send', '--out', out], { cwd, env })).code).toBe(0);
+    const undecided = await runCliInProcess(['backfill', '--plan', out, '--state', at[1]!], { cwd, env });
+    expect(undecided.code).toBe(ExitCode.usage);
+    expect(undecided.stderr).toMatch(/--recent-events send\|skip\|hold/);
+    expect(received(services!)).toEqual({ segment: [], cioEvents: [], cioIdentifies: [] });
+    const applied = await runCliInProcess(['backfill', '--plan', out, '--state', at[1]!, '--recent-events', 'send'], { cwd, env });
+    expect(applied.stderr).not.toMatch(/moved/);
+    expect(applied.code).toBe(0);
+    expect(received(services!).cioEvents.sort()).toEqual(plan.cioEvents);
+    expect(received(services!).segment.sort()).toEqual(plan.segment);
   });
 
   it('a pilot loads no history: the whole sync after it is still guarded for everyone the pilot left', async () => {

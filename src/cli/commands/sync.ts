@@ -4,7 +4,7 @@ import { waitingIn } from '../../apply/queue.js';
 import { metDeadDelivery, reclaimLeftovers, supersedeAfterCompleteRead } from '../../apply/retry-selection.js';
 import { type Destination, DESTINATION_LABELS } from '../../config/defaults.js';
 import type { DestinationClient } from '../../destinations/types.js';
-import { ExitCode, UsageError } from '../../errors.js';
+import { ExitCode, InterruptedError, UsageError } from '../../errors.js';
 import { describeInput, renderProblems, type InputSummary } from '../../plan/render.js';
 import type { PlanSummary } from '../../plan/summary.js';
 import type { PlanMode } from '../../plan/types.js';
@@ -110,10 +110,36 @@ export async function runApply(
       put: (service, key, value) => state.cacheLookup(service, key, value, new Date()),
     });
     await preflight(clients, output, interrupt, clock);
-    // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
-    await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const backfillSince = mode === 'backfill' ? ((await state.unfinishedBackfillStart(programId)) ?? now) : undefined;
     const recent = await recentEventsGuard(state, mode, programId, common.destinations, recentEventsDecision(flags.recentEvents, common.config));
+    if (recent.historyLoad.length > 0 && recent.decision === undefined && terminal === undefined && source.rereadable) {
+      // Nobody to ask, and no decision: the run stops with exit 64 if the plan holds recent events. Found by a
+      // plan that writes nothing (as diff's), so that the stop leaves the state as it was: no run, no program
+      // recorded under these credentials, nothing held. A second read of the files, paid only on this path. (The
+      // API is read once: there the run plans into the queue and withdraws it when it stops.)
+      const preview = await runPlan({
+        source,
+        config: common.config,
+        destinations: common.destinations,
+        mode,
+        ...(backfillSince ? { backfillSince } : {}),
+        recentEvents: recent,
+        resend: flags.resend === true,
+        now,
+        namespaces,
+        baseline: state.baseline(),
+        ...(await accountPlanning(common.config, source, flags.customerioApi, state, pilot !== undefined)),
+        changeLimit: 0,
+        outFile: undefined,
+        ...(pilot ? { pilot: new PilotSelection(pilot) } : {}),
+        output,
+        ...(interrupt ? { signal: interrupt } : {}),
+      });
+      if (interrupt?.aborted) throw new InterruptedError(String(interrupt.reason));
+      if (preview.recentEvents.undecided > 0) await decideRecentEvents(preview.recentEvents, recent, mode, undefined, interrupt);
+    }
+    // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
+    await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     // A pilot is recorded as such: it never counts as the program's complete run (a finished backfill).
     const runId = await state.startRun(pilot ? pilotCommand(command) : command, programId, now);
     const selection = pilot ? new PilotSelection(pilot) : undefined;
@@ -489,10 +515,16 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
     await assertKnownProgram(state, identity);
     await assertKnownDestinations(state, identity);
     await preflight(clients, output, ctx.interrupt, ctx.clock);
-    await state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     // A plan is applied under the campaign guard as the run it stands for: its recent events, judged now, wait
     // for the same decision (a plan made without one lists them as operations).
     const recent = await recentEventsGuard(state, header.mode, programId, common.destinations, recentEventsDecision(flags.recentEvents, common.config));
+    if (recent.historyLoad.length > 0 && recent.decision === undefined && ctx.terminal === undefined) {
+      // As a run without a decision and nobody to ask: stop before the run is recorded, so that the plan can still
+      // be applied, with --recent-events, to the state it was made against.
+      const preview = await feedPlan(file, header, checked, now, () => undefined, { guard: recent });
+      if (preview.recentEvents.undecided > 0) await decideRecentEvents(preview.recentEvents, recent, header.mode, undefined, ctx.interrupt);
+    }
+    await state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const runId = await state.startRun(header.pilot ? pilotCommand(command) : command, programId, now);
     const delivered = await deliver({
       recent,
