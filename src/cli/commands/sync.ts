@@ -138,12 +138,13 @@ export async function runApply(
       if (interrupt?.aborted) throw new InterruptedError(String(interrupt.reason));
       if (preview.recentEvents.undecided > 0) await decideRecentEvents(preview.recentEvents, recent, mode, undefined, interrupt);
     }
-    // Recorded before anything is sent: a run killed mid-way has delivered part of this program already.
-    await state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
+    // Recorded before anything is sent (a run killed mid-way has delivered part of this program already), and not
+    // before: a run the campaign guard stops ties the state to no credentials.
+    const recordPrograms = (): Promise<void> => state.recordPrograms(sourceKind, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     // A pilot is recorded as such: it never counts as the program's complete run (a finished backfill).
     const runId = await state.startRun(pilot ? pilotCommand(command) : command, programId, now);
     const selection = pilot ? new PilotSelection(pilot) : undefined;
-    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, namespaces, interrupt, stallTimeoutMs, problems, clock, recent, terminal, ...(selection ? { pilot: selection } : {}) });
+    const result = await deliver({ command, mode, flags, output, state, clients, rates, runId, programId, now, backfillSince, source, common, namespaces, interrupt, stallTimeoutMs, problems, clock, recent, terminal, recordPrograms, ...(selection ? { pilot: selection } : {}) });
     // The next --quick starts from this run's start, and only once a run went through without failures (its own:
     // what earlier runs left outstanding does not hold it back); a pilot left everyone else unsent, so it never
     // moves the watermark.
@@ -183,6 +184,8 @@ interface DeliverContext {
   /** The campaign guard: the destinations this run loads history into, and the decision, if one was given. */
   recent: RecentEventsGuard;
   terminal: PromptStreams | undefined;
+  /** Records the program under this run's credentials: called once, right before the senders start. */
+  recordPrograms: () => Promise<void>;
 }
 
 /** How a run ended (`runExitCode`), and the exit code the command returns (--fail-on-outstanding may raise it). */
@@ -233,7 +236,10 @@ async function deliver(ctx: DeliverContext): Promise<Delivered> {
     }
     for (const d of ctx.common.destinations) progress.alreadyQueued(d, await queue.waiting(d));
     interrupt?.addEventListener('abort', stop, { once: true });
-    if (!deferred) await engine.start();
+    if (!deferred) {
+      await ctx.recordPrograms();
+      await engine.start();
+    }
     const onItem = (item: PlanItem): Promise<void> | undefined => {
       // A dead delivery the source still shows, met again: kept for `retry` (the others are superseded below).
       metDeadDelivery(item, metDead);
@@ -524,11 +530,12 @@ async function applyPlan(command: 'sync' | 'backfill', file: string, ctx: PlanAp
       const preview = await feedPlan(file, header, checked, now, () => undefined, { guard: recent });
       if (preview.recentEvents.undecided > 0) await decideRecentEvents(preview.recentEvents, recent, header.mode, undefined, ctx.interrupt);
     }
-    await state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
+    const recordPrograms = (): Promise<void> => state.recordPrograms(header.program.source, programId, common.destinations.map((destination) => ({ destination, namespace: namespaces[destination] })), now);
     const runId = await state.startRun(header.pilot ? pilotCommand(command) : command, programId, now);
     const delivered = await deliver({
       recent,
       terminal: ctx.terminal,
+      recordPrograms,
       command,
       mode: header.mode,
       flags: { ...flags, customerioApi: header.customerioApi, resend: header.resend },
@@ -588,6 +595,7 @@ async function decideThenStart(ctx: DeliverContext, summary: PlanSummary, queue:
     settleUndecided(summary.recentEvents, decision);
     if (decision !== 'hold') await queue.decideHeld(ctx.runId, decision, SKIPPED_REASON, new Date());
   }
+  await ctx.recordPrograms();
   await engine.start();
   return true;
 }
