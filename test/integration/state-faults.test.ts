@@ -121,8 +121,10 @@ const FAULTS: readonly Fault[] = [
     on: ['postgres'],
     exit: [ExitCode.unavailable],
     says: /^error: The PostgreSQL state .* (lost its connection|ended the session holding this run's lock)/,
-    // Recorded on a fresh session: the pool reconnects once to write the run's end.
-    recorded: ['failed'],
+    // Recorded on a fresh session: the pool reconnects once to write the run's end. On a busy machine that
+    // reconnect may itself land while the proxy still drops what was open: the row then stays `running`, which
+    // status shows as crashed (no session holds its lock), as the documented fallback; nothing is lost either way.
+    recorded: ['failed', 'crashed'],
     arrange: async (cell) => void (await throughProxy(cell)),
     strike: (cell) => void (cell.held.proxy as TcpProxy).cut(),
   },
